@@ -1,0 +1,297 @@
+"""trio-native actors: a bounded mailbox, tell/ask, lifecycle hooks, supervision.
+
+An actor is one trio task that owns its state and handles one message at a
+time from a bounded mailbox. Nothing else touches that state, so it needs no
+locks. Callers hold an :class:`ActorRef`, an address resolved through the
+:class:`~octim.actors.directory.Directory` on every send, so a reference never
+goes stale when its actor is passivated and later activated again.
+
+Failure policy (the supervision rules, enforced by ``_ActorCell``):
+
+* ``receive`` raises an :class:`~octim.errors.OctimError` (not found, invalid
+  input, ...) → that is a **rejection**, not a failure: an ``ask`` gets the
+  error as is and the actor goes on with its state intact.
+* ``receive`` raises → ``on_failure(exc)`` runs, an ``ask`` that carried the
+  message gets :class:`~octim.errors.ActorCrashed`, and the actor is
+  **restarted**: a fresh instance from its factory, whose ``on_start`` reloads
+  its state from the store. In-memory state of the failed instance is dropped;
+  messages still in the mailbox are kept and handled by the new instance.
+* More than ``max_restarts`` failures within ``within`` seconds, or a failing
+  ``on_start`` → the failure **escalates** to the Directory, which stops that
+  one actor (pending asks get :class:`~octim.errors.ActorStopped`) and refuses
+  to activate its address again for ``quarantine`` seconds. Nothing propagates
+  further: one broken conversation never takes the engine down.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+
+import trio
+
+from octim.actors.messages import Message
+from octim.errors import ActorCrashed, ActorStopped, MailboxFull, OctimError
+
+if TYPE_CHECKING:
+    from octim.actors.directory import Directory
+
+log = logging.getLogger("octim.actors")
+
+Ctx = TypeVar("Ctx")
+
+
+class Address(NamedTuple):
+    """Where an actor lives: its kind (a registered factory) and its id."""
+
+    kind: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisionPolicy:
+    """How an actor kind reacts to failures; see the module docstring."""
+
+    max_restarts: int = 3
+    within: float = 60.0
+    quarantine: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ActorKind(Generic[Ctx]):
+    """A registered kind of actor: how to build one and how it lives."""
+
+    name: str
+    factory: Callable[[Address, Ctx], Actor[Ctx]]
+    mailbox_size: int = 256
+    idle_timeout: float = math.inf  # seconds without a message before passivation
+    policy: SupervisionPolicy = SupervisionPolicy()
+
+
+class Actor(Generic[Ctx]):
+    """Base class of actors. Override :meth:`receive` and the lifecycle hooks."""
+
+    def __init__(self, address: Address, context: Ctx) -> None:
+        self.address = address
+        self.context = context
+
+    async def on_start(self) -> None:
+        """Called before the first message: load state (from the store) here."""
+
+    async def on_stop(self) -> None:
+        """Called on passivation and shutdown: persist what must survive here."""
+
+    async def on_failure(self, error: BaseException) -> None:
+        """Called after :meth:`receive` raised, before the restart or escalation."""
+
+    async def receive(self, message: Message) -> Any:
+        """Handle one message; the return value answers an ``ask``."""
+        raise NotImplementedError
+
+
+class Reply:
+    """A trio-only one-shot answer slot for :meth:`ActorRef.ask`."""
+
+    __slots__ = ("_error", "_event", "_value")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def set(self, value: Any = None, error: BaseException | None = None) -> None:
+        if not self._event.is_set():
+            self._value, self._error = value, error
+            self._event.set()
+
+    async def wait(self) -> Any:
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class Envelope(NamedTuple):
+    message: Message
+    reply: Reply | None
+
+
+class ActorRef:
+    """A location-transparent handle on an actor (see the module docstring)."""
+
+    __slots__ = ("_directory", "address")
+
+    def __init__(self, directory: Directory, address: Address) -> None:
+        self._directory = directory
+        self.address = address
+
+    def __repr__(self) -> str:
+        return f"ActorRef({self.address})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other.address == self.address
+
+    def __hash__(self) -> int:
+        return hash(self.address)
+
+    async def tell(self, message: Message) -> None:
+        """Enqueue ``message``; waits while the mailbox is full (backpressure)."""
+        await self._directory._cell(self.address).put(Envelope(message, None))
+
+    def tell_nowait(self, message: Message) -> None:
+        """Enqueue ``message`` or raise :class:`MailboxFull` at once."""
+        self._directory._cell(self.address).put_nowait(Envelope(message, None))
+
+    async def ask(self, message: Message) -> Any:
+        """Send ``message`` and wait for the actor's answer.
+
+        Raises :class:`ActorCrashed` if handling it raised, :class:`ActorStopped`
+        if the actor stopped first. Wrap in ``trio.fail_after`` for a deadline.
+        """
+        reply = Reply()
+        await self._directory._cell(self.address).put(Envelope(message, reply))
+        return await reply.wait()
+
+
+class _ActorCell:
+    """The runtime side of one live actor: mailbox, task, restarts."""
+
+    def __init__(self, directory: Directory, kind: ActorKind[Any], address: Address,
+                 predecessor: _ActorCell | None) -> None:
+        self.directory = directory
+        self.kind = kind
+        self.address = address
+        self.predecessor = predecessor
+        self.send, self.receive = trio.open_memory_channel[Envelope](kind.mailbox_size)
+        self.stopped = trio.Event()
+        self.failures: deque[float] = deque()
+        self.handled = 0
+
+    async def put(self, envelope: Envelope) -> None:
+        try:
+            await self.send.send(envelope)
+        except trio.ClosedResourceError:
+            raise ActorStopped(f"actor {self.address} is stopping") from None
+
+    def put_nowait(self, envelope: Envelope) -> None:
+        try:
+            self.send.send_nowait(envelope)
+        except trio.WouldBlock:
+            raise MailboxFull(f"mailbox of {self.address} is full") from None
+        except trio.ClosedResourceError:
+            raise ActorStopped(f"actor {self.address} is stopping") from None
+
+    def close(self) -> None:
+        """Stop accepting messages; the task drains what is queued, then stops."""
+        self.send.close()
+
+    def _idle(self) -> bool:
+        stats = self.receive.statistics()
+        return stats.current_buffer_used == 0 and stats.tasks_waiting_send == 0
+
+    async def run(self) -> None:
+        try:
+            if self.predecessor is not None:
+                # A passivating predecessor may still be saving state: wait for it.
+                await self.predecessor.stopped.wait()
+                self.predecessor = None
+            actor = await self._start()
+            if actor is not None:
+                await self._loop(actor)
+        finally:
+            self._fail_queued(ActorStopped(f"actor {self.address} stopped"))
+            self.directory._finished(self)
+            self.stopped.set()
+
+    async def _start(self) -> Actor[Any] | None:
+        actor = self.kind.factory(self.address, self.directory.context)
+        try:
+            await actor.on_start()
+        except Exception as exc:
+            log.error("actor failed to start; escalating", exc_info=exc,
+                      extra={"actor": str(self.address)})
+            self.directory._escalate(self, exc)
+            return None
+        return actor
+
+    async def _loop(self, actor: Actor[Any]) -> None:
+        while True:
+            envelope: Envelope | None = None
+            with trio.move_on_after(self.kind.idle_timeout):
+                try:
+                    envelope = await self.receive.receive()
+                except trio.EndOfChannel:
+                    await self._stop(actor)
+                    return
+            if envelope is None:
+                # No await between this check and leaving the directory, so no
+                # message can slip into a mailbox nobody will read.
+                if self._idle():
+                    self.directory._detach(self)
+                    await self._stop(actor)
+                    return
+                continue
+            self.handled += 1
+            try:
+                result = await actor.receive(envelope.message)
+            except OctimError as rejection:
+                # A domain error (not found, invalid input...) is an answer, not
+                # a crash: the asker gets it as is and the actor keeps its state.
+                if envelope.reply is not None:
+                    envelope.reply.set(error=rejection)
+                else:
+                    log.warning("told message rejected", extra={
+                        "actor": str(self.address), "error": repr(rejection)})
+            except Exception as exc:
+                if envelope.reply is not None:
+                    crashed = ActorCrashed(f"actor {self.address} failed handling "
+                                           f"{type(envelope.message).__name__}")
+                    crashed.__cause__ = exc
+                    envelope.reply.set(error=crashed)
+                restarted = await self._restart(actor, exc)
+                if restarted is None:
+                    return
+                actor = restarted
+            else:
+                if envelope.reply is not None:
+                    envelope.reply.set(result)
+
+    async def _restart(self, actor: Actor[Any], exc: Exception) -> Actor[Any] | None:
+        log.error("actor failed", exc_info=exc, extra={"actor": str(self.address)})
+        try:
+            await actor.on_failure(exc)
+        except Exception as hook_exc:
+            log.error("on_failure raised", exc_info=hook_exc, extra={"actor": str(self.address)})
+        policy = self.kind.policy
+        now = trio.current_time()
+        self.failures.append(now)
+        while self.failures and self.failures[0] < now - policy.within:
+            self.failures.popleft()
+        if len(self.failures) > policy.max_restarts:
+            self.directory._escalate(self, exc)
+            return None
+        log.info("actor restarting", extra={"actor": str(self.address)})
+        return await self._start()
+
+    async def _stop(self, actor: Actor[Any]) -> None:
+        try:
+            await actor.on_stop()
+        except Exception as exc:
+            log.error("on_stop raised", exc_info=exc, extra={"actor": str(self.address)})
+
+    def _fail_queued(self, error: ActorStopped) -> None:
+        self.send.close()
+        while True:
+            try:
+                envelope = self.receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+            if envelope.reply is not None:
+                envelope.reply.set(error=error)

@@ -1,0 +1,71 @@
+"""The bridge from pykka's threads back into trio.
+
+A pykka ThreadingActor owns each blocking resource (the LMDB writer, later the
+webhook sender). trio code hands it work with ``tell`` and awaits a
+:class:`ThreadReply`; the pykka thread fills the reply, which schedules the
+wake-up on the trio loop through the run's ``TrioToken``. No thread is parked
+per request and the trio loop never blocks on a pykka future.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Generic, TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+
+class ThreadReply(Generic[T]):
+    """A one-shot result slot: filled from any thread, awaited in trio."""
+
+    __slots__ = ("_error", "_event", "_token", "_value")
+
+    def __init__(self, token: trio.lowlevel.TrioToken | None = None) -> None:
+        self._token = token if token is not None else trio.lowlevel.current_trio_token()
+        self._event = trio.Event()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    def set_result(self, value: T) -> None:
+        """Fill the slot with a value; callable from any thread."""
+        deliver_many(self._token, ((self, value, None),))
+
+    def set_exception(self, error: BaseException) -> None:
+        """Fill the slot with an error that :meth:`wait` will raise; any thread."""
+        deliver_many(self._token, ((self, None, error),))
+
+    def _fill(self, value: T | None, error: BaseException | None) -> None:
+        if self._event.is_set():
+            return
+        self._value, self._error = value, error
+        self._event.set()
+
+    async def wait(self) -> T:
+        """Wait for the slot to be filled and return its value (or raise its error)."""
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+def deliver_many(
+    token: trio.lowlevel.TrioToken,
+    items: Iterable[tuple[ThreadReply[T], T | None, BaseException | None]],
+) -> None:
+    """Fill many replies with one hop onto the trio loop (one wake-up per batch).
+
+    If the trio run has already finished there is nobody left to wake, so the
+    results are dropped.
+    """
+    batch = list(items)
+
+    def fill_all() -> None:
+        for reply, value, error in batch:
+            reply._fill(value, error)
+
+    try:
+        token.run_sync_soon(fill_all)
+    except trio.RunFinishedError:
+        pass

@@ -1,0 +1,90 @@
+"""The FastAPI application: health, readiness and the platform API.
+
+Handlers are thin: they authenticate, validate (pydantic) and hand the work
+to an actor with ``ask``; the actor owns the state and the write.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Path
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from octim._version import __version__
+from octim.api.errors import error_response, install_error_handlers
+from octim.auth import check_api_key
+from octim.domain.shops import KIND as SHOP, DeleteShop, GetShop, UpsertShop
+
+if TYPE_CHECKING:
+    from octim.engine import Engine
+
+ShopId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+class ShopBody(BaseModel):
+    """A shop as the platform sends it."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class Shop(ShopBody):
+    """A shop as stored."""
+
+    id: str
+    created_at: float
+    updated_at: float
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+def create_app(engine: Engine) -> FastAPI:
+    """Build the application bound to one running engine."""
+    app = FastAPI(title="OctIM", version=__version__,
+                  description="Customer-service chat engine for multi-merchant marketplaces.")
+    install_error_handlers(app)
+
+    def platform(authorization: Annotated[str | None, Header()] = None) -> None:
+        """Require the platform's API key."""
+        check_api_key(authorization, engine.settings.api_key)
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    async def healthz() -> Health:
+        """Liveness: the process and its trio loop answer."""
+        return Health(status="ok", version=__version__)
+
+    @app.get("/readyz", response_model=Health, tags=["ops"],
+             responses={503: {"description": "starting or shutting down"}})
+    async def readyz() -> Any:
+        """Readiness: store open, actors and both listeners up, not shutting down."""
+        if not engine.ready:
+            return error_response(503, "unavailable", "not ready")
+        return Health(status="ready", version=__version__)
+
+    @app.put("/api/shops/{shop}", response_model=Shop, tags=["platform"],
+             dependencies=[Depends(platform)])
+    async def put_shop(shop: ShopId, body: ShopBody) -> Any:
+        """Create or replace a shop (idempotent)."""
+        ref = engine.directory.ref(SHOP, shop)
+        return await ref.ask(UpsertShop(shop, body.name, body.settings))
+
+    @app.get("/api/shops/{shop}", response_model=Shop, tags=["platform"],
+             dependencies=[Depends(platform)])
+    async def get_shop(shop: ShopId) -> Any:
+        """One shop."""
+        return await engine.directory.ref(SHOP, shop).ask(GetShop(shop))
+
+    @app.delete("/api/shops/{shop}", status_code=204, tags=["platform"],
+                dependencies=[Depends(platform)])
+    async def delete_shop(shop: ShopId) -> JSONResponse:
+        """Remove a shop (idempotent)."""
+        await engine.directory.ref(SHOP, shop).ask(DeleteShop(shop))
+        return JSONResponse(None, status_code=204)
+
+    return app

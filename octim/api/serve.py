@@ -1,0 +1,38 @@
+"""Serving the API with Hypercorn's trio worker inside the engine's trio run."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import logging
+
+import trio
+from fastapi import FastAPI
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from octim.config import HostPort
+
+
+async def serve_http(app: FastAPI, bind: HostPort, shutdown: Callable[[], Awaitable[None]],
+                     *, grace: float = 5.0,
+                     task_status: trio.TaskStatus[HostPort] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve ``app`` until ``shutdown()`` returns; report the bound address when listening.
+
+    On shutdown the listener closes first and in-flight requests get ``grace``
+    seconds to finish.
+    """
+    config = Config()
+    config.bind = [str(bind) if ":" not in bind.host else f"[{bind.host}]:{bind.port}"]
+    config.graceful_timeout = grace
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")  # into our structured logs
+    config.keep_alive_timeout = 30
+
+    async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
+        await serve(app, config, shutdown_trigger=shutdown, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(started)
+        host, _, port = binds[0].removeprefix("http://").rpartition(":")
+        task_status.started(HostPort(host.strip("[]"), int(port)))

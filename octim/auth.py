@@ -1,0 +1,76 @@
+"""Who is calling: platform-issued JWTs for people, the API key for the platform.
+
+Tokens are HS256 JWTs signed by the platform with ``OCTIM_SECRET`` and carry
+``sub``, ``role``, ``shops`` (for staff) and ``exp``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from octim.errors import OctimError
+
+ROLES = ("buyer", "agent", "shop_admin", "platform_admin")
+ALGORITHM = "HS256"
+
+
+class AuthError(OctimError):
+    """A token or key was missing, malformed, expired or wrongly signed."""
+
+    code = "unauthorized"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated person."""
+
+    user: str
+    role: str
+    shops: tuple[str, ...] = ()
+
+
+def verify_token(token: Any, secret: str, *, leeway: float = 5.0) -> Principal:
+    """Check a JWT's signature, expiry and claims; raise :class:`AuthError` if bad."""
+    if not isinstance(token, str) or not token:
+        raise AuthError("missing token")
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], leeway=leeway,
+                            options={"require": ["sub", "role", "exp"]})
+    except jwt.ExpiredSignatureError:
+        raise AuthError("token expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"invalid token: {exc}") from None
+    role, sub, shops = claims["role"], claims["sub"], claims.get("shops", [])
+    if role not in ROLES:
+        raise AuthError(f"invalid token: unknown role {role!r}")
+    if not isinstance(sub, str) or not sub:
+        raise AuthError("invalid token: sub must be a non-empty string")
+    if not isinstance(shops, list) or not all(isinstance(s, str) for s in shops):
+        raise AuthError("invalid token: shops must be a list of strings")
+    return Principal(sub, role, tuple(shops))
+
+
+def issue_token(secret: str, user: str, role: str, *, shops: tuple[str, ...] = (),
+                ttl: float = 3600.0, now: float | None = None) -> str:
+    """Sign a token as the platform would (demo, tests and the Python API)."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    issued = time.time() if now is None else now
+    claims: dict[str, Any] = {"sub": user, "role": role, "iat": int(issued),
+                              "exp": int(issued + ttl)}
+    if shops:
+        claims["shops"] = list(shops)
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def check_api_key(header: str | None, api_key: str) -> None:
+    """Accept ``Authorization: Bearer <key>`` in constant time."""
+    if not header or not header.startswith("Bearer "):
+        raise AuthError("missing API key (Authorization: Bearer <key>)")
+    if not hmac.compare_digest(header[len("Bearer "):].encode(), api_key.encode()):
+        raise AuthError("wrong API key")

@@ -1,0 +1,141 @@
+"""The ``octim`` command: serve, demo, backup, version."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from octim._version import __version__
+from octim.config import Settings, load_settings
+from octim.engine import Engine, Listening
+from octim.errors import ConfigError, OctimError
+
+log = logging.getLogger("octim.cli")
+
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="octim", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def server_flags(p: argparse.ArgumentParser, data_required: bool) -> None:
+        p.add_argument("--data", type=Path, required=False,
+                       help="data directory (LMDB environment)" +
+                       ("" if data_required else "; default ./octim-demo-data"))
+        p.add_argument("--http", help="HTTP API address host:port (default 127.0.0.1:8080)")
+        p.add_argument("--ws", help="WebSocket gateway address host:port (default 127.0.0.1:8081)")
+        p.add_argument("--config", type=Path, help="TOML configuration file")
+        p.add_argument("--log-format", choices=["json", "text"], help="log line format")
+
+    serve = commands.add_parser("serve", help="run the engine")
+    server_flags(serve, data_required=True)
+    demo = commands.add_parser("demo", help="run the engine with a seeded demo platform")
+    server_flags(demo, data_required=False)
+    backup = commands.add_parser("backup", help="hot copy of the store while the engine runs")
+    backup.add_argument("--data", type=Path, required=True, help="data directory to copy")
+    backup.add_argument("dest", type=Path, help="destination directory (new or empty)")
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {"data": args.data, "http": args.http, "ws": args.ws,
+            "log_format": args.log_format}
+
+
+OnReady = Callable[[Engine, Listening], Awaitable[None]]
+
+
+async def run_until_signalled(engine: Engine, on_ready: OnReady | None = None) -> None:
+    """Run ``engine`` until SIGINT or SIGTERM, then shut it down cleanly."""
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            listening: Listening = await nursery.start(engine.run)
+            if on_ready is not None:
+                await on_ready(engine, listening)
+            async for signum in signals:
+                log.info("signal received", extra={"signal": signal.Signals(signum).name})
+                engine.stop()
+                break
+
+
+def _serve(settings: Settings, on_ready: OnReady | None = None) -> int:
+    from octim.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        trio.run(run_until_signalled, Engine(settings), on_ready)
+    except Exception as exc:
+        leaf = _first_leaf(exc)
+        if isinstance(leaf, OctimError):
+            print(f"octim: {leaf}", file=sys.stderr)
+        elif isinstance(leaf, OSError):  # most often: address already in use
+            print(f"octim: cannot start: {leaf}", file=sys.stderr)
+        else:
+            raise
+        return EXIT_FAILURE
+    return 0
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    """The first leaf exception of a (possibly nested) exception group."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _backup(data: Path, dest: Path) -> int:
+    from octim.store import Environment
+
+    if dest.exists() and any(dest.iterdir()):
+        print(f"octim: backup destination {dest} is not empty", file=sys.stderr)
+        return EXIT_FAILURE
+    env = Environment(data, readonly=True)
+    try:
+        env.copy_to(dest)
+    finally:
+        env.close()
+    print(f"backed up {data} to {dest}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "version":
+            print(f"octim {__version__}")
+            return 0
+        if args.command == "backup":
+            return _backup(args.data, args.dest)
+        if args.command == "demo":
+            from octim.demo import demo_links, demo_settings, seed_demo
+
+            settings = demo_settings(args.config, _flags(args))
+
+            async def seeded(engine: Engine, listening: Listening) -> None:
+                await seed_demo(engine)
+                print(demo_links(settings, listening), flush=True)
+
+            return _serve(settings, seeded)
+        settings = load_settings(config_file=args.config, flags=_flags(args))
+        return _serve(settings)
+    except ConfigError as exc:
+        print(f"octim: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OctimError as exc:
+        print(f"octim: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

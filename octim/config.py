@@ -1,0 +1,176 @@
+"""Engine settings: a TOML file, then ``OCTIM_*`` environment variables, then flags.
+
+Each later source overrides the earlier ones. :func:`load_settings` validates
+everything up front and raises :class:`~octim.errors.ConfigError` naming the
+one setting that is wrong, so start-up fails with one clear line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from octim.errors import ConfigError
+
+MIN_SECRET_BYTES = 32  # HS256 needs a key at least as long as its hash (RFC 7518 §3.2)
+MIN_API_KEY_CHARS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    """A listening address; port 0 asks the OS for a free port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the engine reads at start-up."""
+
+    data: Path
+    secret: str
+    api_key: str
+    http: HostPort = HostPort("127.0.0.1", 8080)
+    ws: HostPort = HostPort("127.0.0.1", 8081)
+    log_level: str = "INFO"
+    log_format: str = "json"  # or "text"
+    map_size: int = 64 << 20
+    commit_max_batch: int = 4096
+    gc_freeze: bool = True
+    gc_threshold: int = 50_000  # generation-0 threshold once start-up is done
+    shutdown_grace: float = 5.0  # seconds for in-flight requests at shutdown
+
+
+# setting name → (environment variable, parser)
+_ENV = {
+    "data": "OCTIM_DATA",
+    "secret": "OCTIM_SECRET",
+    "api_key": "OCTIM_API_KEY",
+    "http": "OCTIM_HTTP",
+    "ws": "OCTIM_WS",
+    "log_level": "OCTIM_LOG_LEVEL",
+    "log_format": "OCTIM_LOG_FORMAT",
+    "map_size": "OCTIM_MAP_SIZE",
+    "commit_max_batch": "OCTIM_COMMIT_MAX_BATCH",
+    "gc_freeze": "OCTIM_GC_FREEZE",
+    "gc_threshold": "OCTIM_GC_THRESHOLD",
+    "shutdown_grace": "OCTIM_SHUTDOWN_GRACE",
+}
+
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+
+
+def parse_host_port(setting: str, value: Any) -> HostPort:
+    """Parse ``host:port`` (IPv6 hosts in brackets)."""
+    if not isinstance(value, str) or ":" not in value:
+        raise ConfigError(setting, f"expected host:port, got {value!r}")
+    host, _, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(setting, f"port {port_text!r} is not a number") from None
+    if not host or not 0 <= port <= 65535:
+        raise ConfigError(setting, f"expected host:port with a port 0-65535, got {value!r}")
+    return HostPort(host, port)
+
+
+def _parse_bool(setting: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(setting, f"expected true or false, got {value!r}")
+
+
+def _parse_positive(setting: str, value: Any, kind: type[int] | type[float]) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(setting, f"expected a number, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(setting, f"must be positive, got {value!r}")
+    return number
+
+
+def _convert(name: str, value: Any) -> Any:
+    label = f"{name} ({_ENV[name]})"
+    if name in {"http", "ws"}:
+        return value if isinstance(value, HostPort) else parse_host_port(label, value)
+    if name == "data":
+        return Path(value)
+    if name in {"secret", "api_key"}:
+        if not isinstance(value, str):
+            raise ConfigError(label, "must be a string")
+        return value
+    if name == "log_level":
+        level = str(value).upper()
+        if level not in _LOG_LEVELS:
+            raise ConfigError(label, f"expected one of {sorted(_LOG_LEVELS)}, got {value!r}")
+        return level
+    if name == "log_format":
+        if value not in {"json", "text"}:
+            raise ConfigError(label, f"expected json or text, got {value!r}")
+        return value
+    if name == "gc_freeze":
+        return _parse_bool(label, value)
+    if name in {"map_size", "commit_max_batch", "gc_threshold"}:
+        return _parse_positive(label, value, int)
+    if name == "shutdown_grace":
+        return _parse_positive(label, value, float)
+    raise ConfigError(name, "unknown setting")
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("--config", f"file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(raw) - set(_ENV))
+    if unknown:
+        raise ConfigError(f"{unknown[0]} (in {path})", f"unknown setting; known: {sorted(_ENV)}")
+    return raw
+
+
+def load_settings(*, config_file: Path | None = None, env: Mapping[str, str] | None = None,
+                  flags: Mapping[str, Any] | None = None) -> Settings:
+    """Merge file → environment → flags, validate, and return the settings."""
+    environ = os.environ if env is None else env
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        merged.update(_read_file(config_file))
+    for name, var in _ENV.items():
+        if var in environ:
+            merged[name] = environ[var]
+    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    values = {name: _convert(name, value) for name, value in merged.items()}
+    for name in ("data", "secret", "api_key"):
+        if name not in values or values[name] in ("", None):
+            raise ConfigError(f"{name} ({_ENV[name]})", "is required but not set")
+    if len(values["secret"].encode()) < MIN_SECRET_BYTES:
+        raise ConfigError("secret (OCTIM_SECRET)",
+                          f"must be at least {MIN_SECRET_BYTES} bytes for HS256")
+    if len(values["api_key"]) < MIN_API_KEY_CHARS:
+        raise ConfigError("api_key (OCTIM_API_KEY)",
+                          f"must be at least {MIN_API_KEY_CHARS} characters")
+    return Settings(**values)
+
+
+def settings_fields() -> list[str]:
+    """Names of every setting (for docs and tests)."""
+    return [f.name for f in dataclasses.fields(Settings)]

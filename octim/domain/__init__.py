@@ -1,0 +1,1 @@
+"""The domain: shops, agents, conversations, routing, bot, customers, tickets."""

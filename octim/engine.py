@@ -1,0 +1,134 @@
+"""The engine: one trio run holding the store, the actors and both servers.
+
+Start-up order: store → Directory (actor kinds) → HTTP API → gateway → GC
+tuned → ready. Shutdown runs it backwards: not ready → listeners close and
+in-flight HTTP requests finish → gateway connections close (1001) → every
+actor drains its mailbox and stops → the writer commits what it accepted →
+the store closes.
+"""
+
+from __future__ import annotations
+
+import gc
+from functools import partial
+import logging
+from dataclasses import dataclass
+
+import trio
+
+from octim.actors import Directory, open_directory
+from octim.api import create_app, serve_http
+from octim.config import HostPort, Settings
+from octim.domain.context import EngineContext
+from octim.domain.shops import SHOP_KIND
+from octim.gateway import Gateway
+from octim.store import Store, open_store
+
+log = logging.getLogger("octim.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """Where a started engine listens."""
+
+    http: HostPort
+    ws: HostPort
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.http}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.ws}/ws"
+
+
+def tune_gc(threshold: int, freeze: bool) -> None:
+    """Move start-up objects out of the collector's sight and make gen-0 runs rarer.
+
+    Long-lived engine objects (modules, the app, actor kinds) would otherwise
+    be rescanned by every full collection; ``bench/test_gc.py`` measures the
+    pause this saves.
+    """
+    gc.collect()
+    if freeze:
+        gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(threshold, gen1, gen2)
+
+
+class Engine:
+    """A whole OctIM node. Run it with ``await nursery.start(engine.run)``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ready = False
+        self._stop = trio.Event()
+        self._store: Store | None = None
+        self._directory: Directory[EngineContext] | None = None
+        self.gateway = Gateway(self)
+
+    @property
+    def store(self) -> Store:
+        """The durable store (only while running)."""
+        if self._store is None:
+            raise RuntimeError("the engine is not running")
+        return self._store
+
+    @property
+    def directory(self) -> Directory[EngineContext]:
+        """The actor Directory (only while running)."""
+        if self._directory is None:
+            raise RuntimeError("the engine is not running")
+        return self._directory
+
+    def stop(self) -> None:
+        """Begin a clean shutdown; :meth:`run` returns when it is complete."""
+        self.ready = False
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Run until :meth:`stop`; reports where it listens once ready."""
+        s = self.settings
+        async with open_store(s.data, map_size=s.map_size,
+                              max_batch=s.commit_max_batch) as store:
+            self._store = store
+            context = EngineContext(store)
+            async with open_directory(context) as directory:
+                context.directory = directory
+                directory.register(SHOP_KIND)
+                self._directory = directory
+                try:
+                    await self._serve(task_status)
+                finally:
+                    self.ready = False
+                    log.info("stopping actors")
+            log.info("committing and closing the store",
+                     extra={"commits": store.statistics().commits})
+        self._store = None
+        self._directory = None
+        log.info("stopped")
+
+    async def _serve(self, task_status: trio.TaskStatus[Listening]) -> None:
+        s = self.settings
+        async with trio.open_nursery() as servers:
+            http = await servers.start(
+                partial(serve_http, grace=s.shutdown_grace), create_app(self), s.http,
+                self._stop.wait)
+            gateway_scope = trio.CancelScope()
+
+            async def run_gateway(*, task_status: trio.TaskStatus[HostPort]) -> None:
+                with gateway_scope:
+                    await self.gateway.serve(s.ws, task_status=task_status)
+
+            ws = await servers.start(run_gateway)
+            tune_gc(s.gc_threshold, s.gc_freeze)
+            listening = Listening(http, ws)
+            self.ready = True
+            log.info("ready", extra={"http": listening.http_url, "ws": listening.ws_url,
+                                     "data": str(s.data)})
+            task_status.started(listening)
+            await self._stop.wait()
+            log.info("shutting down")
+            gateway_scope.cancel()

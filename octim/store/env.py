@@ -1,0 +1,186 @@
+"""The LMDB environment: its named databases, schema version and map growth.
+
+This module owns the on-disk layout. Values are msgpack; keys are either plain
+UTF-8 ids or ordered ``(scope, seq)`` keys from :mod:`octim.store.keys`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import msgpack
+
+from octim.errors import SchemaMismatch, StoreError
+
+SCHEMA_VERSION = 1
+
+#: Every named database. Index databases start with ``idx_``.
+DATABASES: tuple[str, ...] = (
+    "meta",  # schema version and engine-wide facts
+    "shops",
+    "agents",
+    "customers",
+    "orders",
+    "conversations",
+    "messages",  # key: (conversation id, seq)
+    "tickets",
+    "kb",
+    "events",  # append-only log feeding analytics; key: ("events", seq)
+    "actor_state",  # snapshots of passivated virtual actors; key: "kind\0id"
+    "idx_customer_conversations",
+    "idx_shop_conversations",
+    "idx_agent_open",
+)
+
+DEFAULT_MAP_SIZE = 64 << 20
+_SCHEMA_KEY = b"schema_version"
+
+
+def pack(value: Any) -> bytes:
+    """Encode a stored value."""
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def unpack(raw: bytes | memoryview) -> Any:
+    """Decode a stored value."""
+    return msgpack.unpackb(raw, raw=False)
+
+
+class ResizeGate:
+    """Keeps read transactions out while the writer grows the map.
+
+    LMDB requires that no transaction of this process is open while
+    ``set_mapsize`` runs. Readers hold the gate shared for the few microseconds
+    of a read; the writer takes it exclusively only to resize, which is rare.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._resizing = False
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Hold the gate shared for the duration of one read transaction."""
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._cond.notify_all()
+
+    def exclusive(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once no read transaction is open."""
+        with self._cond:
+            self._resizing = True
+            try:
+                while self._readers:
+                    self._cond.wait()
+                action()
+            finally:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+class Environment:
+    """An open LMDB environment with OctIM's named databases."""
+
+    def __init__(self, path: str | os.PathLike[str], *, map_size: int = DEFAULT_MAP_SIZE,
+                 readonly: bool = False) -> None:
+        self.path = Path(path)
+        if not readonly:
+            self.path.mkdir(parents=True, exist_ok=True)
+        elif not (self.path / "data.mdb").exists():
+            raise StoreError(f"no OctIM store at {self.path} (data.mdb is missing)")
+        try:
+            self.env = lmdb.open(
+                str(self.path),
+                map_size=map_size,
+                max_dbs=len(DATABASES) + 2,
+                readonly=readonly,
+                # Durable commits: one fsync per transaction, and group commit
+                # keeps transactions few.
+                sync=True,
+                metasync=True,
+                max_readers=256,
+            )
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
+        self.gate = ResizeGate()
+        self.dbs: dict[str, Any] = {}
+        try:
+            if readonly:
+                self._open_existing()
+            else:
+                self._open_or_create()
+        except Exception:
+            self.env.close()
+            raise
+
+    def _open_or_create(self) -> None:
+        with self.env.begin(write=True) as txn:
+            for name in DATABASES:
+                self.dbs[name] = self.env.open_db(name.encode(), txn=txn)
+            meta = self.dbs["meta"]
+            raw = txn.get(_SCHEMA_KEY, db=meta)
+            if raw is None:
+                txn.put(_SCHEMA_KEY, pack(SCHEMA_VERSION), db=meta)
+                return
+        self._check_version(unpack(raw))
+
+    def _open_existing(self) -> None:
+        with self.env.begin() as txn:
+            for name in DATABASES:
+                try:
+                    self.dbs[name] = self.env.open_db(name.encode(), txn=txn, create=False)
+                except lmdb.NotFoundError as exc:
+                    raise SchemaMismatch(
+                        f"the store at {self.path} lacks the {name!r} database; "
+                        "it was not written by this version of OctIM"
+                    ) from exc
+            raw = txn.get(_SCHEMA_KEY, db=self.dbs["meta"])
+        self._check_version(None if raw is None else unpack(raw))
+
+    def _check_version(self, found: Any) -> None:
+        if found != SCHEMA_VERSION:
+            raise SchemaMismatch(
+                f"the store at {self.path} has schema version {found!r}; this OctIM "
+                f"reads version {SCHEMA_VERSION}. Migrate it or point --data elsewhere."
+            )
+
+    @property
+    def map_size(self) -> int:
+        """The current map size in bytes."""
+        return int(self.env.info()["map_size"])
+
+    def grow(self) -> int:
+        """Double the map size (no read transaction open meanwhile); return the new size."""
+        new_size = self.map_size * 2
+        self.gate.exclusive(lambda: self.env.set_mapsize(new_size))
+        return new_size
+
+    @contextmanager
+    def read(self) -> Iterator[Any]:
+        """A short read transaction. Never hold it across an ``await``."""
+        with self.gate.reading(), self.env.begin(buffers=False) as txn:
+            yield txn
+
+    def copy_to(self, dest: str | os.PathLike[str]) -> None:
+        """Hot, compacted copy of the environment into the empty directory ``dest``."""
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        self.env.copy(str(dest), compact=True)
+
+    def close(self) -> None:
+        """Close the environment (the writer must already be stopped)."""
+        self.env.close()

@@ -1,0 +1,191 @@
+"""The store as the engine sees it: awaitable durable writes, synchronous reads.
+
+Writes go to the single :class:`~octim.store.writer.StoreWriter` thread and
+``await`` returns only once the transaction holding them is committed and
+synced. Reads are short LMDB read transactions on the caller's thread; LMDB's
+MVCC means they never block the writer and the writer never blocks them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pykka
+import trio
+
+from octim.actors.bridge import ThreadReply
+from octim.errors import StoreClosed, StoreError
+from octim.store.env import DATABASES, DEFAULT_MAP_SIZE, Environment, pack, unpack
+from octim.store.keys import encode_key, scope_bounds
+from octim.store.writer import CloseRequest, Delete, Op, Put, StoreWriter, WriterStats, WriteRequest
+
+__all__ = ["Delete", "Op", "Put", "Store", "open_store"]
+
+_KNOWN_DBS = frozenset(DATABASES)
+
+
+class Store:
+    """Durable state of one engine. Create it with :func:`open_store`."""
+
+    def __init__(self, env: Environment, writer: pykka.ActorRef[StoreWriter],
+                 stats: WriterStats, max_inflight: int) -> None:
+        self._env = env
+        self._writer = writer
+        self._stats = stats
+        # Bounded: at most this many write requests wait for durability at
+        # once; further writers wait here (backpressure), memory stays flat.
+        self._inflight = trio.Semaphore(max_inflight)
+        self._closed = False
+
+    @property
+    def path(self) -> str:
+        """The data directory."""
+        return str(self._env.path)
+
+    # -- writes -------------------------------------------------------------
+
+    async def write(self, ops: Sequence[Op]) -> None:
+        """Commit ``ops`` atomically; return once they are durable on disk.
+
+        If the caller is cancelled while waiting, the write may still commit.
+        """
+        for op in ops:
+            if op.db not in _KNOWN_DBS:
+                raise StoreError(f"unknown database {op.db!r}")
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        async with self._inflight:
+            reply: ThreadReply[None] = ThreadReply()
+            try:
+                self._writer.tell(WriteRequest(tuple(ops), reply))
+            except pykka.ActorDeadError:
+                raise StoreClosed("the store writer has stopped") from None
+            await reply.wait()
+
+    async def put(self, db: str, key: bytes, value: Any) -> None:
+        """Durably store one msgpack-encoded value."""
+        await self.write((Put(db, key, pack(value)),))
+
+    async def delete(self, db: str, key: bytes) -> None:
+        """Durably remove one key."""
+        await self.write((Delete(db, key),))
+
+    # -- reads --------------------------------------------------------------
+
+    def get(self, db: str, key: bytes) -> Any | None:
+        """The decoded value under ``key``, or ``None``."""
+        with self._env.read() as txn:
+            raw = txn.get(key, db=self._env.dbs[db])
+        return None if raw is None else unpack(raw)
+
+    def scan(self, db: str, lo: bytes = b"", hi: bytes | None = None,
+             *, limit: int | None = None, reverse: bool = False) -> list[tuple[bytes, Any]]:
+        """Decoded ``(key, value)`` pairs with ``lo <= key < hi``, in key order.
+
+        The result is materialised so no transaction outlives the call.
+        """
+        out: list[tuple[bytes, Any]] = []
+        with self._env.read() as txn:
+            for key, raw in _iterate(txn.cursor(db=self._env.dbs[db]), lo, hi, reverse):
+                out.append((key, unpack(raw)))
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+    def scan_scope(self, db: str, scope: str, *, after: int = -1,
+                   limit: int | None = None) -> list[tuple[int, Any]]:
+        """``(seq, value)`` pairs of one ordered scope with ``seq > after``."""
+        lo, hi = scope_bounds(scope)
+        if after >= 0:
+            lo = encode_key(scope, after + 1)
+        return [(int.from_bytes(k[-8:], "big"), v) for k, v in self.scan(db, lo, hi, limit=limit)]
+
+    def last_seq(self, db: str, scope: str) -> int:
+        """The highest seq stored in ``scope``, or 0 when it is empty."""
+        lo, hi = scope_bounds(scope)
+        with self._env.read() as txn:
+            cursor = txn.cursor(db=self._env.dbs[db])
+            if not cursor.set_range(hi):
+                if not cursor.last():
+                    return 0
+            elif not cursor.prev():
+                return 0
+            key = cursor.key()
+        return int.from_bytes(key[-8:], "big") if lo <= key < hi else 0
+
+    def count(self, db: str) -> int:
+        """Number of entries in a database."""
+        with self._env.read() as txn:
+            return int(txn.stat(self._env.dbs[db])["entries"])
+
+    # -- housekeeping ---------------------------------------------------------
+
+    def statistics(self) -> WriterStats:
+        """The writer's counters (commits, ops, batch sizes, map grows)."""
+        return self._stats
+
+    @property
+    def map_size(self) -> int:
+        """The current LMDB map size in bytes."""
+        return self._env.map_size
+
+    def backup(self, dest: str | os.PathLike[str]) -> None:
+        """Hot, compacted copy into ``dest`` while writes go on."""
+        self._env.copy_to(dest)
+
+    async def aclose(self) -> None:
+        """Commit every accepted write, stop the writer and close the environment."""
+        if self._closed:
+            return
+        self._closed = True
+        reply: ThreadReply[None] = ThreadReply()
+        try:
+            self._writer.tell(CloseRequest(reply))
+        except pykka.ActorDeadError:
+            pass
+        else:
+            with trio.CancelScope(shield=True):
+                await reply.wait()
+        self._env.close()
+
+
+def _iterate(cursor: Any, lo: bytes, hi: bytes | None,
+             reverse: bool) -> Iterable[tuple[bytes, bytes]]:
+    if not reverse:
+        if not cursor.set_range(lo):
+            return
+        for key, raw in cursor:
+            if hi is not None and key >= hi:
+                return
+            yield key, raw
+        return
+    positioned = cursor.set_range(hi) if hi is not None else False
+    ok = cursor.prev() if positioned else cursor.last()
+    while ok:
+        key = cursor.key()
+        if key < lo:
+            return
+        yield key, cursor.value()
+        ok = cursor.prev()
+
+
+@asynccontextmanager
+async def open_store(path: str | os.PathLike[str], *, map_size: int = DEFAULT_MAP_SIZE,
+                     max_batch: int = 4096, max_inflight: int = 65536) -> AsyncIterator[Store]:
+    """Open (or create) the store in ``path`` for the current trio run."""
+    env = Environment(path, map_size=map_size)
+    stats = WriterStats()
+    try:
+        writer = StoreWriter.start(env, trio.lowlevel.current_trio_token(), max_batch, stats)
+    except BaseException:
+        env.close()
+        raise
+    store = Store(env, writer, stats, max_inflight)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
