@@ -1,6 +1,13 @@
 """Type stub for the Rust extension ``octim._core`` (checked by mypy.stubtest)."""
 
-__all__ = ["__version__", "MAX_SCOPE_LEN", "decode_key", "encode_key", "encode_key_run", "scope_bounds"]
+__all__ = [
+    "MAX_SCOPE_LEN",
+    "__version__",
+    "decode_key",
+    "encode_key",
+    "encode_key_run",
+    "scope_bounds",
+]
 
 __version__: str
 MAX_SCOPE_LEN: int

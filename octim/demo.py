@@ -14,7 +14,8 @@ from typing import Any
 
 from octim.auth import issue_token
 from octim.config import Settings, load_settings
-from octim.domain.shops import KIND as SHOP, UpsertShop
+from octim.domain.shops import KIND as SHOP
+from octim.domain.shops import UpsertShop
 from octim.engine import Engine, Listening
 
 DEFAULT_DATA = Path("octim-demo-data")

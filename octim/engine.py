@@ -10,9 +10,9 @@ the store closes.
 from __future__ import annotations
 
 import gc
-from functools import partial
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
@@ -116,13 +116,7 @@ class Engine:
             http = await servers.start(
                 partial(serve_http, grace=s.shutdown_grace), create_app(self), s.http,
                 self._stop.wait)
-            gateway_scope = trio.CancelScope()
-
-            async def run_gateway(*, task_status: trio.TaskStatus[HostPort]) -> None:
-                with gateway_scope:
-                    await self.gateway.serve(s.ws, task_status=task_status)
-
-            ws = await servers.start(run_gateway)
+            ws = await servers.start(self.gateway.serve, s.ws)
             tune_gc(s.gc_threshold, s.gc_freeze)
             listening = Listening(http, ws)
             self.ready = True
@@ -131,4 +125,4 @@ class Engine:
             task_status.started(listening)
             await self._stop.wait()
             log.info("shutting down")
-            gateway_scope.cancel()
+            self.gateway.close()

@@ -10,8 +10,15 @@ import pytest
 import trio
 import trio.testing
 
-from octim.actors import Actor, ActorKind, Address, Message, SupervisionPolicy, open_directory
-from octim.actors import record
+from octim.actors import (
+    Actor,
+    ActorKind,
+    Address,
+    Message,
+    SupervisionPolicy,
+    open_directory,
+    record,
+)
 from octim.errors import ActorCrashed, ActorStopped, MailboxFull, NotFound
 
 

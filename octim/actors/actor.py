@@ -128,7 +128,7 @@ class ActorRef:
 
     __slots__ = ("_directory", "address")
 
-    def __init__(self, directory: Directory, address: Address) -> None:
+    def __init__(self, directory: Directory[Any], address: Address) -> None:
         self._directory = directory
         self.address = address
 
@@ -163,7 +163,7 @@ class ActorRef:
 class _ActorCell:
     """The runtime side of one live actor: mailbox, task, restarts."""
 
-    def __init__(self, directory: Directory, kind: ActorKind[Any], address: Address,
+    def __init__(self, directory: Directory[Any], kind: ActorKind[Any], address: Address,
                  predecessor: _ActorCell | None) -> None:
         self.directory = directory
         self.kind = kind

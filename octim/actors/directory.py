@@ -17,7 +17,7 @@ from typing import Any, Generic
 
 import trio
 
-from octim.actors.actor import Actor, ActorKind, ActorRef, Address, Ctx, _ActorCell
+from octim.actors.actor import ActorKind, ActorRef, Address, Ctx, _ActorCell
 from octim.errors import ActorStopped, UnknownActorKind
 
 log = logging.getLogger("octim.actors")

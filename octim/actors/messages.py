@@ -83,8 +83,8 @@ def _encode_default(value: Any) -> Any:
 def to_wire(message: Message) -> bytes:
     """Encode a message as msgpack: ``[wire name, {field: value}]``."""
     fields = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}  # type: ignore[arg-type]
-    return msgpack.packb([type(message).__name__, fields], default=_encode_default,
-                         use_bin_type=True)
+    return bytes(msgpack.packb([type(message).__name__, fields], default=_encode_default,
+                               use_bin_type=True))
 
 
 def from_wire(raw: bytes, lookup: Callable[[], dict[str, type[Message]]] = message_types

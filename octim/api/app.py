@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from octim._version import __version__
 from octim.api.errors import error_response, install_error_handlers
 from octim.auth import check_api_key
-from octim.domain.shops import KIND as SHOP, DeleteShop, GetShop, UpsertShop
+from octim.domain.shops import KIND as SHOP
+from octim.domain.shops import DeleteShop, GetShop, UpsertShop
 
 if TYPE_CHECKING:
     from octim.engine import Engine

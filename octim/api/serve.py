@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import logging
+from collections.abc import Awaitable, Callable
 
 import trio
 from fastapi import FastAPI
@@ -30,7 +29,8 @@ async def serve_http(app: FastAPI, bind: HostPort, shutdown: Callable[[], Awaita
     config.keep_alive_timeout = 30
 
     async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
-        await serve(app, config, shutdown_trigger=shutdown, task_status=task_status)
+        await serve(app, config, shutdown_trigger=shutdown,  # type: ignore[arg-type]
+                    task_status=task_status)
 
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(started)

@@ -52,5 +52,5 @@ class FrameCodec:
     def encode(self, frame: dict[str, Any]) -> str | bytes:
         """The wire form of a frame."""
         if self.binary:
-            return msgpack.packb(frame, use_bin_type=True)
+            return bytes(msgpack.packb(frame, use_bin_type=True))
         return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))

@@ -34,6 +34,7 @@ MAX_FRAME_BYTES = 64 * 1024
 HELLO_TIMEOUT = 10.0
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_GOING_AWAY = 1001
+CLOSE_TIMEOUT = 2.0  # seconds for clients to answer our close at shutdown
 
 
 class Gateway:
@@ -42,6 +43,7 @@ class Gateway:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._connections: set[WebSocketConnection] = set()
+        self._closing = trio.Event()
 
     @property
     def connection_count(self) -> int:
@@ -50,22 +52,34 @@ class Gateway:
 
     async def serve(self, bind: HostPort, *,
                     task_status: trio.TaskStatus[HostPort] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen on ``bind`` until cancelled; report the bound address once listening.
+        """Listen on ``bind`` until :meth:`close`; report the bound address once listening.
 
-        On cancellation every connection is closed with 1001 (going away).
+        Closing stops the listener first, then closes every connection with
+        1001 (going away) so clients know to reconnect elsewhere or later.
         """
-        try:
-            async with trio.open_nursery() as handlers:
-                server = await handlers.start(
-                    lambda task_status: serve_websocket(
+        async with trio.open_nursery() as handlers:
+            listener = trio.CancelScope()
+
+            async def listen(*, task_status: trio.TaskStatus[Any]) -> None:
+                with listener:
+                    await serve_websocket(
                         self._handle, bind.host, bind.port, None, handler_nursery=handlers,
                         max_message_size=MAX_FRAME_BYTES, message_queue_size=16,
-                        task_status=task_status))
-                task_status.started(HostPort(bind.host, server.port))
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(2):
-                for ws in list(self._connections):
-                    await ws.aclose(CLOSE_GOING_AWAY, "server shutting down")
+                        task_status=task_status)
+
+            server = await handlers.start(listen)
+            task_status.started(HostPort(bind.host, server.port))
+            await self._closing.wait()
+            listener.cancel()
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                async with trio.open_nursery() as closers:
+                    for ws in list(self._connections):
+                        closers.start_soon(ws.aclose, CLOSE_GOING_AWAY, "server shutting down")
+            handlers.cancel_scope.cancel()
+
+    def close(self) -> None:
+        """Begin closing: :meth:`serve` returns once connections are closed."""
+        self._closing.set()
 
     async def _handle(self, request: WebSocketRequest) -> None:
         if request.path.split("?", 1)[0] != PATH:

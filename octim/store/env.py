@@ -44,7 +44,7 @@ _SCHEMA_KEY = b"schema_version"
 
 def pack(value: Any) -> bytes:
     """Encode a stored value."""
-    return msgpack.packb(value, use_bin_type=True)
+    return bytes(msgpack.packb(value, use_bin_type=True))
 
 
 def unpack(raw: bytes | memoryview) -> Any:

@@ -20,7 +20,7 @@ from octim.actors.bridge import ThreadReply
 from octim.errors import StoreClosed, StoreError
 from octim.store.env import DATABASES, DEFAULT_MAP_SIZE, Environment, pack, unpack
 from octim.store.keys import encode_key, scope_bounds
-from octim.store.writer import CloseRequest, Delete, Op, Put, StoreWriter, WriterStats, WriteRequest
+from octim.store.writer import CloseRequest, Delete, Op, Put, StoreWriter, WriteRequest, WriterStats
 
 __all__ = ["Delete", "Op", "Put", "Store", "open_store"]
 

@@ -73,7 +73,7 @@ class WriterStats:
     commit_seconds: list[float] = field(default_factory=list)
 
 
-class StoreWriter(pykka.ThreadingActor):  # type: ignore[misc]
+class StoreWriter(pykka.ThreadingActor):
     """Owns the LMDB write transaction; see the module docstring."""
 
     use_daemon_thread = True

@@ -1,0 +1,145 @@
+"""The ``octim`` command as a user runs it: configuration, serve, signals,
+backup and the demo."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from octim import __version__, load_settings
+from octim.config import HostPort
+from octim.errors import ConfigError
+from octim.testing import TEST_API_KEY, TEST_SECRET
+from octim.testing.process import EngineProcess
+
+ENV = {"OCTIM_SECRET": TEST_SECRET, "OCTIM_API_KEY": TEST_API_KEY, "OCTIM_LOG_FORMAT": "json"}
+PORTS = ["--http", "127.0.0.1:0", "--ws", "127.0.0.1:0"]
+
+
+def octim(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "octim", *args], capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def test_version() -> None:
+    result = octim("version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"octim {__version__}"
+
+
+@pytest.mark.parametrize(("env", "flags", "setting"), [
+    ({"OCTIM_API_KEY": TEST_API_KEY}, [], "OCTIM_SECRET"),
+    ({"OCTIM_SECRET": "short", "OCTIM_API_KEY": TEST_API_KEY}, [], "OCTIM_SECRET"),
+    ({"OCTIM_SECRET": TEST_SECRET}, [], "OCTIM_API_KEY"),
+    (ENV, ["--http", "localhost"], "OCTIM_HTTP"),
+    (ENV, ["--ws", "127.0.0.1:99999"], "OCTIM_WS"),
+    ({**ENV, "OCTIM_MAP_SIZE": "lots"}, [], "OCTIM_MAP_SIZE"),
+])
+def test_bad_or_missing_settings_stop_startup_with_one_line(
+        tmp_path: Path, env: dict[str, str], flags: list[str], setting: str) -> None:
+    result = octim("serve", "--data", str(tmp_path), *flags,
+                   env={"PATH": "/usr/bin:/bin", **env})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("octim: configuration error:") and setting in lines[0]
+
+
+def test_settings_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
+    config = tmp_path / "octim.toml"
+    config.write_text(f'secret = "{TEST_SECRET}"\napi_key = "from-file-0123456789"\n'
+                      'data = "/from/file"\nhttp = "127.0.0.1:1"\nws = "127.0.0.1:2"\n')
+    settings = load_settings(config_file=config,
+                             env={"OCTIM_API_KEY": "from-env-0123456789",
+                                  "OCTIM_HTTP": "0.0.0.0:3"},
+                             flags={"http": "127.0.0.1:4", "data": None})
+    assert settings.secret == TEST_SECRET
+    assert settings.api_key == "from-env-0123456789"
+    assert settings.http == HostPort("127.0.0.1", 4)
+    assert settings.ws == HostPort("127.0.0.1", 2)
+    assert str(settings.data) == "/from/file"
+
+
+def test_config_file_errors_name_the_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('colour = "blue"\n')
+    with pytest.raises(ConfigError, match="colour"):
+        load_settings(config_file=bad, env={})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("secret = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(config_file=broken, env={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(config_file=tmp_path / "absent.toml", env={})
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_shuts_down_cleanly_on_signals_and_keeps_writes(tmp_path: Path, sig: int) -> None:
+    data = tmp_path / "data"
+    with EngineProcess(["serve", "--data", str(data), *PORTS], ENV) as engine:
+        ready = engine.wait_ready()
+        headers = {"Authorization": f"Bearer {TEST_API_KEY}"}
+        with httpx.Client(base_url=ready["http"], headers=headers, timeout=10) as client:
+            for i in range(20):
+                assert client.put(f"/api/shops/s{i}", json={"name": f"店{i}"}).status_code == 200
+        assert engine.stop(sig) == 0
+        logs = [json.loads(line) for stream, line in engine.output()
+                if stream == "err" and line.startswith("{")]
+    assert logs[-1]["msg"] == "stopped"
+    assert all({"ts", "level", "logger", "msg"} <= set(entry) for entry in logs)
+    with EngineProcess(["serve", "--data", str(data), *PORTS], ENV) as engine:
+        ready = engine.wait_ready()
+        with httpx.Client(base_url=ready["http"], headers=headers, timeout=10) as client:
+            assert client.get("/api/shops/s19").json()["name"] == "店19"
+        assert engine.stop() == 0
+
+
+def test_backup_while_the_engine_runs(tmp_path: Path) -> None:
+    data, dest = tmp_path / "data", tmp_path / "backup"
+    headers = {"Authorization": f"Bearer {TEST_API_KEY}"}
+    with EngineProcess(["serve", "--data", str(data), *PORTS], ENV) as engine:
+        ready = engine.wait_ready()
+        with httpx.Client(base_url=ready["http"], headers=headers, timeout=10) as client:
+            client.put("/api/shops/kept", json={"name": "备份店"}).raise_for_status()
+            result = octim("backup", "--data", str(data), str(dest))
+            assert result.returncode == 0, result.stderr
+            assert client.get("/readyz").status_code == 200  # still serving
+        assert engine.stop() == 0
+    # The copy is a complete store: an engine starts on it and finds the shop.
+    with EngineProcess(["serve", "--data", str(dest), *PORTS], ENV) as engine:
+        ready = engine.wait_ready()
+        with httpx.Client(base_url=ready["http"], headers=headers, timeout=10) as client:
+            assert client.get("/api/shops/kept").json()["name"] == "备份店"
+        assert engine.stop() == 0
+    again = octim("backup", "--data", str(data), str(dest))
+    assert again.returncode == 1 and "not empty" in again.stderr
+
+
+def test_backup_of_a_missing_store_fails_clearly(tmp_path: Path) -> None:
+    result = octim("backup", "--data", str(tmp_path / "absent"), str(tmp_path / "dest"))
+    assert result.returncode == 1
+    assert "no OctIM store" in result.stderr
+
+
+def test_demo_prints_working_links(tmp_path: Path) -> None:
+    env = {"OCTIM_LOG_FORMAT": "json"}
+    with EngineProcess(["demo", "--data", str(tmp_path / "demo"), *PORTS], env) as demo:
+        demo.wait_for(lambda s, line: "curl -H" in line)
+        printed = {line.split("  ")[1].strip(): line.split()
+                   for stream, line in demo.output() if stream == "out" and "  " in line}
+        api_key = printed["API key"][-1]
+        http = printed["HTTP API"][2]
+        token = printed["agent token"][-1]
+        with httpx.Client(base_url=http, timeout=10) as client:
+            assert client.get("/readyz").status_code == 200
+            shop = client.get("/api/shops/uniqlo-style",
+                              headers={"Authorization": f"Bearer {api_key}"})
+            assert shop.json()["name"] == "优衣坊旗舰店"
+        assert token.count(".") == 2
+        assert demo.stop(signal.SIGINT) == 0
