@@ -19,6 +19,8 @@ from octim.errors import ConfigError
 
 MIN_SECRET_BYTES = 32  # HS256 needs a key at least as long as its hash (RFC 7518 §3.2)
 MIN_API_KEY_CHARS = 16
+DEFAULT_GC_THRESHOLD = 50_000
+DEFAULT_SWITCH_INTERVAL = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,8 @@ class Settings:
     map_size: int = 64 << 20
     commit_max_batch: int = 4096
     gc_freeze: bool = True
-    gc_threshold: int = 50_000  # generation-0 threshold once start-up is done
+    gc_threshold: int = DEFAULT_GC_THRESHOLD  # generation-0 threshold after start-up
+    switch_interval: float = DEFAULT_SWITCH_INTERVAL  # seconds; sys.setswitchinterval
     shutdown_grace: float = 5.0  # seconds for in-flight requests at shutdown
 
 
@@ -64,6 +67,7 @@ _ENV = {
     "gc_freeze": "OCTIM_GC_FREEZE",
     "gc_threshold": "OCTIM_GC_THRESHOLD",
     "shutdown_grace": "OCTIM_SHUTDOWN_GRACE",
+    "switch_interval": "OCTIM_SWITCH_INTERVAL",
 }
 
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
@@ -128,7 +132,7 @@ def _convert(name: str, value: Any) -> Any:
         return _parse_bool(label, value)
     if name in {"map_size", "commit_max_batch", "gc_threshold"}:
         return _parse_positive(label, value, int)
-    if name == "shutdown_grace":
+    if name in {"shutdown_grace", "switch_interval"}:
         return _parse_positive(label, value, float)
     raise ConfigError(name, "unknown setting")
 

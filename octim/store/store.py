@@ -9,6 +9,7 @@ MVCC means they never block the writer and the writer never blocks them.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,24 +21,39 @@ from octim.actors.bridge import ThreadReply
 from octim.errors import StoreClosed, StoreError
 from octim.store.env import DATABASES, DEFAULT_MAP_SIZE, Environment, pack, unpack
 from octim.store.keys import encode_key, scope_bounds
-from octim.store.writer import CloseRequest, Delete, Op, Put, StoreWriter, WriteRequest, WriterStats
+from octim.store.writer import CommitBatch, Delete, Op, Put, StopWriter, StoreWriter, WriterStats
 
 __all__ = ["Delete", "Op", "Put", "Store", "open_store"]
 
 _KNOWN_DBS = frozenset(DATABASES)
 
 
+class _Batch:
+    """Writes that will share one transaction, and the event their writers await."""
+
+    __slots__ = ("done", "errors", "ops", "requests")
+
+    def __init__(self) -> None:
+        self.requests: list[Sequence[Op]] = []
+        self.ops = 0
+        self.done = trio.Event()
+        self.errors: list[str | None] = []
+
+
 class Store:
     """Durable state of one engine. Create it with :func:`open_store`."""
 
     def __init__(self, env: Environment, writer: pykka.ActorRef[StoreWriter],
-                 stats: WriterStats, max_inflight: int) -> None:
+                 stats: WriterStats, max_batch: int, max_inflight: int) -> None:
         self._env = env
         self._writer = writer
         self._stats = stats
-        # Bounded: at most this many write requests wait for durability at
-        # once; further writers wait here (backpressure), memory stays flat.
+        self._max_batch = max_batch
+        # Bounded: at most this many writes wait for durability at once;
+        # further writers wait here (backpressure), memory stays flat.
         self._inflight = trio.Semaphore(max_inflight)
+        self._queued: deque[_Batch] = deque()
+        self._committing: _Batch | None = None
         self._closed = False
 
     @property
@@ -50,20 +66,55 @@ class Store:
     async def write(self, ops: Sequence[Op]) -> None:
         """Commit ``ops`` atomically; return once they are durable on disk.
 
-        If the caller is cancelled while waiting, the write may still commit.
+        Writes that arrive while a commit is running are gathered into the next
+        one (group commit). If the caller is cancelled while waiting, the write
+        may still commit.
         """
         for op in ops:
             if op.db not in _KNOWN_DBS:
                 raise StoreError(f"unknown database {op.db!r}")
         if self._closed:
             raise StoreClosed("the store is closed")
-        async with self._inflight:
-            reply: ThreadReply[None] = ThreadReply()
-            try:
-                self._writer.tell(WriteRequest(tuple(ops), reply))
-            except pykka.ActorDeadError:
-                raise StoreClosed("the store writer has stopped") from None
-            await reply.wait()
+        try:
+            # Fast path without a checkpoint: the semaphore only blocks when
+            # max_inflight writes are already waiting.
+            self._inflight.acquire_nowait()
+        except trio.WouldBlock:
+            await self._inflight.acquire()
+        try:
+            if self._closed:
+                raise StoreClosed("the store is closed")
+            batch = self._queued[-1] if self._queued else None
+            if batch is None or batch.ops >= self._max_batch:
+                batch = _Batch()
+                self._queued.append(batch)
+            index = len(batch.requests)
+            batch.requests.append(ops)
+            batch.ops += len(ops)
+            if self._committing is None:
+                self._dispatch()
+            await batch.done.wait()
+        finally:
+            self._inflight.release()
+        error = batch.errors[index]
+        if error is not None:
+            raise StoreError(error)
+
+    def _dispatch(self) -> None:
+        batch = self._queued.popleft()
+        self._committing = batch
+
+        def committed(errors: list[str | None]) -> None:
+            batch.errors = errors
+            batch.done.set()
+            self._committing = None
+            if self._queued:
+                self._dispatch()
+
+        try:
+            self._writer.tell(CommitBatch(batch.requests, committed))
+        except pykka.ActorDeadError:
+            committed(["the store writer has stopped"] * len(batch.requests))
 
     async def put(self, db: str, key: bytes, value: Any) -> None:
         """Durably store one msgpack-encoded value."""
@@ -141,14 +192,17 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        reply: ThreadReply[None] = ThreadReply()
-        try:
-            self._writer.tell(CloseRequest(reply))
-        except pykka.ActorDeadError:
-            pass
-        else:
-            with trio.CancelScope(shield=True):
-                await reply.wait()
+        with trio.CancelScope(shield=True):
+            while self._committing is not None:
+                await self._committing.done.wait()
+            stopped: ThreadReply[None] = ThreadReply()
+            try:
+                # pykka runs stop() after every message already in the inbox.
+                self._writer.tell(StopWriter(stopped))
+            except pykka.ActorDeadError:
+                pass
+            else:
+                await stopped.wait()
         self._env.close()
 
 
@@ -179,11 +233,11 @@ async def open_store(path: str | os.PathLike[str], *, map_size: int = DEFAULT_MA
     env = Environment(path, map_size=map_size)
     stats = WriterStats()
     try:
-        writer = StoreWriter.start(env, trio.lowlevel.current_trio_token(), max_batch, stats)
+        writer = StoreWriter.start(env, trio.lowlevel.current_trio_token(), stats)
     except BaseException:
         env.close()
         raise
-    store = Store(env, writer, stats, max_inflight)
+    store = Store(env, writer, stats, max_batch, max_inflight)
     try:
         yield store
     finally:
