@@ -9,7 +9,7 @@ from typing import Any
 import pykka
 import trio
 
-from octim.actors import ThreadReply
+from octim.actors import Reply
 
 
 class Doubler(pykka.ThreadingActor):  # type: ignore[misc]
@@ -35,7 +35,7 @@ async def test_many_concurrent_answers_come_back_through_the_token() -> None:
                 await trio.sleep(0)
 
         async def ask(i: int) -> None:
-            reply: ThreadReply[int] = ThreadReply()
+            reply: Reply[int] = Reply()
             ref.tell((i, reply))
             results[i] = await reply.wait()
 
@@ -48,7 +48,7 @@ async def test_many_concurrent_answers_come_back_through_the_token() -> None:
             nursery.cancel_scope.cancel()
         assert results == {i: 2 * i for i in range(500)}
         assert ticks > 0
-        failing: ThreadReply[int] = ThreadReply()
+        failing: Reply[int] = Reply()
         ref.tell((-1, failing))
         try:
             await failing.wait()

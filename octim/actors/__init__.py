@@ -7,7 +7,7 @@ from octim.actors.actor import (
     Address,
     SupervisionPolicy,
 )
-from octim.actors.bridge import ThreadReply, deliver_many
+from octim.actors.bridge import Reply, deliver_many
 from octim.actors.directory import Directory, open_directory
 from octim.actors.messages import Message, freeze, from_wire, message_types, record, thaw, to_wire
 
@@ -18,8 +18,8 @@ __all__ = [
     "Address",
     "Directory",
     "Message",
+    "Reply",
     "SupervisionPolicy",
-    "ThreadReply",
     "deliver_many",
     "freeze",
     "from_wire",

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import trio
 
+from octim.actors.bridge import Reply
 from octim.actors.messages import Message
 from octim.errors import ActorCrashed, ActorStopped, MailboxFull, OctimError
 
@@ -96,31 +97,9 @@ class Actor(Generic[Ctx]):
         raise NotImplementedError
 
 
-class Reply:
-    """A trio-only one-shot answer slot for :meth:`ActorRef.ask`."""
-
-    __slots__ = ("_error", "_event", "_value")
-
-    def __init__(self) -> None:
-        self._event = trio.Event()
-        self._value: Any = None
-        self._error: BaseException | None = None
-
-    def set(self, value: Any = None, error: BaseException | None = None) -> None:
-        if not self._event.is_set():
-            self._value, self._error = value, error
-            self._event.set()
-
-    async def wait(self) -> Any:
-        await self._event.wait()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
 class Envelope(NamedTuple):
     message: Message
-    reply: Reply | None
+    reply: Reply[Any] | None
 
 
 class ActorRef:
@@ -155,7 +134,7 @@ class ActorRef:
         Raises :class:`ActorCrashed` if handling it raised, :class:`ActorStopped`
         if the actor stopped first. Wrap in ``trio.fail_after`` for a deadline.
         """
-        reply = Reply()
+        reply: Reply[Any] = Reply()
         await self._directory._cell(self.address).put(Envelope(message, reply))
         return await reply.wait()
 
@@ -245,7 +224,7 @@ class _ActorCell:
                 # A domain error (not found, invalid input...) is an answer, not
                 # a crash: the asker gets it as is and the actor keeps its state.
                 if envelope.reply is not None:
-                    envelope.reply.set(error=rejection)
+                    envelope.reply.fill(error=rejection)
                 else:
                     log.warning("told message rejected", extra={
                         "actor": str(self.address), "error": repr(rejection)})
@@ -254,14 +233,14 @@ class _ActorCell:
                     crashed = ActorCrashed(f"actor {self.address} failed handling "
                                            f"{type(envelope.message).__name__}")
                     crashed.__cause__ = exc
-                    envelope.reply.set(error=crashed)
+                    envelope.reply.fill(error=crashed)
                 restarted = await self._restart(actor, exc)
                 if restarted is None:
                     return
                 actor = restarted
             else:
                 if envelope.reply is not None:
-                    envelope.reply.set(result)
+                    envelope.reply.fill(result)
 
     async def _restart(self, actor: Actor[Any], exc: Exception) -> Actor[Any] | None:
         log.error("actor failed", exc_info=exc, extra={"actor": str(self.address)})
@@ -294,4 +273,4 @@ class _ActorCell:
             except (trio.WouldBlock, trio.EndOfChannel):
                 return
             if envelope.reply is not None:
-                envelope.reply.set(error=error)
+                envelope.reply.fill(error=error)

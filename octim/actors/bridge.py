@@ -2,7 +2,7 @@
 
 A pykka ThreadingActor owns each blocking resource (the LMDB writer, later the
 webhook sender). trio code hands it work with ``tell`` and awaits a
-:class:`ThreadReply`; the pykka thread fills the reply, which schedules the
+:class:`Reply`; the pykka thread fills the reply, which schedules the
 wake-up on the trio loop through the run's ``TrioToken``. No thread is parked
 per request and the trio loop never blocks on a pykka future.
 """
@@ -17,8 +17,13 @@ import trio
 T = TypeVar("T")
 
 
-class ThreadReply(Generic[T]):
-    """A one-shot result slot: filled from any thread, awaited in trio."""
+class Reply(Generic[T]):
+    """A one-shot answer slot awaited in trio.
+
+    Filled with :meth:`fill` on the trio thread (actor asks), or with
+    :meth:`set_result` / :meth:`set_exception` from any other thread (pykka).
+    The first fill wins; later ones are ignored.
+    """
 
     __slots__ = ("_error", "_event", "_token", "_value")
 
@@ -36,7 +41,8 @@ class ThreadReply(Generic[T]):
         """Fill the slot with an error that :meth:`wait` will raise; any thread."""
         deliver_many(self._token, ((self, None, error),))
 
-    def _fill(self, value: T | None, error: BaseException | None) -> None:
+    def fill(self, value: T | None = None, error: BaseException | None = None) -> None:
+        """Fill the slot; trio thread only."""
         if self._event.is_set():
             return
         self._value, self._error = value, error
@@ -52,7 +58,7 @@ class ThreadReply(Generic[T]):
 
 def deliver_many(
     token: trio.lowlevel.TrioToken,
-    items: Iterable[tuple[ThreadReply[T], T | None, BaseException | None]],
+    items: Iterable[tuple[Reply[T], T | None, BaseException | None]],
 ) -> None:
     """Fill many replies with one hop onto the trio loop (one wake-up per batch).
 
@@ -63,7 +69,7 @@ def deliver_many(
 
     def fill_all() -> None:
         for reply, value, error in batch:
-            reply._fill(value, error)
+            reply.fill(value, error)
 
     try:
         token.run_sync_soon(fill_all)

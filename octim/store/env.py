@@ -32,7 +32,6 @@ DATABASES: tuple[str, ...] = (
     "tickets",
     "kb",
     "events",  # append-only log feeding analytics; key: ("events", seq)
-    "actor_state",  # snapshots of passivated virtual actors; key: "kind\0id"
     "idx_customer_conversations",
     "idx_shop_conversations",
     "idx_agent_open",

@@ -17,7 +17,7 @@ from typing import Any
 import pykka
 import trio
 
-from octim.actors.bridge import ThreadReply
+from octim.actors.bridge import Reply
 from octim.errors import StoreClosed, StoreError
 from octim.store.env import DATABASES, DEFAULT_MAP_SIZE, Environment, pack, unpack
 from octim.store.keys import encode_key, scope_bounds
@@ -195,7 +195,7 @@ class Store:
         with trio.CancelScope(shield=True):
             while self._committing is not None:
                 await self._committing.done.wait()
-            stopped: ThreadReply[None] = ThreadReply()
+            stopped: Reply[None] = Reply()
             try:
                 # pykka runs stop() after every message already in the inbox.
                 self._writer.tell(StopWriter(stopped))

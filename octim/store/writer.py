@@ -21,7 +21,7 @@ import lmdb
 import pykka
 import trio
 
-from octim.actors.bridge import ThreadReply
+from octim.actors.bridge import Reply
 from octim.store.env import Environment
 
 log = logging.getLogger("octim.store.writer")
@@ -62,7 +62,7 @@ class CommitBatch:
 class StopWriter:
     """Stop the writer once every earlier message is handled; then fill ``reply``."""
 
-    reply: ThreadReply[None]
+    reply: Reply[None]
 
 
 @dataclass(slots=True)
