@@ -1,7 +1,12 @@
 """Type stub for the Rust extension ``octim._core`` (checked by mypy.stubtest)."""
 
+from typing import Any, final
+
+from typing_extensions import Buffer
+
 __all__ = [
     "MAX_SCOPE_LEN",
+    "FanoutHub",
     "__version__",
     "decode_key",
     "encode_key",
@@ -23,3 +28,22 @@ def encode_key_run(scope: str, first: int, count: int) -> bytes:
 
 def scope_bounds(scope: str) -> tuple[bytes, bytes]:
     """The half-open byte range ``(lo, hi)`` holding every key of ``scope``."""
+
+@final
+class FanoutHub:
+    """Bounded per-connection outboxes with priorities, coalescing and one shared payload."""
+
+    def __init__(self) -> None: ...
+    def open(self, conn: int, capacity: int) -> None: ...
+    def close(self, conn: int) -> bool: ...
+    def push(
+        self, payload: object, recipients: Buffer, droppable: bool = False, key: int | None = None
+    ) -> tuple[list[int], list[int]]: ...
+    def push_many(
+        self, items: list[tuple[object, Buffer, bool, int | None]]
+    ) -> tuple[list[int], list[int]]: ...
+    def drain(self, conn: int, max: int) -> list[Any]: ...
+    def pending(self, conn: int) -> int: ...
+    def is_overflowed(self, conn: int) -> bool: ...
+    def connections(self) -> int: ...
+    def statistics(self) -> dict[str, int]: ...

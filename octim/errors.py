@@ -32,6 +32,12 @@ class InvalidKey(OctimError, ValueError):
     code = "invalid_key"
 
 
+class InvalidArgument(OctimError, ValueError):
+    """An argument is out of its allowed range (raised by ``octim._core``)."""
+
+    code = "invalid_argument"
+
+
 class StoreError(OctimError):
     """The durable store cannot do what was asked."""
 

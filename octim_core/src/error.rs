@@ -7,12 +7,15 @@ use std::fmt;
 pub enum CoreError {
     /// A store key, or a part of one, is malformed.
     InvalidKey(String),
+    /// An argument is out of its allowed range.
+    InvalidArgument(String),
 }
 
 impl fmt::Display for CoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CoreError::InvalidKey(reason) => write!(f, "invalid key: {reason}"),
+            CoreError::InvalidArgument(reason) => write!(f, "invalid argument: {reason}"),
         }
     }
 }

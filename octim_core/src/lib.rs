@@ -5,6 +5,7 @@
 //! `cargo test` builds and runs without a Python interpreter.
 
 pub mod error;
+pub mod fanout;
 pub mod keys;
 
 #[cfg(feature = "python")]

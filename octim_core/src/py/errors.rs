@@ -12,6 +12,7 @@ use crate::error::CoreError;
 fn python_class(err: &CoreError) -> &'static str {
     match err {
         CoreError::InvalidKey(_) => "InvalidKey",
+        CoreError::InvalidArgument(_) => "InvalidArgument",
     }
 }
 

@@ -2,6 +2,7 @@
 //! Nothing here holds logic of its own.
 
 mod errors;
+mod fanout;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -48,6 +49,7 @@ fn scope_bounds<'py>(
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", crate::VERSION)?;
     m.add("MAX_SCOPE_LEN", keys::MAX_SCOPE_LEN)?;
+    m.add_class::<fanout::FanoutHub>()?;
     m.add_function(wrap_pyfunction!(encode_key, m)?)?;
     m.add_function(wrap_pyfunction!(decode_key, m)?)?;
     m.add_function(wrap_pyfunction!(encode_key_run, m)?)?;
