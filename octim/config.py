@@ -45,31 +45,38 @@ class Settings:
     ws: HostPort = HostPort("127.0.0.1", 8081)
     log_level: str = "INFO"
     log_format: str = "json"  # or "text"
+    # store
     map_size: int = 64 << 20
     commit_max_batch: int = 4096
+    # interpreter tuning applied once started
     gc_freeze: bool = True
     gc_threshold: int = DEFAULT_GC_THRESHOLD  # generation-0 threshold after start-up
     switch_interval: float = DEFAULT_SWITCH_INTERVAL  # seconds; sys.setswitchinterval
     shutdown_grace: float = 5.0  # seconds for in-flight requests at shutdown
+    # gateway
+    max_frame_bytes: int = 64 * 1024  # larger frames close the connection with 1009
+    outbox_frames: int = 1024  # per connection; past it a slow client is closed with 4008
+    heartbeat_interval: float = 20.0  # seconds between pings; a missed pong closes
+    idle_timeout: float = 600.0  # seconds without a client frame before closing
+    rate_per_second: float = 20.0  # frames a connection may send per second, sustained
+    rate_burst: int = 60  # ... and in a burst
+    # conversations
+    max_text_chars: int = 5000
+    recall_window: float = 120.0  # seconds an author may recall a message
+    reopen_window: float = 600.0  # seconds after resolve in which a buyer message reopens
+    auto_close_after: float = 1800.0  # seconds of inactivity before a conversation closes
+    sweep_interval: float = 30.0  # seconds between auto-close sweeps
+    # uploads
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_voice_bytes: int = 5 * 1024 * 1024
 
 
-# setting name → (environment variable, parser)
-_ENV = {
-    "data": "OCTIM_DATA",
-    "secret": "OCTIM_SECRET",
-    "api_key": "OCTIM_API_KEY",
-    "http": "OCTIM_HTTP",
-    "ws": "OCTIM_WS",
-    "log_level": "OCTIM_LOG_LEVEL",
-    "log_format": "OCTIM_LOG_FORMAT",
-    "map_size": "OCTIM_MAP_SIZE",
-    "commit_max_batch": "OCTIM_COMMIT_MAX_BATCH",
-    "gc_freeze": "OCTIM_GC_FREEZE",
-    "gc_threshold": "OCTIM_GC_THRESHOLD",
-    "shutdown_grace": "OCTIM_SHUTDOWN_GRACE",
-    "switch_interval": "OCTIM_SWITCH_INTERVAL",
-}
+def env_var(name: str) -> str:
+    """The environment variable of a setting."""
+    return "OCTIM_" + name.upper()
 
+
+_FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(Settings)}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 
 
@@ -100,6 +107,8 @@ def _parse_bool(setting: str, value: Any) -> bool:
 
 
 def _parse_positive(setting: str, value: Any, kind: type[int] | type[float]) -> Any:
+    if isinstance(value, bool):
+        raise ConfigError(setting, f"expected a number, got {value!r}")
     try:
         number = kind(value)
     except (TypeError, ValueError):
@@ -110,31 +119,27 @@ def _parse_positive(setting: str, value: Any, kind: type[int] | type[float]) -> 
 
 
 def _convert(name: str, value: Any) -> Any:
-    label = f"{name} ({_ENV[name]})"
-    if name in {"http", "ws"}:
+    label = f"{name} ({env_var(name)})"
+    kind = _FIELD_TYPES.get(name)
+    if kind == "HostPort":
         return value if isinstance(value, HostPort) else parse_host_port(label, value)
-    if name == "data":
+    if kind == "Path":
         return Path(value)
-    if name in {"secret", "api_key"}:
-        if not isinstance(value, str):
-            raise ConfigError(label, "must be a string")
-        return value
-    if name == "log_level":
-        level = str(value).upper()
-        if level not in _LOG_LEVELS:
-            raise ConfigError(label, f"expected one of {sorted(_LOG_LEVELS)}, got {value!r}")
-        return level
-    if name == "log_format":
-        if value not in {"json", "text"}:
-            raise ConfigError(label, f"expected json or text, got {value!r}")
-        return value
-    if name == "gc_freeze":
+    if kind == "bool":
         return _parse_bool(label, value)
-    if name in {"map_size", "commit_max_batch", "gc_threshold"}:
+    if kind == "int":
         return _parse_positive(label, value, int)
-    if name in {"shutdown_grace", "switch_interval"}:
+    if kind == "float":
         return _parse_positive(label, value, float)
-    raise ConfigError(name, "unknown setting")
+    if not isinstance(value, str):
+        raise ConfigError(label, "must be a string")
+    if name == "log_level":
+        if value.upper() not in _LOG_LEVELS:
+            raise ConfigError(label, f"expected one of {sorted(_LOG_LEVELS)}, got {value!r}")
+        return value.upper()
+    if name == "log_format" and value not in {"json", "text"}:
+        raise ConfigError(label, f"expected json or text, got {value!r}")
+    return value
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -145,9 +150,10 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError("--config", f"file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(raw) - set(_ENV))
+    unknown = sorted(set(raw) - set(_FIELD_TYPES))
     if unknown:
-        raise ConfigError(f"{unknown[0]} (in {path})", f"unknown setting; known: {sorted(_ENV)}")
+        raise ConfigError(f"{unknown[0]} (in {path})",
+                          f"unknown setting; known: {sorted(_FIELD_TYPES)}")
     return raw
 
 
@@ -158,14 +164,14 @@ def load_settings(*, config_file: Path | None = None, env: Mapping[str, str] | N
     merged: dict[str, Any] = {}
     if config_file is not None:
         merged.update(_read_file(config_file))
-    for name, var in _ENV.items():
-        if var in environ:
-            merged[name] = environ[var]
+    for name in _FIELD_TYPES:
+        if env_var(name) in environ:
+            merged[name] = environ[env_var(name)]
     merged.update({k: v for k, v in (flags or {}).items() if v is not None})
     values = {name: _convert(name, value) for name, value in merged.items()}
     for name in ("data", "secret", "api_key"):
         if name not in values or values[name] in ("", None):
-            raise ConfigError(f"{name} ({_ENV[name]})", "is required but not set")
+            raise ConfigError(f"{name} ({env_var(name)})", "is required but not set")
     if len(values["secret"].encode()) < MIN_SECRET_BYTES:
         raise ConfigError("secret (OCTIM_SECRET)",
                           f"must be at least {MIN_SECRET_BYTES} bytes for HS256")

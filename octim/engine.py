@@ -21,8 +21,12 @@ from octim.actors import Directory, open_directory
 from octim.api import create_app, serve_http
 from octim.config import HostPort, Settings
 from octim.domain.context import EngineContext
+from octim.domain.conversations import CONVERSATION_KIND, CloseIfIdle
+from octim.domain.conversations import KIND as CONVERSATION
 from octim.domain.shops import SHOP_KIND
+from octim.errors import OctimError
 from octim.gateway import Gateway
+from octim.gateway.fanout import Fanout
 from octim.store import Store, open_store
 
 log = logging.getLogger("octim.engine")
@@ -71,23 +75,28 @@ class Engine:
         self.settings = settings
         self.ready = False
         self._stop = trio.Event()
-        self._store: Store | None = None
-        self._directory: Directory[EngineContext] | None = None
+        self._context: EngineContext | None = None
+        self.fanout = Fanout(settings.outbox_frames)
         self.gateway = Gateway(self)
+
+    @property
+    def context(self) -> EngineContext:
+        """What the actors share (only while running)."""
+        if self._context is None:
+            raise RuntimeError("the engine is not running")
+        return self._context
 
     @property
     def store(self) -> Store:
         """The durable store (only while running)."""
-        if self._store is None:
-            raise RuntimeError("the engine is not running")
-        return self._store
+        return self.context.store
 
     @property
     def directory(self) -> Directory[EngineContext]:
         """The actor Directory (only while running)."""
-        if self._directory is None:
-            raise RuntimeError("the engine is not running")
-        return self._directory
+        directory = self.context.directory
+        assert directory is not None
+        return directory
 
     def stop(self) -> None:
         """Begin a clean shutdown; :meth:`run` returns when it is complete."""
@@ -100,12 +109,12 @@ class Engine:
         s = self.settings
         async with open_store(s.data, map_size=s.map_size,
                               max_batch=s.commit_max_batch) as store:
-            self._store = store
-            context = EngineContext(store)
+            context = EngineContext(s, store, self.fanout)
             async with open_directory(context) as directory:
                 context.directory = directory
                 directory.register(SHOP_KIND)
-                self._directory = directory
+                directory.register(CONVERSATION_KIND)
+                self._context = context
                 try:
                     await self._serve(task_status)
                 finally:
@@ -113,8 +122,7 @@ class Engine:
                     log.info("stopping actors")
             log.info("committing and closing the store",
                      extra={"commits": store.statistics().commits})
-        self._store = None
-        self._directory = None
+        self._context = None
         log.info("stopped")
 
     async def _serve(self, task_status: trio.TaskStatus[Listening]) -> None:
@@ -124,6 +132,8 @@ class Engine:
                 partial(serve_http, grace=s.shutdown_grace), create_app(self), s.http,
                 self._stop.wait)
             ws = await servers.start(self.gateway.serve, s.ws)
+            sweeper = trio.CancelScope()
+            servers.start_soon(self._sweep_forever, sweeper)
             tune_interpreter(s.gc_threshold, s.gc_freeze, s.switch_interval)
             listening = Listening(http, ws)
             self.ready = True
@@ -132,4 +142,29 @@ class Engine:
             task_status.started(listening)
             await self._stop.wait()
             log.info("shutting down")
+            sweeper.cancel()
             self.gateway.close()
+
+    async def _sweep_forever(self, scope: trio.CancelScope) -> None:
+        with scope:
+            while True:
+                await trio.sleep(self.settings.sweep_interval)
+                await self.sweep()
+
+    async def sweep(self) -> int:
+        """Ask every open conversation idle past the auto-close time to close; returns
+        how many were asked. Runs every ``sweep_interval``; tests call it directly."""
+        context = self.context
+        cutoff = context.now_ms() - self.settings.auto_close_after * 1000
+        asked = 0
+        for key, last_activity in context.store.scan("idx_open_conversations"):
+            if last_activity <= cutoff:
+                conversation = key.decode()
+                try:
+                    await self.directory.ref(CONVERSATION, conversation).tell(
+                        CloseIfIdle(conversation))
+                    asked += 1
+                except OctimError as exc:
+                    log.warning("sweep could not reach a conversation",
+                                extra={"conversation": conversation, "error": repr(exc)})
+        return asked

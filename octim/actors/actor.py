@@ -16,8 +16,11 @@ Failure policy (the supervision rules, enforced by ``_ActorCell``):
   **restarted**: a fresh instance from its factory, whose ``on_start`` reloads
   its state from the store. In-memory state of the failed instance is dropped;
   messages still in the mailbox are kept and handled by the new instance.
-* More than ``max_restarts`` failures within ``within`` seconds, or a failing
-  ``on_start`` → the failure **escalates** to the Directory, which stops that
+* ``on_start`` raises an :class:`~octim.errors.OctimError` (typically
+  ``NotFound``) → queued asks get that error and the actor stops; the next
+  message tries to activate it again.
+* More than ``max_restarts`` failures within ``within`` seconds, or ``on_start``
+  raising anything else → the failure **escalates** to the Directory, which stops that
   one actor (pending asks get :class:`~octim.errors.ActorStopped`) and refuses
   to activate its address again for ``quarantine`` seconds. Nothing propagates
   further: one broken conversation never takes the engine down.
@@ -193,6 +196,12 @@ class _ActorCell:
         actor = self.kind.factory(self.address, self.directory.context)
         try:
             await actor.on_start()
+        except OctimError as rejection:
+            # E.g. NotFound: nothing to activate. Answer what is queued with
+            # the rejection and stop, without counting it as a failure.
+            self.directory._detach(self)
+            self._fail_queued(rejection)
+            return None
         except Exception as exc:
             log.error("actor failed to start; escalating", exc_info=exc,
                       extra={"actor": str(self.address)})
@@ -265,7 +274,7 @@ class _ActorCell:
         except Exception as exc:
             log.error("on_stop raised", exc_info=exc, extra={"actor": str(self.address)})
 
-    def _fail_queued(self, error: ActorStopped) -> None:
+    def _fail_queued(self, error: OctimError) -> None:
         self.send.close()
         while True:
             try:

@@ -1,18 +1,29 @@
-"""What every domain actor can reach: the store and the Directory."""
+"""What every domain actor can reach: settings, the store, the Directory, delivery."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from octim.actors import Directory
+    from octim.config import Settings
+    from octim.gateway.fanout import Fanout
     from octim.store import Store
 
 
 @dataclass(slots=True)
 class EngineContext:
-    """Shared, read-only services handed to every actor at construction."""
+    """Shared services handed to every actor at construction."""
 
+    settings: Settings
     store: Store
+    fanout: Fanout
     directory: Directory[EngineContext] | None = None
+    clock: Callable[[], float] = field(default=time.time)  # wall time in seconds; tests inject
+
+    def now_ms(self) -> int:
+        """Wall time in milliseconds (the ``ts`` of frames and records)."""
+        return int(self.clock() * 1000)

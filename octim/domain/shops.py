@@ -1,8 +1,14 @@
-"""Shops: the ShopActor owns one shop's record (and, later, its policy and queue).
+"""Shops: the ShopActor owns one shop's record, its open-conversation rule and queue.
 
 A shop is a virtual actor: activated from the ``shops`` database on its first
 message, passivated when idle. Every change is written durably before the
 actor answers, so a crash right after an answer loses nothing.
+
+Opening conversations goes through the shop actor so that one buyer has at
+most one open conversation per shop, even when two devices open at once. It
+also keeps the shop's waiting line (conversations in ``queued``, oldest
+first) and tells each waiting buyer their position whenever it changes.
+The routing issue replaces the simple line with the real dispatcher.
 """
 
 from __future__ import annotations
@@ -13,8 +19,19 @@ from typing import Any
 
 from octim.actors import Actor, ActorKind, Message, record, thaw
 from octim.domain.context import EngineContext
+from octim.domain.conversation_model import (
+    CLOSED,
+    QUEUED,
+    card_from_context,
+    event_frame,
+    event_key,
+    message_key,
+    msg_frame,
+    new_conversation_id,
+    pair_key,
+)
 from octim.errors import InvalidInput, NotFound
-from octim.store import Delete, Put, pack
+from octim.store import Delete, Op, Put, pack
 
 KIND = "shop"
 MAX_NAME_CHARS = 200
@@ -43,6 +60,23 @@ class DeleteShop(Message):
     shop_id: str
 
 
+@record
+class OpenConversation(Message):
+    """A buyer opens (or returns to) their conversation with this shop."""
+
+    shop_id: str
+    buyer: str
+    context: Mapping[str, Any]
+
+
+@record
+class LeftQueue(Message):
+    """A conversation stopped waiting (assigned, resolved or closed)."""
+
+    shop_id: str
+    conversation: str
+
+
 def shop_key(shop_id: str) -> bytes:
     """The ``shops`` database key of a shop."""
     return shop_id.encode()
@@ -61,9 +95,19 @@ class ShopActor(Actor[EngineContext]):
     def __init__(self, address: Any, context: EngineContext) -> None:
         super().__init__(address, context)
         self.record: dict[str, Any] | None = None
+        self.waiting: list[tuple[str, str]] = []  # (conversation, buyer), oldest first
 
     async def on_start(self) -> None:
-        self.record = self.context.store.get("shops", shop_key(self.address.id))
+        store = self.context.store
+        shop = self.address.id
+        self.record = store.get("shops", shop_key(shop))
+        prefix = pair_key(shop, "")
+        for key, state in store.scan("idx_shop_conversations", prefix, prefix[:-1] + b"\x01"):
+            if state == QUEUED:
+                conversation = key[len(prefix):].decode()
+                meta = store.get("conversations", conversation.encode())
+                if meta is not None:
+                    self.waiting.append((conversation, meta["buyer"]))
 
     async def receive(self, message: Message) -> Any:
         match message:
@@ -77,7 +121,53 @@ class ShopActor(Actor[EngineContext]):
                 await self.context.store.write((Delete("shops", shop_key(shop_id)),))
                 self.record = None
                 return None
+            case OpenConversation(buyer=buyer, context=context):
+                return await self._open(buyer, thaw(context))
+            case LeftQueue(conversation=conversation):
+                self._left_queue(conversation)
+                return None
         raise InvalidInput(f"shop actor cannot handle {type(message).__name__}")
+
+    async def _open(self, buyer: str, context: dict[str, Any]) -> dict[str, Any]:
+        if self.record is None:
+            raise NotFound(f"no shop {self.address.id!r}")
+        store, shop = self.context.store, self.address.id
+        current = store.get("idx_customer_conversations", pair_key(buyer, shop))
+        if current is not None:
+            meta = store.get("conversations", current.encode())
+            if meta is not None and meta["state"] != CLOSED:
+                return {"conversation": current, "state": meta["state"], "created": False,
+                        "position": self._position(current)}
+        card = card_from_context(context)
+        now = self.context.now_ms()
+        conversation = new_conversation_id(now / 1000)
+        ops, meta = _open_ops(shop, buyer, conversation, now, card)
+        await store.write(ops)
+        self.waiting.append((conversation, buyer))
+        position = len(self.waiting)
+        fanout = self.context.fanout
+        fanout.publish(event_frame(conversation, "opened", {"shop": shop}), [buyer])
+        if card is not None:
+            fanout.publish(msg_frame(conversation, store.get(
+                "messages", message_key(conversation, 1))), [buyer])
+        fanout.publish(_position_frame(conversation, position), [buyer])
+        return {"conversation": conversation, "state": QUEUED, "created": True,
+                "position": position}
+
+    def _position(self, conversation: str) -> int | None:
+        for index, (waiting, _) in enumerate(self.waiting):
+            if waiting == conversation:
+                return index + 1
+        return None
+
+    def _left_queue(self, conversation: str) -> None:
+        index = self._position(conversation)
+        if index is None:
+            return
+        del self.waiting[index - 1]
+        for behind in range(index - 1, len(self.waiting)):
+            waiting, buyer = self.waiting[behind]
+            self.context.fanout.publish(_position_frame(waiting, behind + 1), [buyer])
 
     async def _upsert(self, shop_id: str, name: str, settings: dict[str, Any]) -> dict[str, Any]:
         if not name.strip() or len(name) > MAX_NAME_CHARS:
@@ -92,3 +182,35 @@ class ShopActor(Actor[EngineContext]):
 
 
 SHOP_KIND: ActorKind[EngineContext] = ActorKind(KIND, ShopActor, idle_timeout=300.0)
+
+
+def _position_frame(conversation: str, position: int) -> dict[str, Any]:
+    return event_frame(conversation, "queued", {"position": position})
+
+
+def _open_ops(shop: str, buyer: str, conversation: str, now: int,
+              card: tuple[str, dict[str, Any]] | None) -> tuple[list[Op], dict[str, Any]]:
+    """Everything a new conversation writes, in one atomic commit."""
+    meta: dict[str, Any] = {"id": conversation, "shop": shop, "buyer": buyer, "state": QUEUED,
+                            "created": now, "updated": now, "last_seq": 0, "reads": {},
+                            "events": 0}
+    ops: list[Op] = []
+    if card is not None:
+        kind, body = card
+        meta["last_seq"] = 1
+        meta["reads"] = {buyer: 1}
+        ops.append(Put("messages", message_key(conversation, 1), pack(
+            {"seq": 1, "id": f"card-{conversation}", "from": buyer, "role": "buyer",
+             "kind": kind, "body": body, "ts": now})))
+    for n, event in enumerate(("opened", "queued"), start=1):
+        ops.append(Put("events", event_key(now, conversation, n), pack(
+            {"conversation": conversation, "shop": shop, "event": event, "data": {}, "ts": now})))
+    meta["events"] = 2
+    ops += [
+        Put("conversations", conversation.encode(), pack(meta)),
+        Put("idx_customer_conversations", pair_key(buyer, shop), pack(conversation)),
+        Put("idx_user_conversations", pair_key(buyer, conversation), pack(shop)),
+        Put("idx_shop_conversations", pair_key(shop, conversation), pack(QUEUED)),
+        Put("idx_open_conversations", conversation.encode(), pack(now)),
+    ]
+    return ops, meta

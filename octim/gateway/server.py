@@ -1,14 +1,13 @@
 """The gateway server: accepts WebSocket connections at ``/ws`` and runs sessions.
 
-One task per connection reads frames (trio-websocket's own reader task feeds
-it through a bounded queue). The first frame must be ``hello`` with a valid
-JWT; bad, expired or missing tokens close the connection with code 4001.
+It checks the path and negotiates the subprotocol, then hands the
+connection to a :class:`~octim.gateway.session.Session`. At shutdown it stops
+listening and closes every connection with 1001.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -19,10 +18,9 @@ from trio_websocket import (
     serve_websocket,
 )
 
-from octim.auth import AuthError, Principal, verify_token
 from octim.config import HostPort
-from octim.errors import OctimError
-from octim.gateway.codec import JSON, SUBPROTOCOLS, BadFrame, FrameCodec
+from octim.gateway.codec import JSON, SUBPROTOCOLS, FrameCodec
+from octim.gateway.session import Session
 
 if TYPE_CHECKING:
     from octim.engine import Engine
@@ -30,9 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("octim.gateway")
 
 PATH = "/ws"
-MAX_FRAME_BYTES = 64 * 1024
-HELLO_TIMEOUT = 10.0
-CLOSE_UNAUTHORIZED = 4001
 CLOSE_GOING_AWAY = 1001
 CLOSE_TIMEOUT = 2.0  # seconds for clients to answer our close at shutdown
 
@@ -64,7 +59,8 @@ class Gateway:
                 with listener:
                     await serve_websocket(
                         self._handle, bind.host, bind.port, None, handler_nursery=handlers,
-                        max_message_size=MAX_FRAME_BYTES, message_queue_size=16,
+                        max_message_size=self.engine.settings.max_frame_bytes,
+                        message_queue_size=16,
                         task_status=task_status)
 
             server = await handlers.start(listen)
@@ -103,65 +99,3 @@ class Gateway:
                 await ws.aclose(1011, "internal error")
         finally:
             self._connections.discard(ws)
-
-
-class Session:
-    """One authenticated connection's conversation with the engine."""
-
-    def __init__(self, engine: Engine, ws: WebSocketConnection, codec: FrameCodec) -> None:
-        self.engine = engine
-        self.ws = ws
-        self.codec = codec
-        self.principal: Principal | None = None
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        """Send one frame."""
-        await self.ws.send_message(self.codec.encode(frame))
-
-    async def error(self, code: str, message: str, ref: Any = None) -> None:
-        """Send an error frame with a stable code."""
-        frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
-        if ref is not None:
-            frame["ref"] = ref
-        await self.send(frame)
-
-    async def run(self) -> None:
-        """Authenticate, then handle frames until the peer goes away."""
-        if not await self._authenticate():
-            return
-        while True:
-            data = await self.ws.get_message()
-            try:
-                frame = self.codec.decode(data)
-            except BadFrame as exc:
-                await self.error(exc.code, str(exc))
-                continue
-            await self._dispatch(frame)
-
-    async def _authenticate(self) -> bool:
-        with trio.move_on_after(HELLO_TIMEOUT):
-            data = await self.ws.get_message()
-            try:
-                frame = self.codec.decode(data)
-                if frame["type"] != "hello":
-                    raise AuthError("the first frame must be hello")
-                self.principal = verify_token(frame.get("token"), self.engine.settings.secret)
-            except (AuthError, BadFrame) as exc:
-                await self.ws.aclose(CLOSE_UNAUTHORIZED, str(exc)[:120])
-                return False
-            await self.send({"type": "welcome", "user": self.principal.user,
-                             "role": self.principal.role})
-            return True
-        await self.ws.aclose(CLOSE_UNAUTHORIZED, "no hello within time")
-        return False
-
-    async def _dispatch(self, frame: dict[str, Any]) -> None:
-        kind = frame["type"]
-        ref = frame.get("id", frame.get("ref"))
-        try:
-            if kind == "ping":
-                await self.send({"type": "pong", "ts": int(time.time() * 1000)})
-            else:
-                await self.error("unknown_type", f"unknown frame type {kind!r}", ref)
-        except OctimError as exc:
-            await self.error(exc.code, str(exc), ref)

@@ -32,8 +32,12 @@ DATABASES: tuple[str, ...] = (
     "tickets",
     "kb",
     "events",  # append-only log feeding analytics; key: ("events", seq)
-    "idx_customer_conversations",
-    "idx_shop_conversations",
+    "client_ids",  # key: conversation \0 client message id → [seq, ts] (dedupe)
+    "uploads",  # upload id → metadata; the bytes live in the blob directory
+    "idx_customer_conversations",  # buyer \0 shop → the buyer's current conversation
+    "idx_user_conversations",  # user \0 conversation → shop (inboxes)
+    "idx_shop_conversations",  # shop \0 conversation → state
+    "idx_open_conversations",  # conversation → last activity (auto-close sweep)
     "idx_agent_open",
 )
 

@@ -8,9 +8,10 @@ MVCC means they never block the writer and the writer never blocks them.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,15 +27,20 @@ from octim.store.writer import CommitBatch, Delete, Op, Put, StopWriter, StoreWr
 __all__ = ["Delete", "Op", "Put", "Store", "open_store"]
 
 _KNOWN_DBS = frozenset(DATABASES)
+log = logging.getLogger("octim.store")
+
+#: Called on the trio thread when a submitted write is durable (None) or failed (a reason).
+Durable = Callable[[str | None], None]
 
 
 class _Batch:
     """Writes that will share one transaction, and the event their writers await."""
 
-    __slots__ = ("done", "errors", "ops", "requests")
+    __slots__ = ("callbacks", "done", "errors", "ops", "requests")
 
     def __init__(self) -> None:
         self.requests: list[Sequence[Op]] = []
+        self.callbacks: list[tuple[int, Durable]] = []
         self.ops = 0
         self.done = trio.Event()
         self.errors: list[str | None] = []
@@ -70,6 +76,27 @@ class Store:
         one (group commit). If the caller is cancelled while waiting, the write
         may still commit.
         """
+        batch, index = await self._enqueue(ops)
+        try:
+            await batch.done.wait()
+        finally:
+            self._inflight.release()
+        error = batch.errors[index]
+        if error is not None:
+            raise StoreError(error)
+
+    async def submit(self, ops: Sequence[Op], on_durable: Durable) -> None:
+        """Queue ``ops`` for commit and return at once; pipelining for actors.
+
+        ``on_durable(error)`` runs on the trio thread once the commit is synced
+        (``error`` is None) or failed. Callbacks run in submission order, so an
+        actor can assign sequence numbers, keep going, and acknowledge in order.
+        Waits only while ``max_inflight`` writes are already pending.
+        """
+        batch, index = await self._enqueue(ops)
+        batch.callbacks.append((index, on_durable))
+
+    async def _enqueue(self, ops: Sequence[Op]) -> tuple[_Batch, int]:
         for op in ops:
             if op.db not in _KNOWN_DBS:
                 raise StoreError(f"unknown database {op.db!r}")
@@ -81,24 +108,18 @@ class Store:
             self._inflight.acquire_nowait()
         except trio.WouldBlock:
             await self._inflight.acquire()
-        try:
-            if self._closed:
-                raise StoreClosed("the store is closed")
-            batch = self._queued[-1] if self._queued else None
-            if batch is None or batch.ops >= self._max_batch:
-                batch = _Batch()
-                self._queued.append(batch)
-            index = len(batch.requests)
-            batch.requests.append(ops)
-            batch.ops += len(ops)
-            if self._committing is None:
-                self._dispatch()
-            await batch.done.wait()
-        finally:
+        if self._closed:
             self._inflight.release()
-        error = batch.errors[index]
-        if error is not None:
-            raise StoreError(error)
+            raise StoreClosed("the store is closed")
+        batch = self._queued[-1] if self._queued else None
+        if batch is None or batch.ops >= self._max_batch:
+            batch = _Batch()
+            self._queued.append(batch)
+        batch.requests.append(ops)
+        batch.ops += len(ops)
+        if self._committing is None:
+            self._dispatch()
+        return batch, len(batch.requests) - 1
 
     def _dispatch(self) -> None:
         batch = self._queued.popleft()
@@ -110,6 +131,12 @@ class Store:
             self._committing = None
             if self._queued:
                 self._dispatch()
+            for index, callback in batch.callbacks:
+                self._inflight.release()
+                try:
+                    callback(errors[index])
+                except Exception:
+                    log.exception("on_durable callback failed")
 
         try:
             self._writer.tell(CommitBatch(batch.requests, committed))

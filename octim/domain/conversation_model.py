@@ -1,0 +1,195 @@
+"""Conversation data: states, message kinds and their validation, store keys.
+
+Pure functions and constants; the ConversationActor applies them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import zlib
+from typing import Any
+from urllib.parse import urlsplit
+
+from octim.errors import OctimError
+from octim.store.keys import encode_key
+
+# States and the order they normally follow.
+BOT, QUEUED, ASSIGNED, RESOLVED, CLOSED = "bot", "queued", "assigned", "resolved", "closed"
+STATES = (BOT, QUEUED, ASSIGNED, RESOLVED, CLOSED)
+OPEN_STATES = (BOT, QUEUED, ASSIGNED, RESOLVED)
+
+STAFF_ROLES = ("agent", "shop_admin", "platform_admin")
+CLIENT_KINDS = ("text", "image", "voice", "link", "product", "order")
+KINDS = (*CLIENT_KINDS, "system")
+MAX_ID_CHARS = 128
+MAX_FIELD_CHARS = 500
+
+
+class Forbidden(OctimError):
+    """The caller may not do this (not a participant, wrong role, not the author)."""
+
+    code = "forbidden"
+
+
+class InvalidBody(OctimError):
+    """A frame's fields have the wrong types or values."""
+
+    code = "invalid_body"
+
+
+class UnknownKind(OctimError):
+    """A message kind OctIM does not know; the message is not stored."""
+
+    code = "unknown_kind"
+
+
+class TooLarge(OctimError):
+    """A message body is over its size limit."""
+
+    code = "too_large"
+
+
+class ConversationClosed(OctimError):
+    """The conversation is closed; open a new one."""
+
+    code = "conversation_closed"
+
+
+class InvalidState(OctimError):
+    """The conversation is not in a state that allows this."""
+
+    code = "invalid_state"
+
+
+def coalesce_key(*parts: str) -> int:
+    """A stable 64-bit key for coalescing droppable frames (typing of one user in one chat)."""
+    data = "\0".join(parts).encode()
+    return (zlib.crc32(data) << 32) | zlib.adler32(data)
+
+
+def new_conversation_id(now: float) -> str:
+    """Time-sortable, unguessable conversation id."""
+    return f"c{int(now * 1000):x}{secrets.token_hex(5)}"
+
+
+def new_upload_id() -> str:
+    """Unguessable upload id."""
+    return "u" + secrets.token_hex(12)
+
+
+def now_ms() -> int:
+    """Server time in milliseconds since the epoch (the ``ts`` of frames)."""
+    return int(time.time() * 1000)
+
+
+def pair_key(first: str, second: str) -> bytes:
+    """``first \\0 second`` for the two-part index keys."""
+    return f"{first}\0{second}".encode()
+
+
+def message_key(conversation: str, seq: int) -> bytes:
+    """Key of a message in the ``messages`` database."""
+    return encode_key(conversation, seq)
+
+
+def event_key(ts_ms: int, conversation: str, n: int) -> bytes:
+    """Key of an event-log record: time-ordered, unique per conversation."""
+    return ts_ms.to_bytes(8, "big") + encode_key(conversation, n)
+
+
+def _text(body: dict[str, Any], field: str, limit: int, *, required: bool = True) -> str | None:
+    value = body.get(field)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidBody(f"body.{field} must be a non-empty string")
+    if len(value) > limit:
+        raise TooLarge(f"body.{field} is {len(value)} characters, the limit is {limit}")
+    return value
+
+
+def _url(body: dict[str, Any], field: str, *, required: bool = True) -> str | None:
+    url = _text(body, field, 2048, required=required)
+    if url is not None and (urlsplit(url).scheme not in ("http", "https") or
+                            not urlsplit(url).netloc):
+        raise InvalidBody(f"body.{field} must be an http(s) URL")
+    return url
+
+
+def validate_body(kind: str, body: Any, max_text_chars: int) -> dict[str, Any]:
+    """The normalised body of a client message, or an error; unknown fields are dropped."""
+    if kind not in KINDS:
+        raise UnknownKind(f"unknown message kind {kind!r}; known: {', '.join(CLIENT_KINDS)}")
+    if kind == "system":
+        raise Forbidden("system messages come from the server only")
+    if not isinstance(body, dict):
+        raise InvalidBody("body must be a map")
+    out: dict[str, Any] = {}
+    if kind == "text":
+        out["text"] = _text(body, "text", max_text_chars)
+    elif kind in ("image", "voice"):
+        out["upload"] = _text(body, "upload", MAX_ID_CHARS)
+        duration = body.get("duration")
+        if kind == "voice" and duration is not None:
+            if not isinstance(duration, int | float) or isinstance(duration, bool) or \
+                    not 0 < duration <= 600:
+                raise InvalidBody("body.duration must be a number of seconds up to 600")
+            out["duration"] = duration
+    elif kind == "link":
+        out["url"] = _url(body, "url")
+        title = _text(body, "title", MAX_FIELD_CHARS, required=False)
+        if title is not None:
+            out["title"] = title
+    else:  # product or order card
+        out[kind] = _text(body, kind, MAX_ID_CHARS)
+        for field in ("title", "status"):
+            value = _text(body, field, MAX_FIELD_CHARS, required=False)
+            if value is not None:
+                out[field] = value
+        image = _url(body, "image", required=False)
+        if image is not None:
+            out["image"] = image
+        price = body.get("price")
+        if price is not None:
+            if not isinstance(price, int | float) or isinstance(price, bool) or price < 0:
+                raise InvalidBody("body.price must be a non-negative number")
+            out["price"] = price
+    return out
+
+
+def card_from_context(context: Any) -> tuple[str, dict[str, Any]] | None:
+    """The product or order card a conversation opened from that page carries."""
+    if not isinstance(context, dict):
+        return None
+    for kind in ("order", "product"):
+        if kind in context:
+            return kind, validate_body(kind, {**context, kind: context[kind]}, MAX_FIELD_CHARS)
+    return None
+
+
+def msg_frame(conversation: str, record: Any) -> dict[str, Any]:
+    """The ``msg`` frame of a stored message (tombstones keep seq, author and time)."""
+    frame = {"type": "msg", "conversation": conversation, "seq": record["seq"],
+             "id": record["id"], "from": record["from"], "role": record["role"],
+             "kind": record["kind"], "body": record["body"], "ts": record["ts"]}
+    if record.get("recalled"):
+        frame["recalled"] = True
+    return frame
+
+
+def event_frame(conversation: str, event: str, data: dict[str, Any]) -> dict[str, Any]:
+    """An ``event`` frame."""
+    return {"type": "event", "conversation": conversation, "event": event, "data": data}
+
+
+def is_participant(meta: dict[str, Any], user: str, role: str, shops: tuple[str, ...]) -> bool:
+    """Whether a user may read and write a conversation.
+
+    The buyer of the conversation; staff whose token lists its shop; platform admins.
+    """
+    if role == "buyer":
+        return bool(meta["buyer"] == user)
+    if role == "platform_admin":
+        return True
+    return meta["shop"] in shops

@@ -1,0 +1,453 @@
+"""The ConversationActor: one conversation's sequence numbers, state and receipts.
+
+It owns the conversation's meta record and is the only writer of its
+messages. A send is validated, deduplicated by the client's message id,
+given the next sequence number and handed to the store with
+:meth:`~octim.store.Store.submit`; the actor goes on with its next message
+at once (pipelining). When the commit is synced, callbacks run in sequence
+order: the sender's pending ack is filled and the ``msg`` frame is published
+to every participant connection. Nothing is acknowledged or delivered before
+it is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from octim.actors import Actor, ActorKind, Address, Message, Reply, record, thaw
+from octim.domain.context import EngineContext
+from octim.domain.conversation_model import (
+    ASSIGNED,
+    BOT,
+    CLOSED,
+    QUEUED,
+    RESOLVED,
+    STAFF_ROLES,
+    ConversationClosed,
+    Forbidden,
+    InvalidBody,
+    InvalidState,
+    coalesce_key,
+    event_frame,
+    event_key,
+    is_participant,
+    message_key,
+    msg_frame,
+    pair_key,
+    validate_body,
+)
+from octim.domain.shops import KIND as SHOP
+from octim.domain.shops import LeftQueue
+from octim.errors import NotFound, StoreError
+from octim.store import Delete, Op, Put, pack
+
+log = logging.getLogger("octim.conversations")
+
+KIND = "conversation"
+ACK_CACHE = 4096  # recent client ids remembered in memory (older ones: the store)
+
+
+@record
+class SendMessage(Message):
+    """Append a message; answers a Reply that fills with the ack once durable."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+    client_id: str
+    kind: str
+    body: Mapping[str, Any]
+    conn: int  # the sending connection, which gets the ack instead of the msg
+
+
+@record
+class MarkRead(Message):
+    """The user has read everything up to ``upto``."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+    upto: int
+
+
+@record
+class Typing(Message):
+    """The user is typing (coalesced, never stored)."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+
+
+@record
+class Recall(Message):
+    """The author takes back message ``seq`` (within the recall window)."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+    seq: int
+
+
+@record
+class Resolve(Message):
+    """Mark the conversation resolved."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+
+
+@record
+class Rate(Message):
+    """The buyer rates a resolved conversation (once)."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+    score: int
+    comment: str
+
+
+@record
+class AssignConversation(Message):
+    """Give the conversation to an agent (interim internal call until routing lands)."""
+
+    conversation: str
+    agent: str
+
+
+@record
+class CloseIfIdle(Message):
+    """Close the conversation if it has been inactive for the auto-close time."""
+
+    conversation: str
+
+
+@record
+class DescribeConversation(Message):
+    """Ask for the conversation's meta record."""
+
+    conversation: str
+
+
+class ConversationActor(Actor[EngineContext]):
+    """See the module docstring."""
+
+    def __init__(self, address: Address, context: EngineContext) -> None:
+        super().__init__(address, context)
+        self.meta: dict[str, Any] = {}
+        self.acked: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self.pending: dict[str, Reply[dict[str, Any]]] = {}
+        self.broken: BaseException | None = None
+
+    @property
+    def id(self) -> str:
+        return self.address.id
+
+    async def on_start(self) -> None:
+        meta = self.context.store.get("conversations", self.id.encode())
+        if meta is None:
+            raise NotFound(f"no conversation {self.id!r}")
+        self.meta = meta
+
+    async def receive(self, message: Message) -> Any:
+        if self.broken is not None:
+            # A write of ours failed: our in-memory sequence is ahead of the
+            # store. Crash so the supervisor restarts us from the store.
+            raise RuntimeError("a conversation write failed") from self.broken
+        match message:
+            case SendMessage():
+                return await self._send(message)
+            case MarkRead():
+                return await self._mark_read(message)
+            case Typing():
+                self._check_member(message.user, message.role, message.shops)
+                self.context.fanout.publish(
+                    event_frame(self.id, "typing", {"user": message.user}),
+                    self._participants() - {message.user}, droppable=True,
+                    key=coalesce_key(self.id, message.user, "typing"))
+                return None
+            case Recall():
+                return await self._recall(message)
+            case Resolve():
+                return await self._resolve(message)
+            case Rate():
+                return await self._rate(message)
+            case AssignConversation(agent=agent):
+                return await self._assign(agent)
+            case CloseIfIdle():
+                limit = self.context.settings.auto_close_after * 1000
+                if self.meta["state"] != CLOSED and \
+                        self.context.now_ms() - self.meta["updated"] >= limit:
+                    await self._close("inactive", [])
+                return None
+            case DescribeConversation():
+                return dict(self.meta)
+        raise InvalidBody(f"conversation actor cannot handle {type(message).__name__}")
+
+    # -- helpers --------------------------------------------------------------
+
+    def _check_member(self, user: str, role: str, shops: tuple[str, ...]) -> None:
+        if not is_participant(self.meta, user, role, shops):
+            # Same answer as for a conversation that does not exist: no probing.
+            raise NotFound(f"no conversation {self.id!r}")
+
+    def _participants(self) -> set[str]:
+        users = {self.meta["buyer"]}
+        if self.meta.get("agent"):
+            users.add(self.meta["agent"])
+        return users
+
+    def _meta_op(self) -> Put:
+        return Put("conversations", self.id.encode(), pack(self.meta))
+
+    def _event(self, event: str, data: dict[str, Any], frames: list[Any]) -> list[Op]:
+        """Record an event in the log and queue its frame for after the commit."""
+        n = self.meta.get("events", 0) + 1
+        self.meta["events"] = n
+        ts = self.context.now_ms()
+        frames.append((event_frame(self.id, event, data), None))
+        return [Put("events", event_key(ts, self.id, n),
+                    pack({"conversation": self.id, "shop": self.meta["shop"], "event": event,
+                          "data": data, "ts": ts}))]
+
+    def _set_state(self, state: str) -> list[Op]:
+        self.meta["state"] = state
+        return [Put("idx_shop_conversations", pair_key(self.meta["shop"], self.id), pack(state))]
+
+    async def _commit(self, ops: list[Op], frames: list[Any],
+                      done: Reply[Any] | None = None, result: Any = None,
+                      settle: Callable[[bool], None] | None = None) -> None:
+        """Submit ``ops``; once durable publish ``frames`` and fill ``done`` with ``result``.
+
+        ``settle(ok)`` runs first, with whether the commit succeeded. These
+        callbacks run on the actor's trio thread between its awaits and touch
+        only the ack bookkeeping.
+        """
+        users = self._participants()
+
+        def durable(error: str | None) -> None:
+            if settle is not None:
+                settle(error is None)
+            if error is not None:
+                self.broken = StoreError(error)
+                log.error("conversation write failed", extra={"conversation": self.id,
+                                                              "error": error})
+                if done is not None:
+                    done.fill(error=StoreError(error))
+                return
+            if done is not None:
+                done.fill(result)
+            for frame, exclude in frames:
+                self.context.fanout.publish(frame, users, exclude=exclude)
+
+        await self.context.store.submit(ops, durable)
+
+    # -- sending ----------------------------------------------------------------
+
+    async def _send(self, m: SendMessage) -> Reply[dict[str, Any]]:
+        self._check_member(m.user, m.role, m.shops)
+        reply: Reply[dict[str, Any]] = Reply()
+        seen = self._seen(m.client_id)
+        if seen is not None:
+            if isinstance(seen, Reply):
+                return seen
+            reply.fill(self._ack(m.client_id, *seen))
+            return reply
+        frames: list[Any] = []
+        ops: list[Op] = []
+        ops += await self._prepare_state_for_send(m.role, frames)
+        body = validate_body(m.kind, thaw(m.body), self.context.settings.max_text_chars)
+        if m.kind in ("image", "voice"):
+            ops += self._attach_upload(m, body)
+        seq, ts = self.meta["last_seq"] + 1, self.context.now_ms()
+        stored = {"seq": seq, "id": m.client_id, "from": m.user, "role": m.role,
+                  "kind": m.kind, "body": body, "ts": ts}
+        self.meta["last_seq"] = seq
+        self.meta["updated"] = ts
+        reads = self.meta.setdefault("reads", {})
+        reads[m.user] = max(reads.get(m.user, 0), seq)  # one's own message is read
+        if m.role in STAFF_ROLES and "first_response" not in self.meta:
+            self.meta["first_response"] = ts
+        ops += [
+            Put("messages", message_key(self.id, seq), pack(stored)),
+            Put("client_ids", pair_key(self.id, m.client_id), pack([seq, ts])),
+            Put("idx_open_conversations", self.id.encode(), pack(ts)),
+            self._meta_op(),
+        ]
+        frames.append((msg_frame(self.id, stored), m.conn))
+        self.pending[m.client_id] = reply
+        client_id = m.client_id
+
+        def settle(ok: bool) -> None:
+            self.pending.pop(client_id, None)
+            if ok:
+                self.acked[client_id] = (seq, ts)
+                if len(self.acked) > ACK_CACHE:
+                    self.acked.popitem(last=False)
+
+        await self._commit(ops, frames, reply, self._ack(client_id, seq, ts), settle)
+        return reply
+
+    def _seen(self, client_id: str) -> tuple[int, int] | Reply[dict[str, Any]] | None:
+        if client_id in self.pending:
+            return self.pending[client_id]
+        if client_id in self.acked:
+            return self.acked[client_id]
+        stored = self.context.store.get("client_ids", pair_key(self.id, client_id))
+        return None if stored is None else (stored[0], stored[1])
+
+    def _ack(self, client_id: str, seq: int, ts: int) -> dict[str, Any]:
+        return {"type": "ack", "id": client_id, "conversation": self.id, "seq": seq, "ts": ts}
+
+    async def _prepare_state_for_send(self, role: str, frames: list[Any]) -> list[Op]:
+        state = self.meta["state"]
+        if state == CLOSED:
+            raise ConversationClosed(f"conversation {self.id} is closed; open a new one")
+        if state != RESOLVED or role != "buyer":
+            return []
+        window = self.context.settings.reopen_window * 1000
+        if self.context.now_ms() - self.meta.get("resolved_at", 0) > window:
+            await self._close("resolved", [])
+            raise ConversationClosed(f"conversation {self.id} is closed; open a new one")
+        # A buyer writing soon after resolve reopens the conversation.
+        new_state = ASSIGNED if self.meta.get("agent") else QUEUED
+        ops = self._set_state(new_state)
+        ops += self._event("reopened", {"state": new_state}, frames)
+        return ops
+
+    def _attach_upload(self, m: SendMessage, body: dict[str, Any]) -> list[Op]:
+        upload = self.context.store.get("uploads", body["upload"].encode())
+        if upload is None or upload["owner"] != m.user:
+            raise NotFound(f"no upload {body['upload']!r} of yours")
+        if upload["kind"] != m.kind:
+            raise InvalidBody(f"upload {body['upload']!r} is a {upload['kind']}, not a {m.kind}")
+        body.update({"mime": upload["mime"], "size": upload["size"],
+                     "url": f"/api/uploads/{upload['id']}"})
+        if self.id in upload["conversations"]:
+            return []
+        upload["conversations"].append(self.id)
+        return [Put("uploads", upload["id"].encode(), pack(upload))]
+
+    # -- receipts, recall, lifecycle -------------------------------------------
+
+    async def _mark_read(self, m: MarkRead) -> None:
+        self._check_member(m.user, m.role, m.shops)
+        upto = min(m.upto, self.meta["last_seq"])
+        reads = self.meta.setdefault("reads", {})
+        if upto <= reads.get(m.user, 0):
+            return
+        reads[m.user] = upto
+        frames = [(event_frame(self.id, "read", {"user": m.user, "upto": upto}), None)]
+        await self._commit([self._meta_op()], frames)
+
+    async def _recall(self, m: Recall) -> Reply[Any]:
+        self._check_member(m.user, m.role, m.shops)
+        stored = self.context.store.get("messages", message_key(self.id, m.seq))
+        if stored is None:
+            raise NotFound(f"no message {m.seq} in {self.id}")
+        if stored["from"] != m.user:
+            raise Forbidden("only the author may recall a message")
+        if stored.get("recalled"):
+            raise InvalidState(f"message {m.seq} is already recalled")
+        now = self.context.now_ms()
+        if now - stored["ts"] > self.context.settings.recall_window * 1000:
+            raise InvalidState("the recall window has passed")
+        tombstone = {**stored, "body": {}, "recalled": True, "recalled_at": now}
+        frames: list[Any] = []
+        ops: list[Op] = [Put("messages", message_key(self.id, m.seq), pack(tombstone))]
+        ops += self._event("recalled", {"seq": m.seq, "by": m.user}, frames)
+        ops.append(self._meta_op())
+        done: Reply[Any] = Reply()
+        await self._commit(ops, frames, done, None)
+        return done
+
+    async def _resolve(self, m: Resolve) -> Reply[Any]:
+        self._check_member(m.user, m.role, m.shops)
+        if self.meta["state"] not in (BOT, QUEUED, ASSIGNED):
+            raise InvalidState(f"conversation is {self.meta['state']}, not open")
+        was_queued = self.meta["state"] == QUEUED
+        frames: list[Any] = []
+        ops = self._set_state(RESOLVED)
+        self.meta["resolved_at"] = self.meta["updated"] = self.context.now_ms()
+        ops += self._event("resolved", {"by": m.user}, frames)
+        ops += [self._meta_op(),
+                Put("idx_open_conversations", self.id.encode(), pack(self.meta["updated"]))]
+        done: Reply[Any] = Reply()
+        await self._commit(ops, frames, done, None)
+        if was_queued:
+            await self._tell_shop_left_queue()
+        return done
+
+    async def _rate(self, m: Rate) -> Reply[Any]:
+        self._check_member(m.user, m.role, m.shops)
+        if m.role != "buyer":
+            raise Forbidden("only the buyer rates a conversation")
+        if self.meta["state"] not in (RESOLVED, CLOSED):
+            raise InvalidState("a conversation can be rated once it is resolved")
+        if self.meta.get("rating") is not None:
+            raise InvalidState("this conversation is already rated")
+        if not 1 <= m.score <= 5 or len(m.comment) > 1000:
+            raise InvalidBody("score must be 1-5 and the comment at most 1000 characters")
+        self.meta["rating"] = {"score": m.score, "comment": m.comment,
+                               "ts": self.context.now_ms()}
+        frames: list[Any] = []
+        ops = self._event("rated", {"score": m.score}, frames)
+        ops.append(self._meta_op())
+        done: Reply[Any] = Reply()
+        await self._commit(ops, frames, done, None)
+        return done
+
+    async def _assign(self, agent: str) -> dict[str, Any]:
+        state, previous = self.meta["state"], self.meta.get("agent")
+        if state in (RESOLVED, CLOSED):
+            raise InvalidState(f"conversation is {state}")
+        frames: list[Any] = []
+        ops = self._set_state(ASSIGNED)
+        self.meta["agent"] = agent
+        self.meta["assigned_at"] = self.context.now_ms()
+        if previous and previous != agent:
+            ops += self._event("transferred", {"from": previous, "to": agent}, frames)
+        ops += self._event("assigned", {"agent": agent}, frames)
+        ops += [Put("idx_user_conversations", pair_key(agent, self.id),
+                    pack(self.meta["shop"])), self._meta_op()]
+        done: Reply[Any] = Reply()
+        await self._commit(ops, frames, done, None)
+        await done.wait()
+        if state == QUEUED:
+            await self._tell_shop_left_queue()
+        return dict(self.meta)
+
+    async def _close(self, reason: str, frames: list[Any]) -> None:
+        was_queued = self.meta["state"] == QUEUED
+        ops = self._set_state(CLOSED)
+        self.meta["closed_at"] = self.context.now_ms()
+        ops += self._event("closed", {"reason": reason}, frames)
+        ops += [self._meta_op(), Delete("idx_open_conversations", self.id.encode())]
+        customer_key = pair_key(self.meta["buyer"], self.meta["shop"])
+        if self.context.store.get("idx_customer_conversations", customer_key) == self.id:
+            ops.append(Delete("idx_customer_conversations", customer_key))
+        done: Reply[Any] = Reply()
+        await self._commit(ops, frames, done, None)
+        await done.wait()
+        if was_queued:
+            await self._tell_shop_left_queue()
+
+    async def _tell_shop_left_queue(self) -> None:
+        assert self.context.directory is not None
+        await self.context.directory.ref(SHOP, self.meta["shop"]).tell(
+            LeftQueue(self.meta["shop"], self.id))
+
+
+CONVERSATION_KIND: ActorKind[EngineContext] = ActorKind(KIND, ConversationActor,
+                                                        mailbox_size=512, idle_timeout=120.0)

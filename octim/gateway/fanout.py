@@ -1,0 +1,115 @@
+"""Live delivery: which connections a user has, and pushing frames to them.
+
+The gateway owns this registry (connections attach after ``welcome`` and
+detach when they close). Actors call :meth:`Fanout.publish`; it encodes a
+frame once per subprotocol in use, pushes the shared payload into the Rust
+hub's bounded outboxes and wakes the writer task of every connection whose
+outbox just became non-empty. A connection whose outbox overflows is a slow
+consumer: its writer closes it with 4008 and the client resyncs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from array import array
+from collections.abc import Iterable
+from typing import Any
+
+import trio
+
+from octim._core import FanoutHub
+from octim.gateway.codec import FrameCodec
+
+
+class Connection:
+    """One authenticated WebSocket connection as delivery sees it."""
+
+    __slots__ = ("codec", "id", "overflowed", "role", "shops", "user", "wake")
+
+    def __init__(self, conn_id: int, user: str, role: str, shops: tuple[str, ...],
+                 codec: FrameCodec) -> None:
+        self.id = conn_id
+        self.user = user
+        self.role = role
+        self.shops = shops
+        self.codec = codec
+        self.wake = trio.Event()
+        self.overflowed = False
+
+
+class Fanout:
+    """The connection registry and the hub; see the module docstring."""
+
+    def __init__(self, outbox_frames: int) -> None:
+        self.hub = FanoutHub()
+        self._outbox_frames = outbox_frames
+        self._ids = itertools.count(1)
+        self._conns: dict[int, Connection] = {}
+        self._by_user: dict[str, set[int]] = {}
+        self.presence: dict[str, str] = {}
+
+    def attach(self, user: str, role: str, shops: tuple[str, ...],
+               codec: FrameCodec) -> Connection:
+        """Register a new connection and give it an outbox."""
+        conn = Connection(next(self._ids), user, role, shops, codec)
+        self.hub.open(conn.id, self._outbox_frames)
+        self._conns[conn.id] = conn
+        self._by_user.setdefault(user, set()).add(conn.id)
+        return conn
+
+    def detach(self, conn: Connection) -> None:
+        """Forget a closed connection and free its outbox."""
+        self.hub.close(conn.id)
+        self._conns.pop(conn.id, None)
+        ids = self._by_user.get(conn.user)
+        if ids is not None:
+            ids.discard(conn.id)
+            if not ids:
+                del self._by_user[conn.user]
+                self.presence.pop(conn.user, None)
+
+    def connections_of(self, user: str) -> list[Connection]:
+        """A user's open connections."""
+        return [self._conns[i] for i in self._by_user.get(user, ())]
+
+    def is_online(self, user: str) -> bool:
+        """Whether the user has at least one connection."""
+        return user in self._by_user
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._conns)
+
+    def publish(self, frame: dict[str, Any], users: Iterable[str], *,
+                exclude: int | None = None, droppable: bool = False,
+                key: int | None = None) -> None:
+        """Deliver ``frame`` to every connection of ``users`` (except ``exclude``)."""
+        by_codec: dict[str, tuple[FrameCodec, array[int]]] = {}
+        for user in set(users):
+            for conn_id in self._by_user.get(user, ()):
+                if conn_id == exclude:
+                    continue
+                codec = self._conns[conn_id].codec
+                entry = by_codec.get(codec.subprotocol)
+                if entry is None:
+                    entry = by_codec[codec.subprotocol] = (codec, array("Q"))
+                entry[1].append(conn_id)
+        for codec, recipients in by_codec.values():
+            woken, overflowed = self.hub.push(codec.encode(frame), recipients, droppable, key)
+            self._wake(woken, overflowed)
+
+    def send_to(self, conn: Connection, frame: dict[str, Any]) -> None:
+        """Queue one frame for one connection (after its earlier frames)."""
+        woken, overflowed = self.hub.push(conn.codec.encode(frame), array("Q", [conn.id]))
+        self._wake(woken, overflowed)
+
+    def _wake(self, woken: list[int], overflowed: list[int]) -> None:
+        for conn_id in overflowed:
+            conn = self._conns.get(conn_id)
+            if conn is not None:
+                conn.overflowed = True
+                conn.wake.set()
+        for conn_id in woken:
+            conn = self._conns.get(conn_id)
+            if conn is not None:
+                conn.wake.set()

@@ -1,0 +1,299 @@
+"""One WebSocket connection speaking protocol v1 (see docs/protocol.md).
+
+Three tasks per connection, all owned by :meth:`Session.run`:
+
+* the **reader** validates and rate-limits client frames and dispatches them
+  (to actors, or to the store for reads);
+* the **writer** drains the connection's outbox in the fan-out hub and sends;
+  every frame to this client (replies, acks, live messages, events) goes
+  through that outbox, so one bounded queue holds everything this client has
+  not received yet, and a client too slow to keep up is closed with 4008;
+* the **acker** waits for each send's durable ack in order, so the reader can
+  accept the next send before the previous one is committed (pipelining).
+
+A heartbeat pings the client and closes connections that stop answering or
+stay idle too long.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from octim.actors import Reply
+from octim.auth import AuthError, Principal, verify_token
+from octim.domain.conversation_model import (
+    Forbidden,
+    InvalidBody,
+    is_participant,
+    msg_frame,
+    pair_key,
+)
+from octim.domain.conversations import KIND as CONVERSATION
+from octim.domain.conversations import MarkRead, Rate, Recall, Resolve, SendMessage, Typing
+from octim.domain.shops import KIND as SHOP
+from octim.domain.shops import OpenConversation
+from octim.errors import ActorCrashed, MailboxFull, NotFound, OctimError
+from octim.gateway import frames as f
+from octim.gateway.codec import BadFrame, FrameCodec
+from octim.gateway.fanout import Connection
+
+if TYPE_CHECKING:
+    from octim.engine import Engine
+
+log = logging.getLogger("octim.gateway")
+
+HELLO_TIMEOUT = 10.0
+CLOSE_IDLE = 4000
+CLOSE_UNAUTHORIZED = 4001
+CLOSE_TOO_SLOW = 4008
+CLOSE_FLOODING = 4029
+DRAIN_BATCH = 64
+PENDING_ACKS = 256  # sends awaiting their commit per connection; more waits (backpressure)
+
+
+class Session:
+    """See the module docstring."""
+
+    def __init__(self, engine: Engine, ws: WebSocketConnection, codec: FrameCodec) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+        self.ws = ws
+        self.codec = codec
+        self.principal: Principal | None = None
+        self.conn: Connection | None = None
+        self.last_frame = trio.current_time()
+        self.tokens = float(self.settings.rate_burst)
+        self.refilled = self.last_frame
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Authenticate, then serve the connection until either side closes it."""
+        principal = await self._authenticate()
+        if principal is None:
+            return
+        fanout = self.engine.fanout
+        self.conn = fanout.attach(principal.user, principal.role, principal.shops, self.codec)
+        acks_in, acks_out = trio.open_memory_channel[tuple[Reply[Any], Any]](PENDING_ACKS)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._acker, acks_out)
+                nursery.start_soon(self._heartbeat)
+                try:
+                    await self._reader(acks_in)
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            fanout.detach(self.conn)
+
+    async def _authenticate(self) -> Principal | None:
+        with trio.move_on_after(HELLO_TIMEOUT):
+            data = await self.ws.get_message()
+            try:
+                frame = self.codec.decode(data)
+                if frame["type"] != "hello":
+                    raise AuthError("the first frame must be hello")
+                principal = verify_token(frame.get("token"), self.settings.secret)
+            except (AuthError, BadFrame) as exc:
+                await self.ws.aclose(CLOSE_UNAUTHORIZED, str(exc)[:120])
+                return None
+            self.principal = principal
+            await self.ws.send_message(self.codec.encode(
+                {"type": "welcome", "user": principal.user, "role": principal.role}))
+            return principal
+        await self.ws.aclose(CLOSE_UNAUTHORIZED, "no hello within time")
+        return None
+
+    async def _writer(self) -> None:
+        conn, hub = self.conn, self.engine.fanout.hub
+        assert conn is not None
+        while True:
+            await conn.wake.wait()
+            conn.wake = trio.Event()
+            if conn.overflowed:
+                await self.ws.aclose(CLOSE_TOO_SLOW, "too slow: reconnect and sync")
+                return
+            while frames := hub.drain(conn.id, DRAIN_BATCH):
+                for frame in frames:
+                    await self.ws.send_message(frame)
+
+    async def _acker(self, acks: trio.MemoryReceiveChannel[tuple[Reply[Any], Any]]) -> None:
+        async for reply, ref in acks:
+            try:
+                self._send(await reply.wait())
+            except OctimError as exc:
+                self._error(exc, ref)
+
+    async def _heartbeat(self) -> None:
+        interval = self.settings.heartbeat_interval
+        while True:
+            await trio.sleep(interval)
+            if trio.current_time() - self.last_frame > self.settings.idle_timeout:
+                await self.ws.aclose(CLOSE_IDLE, "idle")
+                return
+            with trio.move_on_after(interval) as scope:
+                await self.ws.ping()
+            if scope.cancelled_caught:
+                await self.ws.aclose(CLOSE_IDLE, "no answer to ping")
+                return
+
+    # -- output ------------------------------------------------------------------
+
+    def _send(self, frame: dict[str, Any]) -> None:
+        assert self.conn is not None
+        self.engine.fanout.send_to(self.conn, frame)
+
+    def _error(self, exc: OctimError, ref: Any) -> None:
+        code = exc.code
+        message = str(exc)
+        if isinstance(exc, ActorCrashed):
+            code, message = "internal", "internal error"
+        frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if ref is not None:
+            frame["ref"] = ref
+        self._send(frame)
+
+    # -- input -------------------------------------------------------------------
+
+    def _take_token(self) -> bool:
+        now = trio.current_time()
+        refill = (now - self.refilled) * self.settings.rate_per_second
+        self.tokens = min(self.settings.rate_burst, self.tokens + refill)
+        self.refilled = now
+        self.tokens -= 1
+        return self.tokens >= 0
+
+    async def _reader(self, acks: trio.MemorySendChannel[tuple[Reply[Any], Any]]) -> None:
+        try:
+            while True:
+                data = await self.ws.get_message()
+                self.last_frame = trio.current_time()
+                if not self._take_token():
+                    if self.tokens <= -self.settings.rate_burst:
+                        await self.ws.aclose(CLOSE_FLOODING, "rate limit exceeded")
+                        return
+                    self._send({"type": "error", "code": "rate_limited",
+                                "message": "slow down: too many frames"})
+                    continue
+                try:
+                    frame = self.codec.decode(data)
+                except BadFrame as exc:
+                    self._error(exc, None)
+                    continue
+                ref = frame.get("id", frame.get("ref"))
+                if not isinstance(ref, str | int) or isinstance(ref, bool):
+                    ref = None
+                try:
+                    await self._dispatch(frame, ref, acks)
+                except OctimError as exc:
+                    self._error(exc, ref)
+        except ConnectionClosed:
+            pass
+
+    async def _dispatch(self, frame: dict[str, Any], ref: Any,
+                        acks: trio.MemorySendChannel[tuple[Reply[Any], Any]]) -> None:
+        kind = frame["type"]
+        if kind not in f.FRAMES:
+            self._error(_UnknownType(f"unknown frame type {kind!r}"), ref)
+            return
+        parsed = f.parse(kind, frame)
+        p = self.principal
+        assert p is not None and self.conn is not None
+        directory = self.engine.directory
+        match parsed:
+            case f.Ping():
+                self._send({"type": "pong", "ts": self.engine.context.now_ms()})
+            case f.Open(shop=shop, context=context):
+                if p.role != "buyer":
+                    raise Forbidden("only buyers open conversations")
+                opened = await directory.ref(SHOP, shop).ask(
+                    OpenConversation(shop, p.user, context))
+                self._send({"type": "opened", "ref": frame.get("ref"),
+                            "conversation": opened["conversation"], "state": opened["state"],
+                            "position": opened["position"]})
+            case f.Send(conversation=conv, id=client_id, kind=msg_kind, body=body):
+                if "from" in frame and frame["from"] != p.user:
+                    raise Forbidden("'from' is set by the server")
+                self._member(conv)
+                reply = await directory.ref(CONVERSATION, conv).ask(SendMessage(
+                    conv, p.user, p.role, p.shops, client_id, msg_kind, body, self.conn.id))
+                await acks.send((reply, ref))
+            case f.Sync(conversation=conv, after=after, limit=limit):
+                self._sync(conv, after, limit)
+            case f.Inbox():
+                self._send({"type": "inbox", "conversations": self._inbox()})
+            case f.Typing(conversation=conv):
+                self._member(conv)
+                try:
+                    directory.ref(CONVERSATION, conv).tell_nowait(
+                        Typing(conv, p.user, p.role, p.shops))
+                except MailboxFull:
+                    pass  # typing is the first thing to drop under load
+            case f.Read(conversation=conv, upto=upto):
+                self._member(conv)
+                await directory.ref(CONVERSATION, conv).ask(
+                    MarkRead(conv, p.user, p.role, p.shops, upto))
+            case f.Recall(conversation=conv, seq=seq):
+                self._member(conv)
+                await acks.send((await directory.ref(CONVERSATION, conv).ask(
+                    Recall(conv, p.user, p.role, p.shops, seq)), ref))
+            case f.Resolve(conversation=conv):
+                self._member(conv)
+                await acks.send((await directory.ref(CONVERSATION, conv).ask(
+                    Resolve(conv, p.user, p.role, p.shops)), ref))
+            case f.Rate(conversation=conv, score=score, comment=comment):
+                self._member(conv)
+                await acks.send((await directory.ref(CONVERSATION, conv).ask(
+                    Rate(conv, p.user, p.role, p.shops, score, comment)), ref))
+            case f.Presence(status=status):
+                self.engine.fanout.presence[p.user] = status
+                self._send({"type": "presence", "user": p.user, "status": status})
+            case _:
+                raise InvalidBody(f"unhandled frame {kind!r}")
+
+    def _member(self, conversation: str) -> dict[str, Any]:
+        """The conversation's meta if the caller takes part in it; else not_found."""
+        p = self.principal
+        assert p is not None
+        meta = self.engine.store.get("conversations", conversation.encode())
+        if meta is None or not is_participant(meta, p.user, p.role, p.shops):
+            raise NotFound(f"no conversation {conversation!r}")
+        return dict(meta)
+
+    def _sync(self, conversation: str, after: int, limit: int) -> None:
+        meta = self._member(conversation)
+        records = self.engine.store.scan_scope("messages", conversation, after=after,
+                                               limit=limit)
+        for _, stored in records:
+            self._send(msg_frame(conversation, stored))
+        last = records[-1][0] if records else max(after, 0)
+        self._send({"type": "synced", "conversation": conversation, "last": last,
+                    "latest": meta["last_seq"], "more": last < meta["last_seq"]})
+
+    def _inbox(self) -> list[dict[str, Any]]:
+        p = self.principal
+        assert p is not None
+        store = self.engine.store
+        prefix = pair_key(p.user, "")
+        entries = []
+        for key, shop in store.scan("idx_user_conversations", prefix, prefix[:-1] + b"\x01"):
+            conversation = key[len(prefix):].decode()
+            meta = store.get("conversations", conversation.encode())
+            if meta is None:
+                continue
+            read = meta.get("reads", {}).get(p.user, 0)
+            entries.append({"conversation": conversation, "shop": shop, "state": meta["state"],
+                            "last_seq": meta["last_seq"], "read": read,
+                            "unread": max(0, meta["last_seq"] - read),
+                            "updated": meta["updated"], "agent": meta.get("agent")})
+        entries.sort(key=lambda e: e["updated"], reverse=True)
+        return entries
+
+
+class _UnknownType(OctimError):
+    code = "unknown_type"
