@@ -36,7 +36,7 @@ def test_push_one_event(benchmark: Any, kind: str, n: int) -> None:
 
     def push() -> None:
         nonlocal pushes
-        woken, overflowed = hub.push(FRAME, recipients)
+        _, overflowed = hub.push(FRAME, recipients)
         pushes += 1
         assert not overflowed
 

@@ -13,14 +13,20 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from octim._version import __version__
+from octim.api import uploads
 from octim.api.errors import error_response, install_error_handlers
-from octim.auth import check_api_key
+from octim.auth import AuthError, Principal, check_api_key, verify_token
+from octim.domain.conversations import KIND as CONVERSATION
+from octim.domain.conversations import AssignConversation
 from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import DeleteShop, GetShop, UpsertShop
+from octim.errors import NotFound
 
 if TYPE_CHECKING:
     from octim.engine import Engine
 
+ConversationId = Annotated[str, Path(min_length=1, max_length=128,
+                                     pattern=r"^[A-Za-z0-9._:-]+$")]
 ShopId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
@@ -40,6 +46,11 @@ class Shop(ShopBody):
     updated_at: float
 
 
+class AssignBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agent: str = Field(min_length=1, max_length=128)
+
+
 class Health(BaseModel):
     status: str
     version: str
@@ -54,6 +65,14 @@ def create_app(engine: Engine) -> FastAPI:
     def platform(authorization: Annotated[str | None, Header()] = None) -> None:
         """Require the platform's API key."""
         check_api_key(authorization, engine.settings.api_key)
+
+    def person(authorization: Annotated[str | None, Header()] = None) -> Principal:
+        """Require a person's JWT (the same tokens as the gateway's hello)."""
+        if not authorization or not authorization.startswith("Bearer "):
+            raise AuthError("missing token (Authorization: Bearer <token>)")
+        return verify_token(authorization[len("Bearer "):], engine.settings.secret)
+
+    app.include_router(uploads.router(engine, person))
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Health:
@@ -87,5 +106,23 @@ def create_app(engine: Engine) -> FastAPI:
         """Remove a shop (idempotent)."""
         await engine.directory.ref(SHOP, shop).ask(DeleteShop(shop))
         return JSONResponse(None, status_code=204)
+
+    @app.post("/api/conversations/{conversation}/assign", tags=["platform"],
+              dependencies=[Depends(platform)])
+    async def assign(conversation: ConversationId, body: AssignBody) -> Any:
+        """Give a conversation to an agent. Interim: the routing engine will do this."""
+        if engine.store.get("conversations", conversation.encode()) is None:
+            raise NotFound(f"no conversation {conversation!r}")
+        return await engine.directory.ref(CONVERSATION, conversation).ask(
+            AssignConversation(conversation, body.agent))
+
+    @app.get("/api/conversations/{conversation}", tags=["platform"],
+             dependencies=[Depends(platform)])
+    async def get_conversation(conversation: ConversationId) -> Any:
+        """A conversation's record: shop, buyer, state, agent, last seq, receipts, rating."""
+        meta = engine.store.get("conversations", conversation.encode())
+        if meta is None:
+            raise NotFound(f"no conversation {conversation!r}")
+        return meta
 
     return app

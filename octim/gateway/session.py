@@ -18,6 +18,8 @@ stay idle too long.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -81,15 +83,21 @@ class Session:
         acks_in, acks_out = trio.open_memory_channel[tuple[Reply[Any], Any]](PENDING_ACKS)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer)
-                nursery.start_soon(self._acker, acks_out)
-                nursery.start_soon(self._heartbeat)
-                try:
-                    await self._reader(acks_in)
-                finally:
-                    nursery.cancel_scope.cancel()
+                # Whichever task ends first (peer gone, closed by us) ends them all.
+                for task in (self._writer, partial(self._acker, acks_out), self._heartbeat,
+                             partial(self._reader, acks_in)):
+                    nursery.start_soon(self._until_closed, task, nursery.cancel_scope)
         finally:
             fanout.detach(self.conn)
+
+    async def _until_closed(self, task: Callable[[], Awaitable[None]],
+                            scope: trio.CancelScope) -> None:
+        try:
+            await task()
+        except ConnectionClosed:
+            pass
+        finally:
+            scope.cancel()
 
     async def _authenticate(self) -> Principal | None:
         with trio.move_on_after(HELLO_TIMEOUT):
@@ -125,9 +133,12 @@ class Session:
     async def _acker(self, acks: trio.MemoryReceiveChannel[tuple[Reply[Any], Any]]) -> None:
         async for reply, ref in acks:
             try:
-                self._send(await reply.wait())
+                answer = await reply.wait()
             except OctimError as exc:
                 self._error(exc, ref)
+            else:
+                if answer is not None:  # sends answer with an ack; the rest with events
+                    self._send(answer)
 
     async def _heartbeat(self) -> None:
         interval = self.settings.heartbeat_interval
@@ -169,31 +180,28 @@ class Session:
         return self.tokens >= 0
 
     async def _reader(self, acks: trio.MemorySendChannel[tuple[Reply[Any], Any]]) -> None:
-        try:
-            while True:
-                data = await self.ws.get_message()
-                self.last_frame = trio.current_time()
-                if not self._take_token():
-                    if self.tokens <= -self.settings.rate_burst:
-                        await self.ws.aclose(CLOSE_FLOODING, "rate limit exceeded")
-                        return
-                    self._send({"type": "error", "code": "rate_limited",
-                                "message": "slow down: too many frames"})
-                    continue
-                try:
-                    frame = self.codec.decode(data)
-                except BadFrame as exc:
-                    self._error(exc, None)
-                    continue
-                ref = frame.get("id", frame.get("ref"))
-                if not isinstance(ref, str | int) or isinstance(ref, bool):
-                    ref = None
-                try:
-                    await self._dispatch(frame, ref, acks)
-                except OctimError as exc:
-                    self._error(exc, ref)
-        except ConnectionClosed:
-            pass
+        while True:
+            data = await self.ws.get_message()
+            self.last_frame = trio.current_time()
+            if not self._take_token():
+                if self.tokens <= -self.settings.rate_burst:
+                    await self.ws.aclose(CLOSE_FLOODING, "rate limit exceeded")
+                    return
+                self._send({"type": "error", "code": "rate_limited",
+                            "message": "slow down: too many frames"})
+                continue
+            try:
+                frame = self.codec.decode(data)
+            except BadFrame as exc:
+                self._error(exc, None)
+                continue
+            ref = frame.get("id", frame.get("ref"))
+            if not isinstance(ref, str | int) or isinstance(ref, bool):
+                ref = None
+            try:
+                await self._dispatch(frame, ref, acks)
+            except OctimError as exc:
+                self._error(exc, ref)
 
     async def _dispatch(self, frame: dict[str, Any], ref: Any,
                         acks: trio.MemorySendChannel[tuple[Reply[Any], Any]]) -> None:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import trio
+
+from octim.auth import issue_token
 from octim.config import HostPort, Settings
+from octim.engine import Engine, Listening
 
 TEST_SECRET = "test-secret-" + "x" * 40
 TEST_API_KEY = "test-api-key-0123456789"
@@ -30,3 +36,20 @@ def engine_settings(data: Path, **overrides: Any) -> Settings:
 def random_id(prefix: str = "t") -> str:
     """A fresh id for tests."""
     return f"{prefix}-{secrets.token_hex(4)}"
+
+
+@asynccontextmanager
+async def open_engine(data: Path, **overrides: Any) -> AsyncIterator[tuple[Engine, Listening]]:
+    """A running engine on loopback ports; stopped cleanly on exit."""
+    engine = Engine(engine_settings(data, **overrides))
+    async with trio.open_nursery() as nursery:
+        listening = await nursery.start(engine.run)
+        try:
+            yield engine, listening
+        finally:
+            engine.stop()
+
+
+def token(user: str, role: str = "buyer", *shops: str) -> str:
+    """A platform-signed JWT for tests (signed with TEST_SECRET)."""
+    return issue_token(TEST_SECRET, user, role, shops=shops)

@@ -1,0 +1,107 @@
+"""Uploads: images and voice clips, checked by their content, served to participants.
+
+``POST /api/uploads?kind=image|voice`` takes the raw bytes as the body with a
+person's JWT (``Authorization: Bearer <token>``). The type is sniffed from
+the bytes (the declared Content-Type and any file name are ignored), sizes
+are capped per kind. ``GET /api/uploads/{id}`` answers only the uploader and
+the participants of conversations the upload was sent in; anyone else gets
+404, the same as for an upload that does not exist.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import filetype
+import trio
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from octim.auth import Principal
+from octim.domain.conversation_model import InvalidBody, TooLarge, is_participant, new_upload_id
+from octim.errors import NotFound
+from octim.store.blobs import BlobStore
+
+if TYPE_CHECKING:
+    from octim.engine import Engine
+
+ALLOWED = {
+    "image": {"image/jpeg", "image/png", "image/gif", "image/webp"},
+    "voice": {"audio/ogg", "audio/mpeg", "audio/mp4", "audio/x-m4a", "audio/m4a",
+              "audio/amr", "audio/aac", "audio/x-wav", "audio/wav", "video/webm",
+              "audio/webm"},
+}
+
+
+class Upload(BaseModel):
+    id: str
+    kind: str
+    mime: str
+    size: int
+    url: str
+
+
+def router(engine: Engine, person: Any) -> APIRouter:
+    """The upload routes; ``person`` is the dependency that authenticates a JWT."""
+    api = APIRouter(tags=["uploads"])
+    blobs = BlobStore(engine.settings.data / "blobs")
+
+    @api.post("/api/uploads", response_model=Upload, status_code=201)
+    async def upload(request: Request, who: Annotated[Principal, Depends(person)],
+                     kind: Annotated[Literal["image", "voice"], Query()]) -> Any:
+        """Store an image or voice clip; send it with a message whose body is
+        ``{"upload": id}``."""
+        limit = (engine.settings.max_image_bytes if kind == "image"
+                 else engine.settings.max_voice_bytes)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise TooLarge(f"{kind} uploads are limited to {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"{kind} uploads are limited to {limit} bytes")
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        if not data:
+            raise InvalidBody("the upload is empty")
+        guessed = filetype.guess(data[:8192])
+        mime = guessed.mime if guessed is not None else None
+        if mime not in ALLOWED[kind]:
+            raise InvalidBody(f"the content is not an accepted {kind} "
+                              f"(detected {mime or 'unknown'}); the declared type is ignored")
+        digest = await trio.to_thread.run_sync(blobs.put, data)
+        upload_id = new_upload_id()
+        meta = {"id": upload_id, "owner": who.user, "kind": kind, "mime": mime, "size": size,
+                "sha256": digest, "created": int(time.time() * 1000), "conversations": []}
+        await engine.store.put("uploads", upload_id.encode(), meta)
+        return Upload(id=upload_id, kind=kind, mime=mime, size=size,
+                      url=f"/api/uploads/{upload_id}")
+
+    @api.get("/api/uploads/{upload_id}", response_class=Response,
+             responses={200: {"content": {"image/*": {}, "audio/*": {}}}})
+    async def download(who: Annotated[Principal, Depends(person)],
+                       upload_id: Annotated[str, Path(max_length=64)]) -> Response:
+        """The bytes of an upload, for its owner and the participants of its conversations."""
+        store = engine.store
+        meta = store.get("uploads", upload_id.encode())
+        if meta is None or not _may_read(store, meta, who):
+            raise NotFound(f"no upload {upload_id!r}")
+        data = await trio.to_thread.run_sync(blobs.get, meta["sha256"])
+        return Response(data, media_type=meta["mime"], headers={
+            "X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=86400",
+            "Content-Disposition": "inline"})
+
+    return api
+
+
+def _may_read(store: Any, meta: dict[str, Any], who: Principal) -> bool:
+    if meta["owner"] == who.user:
+        return True
+    for conversation in meta["conversations"]:
+        conv = store.get("conversations", conversation.encode())
+        if conv is not None and is_participant(conv, who.user, who.role, who.shops):
+            return True
+    return False
