@@ -8,8 +8,8 @@ the participants of conversations the upload was sent in; anyone else gets
 404, the same as for an upload that does not exist.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FastAPI must evaluate the
+# route annotations, which refer to the ``person`` dependency of router().
 import time
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -43,7 +43,7 @@ class Upload(BaseModel):
     url: str
 
 
-def router(engine: Engine, person: Any) -> APIRouter:
+def router(engine: "Engine", person: Any) -> APIRouter:
     """The upload routes; ``person`` is the dependency that authenticates a JWT."""
     api = APIRouter(tags=["uploads"])
     blobs = BlobStore(engine.settings.data / "blobs")

@@ -98,11 +98,6 @@ class Fanout:
             woken, overflowed = self.hub.push(codec.encode(frame), recipients, droppable, key)
             self._wake(woken, overflowed)
 
-    def send_to(self, conn: Connection, frame: dict[str, Any]) -> None:
-        """Queue one frame for one connection (after its earlier frames)."""
-        woken, overflowed = self.hub.push(conn.codec.encode(frame), array("Q", [conn.id]))
-        self._wake(woken, overflowed)
-
     def _wake(self, woken: list[int], overflowed: list[int]) -> None:
         for conn_id in overflowed:
             conn = self._conns.get(conn_id)

@@ -4,10 +4,11 @@ Three tasks per connection, all owned by :meth:`Session.run`:
 
 * the **reader** validates and rate-limits client frames and dispatches them
   (to actors, or to the store for reads);
-* the **writer** drains the connection's outbox in the fan-out hub and sends;
-  every frame to this client (replies, acks, live messages, events) goes
-  through that outbox, so one bounded queue holds everything this client has
-  not received yet, and a client too slow to keep up is closed with 4008;
+* the **writer** drains the connection's outbox in the fan-out hub and sends
+  what actors pushed (live messages, events); a client too slow to keep up
+  with its outbox is closed with 4008 and catches up with ``sync``. Direct
+  replies (acks, ``synced``, ``inbox``, errors) are sent by the task that
+  produced them, so a slow client only ever slows its own reader;
 * the **acker** waits for each send's durable ack in order, so the reader can
   accept the next send before the previous one is committed (pipelining).
 
@@ -135,10 +136,10 @@ class Session:
             try:
                 answer = await reply.wait()
             except OctimError as exc:
-                self._error(exc, ref)
+                await self._error(exc, ref)
             else:
                 if answer is not None:  # sends answer with an ack; the rest with events
-                    self._send(answer)
+                    await self._send(answer)
 
     async def _heartbeat(self) -> None:
         interval = self.settings.heartbeat_interval
@@ -155,11 +156,12 @@ class Session:
 
     # -- output ------------------------------------------------------------------
 
-    def _send(self, frame: dict[str, Any]) -> None:
-        assert self.conn is not None
-        self.engine.fanout.send_to(self.conn, frame)
+    async def _send(self, frame: dict[str, Any]) -> None:
+        """Send a reply straight to this client. Replies wait for the client (backpressure
+        on this connection only); pushes from actors go through the hub outbox."""
+        await self.ws.send_message(self.codec.encode(frame))
 
-    def _error(self, exc: OctimError, ref: Any) -> None:
+    async def _error(self, exc: OctimError, ref: Any) -> None:
         code = exc.code
         message = str(exc)
         if isinstance(exc, ActorCrashed):
@@ -167,7 +169,7 @@ class Session:
         frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
         if ref is not None:
             frame["ref"] = ref
-        self._send(frame)
+        await self._send(frame)
 
     # -- input -------------------------------------------------------------------
 
@@ -187,13 +189,13 @@ class Session:
                 if self.tokens <= -self.settings.rate_burst:
                     await self.ws.aclose(CLOSE_FLOODING, "rate limit exceeded")
                     return
-                self._send({"type": "error", "code": "rate_limited",
+                await self._send({"type": "error", "code": "rate_limited",
                             "message": "slow down: too many frames"})
                 continue
             try:
                 frame = self.codec.decode(data)
             except BadFrame as exc:
-                self._error(exc, None)
+                await self._error(exc, None)
                 continue
             ref = frame.get("id", frame.get("ref"))
             if not isinstance(ref, str | int) or isinstance(ref, bool):
@@ -201,13 +203,13 @@ class Session:
             try:
                 await self._dispatch(frame, ref, acks)
             except OctimError as exc:
-                self._error(exc, ref)
+                await self._error(exc, ref)
 
     async def _dispatch(self, frame: dict[str, Any], ref: Any,
                         acks: trio.MemorySendChannel[tuple[Reply[Any], Any]]) -> None:
         kind = frame["type"]
         if kind not in f.FRAMES:
-            self._error(_UnknownType(f"unknown frame type {kind!r}"), ref)
+            await self._error(_UnknownType(f"unknown frame type {kind!r}"), ref)
             return
         parsed = f.parse(kind, frame)
         p = self.principal
@@ -215,13 +217,13 @@ class Session:
         directory = self.engine.directory
         match parsed:
             case f.Ping():
-                self._send({"type": "pong", "ts": self.engine.context.now_ms()})
+                await self._send({"type": "pong", "ts": self.engine.context.now_ms()})
             case f.Open(shop=shop, context=context):
                 if p.role != "buyer":
                     raise Forbidden("only buyers open conversations")
                 opened = await directory.ref(SHOP, shop).ask(
                     OpenConversation(shop, p.user, context))
-                self._send({"type": "opened", "ref": frame.get("ref"),
+                await self._send({"type": "opened", "ref": frame.get("ref"),
                             "conversation": opened["conversation"], "state": opened["state"],
                             "position": opened["position"]})
             case f.Send(conversation=conv, id=client_id, kind=msg_kind, body=body):
@@ -232,9 +234,9 @@ class Session:
                     conv, p.user, p.role, p.shops, client_id, msg_kind, body, self.conn.id))
                 await acks.send((reply, ref))
             case f.Sync(conversation=conv, after=after, limit=limit):
-                self._sync(conv, after, limit)
+                await self._sync(conv, after, limit)
             case f.Inbox():
-                self._send({"type": "inbox", "conversations": self._inbox()})
+                await self._send({"type": "inbox", "conversations": self._inbox()})
             case f.Typing(conversation=conv):
                 self._member(conv)
                 try:
@@ -260,7 +262,7 @@ class Session:
                     Rate(conv, p.user, p.role, p.shops, score, comment)), ref))
             case f.Presence(status=status):
                 self.engine.fanout.presence[p.user] = status
-                self._send({"type": "presence", "user": p.user, "status": status})
+                await self._send({"type": "presence", "user": p.user, "status": status})
             case _:
                 raise InvalidBody(f"unhandled frame {kind!r}")
 
@@ -273,14 +275,14 @@ class Session:
             raise NotFound(f"no conversation {conversation!r}")
         return dict(meta)
 
-    def _sync(self, conversation: str, after: int, limit: int) -> None:
+    async def _sync(self, conversation: str, after: int, limit: int) -> None:
         meta = self._member(conversation)
         records = self.engine.store.scan_scope("messages", conversation, after=after,
                                                limit=limit)
         for _, stored in records:
-            self._send(msg_frame(conversation, stored))
+            await self._send(msg_frame(conversation, stored))
         last = records[-1][0] if records else max(after, 0)
-        self._send({"type": "synced", "conversation": conversation, "last": last,
+        await self._send({"type": "synced", "conversation": conversation, "last": last,
                     "latest": meta["last_seq"], "more": last < meta["last_seq"]})
 
     def _inbox(self) -> list[dict[str, Any]]:
