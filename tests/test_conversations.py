@@ -245,3 +245,25 @@ async def test_queue_positions_move_up_as_conversations_leave(running: Running) 
             await assign(listening, conv1, "agent-1")
             moved = await second.expect("event", event="queued", data={"position": 1})
             assert moved["conversation"] == opened2["conversation"]
+
+
+async def test_transfer_moves_live_delivery_to_the_new_agent(running: Running) -> None:
+    _, listening = running
+    with trio.fail_after(20):
+        async with connect(listening.ws_url, token("buyer-t")) as buyer, \
+                connect(listening.ws_url, token("agent-1", "agent", SHOP)) as first, \
+                connect(listening.ws_url, token("agent-2", "agent", SHOP)) as second:
+            conv = await opened_and_assigned(listening, buyer)
+            await buyer.say(conv, "t-1", "before")
+            await first.expect("msg", seq=1)
+            await assign(listening, conv, "agent-2")
+            for side in (buyer, first, second):
+                moved = await side.expect("event", event="transferred")
+                assert moved["data"] == {"from": "agent-1", "to": "agent-2"}
+            await second.expect("event", event="assigned", data={"agent": "agent-2"})
+            after = await buyer.say(conv, "t-2", "after")
+            await second.expect("msg", seq=after["seq"])
+            await first.request({"type": "ping"}, "pong")
+            assert not [f for f in first.inbox if f.get("seq") == after["seq"]]
+            inbox = (await second.request({"type": "inbox"}, "inbox"))["conversations"]
+            assert [e["conversation"] for e in inbox] == [conv]

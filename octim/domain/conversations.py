@@ -227,14 +227,15 @@ class ConversationActor(Actor[EngineContext]):
 
     async def _commit(self, ops: list[Op], frames: list[Any],
                       done: Reply[Any] | None = None, result: Any = None,
-                      settle: Callable[[bool], None] | None = None) -> None:
+                      settle: Callable[[bool], None] | None = None,
+                      also: tuple[str, ...] = ()) -> None:
         """Submit ``ops``; once durable publish ``frames`` and fill ``done`` with ``result``.
 
         ``settle(ok)`` runs first, with whether the commit succeeded. These
         callbacks run on the actor's trio thread between its awaits and touch
-        only the ack bookkeeping.
+        only the ack bookkeeping. ``also`` adds recipients (a transferred-away agent).
         """
-        users = self._participants()
+        users = self._participants() | set(also)
 
         def durable(error: str | None) -> None:
             if settle is not None:
@@ -422,7 +423,7 @@ class ConversationActor(Actor[EngineContext]):
         ops += [Put("idx_user_conversations", pair_key(agent, self.id),
                     pack(self.meta["shop"])), self._meta_op()]
         done: Reply[Any] = Reply()
-        await self._commit(ops, frames, done, None)
+        await self._commit(ops, frames, done, None, also=(previous,) if previous else ())
         await done.wait()
         if state == QUEUED:
             await self._tell_shop_left_queue()

@@ -204,6 +204,13 @@ class Session:
                 await self._dispatch(frame, ref, acks)
             except OctimError as exc:
                 await self._error(exc, ref)
+            except ConnectionClosed:
+                raise
+            except Exception as exc:  # a bug must not cost the client its connection
+                log.error("frame handling failed", exc_info=exc,
+                          extra={"frame_type": frame["type"], "user": self.conn and
+                                 self.conn.user})
+                await self._error(ActorCrashed("internal error"), ref)
 
     async def _dispatch(self, frame: dict[str, Any], ref: Any,
                         acks: trio.MemorySendChannel[tuple[Reply[Any], Any]]) -> None:
