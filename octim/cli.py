@@ -123,8 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = demo_settings(args.config, _flags(args))
 
             async def seeded(engine: Engine, listening: Listening) -> None:
-                await seed_demo(engine)
-                print(demo_links(settings, listening), flush=True)
+                conversation = await seed_demo(engine)
+                print(demo_links(settings, listening, conversation), flush=True)
 
             return _serve(settings, seeded)
         settings = load_settings(config_file=args.config, flags=_flags(args))

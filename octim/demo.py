@@ -14,8 +14,10 @@ from typing import Any
 
 from octim.auth import issue_token
 from octim.config import Settings, load_settings
+from octim.domain.conversations import KIND as CONVERSATION
+from octim.domain.conversations import AssignConversation, SendMessage
 from octim.domain.shops import KIND as SHOP
-from octim.domain.shops import UpsertShop
+from octim.domain.shops import OpenConversation, UpsertShop
 from octim.engine import Engine, Listening
 
 DEFAULT_DATA = Path("octim-demo-data")
@@ -39,13 +41,33 @@ def demo_settings(config_file: Path | None, flags: dict[str, Any]) -> Settings:
     return load_settings(config_file=config_file, env=env, flags=flags)
 
 
-async def seed_demo(engine: Engine) -> None:
-    """Create the demo shops (idempotent: re-running the demo updates them)."""
+async def seed_demo(engine: Engine) -> str:
+    """Create the demo shops and one conversation between buyer-1 and agent-1.
+
+    Idempotent: re-running the demo updates the shops, finds the same open
+    conversation, and the fixed client message ids store nothing twice.
+    Returns the conversation id.
+    """
+    directory = engine.directory
     for shop_id, name, settings in DEMO_SHOPS:
-        await engine.directory.ref(SHOP, shop_id).ask(UpsertShop(shop_id, name, settings))
+        await directory.ref(SHOP, shop_id).ask(UpsertShop(shop_id, name, settings))
+    shop = DEMO_SHOPS[0][0]
+    opened = await directory.ref(SHOP, shop).ask(OpenConversation(
+        shop, "buyer-1", {"product": "sku-1001", "title": "轻薄羽绒服 男款", "price": 399}))
+    conversation = opened["conversation"]
+    ref = directory.ref(CONVERSATION, conversation)
+    if opened["state"] == "queued":
+        await ref.ask(AssignConversation(conversation, "agent-1"))
+    for client_id, user, role, text in (
+            ("demo-1", "buyer-1", "buyer", "你好，这件羽绒服有L码吗？"),
+            ("demo-2", "agent-1", "agent", "亲，L码有货的，今天下单明天发货哦～")):
+        ack = await ref.ask(SendMessage(conversation, user, role, (shop,), client_id, "text",
+                                        {"text": text}, 0))
+        await ack.wait()
+    return str(conversation)
 
 
-def demo_links(settings: Settings, listening: Listening) -> str:
+def demo_links(settings: Settings, listening: Listening, conversation: str) -> str:
     """The text the demo prints once it is ready."""
     buyer = issue_token(settings.secret, "buyer-1", "buyer", ttl=86400)
     agent = issue_token(settings.secret, "agent-1", "agent",
@@ -61,9 +83,14 @@ def demo_links(settings: Settings, listening: Listening) -> str:
         f"  buyer token  {buyer}",
         f"  agent token  {agent}",
         "",
+        f"  conversation  {conversation}   (buyer-1 with {shop}, assigned to agent-1)",
+        "",
         "Try:",
         f"  curl {listening.http_url}/readyz",
         f"  curl -H 'Authorization: Bearer {settings.api_key}' "
         f"{listening.http_url}/api/shops/{shop}",
+        f"  connect to {listening.ws_url}, send {{\"type\":\"hello\",\"token\":<buyer token>}},",
+        f"  then {{\"type\":\"sync\",\"conversation\":\"{conversation}\"}} "
+        "(protocol: docs/protocol.md)",
         "",
     ])

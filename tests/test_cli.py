@@ -11,11 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trio
 
 from octim import __version__, load_settings
 from octim.config import HostPort
 from octim.errors import ConfigError
 from octim.testing import TEST_API_KEY, TEST_SECRET
+from octim.testing.client import connect
 from octim.testing.process import EngineProcess
 
 ENV = {"OCTIM_SECRET": TEST_SECRET, "OCTIM_API_KEY": TEST_API_KEY, "OCTIM_LOG_FORMAT": "json"}
@@ -142,4 +144,13 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
                               headers={"Authorization": f"Bearer {api_key}"})
             assert shop.json()["name"] == "优衣坊旗舰店"
         assert token.count(".") == 2
+        conversation = printed["conversation"][1]
+
+        async def agent_sees_the_seeded_chat() -> None:
+            async with connect(printed["WebSocket"][1], token) as agent:
+                texts = [m["body"].get("text") for m in await agent.sync(conversation)]
+                assert texts[1:] == ["你好，这件羽绒服有L码吗？",
+                                     "亲，L码有货的，今天下单明天发货哦～"]
+
+        trio.run(agent_sees_the_seeded_chat)
         assert demo.stop(signal.SIGINT) == 0

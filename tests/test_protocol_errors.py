@@ -47,6 +47,7 @@ async def test_each_bad_frame_gets_its_code_and_nothing_is_stored(running: Runni
                 await client.send({**frame, "ref": "probe"})
                 # The error echoes the frame's id, or its ref when it has no id.
                 error = await client.expect("error", ref=frame.get("id", "probe"))
+                assert error["code"] != "internal", error
                 return str(error["code"])
 
             send = {"type": "send", "conversation": conv, "kind": "text",
@@ -69,6 +70,10 @@ async def test_each_bad_frame_gets_its_code_and_nothing_is_stored(running: Runni
                 (owner, {"type": "rate", "conversation": conv, "score": 9}, "invalid_body"),
                 (owner, {"type": "presence", "status": "asleep"}, "invalid_body"),
                 (owner, {"type": "teleport"}, "unknown_type"),
+                # Ids that would not fit a store key are refused up front.
+                (owner, {**send, "id": "𝄞" * 128}, "invalid_body"),
+                (owner, {**send, "id": "u1", "kind": "image", "body": {"upload": "𝄞" * 128}},
+                 "invalid_body"),
                 (owner, {"type": "open", "shop": "no-such-shop"}, "not_found"),
                 (other_agent, {"type": "open", "shop": SHOP}, "forbidden"),
             ]

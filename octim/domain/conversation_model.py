@@ -5,6 +5,7 @@ Pure functions and constants; the ConversationActor applies them.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 import zlib
@@ -23,6 +24,7 @@ STAFF_ROLES = ("agent", "shop_admin", "platform_admin")
 CLIENT_KINDS = ("text", "image", "voice", "link", "product", "order")
 KINDS = (*CLIENT_KINDS, "system")
 MAX_ID_CHARS = 128
+UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_FIELD_CHARS = 500
 
 
@@ -129,7 +131,10 @@ def validate_body(kind: str, body: Any, max_text_chars: int) -> dict[str, Any]:
     if kind == "text":
         out["text"] = _text(body, "text", max_text_chars)
     elif kind in ("image", "voice"):
-        out["upload"] = _text(body, "upload", MAX_ID_CHARS)
+        upload = body.get("upload")
+        if not isinstance(upload, str) or not UPLOAD_ID.fullmatch(upload):
+            raise InvalidBody("body.upload must be an upload id from POST /api/uploads")
+        out["upload"] = upload
         duration = body.get("duration")
         if kind == "voice" and duration is not None:
             if not isinstance(duration, int | float) or isinstance(duration, bool) or \

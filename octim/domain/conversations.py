@@ -265,12 +265,13 @@ class ConversationActor(Actor[EngineContext]):
                 return seen
             reply.fill(self._ack(m.client_id, *seen))
             return reply
-        frames: list[Any] = []
-        ops: list[Op] = []
-        ops += await self._prepare_state_for_send(m.role, frames)
+        # Everything that can refuse the message comes before any change of state.
         body = validate_body(m.kind, thaw(m.body), self.context.settings.max_text_chars)
+        ops: list[Op] = []
         if m.kind in ("image", "voice"):
             ops += self._attach_upload(m, body)
+        frames: list[Any] = []
+        ops += await self._prepare_state_for_send(m.role, frames)
         seq, ts = self.meta["last_seq"] + 1, self.context.now_ms()
         stored = {"seq": seq, "id": m.client_id, "from": m.user, "role": m.role,
                   "kind": m.kind, "body": body, "ts": ts}

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from octim.domain.conversation_model import InvalidBody
 
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
-ClientId = Annotated[str, Field(min_length=1, max_length=128)]
+# Printable ASCII: client ids become part of store keys, which have a byte limit.
+ClientId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 Seq = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 

@@ -55,6 +55,12 @@ CLOSE_UNAUTHORIZED = 4001
 CLOSE_TOO_SLOW = 4008
 CLOSE_FLOODING = 4029
 DRAIN_BATCH = 64
+#: Error codes that describe the client's request (docs/protocol.md); any other
+#: error is reported as ``internal``.
+CLIENT_ERROR_CODES = frozenset({
+    "bad_frame", "unknown_type", "invalid_body", "unknown_kind", "too_large", "forbidden",
+    "not_found", "invalid_state", "conversation_closed", "rate_limited", "unavailable",
+})
 PENDING_ACKS = 256  # sends awaiting their commit per connection; more waits (backpressure)
 
 
@@ -164,7 +170,8 @@ class Session:
     async def _error(self, exc: OctimError, ref: Any) -> None:
         code = exc.code
         message = str(exc)
-        if isinstance(exc, ActorCrashed):
+        if code not in CLIENT_ERROR_CODES:  # a server fault: say so, reveal nothing
+            log.error("frame failed", exc_info=exc)
             code, message = "internal", "internal error"
         frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
         if ref is not None:
@@ -207,10 +214,9 @@ class Session:
             except ConnectionClosed:
                 raise
             except Exception as exc:  # a bug must not cost the client its connection
-                log.error("frame handling failed", exc_info=exc,
-                          extra={"frame_type": frame["type"], "user": self.conn and
-                                 self.conn.user})
-                await self._error(ActorCrashed("internal error"), ref)
+                crashed = ActorCrashed(f"handling a {frame['type']!r} frame failed")
+                crashed.__cause__ = exc
+                await self._error(crashed, ref)
 
     async def _dispatch(self, frame: dict[str, Any], ref: Any,
                         acks: trio.MemorySendChannel[tuple[Reply[Any], Any]]) -> None:
