@@ -8,6 +8,7 @@ __all__ = [
     "MAX_SCOPE_LEN",
     "FanoutHub",
     "__version__",
+    "assign_batch",
     "decode_key",
     "encode_key",
     "encode_key_run",
@@ -47,3 +48,24 @@ class FanoutHub:
     def is_overflowed(self, conn: int) -> bool: ...
     def connections(self) -> int: ...
     def statistics(self) -> dict[str, int]: ...
+
+def assign_batch(
+    capacity: Buffer,
+    load: Buffer,
+    weight: Buffer,
+    last_assigned: Buffer,
+    available: bytes,
+    queue_offsets: Buffer,
+    queue_ids: Buffer,
+    queue: Buffer,
+    priority: Buffer,
+    sla_due: Buffer,
+    arrival: Buffer,
+    cost: Buffer,
+    preferred: Buffer,
+    prefer_kind: bytes,
+    wait_until: Buffer,
+    rankings: bytes,
+    now: float,
+) -> tuple[list[int], list[int], list[int]]:
+    """Assign a batch of waiting conversations to agents (GIL released)."""

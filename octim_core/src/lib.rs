@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod fanout;
+pub mod scorer;
 pub mod keys;
 
 #[cfg(feature = "python")]

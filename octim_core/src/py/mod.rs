@@ -3,6 +3,7 @@
 
 mod errors;
 mod fanout;
+mod scorer;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -50,6 +51,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", crate::VERSION)?;
     m.add("MAX_SCOPE_LEN", keys::MAX_SCOPE_LEN)?;
     m.add_class::<fanout::FanoutHub>()?;
+    m.add_function(wrap_pyfunction!(scorer::assign_batch, m)?)?;
     m.add_function(wrap_pyfunction!(encode_key, m)?)?;
     m.add_function(wrap_pyfunction!(decode_key, m)?)?;
     m.add_function(wrap_pyfunction!(encode_key_run, m)?)?;
