@@ -65,6 +65,7 @@ def assign_batch(
     preferred: Buffer,
     prefer_kind: bytes,
     wait_until: Buffer,
+    exclude: Buffer,
     rankings: bytes,
     now: float,
 ) -> tuple[list[int], list[int], list[int]]:

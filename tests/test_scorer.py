@@ -41,7 +41,8 @@ def batches(draw: st.DrawFn) -> tuple[Batch, float]:
                           draw(st.integers(min_value=0, max_value=2)), draw(times),
                           draw(st.integers(min_value=0, max_value=5)),
                           draw(st.integers(min_value=1, max_value=3)), preferred,
-                          kind if preferred >= 0 else PREFER_NONE, draw(times))
+                          kind if preferred >= 0 else PREFER_NONE, draw(times),
+                          draw(st.integers(min_value=-1, max_value=agents - 1)))
     return batch, draw(times)
 
 
@@ -60,10 +61,11 @@ def test_no_agent_goes_over_capacity_and_nothing_is_assigned_twice(
     decided = assign(batch, now)
     assert len({c for c, _, _ in decided}) == len(decided)
     load = list(batch.load)
-    for conversation, agent, _ in decided:
+    for conversation, agent, rule in decided:
         load[agent] += batch.cost[conversation]
         assert load[agent] <= batch.capacity[agent]
-        assert batch.available[agent] and batch.weight[agent] > 0
+        assert batch.available[agent] and agent != batch.exclude[conversation]
+        assert batch.weight[agent] > 0 or rule != 0  # weight 0: never by ranking
 
 
 def test_bad_buffers_raise_invalid_argument() -> None:

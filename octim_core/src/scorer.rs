@@ -9,8 +9,9 @@
 //! 1. Conversations are considered by priority (high first), then SLA due
 //!    time (earliest first), then arrival (oldest first).
 //! 2. An agent is eligible for a conversation if it serves the conversation's
-//!    queue, is available, has weight > 0 and has room for the conversation's
-//!    cost (`load + cost <= capacity`).
+//!    queue, is available, is not the conversation's excluded agent and has
+//!    room for its cost (`load + cost <= capacity`); ranking also needs
+//!    weight > 0 (weight 0 = transfers, dedicated and sticky only).
 //! 3. A preferred agent (dedicated, or the last agent within the sticky
 //!    window) wins when eligible. If it is not eligible and `wait_until > now`,
 //!    the conversation waits for it (and blocks nobody); otherwise normal
@@ -19,7 +20,7 @@
 //!    since last assignment; or weighted load (load / weight). Ties go to the
 //!    agent that has waited longest since its last assignment (earlier in this
 //!    batch counts as more recent than before it), then to the lowest agent
-//!    index: deterministic. Weight 0 means "transfers only": never auto-assigned.
+//!    index: deterministic.
 //! 5. A conversation that finds no eligible agent blocks its queue's agents for
 //!    every later conversation of the same or lower priority in this batch, so
 //!    a newer conversation never jumps an older one of equal priority.
@@ -79,6 +80,9 @@ pub struct Waiting<'a> {
     pub preferred: &'a [i32],
     pub prefer_kind: &'a [u8],
     pub wait_until: &'a [f64],
+    /// An agent that must not get this conversation (-1 = none): the one who
+    /// did not reply in time, or went offline.
+    pub exclude: &'a [i32],
 }
 
 /// One decision.
@@ -114,7 +118,8 @@ fn check(agents: &Agents, waiting: &Waiting, rankings: &[u8]) -> Result<(), Inpu
     }
     let m = waiting.queue.len();
     if [waiting.priority.len(), waiting.sla_due.len(), waiting.arrival.len(), waiting.cost.len(),
-        waiting.preferred.len(), waiting.prefer_kind.len(), waiting.wait_until.len()]
+        waiting.preferred.len(), waiting.prefer_kind.len(), waiting.wait_until.len(),
+        waiting.exclude.len()]
         .iter()
         .any(|&l| l != m)
     {
@@ -124,7 +129,7 @@ fn check(agents: &Agents, waiting: &Waiting, rankings: &[u8]) -> Result<(), Inpu
     if waiting.queue.iter().chain(agents.queue_ids.iter()).any(|&id| id >= q) {
         return Err(InputError::QueueOutOfRange);
     }
-    if waiting.preferred.iter().any(|&a| a >= n as i32 || a < -1) {
+    if waiting.preferred.iter().chain(waiting.exclude.iter()).any(|&a| a >= n as i32 || a < -1) {
         return Err(InputError::AgentOutOfRange);
     }
     if let Some(&bad) = rankings.iter().find(|&&r| Ranking::from_code(r).is_none()) {
@@ -179,9 +184,10 @@ pub fn assign(
     let mut blocked: Vec<Option<i32>> = vec![None; n];
     let mut out = Vec::new();
 
-    let eligible = |agent: usize, cost: u32, priority: i32, load: &[u32], blocked: &[Option<i32>]| {
+    // Weight 0 keeps an agent out of ranking only: dedicated, sticky and
+    // transferred conversations may still reach it.
+    let has_room = |agent: usize, cost: u32, priority: i32, load: &[u32], blocked: &[Option<i32>]| {
         agents.available[agent] != 0
-            && agents.weight[agent] > 0.0
             && load[agent] as u64 + cost as u64 <= agents.capacity[agent] as u64
             && blocked[agent].is_none_or(|p| priority > p)
     };
@@ -191,10 +197,11 @@ pub fn assign(
         let (queue, cost, priority) = (waiting.queue[c] as usize, waiting.cost[c], waiting.priority[c]);
         let serves = |agent: usize| members[queue].binary_search(&(agent as u32)).is_ok();
         let mut chosen: Option<(usize, Rule)> = None;
+        let excluded = waiting.exclude[c];
         let preferred = waiting.preferred[c];
-        if preferred >= 0 && waiting.prefer_kind[c] != PREFER_NONE {
+        if preferred >= 0 && waiting.prefer_kind[c] != PREFER_NONE && preferred != excluded {
             let p = preferred as usize;
-            if serves(p) && eligible(p, cost, priority, &load, &blocked) {
+            if serves(p) && has_room(p, cost, priority, &load, &blocked) {
                 let rule = if waiting.prefer_kind[c] == PREFER_DEDICATED { Rule::Dedicated } else { Rule::Sticky };
                 chosen = Some((p, rule));
             } else if waiting.wait_until[c] > now {
@@ -206,7 +213,8 @@ pub fn assign(
             let mut best: Option<(f64, f64, u64, usize)> = None;
             for &agent in &members[queue] {
                 let agent = agent as usize;
-                if !eligible(agent, cost, priority, &load, &blocked) {
+                if agent as i32 == excluded || agents.weight[agent] <= 0.0
+                    || !has_room(agent, cost, priority, &load, &blocked) {
                     continue;
                 }
                 let key = (
@@ -285,7 +293,7 @@ mod tests {
         let arrival: Vec<u64> = (0..m as u64).collect();
         let w = Waiting { queue: queues, priority: priorities, sla_due: &vec![0.0; m],
                           arrival: &arrival, cost: &vec![1; m], preferred: &vec![-1; m],
-                          prefer_kind: &vec![0; m], wait_until: &vec![0.0; m] };
+                          prefer_kind: &vec![0; m], wait_until: &vec![0.0; m], exclude: &vec![-1; m] };
         assign(&world.agents(), &w, rankings, 10.0).unwrap().iter()
             .map(|a| (a.conversation, a.agent)).collect()
     }
@@ -302,7 +310,8 @@ mod tests {
         let world = World::new(&[(2, 1, &[0])]);
         let arrival = [0u64, 1];
         let w = Waiting { queue: &[0, 0], priority: &[0, 0], sla_due: &[0.0, 0.0], arrival: &arrival,
-                          cost: &[2, 1], preferred: &[-1, -1], prefer_kind: &[0, 0], wait_until: &[0.0, 0.0] };
+                          cost: &[2, 1], preferred: &[-1, -1], prefer_kind: &[0, 0], wait_until: &[0.0, 0.0],
+                          exclude: &[-1, -1] };
         assert!(assign(&world.agents(), &w, &[0], 0.0).unwrap().is_empty());
     }
 
@@ -317,7 +326,7 @@ mod tests {
         let world = World::new(&[(2, 0, &[0]), (2, 1, &[0])]);
         let mk = |wait: f64| Waiting { queue: &[0], priority: &[0], sla_due: &[0.0], arrival: &[0],
                                        cost: &[1], preferred: &[1], prefer_kind: &[PREFER_STICKY],
-                                       wait_until: Box::leak(vec![wait].into_boxed_slice()) };
+                                       wait_until: Box::leak(vec![wait].into_boxed_slice()), exclude: &[-1] };
         let got = assign(&world.agents(), &mk(0.0), &[0], 10.0).unwrap();
         assert_eq!(got[0].agent, 1);
         assert_eq!(got[0].rule, Rule::Sticky);
@@ -347,7 +356,7 @@ mod tests {
     fn bad_inputs_are_errors() {
         let world = World::new(&[(1, 0, &[3])]);
         let w = Waiting { queue: &[0], priority: &[0], sla_due: &[0.0], arrival: &[0], cost: &[1],
-                          preferred: &[-1], prefer_kind: &[0], wait_until: &[0.0] };
+                          preferred: &[-1], prefer_kind: &[0], wait_until: &[0.0], exclude: &[-1] };
         assert_eq!(assign(&world.agents(), &w, &[0], 0.0), Err(InputError::QueueOutOfRange));
         assert_eq!(assign(&World::new(&[]).agents(), &w, &[9], 0.0), Err(InputError::UnknownRanking(9)));
     }

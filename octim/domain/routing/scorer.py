@@ -44,6 +44,7 @@ class Batch:
     preferred: array[int] = field(default_factory=lambda: array("i"))
     prefer_kind: bytearray = field(default_factory=bytearray)
     wait_until: array[float] = field(default_factory=lambda: array("d"))
+    exclude: array[int] = field(default_factory=lambda: array("i"))
 
     def add_queue(self, ranking: int) -> int:
         """A new queue (a shop's group) ranked by ``ranking``; returns its id."""
@@ -64,7 +65,7 @@ class Batch:
 
     def add_waiting(self, queue: int, priority: int, sla_due: float, arrival: int, cost: int,
                     preferred: int = -1, prefer_kind: int = PREFER_NONE,
-                    wait_until: float = 0.0) -> int:
+                    wait_until: float = 0.0, exclude: int = -1) -> int:
         """A waiting conversation; returns its index."""
         self.queue.append(queue)
         self.priority.append(priority)
@@ -74,6 +75,7 @@ class Batch:
         self.preferred.append(preferred)
         self.prefer_kind.append(prefer_kind)
         self.wait_until.append(wait_until)
+        self.exclude.append(exclude)
         return len(self.queue) - 1
 
 
@@ -86,7 +88,7 @@ def assign(batch: Batch, now: float) -> list[Decision]:
     conversations, agents, rules = assign_batch(
         b.capacity, b.load, b.weight, b.last_assigned, bytes(b.available), b.queue_offsets,
         b.queue_ids, b.queue, b.priority, b.sla_due, b.arrival, b.cost, b.preferred,
-        bytes(b.prefer_kind), b.wait_until, bytes(b.rankings), now)
+        bytes(b.prefer_kind), b.wait_until, b.exclude, bytes(b.rankings), now)
     return list(zip(conversations, agents, rules, strict=True))
 
 
@@ -107,10 +109,9 @@ def assign_reference(batch: Batch, now: float) -> list[Decision]:
     blocked: list[int | None] = [None] * n
     out: list[Decision] = []
 
-    def eligible(agent: int, cost: int, priority: int) -> bool:
+    def has_room(agent: int, cost: int, priority: int) -> bool:
         limit = blocked[agent]
-        return (b.available[agent] != 0 and b.weight[agent] > 0
-                and load[agent] + cost <= b.capacity[agent]
+        return (b.available[agent] != 0 and load[agent] + cost <= b.capacity[agent]
                 and (limit is None or priority > limit))
 
     def key(ranking: int, agent: int) -> tuple[float, float, int, int]:
@@ -128,15 +129,16 @@ def assign_reference(batch: Batch, now: float) -> list[Decision]:
     for c in order:
         queue, cost, priority = b.queue[c], b.cost[c], b.priority[c]
         chosen: tuple[int, int] | None = None
-        preferred = b.preferred[c]
-        if preferred >= 0 and b.prefer_kind[c] != PREFER_NONE:
-            if preferred in member_sets[queue] and eligible(preferred, cost, priority):
+        excluded, preferred = b.exclude[c], b.preferred[c]
+        if preferred >= 0 and b.prefer_kind[c] != PREFER_NONE and preferred != excluded:
+            if preferred in member_sets[queue] and has_room(preferred, cost, priority):
                 rule = DEDICATED if b.prefer_kind[c] == PREFER_DEDICATED else STICKY
                 chosen = (preferred, rule)
             elif b.wait_until[c] > now:
                 continue
         if chosen is None:
-            candidates = [a for a in members[queue] if eligible(a, cost, priority)]
+            candidates = [a for a in members[queue] if a != excluded and b.weight[a] > 0
+                          and has_room(a, cost, priority)]
             if candidates:
                 ranking = b.rankings[queue]
                 chosen = (min(candidates, key=lambda a: key(ranking, a)), RANKED)

@@ -21,13 +21,14 @@ fn vec_of<T: Element + Copy>(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult
 /// last_assigned ('d'), available (bytes), queue_offsets ('I', len n+1),
 /// queue_ids ('I'). Waiting arrays: queue ('I'), priority (i32 'i'), sla_due
 /// ('d'), arrival (u64 'Q'), cost ('I'), preferred ('i', -1 = none),
-/// prefer_kind (bytes), wait_until ('d'). `rankings`: one byte per queue.
+/// prefer_kind (bytes), wait_until ('d'), exclude ('i', -1 = none).
+/// `rankings`: one byte per queue.
 /// Returns `(conversations, agents, rules)`: parallel lists in decision order.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 #[pyo3(signature = (capacity, load, weight, last_assigned, available, queue_offsets, queue_ids,
                     queue, priority, sla_due, arrival, cost, preferred, prefer_kind, wait_until,
-                    rankings, now))]
+                    exclude, rankings, now))]
 pub fn assign_batch(
     py: Python<'_>,
     capacity: &Bound<'_, PyAny>,
@@ -45,6 +46,7 @@ pub fn assign_batch(
     preferred: &Bound<'_, PyAny>,
     prefer_kind: &[u8],
     wait_until: &Bound<'_, PyAny>,
+    exclude: &Bound<'_, PyAny>,
     rankings: &[u8],
     now: f64,
 ) -> PyResult<(Vec<u32>, Vec<u32>, Vec<u8>)> {
@@ -54,14 +56,15 @@ pub fn assign_batch(
     let (w_queue, w_priority) = (vec_of::<u32>(py, queue)?, vec_of::<i32>(py, priority)?);
     let (w_sla, w_arrival) = (vec_of::<f64>(py, sla_due)?, vec_of::<u64>(py, arrival)?);
     let (w_cost, w_preferred) = (vec_of::<u32>(py, cost)?, vec_of::<i32>(py, preferred)?);
-    let w_wait = vec_of::<f64>(py, wait_until)?;
+    let (w_wait, w_exclude) = (vec_of::<f64>(py, wait_until)?, vec_of::<i32>(py, exclude)?);
     let (available, prefer_kind, rankings) = (available.to_vec(), prefer_kind.to_vec(), rankings.to_vec());
     let decided = py.detach(|| {
         let agents = Agents { capacity: &capacity, load: &load, weight: &weight, last_assigned: &last,
                               available: &available, queue_offsets: &offsets, queue_ids: &ids };
         let waiting = Waiting { queue: &w_queue, priority: &w_priority, sla_due: &w_sla,
                                 arrival: &w_arrival, cost: &w_cost, preferred: &w_preferred,
-                                prefer_kind: &prefer_kind, wait_until: &w_wait };
+                                prefer_kind: &prefer_kind, wait_until: &w_wait,
+                                exclude: &w_exclude };
         assign(&agents, &waiting, &rankings, now).map_err(CoreError::from)
     });
     let decided = decided.into_py_result(py)?;
