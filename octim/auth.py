@@ -32,6 +32,7 @@ class Principal:
     user: str
     role: str
     shops: tuple[str, ...] = ()
+    level: int = 0  # buyer level from the platform (VIP tiers); 0 = regular
 
 
 def verify_token(token: Any, secret: str, *, leeway: float = 5.0) -> Principal:
@@ -52,11 +53,14 @@ def verify_token(token: Any, secret: str, *, leeway: float = 5.0) -> Principal:
         raise AuthError("invalid token: sub must be a non-empty string")
     if not isinstance(shops, list) or not all(isinstance(s, str) for s in shops):
         raise AuthError("invalid token: shops must be a list of strings")
-    return Principal(sub, role, tuple(shops))
+    level = claims.get("level", 0)
+    if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= 100:
+        raise AuthError("invalid token: level must be an integer 0-100")
+    return Principal(sub, role, tuple(shops), level)
 
 
 def issue_token(secret: str, user: str, role: str, *, shops: tuple[str, ...] = (),
-                ttl: float = 3600.0, now: float | None = None) -> str:
+                ttl: float = 3600.0, now: float | None = None, level: int = 0) -> str:
     """Sign a token as the platform would (demo, tests and the Python API)."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
@@ -65,6 +69,8 @@ def issue_token(secret: str, user: str, role: str, *, shops: tuple[str, ...] = (
                               "exp": int(issued + ttl)}
     if shops:
         claims["shops"] = list(shops)
+    if level:
+        claims["level"] = level
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 

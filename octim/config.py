@@ -66,6 +66,9 @@ class Settings:
     reopen_window: float = 600.0  # seconds after resolve in which a buyer message reopens
     auto_close_after: float = 1800.0  # seconds of inactivity before a conversation closes
     sweep_interval: float = 30.0  # seconds between auto-close sweeps
+    # routing
+    presence_grace: float = 30.0  # seconds after an agent's last connection drops → offline
+    routing_tick: float = 1.0  # seconds between routing timer checks
     # uploads
     max_image_bytes: int = 10 * 1024 * 1024
     max_voice_bytes: int = 5 * 1024 * 1024

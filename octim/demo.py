@@ -15,7 +15,10 @@ from typing import Any
 from octim.auth import issue_token
 from octim.config import Settings, load_settings
 from octim.domain.conversations import KIND as CONVERSATION
-from octim.domain.conversations import AssignConversation, SendMessage
+from octim.domain.conversations import SendMessage
+from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
+from octim.domain.routing.dispatcher import KIND as DISPATCHER
+from octim.domain.routing.dispatcher import ForceAssign, UpsertAgent, UpsertGroup
 from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import OpenConversation, UpsertShop
 from octim.engine import Engine, Listening
@@ -26,6 +29,14 @@ DEMO_SHOPS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("uniqlo-style", "优衣坊旗舰店", {"categories": ["服装", "鞋靴"]}),
     ("digital-port", "数码港专营店", {"categories": ["手机", "电脑", "配件"]}),
     ("fresh-orchard", "鲜果园", {"categories": ["水果", "生鲜"]}),
+)
+
+
+DEMO_GROUPS = (("pre_sales", "售前"), ("after_sales", "售后"), ("logistics", "物流"))
+DEMO_AGENTS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("agent-1", "小美", ("uniqlo-style", "digital-port"), ("pre_sales", "after_sales")),
+    ("agent-2", "小王", ("uniqlo-style",), ("pre_sales", "logistics")),
+    ("agent-3", "小李", ("digital-port", "fresh-orchard"), ("pre_sales",)),
 )
 
 
@@ -49,15 +60,20 @@ async def seed_demo(engine: Engine) -> str:
     Returns the conversation id.
     """
     directory = engine.directory
+    dispatcher = directory.ref(DISPATCHER, DISPATCHER_ID)
     for shop_id, name, settings in DEMO_SHOPS:
         await directory.ref(SHOP, shop_id).ask(UpsertShop(shop_id, name, settings))
+        for group, label in DEMO_GROUPS:
+            await dispatcher.ask(UpsertGroup(shop_id, group, label))
+    for agent, name, shops, groups in DEMO_AGENTS:
+        await dispatcher.ask(UpsertAgent(agent, name, shops, groups, 5, 1.0))
     shop = DEMO_SHOPS[0][0]
     opened = await directory.ref(SHOP, shop).ask(OpenConversation(
-        shop, "buyer-1", {"product": "sku-1001", "title": "轻薄羽绒服 男款", "price": 399}))
+        shop, "buyer-1", 2, {"product": "sku-1001", "title": "轻薄羽绒服 男款", "price": 399}))
     conversation = opened["conversation"]
     ref = directory.ref(CONVERSATION, conversation)
     if opened["state"] == "queued":
-        await ref.ask(AssignConversation(conversation, "agent-1"))
+        await dispatcher.ask(ForceAssign(conversation, "agent-1"))
     for client_id, user, role, text in (
             ("demo-1", "buyer-1", "buyer", "你好，这件羽绒服有L码吗？"),
             ("demo-2", "agent-1", "agent", "亲，L码有货的，今天下单明天发货哦～")):

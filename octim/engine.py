@@ -23,6 +23,9 @@ from octim.config import HostPort, Settings
 from octim.domain.context import EngineContext
 from octim.domain.conversations import CONVERSATION_KIND, CloseIfIdle
 from octim.domain.conversations import KIND as CONVERSATION
+from octim.domain.routing.dispatcher import DISPATCHER_KIND, Tick
+from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
+from octim.domain.routing.dispatcher import KIND as DISPATCHER
 from octim.domain.shops import SHOP_KIND
 from octim.errors import OctimError
 from octim.gateway import Gateway
@@ -114,6 +117,7 @@ class Engine:
                 context.directory = directory
                 directory.register(SHOP_KIND)
                 directory.register(CONVERSATION_KIND)
+                directory.register(DISPATCHER_KIND)
                 self._context = context
                 try:
                     await self._serve(task_status)
@@ -132,8 +136,9 @@ class Engine:
                 partial(serve_http, grace=s.shutdown_grace), create_app(self), s.http,
                 self._stop.wait)
             ws = await servers.start(self.gateway.serve, s.ws)
-            sweeper = trio.CancelScope()
+            sweeper, ticker = trio.CancelScope(), trio.CancelScope()
             servers.start_soon(self._sweep_forever, sweeper)
+            servers.start_soon(self._tick_forever, ticker)
             tune_interpreter(s.gc_threshold, s.gc_freeze, s.switch_interval)
             listening = Listening(http, ws)
             self.ready = True
@@ -143,6 +148,7 @@ class Engine:
             await self._stop.wait()
             log.info("shutting down")
             sweeper.cancel()
+            ticker.cancel()
             self.gateway.close()
 
     async def _sweep_forever(self, scope: trio.CancelScope) -> None:
@@ -150,6 +156,17 @@ class Engine:
             while True:
                 await trio.sleep(self.settings.sweep_interval)
                 await self.sweep()
+
+    async def _tick_forever(self, scope: trio.CancelScope) -> None:
+        with scope:
+            while True:
+                await self.tick()
+                await trio.sleep(self.settings.routing_tick)
+
+    async def tick(self) -> None:
+        """Let the dispatcher check its timers (presence grace, no-reply, waits). Runs
+        every ``routing_tick``; tests call it directly after moving the clock."""
+        await self.directory.ref(DISPATCHER, DISPATCHER_ID).ask(Tick())
 
     async def sweep(self) -> int:
         """Ask every open conversation idle past the auto-close time to close; returns

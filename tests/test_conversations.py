@@ -30,6 +30,9 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         async with platform(listening) as api:
             for shop in (SHOP, OTHER_SHOP):
                 (await api.put(f"/api/shops/{shop}", json={"name": shop})).raise_for_status()
+            for agent in ("agent-1", "agent-2"):
+                (await api.put(f"/api/agents/{agent}", json={
+                    "name": agent, "shops": [SHOP]})).raise_for_status()
         yield engine, listening
 
 
@@ -61,15 +64,14 @@ async def test_buyer_opens_agent_replies_offline_buyer_syncs(running: Running,
         async with connect(url, token("buyer-1"), subprotocol=subprotocol) as buyer:
             opened = await buyer.open(SHOP, product="sku-9", title="羽绒服", price=299)
             conv = opened["conversation"]
-            assert opened["state"] == "queued" and opened["position"] == 1
+            assert opened["state"] == "queued"
             await buyer.expect("event", event="opened", conversation=conv)
             card = await buyer.expect("msg", conversation=conv, seq=1)
             assert card["kind"] == "product" and card["body"]["product"] == "sku-9"
-            assert (await buyer.expect("event", event="queued"))["data"]["position"] == 1
             assert (await buyer.open(SHOP, ref="again"))["conversation"] == conv
             await assign(listening, conv, "agent-1")
             assigned = await buyer.expect("event", event="assigned")
-            assert assigned["data"] == {"agent": "agent-1"}
+            assert assigned["data"] == {"agent": "agent-1", "rule": "forced"}
 
             async with connect(url, token("agent-1", "agent", SHOP),
                                subprotocol=subprotocol) as agent:
@@ -208,10 +210,14 @@ async def test_resolve_rate_reopen_and_auto_close(running: Running) -> None:
             assert (await agent.expect("event", event="rated"))["data"] == {"score": 4}
             await buyer.send({"type": "rate", "conversation": conv, "score": 1, "ref": "twice"})
             assert (await buyer.expect("error", ref="twice"))["code"] == "invalid_state"
-            # Writing soon after the resolve reopens, back to the same agent.
+            # Writing soon after the resolve reopens; the dispatcher gives it back to
+            # the same agent, who is online (熟客优先).
             await buyer.say(conv, "after", "one more question")
-            reopened = await agent.expect("event", event="reopened")
-            assert reopened["data"] == {"state": "assigned"}
+            reopened = await buyer.expect("event", event="reopened")
+            assert reopened["data"] == {"state": "queued"}
+            back = await agent.expect("event", event="assigned", conversation=conv,
+                                      data={"agent": "agent-1", "rule": "sticky"})
+            assert back["type"] == "event"
             # Inactive past the auto-close time: the sweep closes it.
             real_clock = engine.context.clock
             engine.context.clock = lambda: real_clock() + 1801
@@ -230,21 +236,8 @@ async def test_resolve_rate_reopen_and_auto_close(running: Running) -> None:
     assert meta["state"] == "closed" and meta["rating"]["score"] == 4
     events = [e["event"] for _, e in engine.store.scan("events")
               if e["conversation"] == conv]
-    assert events == ["opened", "queued", "assigned", "resolved", "rated", "reopened", "closed"]
-
-
-async def test_queue_positions_move_up_as_conversations_leave(running: Running) -> None:
-    _, listening = running
-    with trio.fail_after(20):
-        async with connect(listening.ws_url, token("q-1")) as first, \
-                connect(listening.ws_url, token("q-2")) as second:
-            conv1 = (await first.open(SHOP))["conversation"]
-            opened2 = await second.open(SHOP)
-            assert opened2["position"] == 2
-            await second.expect("event", event="queued", data={"position": 2})
-            await assign(listening, conv1, "agent-1")
-            moved = await second.expect("event", event="queued", data={"position": 1})
-            assert moved["conversation"] == opened2["conversation"]
+    assert events == ["opened", "queued", "assigned", "resolved", "rated", "reopened",
+                      "assigned", "closed"]
 
 
 async def test_transfer_moves_live_delivery_to_the_new_agent(running: Running) -> None:
@@ -260,7 +253,8 @@ async def test_transfer_moves_live_delivery_to_the_new_agent(running: Running) -
             for side in (buyer, first, second):
                 moved = await side.expect("event", event="transferred")
                 assert moved["data"] == {"from": "agent-1", "to": "agent-2"}
-            await second.expect("event", event="assigned", data={"agent": "agent-2"})
+            await second.expect("event", event="assigned",
+                                data={"agent": "agent-2", "rule": "forced"})
             after = await buyer.say(conv, "t-2", "after")
             await second.expect("msg", seq=after["seq"])
             await first.request({"type": "ping"}, "pong")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import octim.domain.routing.dispatcher
 import octim.domain.shops  # noqa: F401  (defines message types)
 import tests.test_actors  # noqa: F401  (the runtime tests' message types count too)
 from octim.actors import Message, freeze, from_wire, message_types, to_wire
@@ -29,6 +31,10 @@ values = st.recursive(
 def strategy_for(annotation: Any) -> st.SearchStrategy[Any]:
     """A strategy per field type; a message with another field type fails this test."""
     origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return st.one_of(*(strategy_for(a) for a in typing.get_args(annotation)))
+    if annotation is type(None):
+        return st.none()
     if annotation is str:
         return st.text(max_size=30)
     if annotation is int:

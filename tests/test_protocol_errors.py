@@ -121,6 +121,8 @@ async def test_a_slow_consumer_is_disconnected_and_slows_nobody(tmp_path: Path) 
         async with httpx.AsyncClient(base_url=listening.http_url, headers={
                 "Authorization": f"Bearer {TEST_API_KEY}"}) as api:
             (await api.put(f"/api/shops/{SHOP}", json={"name": SHOP})).raise_for_status()
+            (await api.put("/api/agents/slow", json={"name": "slow", "shops": [SHOP]})
+             ).raise_for_status()
         with trio.fail_after(60):
             async with connect(listening.ws_url, token("fast")) as buyer, \
                     connect(listening.ws_url, token("slow", "agent", SHOP)) as slow:

@@ -13,11 +13,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from octim._version import __version__
-from octim.api import uploads
+from octim.api import routing, uploads
 from octim.api.errors import error_response, install_error_handlers
+from octim.api.routing import RoutingPolicyBody
 from octim.auth import AuthError, Principal, check_api_key, verify_token
-from octim.domain.conversations import KIND as CONVERSATION
-from octim.domain.conversations import AssignConversation
 from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import DeleteShop, GetShop, UpsertShop
 from octim.errors import NotFound
@@ -35,20 +34,21 @@ class ShopBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
+    categories: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)
+    routing: RoutingPolicyBody | None = None
 
 
-class Shop(ShopBody):
+class Shop(BaseModel):
     """A shop as stored."""
 
     id: str
+    name: str
+    categories: list[str] = []
+    settings: dict[str, Any] = {}
+    routing: dict[str, Any] = {}
     created_at: float
     updated_at: float
-
-
-class AssignBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    agent: str = Field(min_length=1, max_length=128)
 
 
 class Health(BaseModel):
@@ -73,6 +73,7 @@ def create_app(engine: Engine) -> FastAPI:
         return verify_token(authorization[len("Bearer "):], engine.settings.secret)
 
     app.include_router(uploads.router(engine, person))
+    app.include_router(routing.router(engine, platform))
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Health:
@@ -92,7 +93,8 @@ def create_app(engine: Engine) -> FastAPI:
     async def put_shop(shop: ShopId, body: ShopBody) -> Any:
         """Create or replace a shop (idempotent)."""
         ref = engine.directory.ref(SHOP, shop)
-        return await ref.ask(UpsertShop(shop, body.name, body.settings))
+        return await ref.ask(UpsertShop(shop, body.name, body.settings, tuple(body.categories),
+                                        body.routing.as_record() if body.routing else None))
 
     @app.get("/api/shops/{shop}", response_model=Shop, tags=["platform"],
              dependencies=[Depends(platform)])
@@ -106,15 +108,6 @@ def create_app(engine: Engine) -> FastAPI:
         """Remove a shop (idempotent)."""
         await engine.directory.ref(SHOP, shop).ask(DeleteShop(shop))
         return JSONResponse(None, status_code=204)
-
-    @app.post("/api/conversations/{conversation}/assign", tags=["platform"],
-              dependencies=[Depends(platform)])
-    async def assign(conversation: ConversationId, body: AssignBody) -> Any:
-        """Give a conversation to an agent. Interim: the routing engine will do this."""
-        if engine.store.get("conversations", conversation.encode()) is None:
-            raise NotFound(f"no conversation {conversation!r}")
-        return await engine.directory.ref(CONVERSATION, conversation).ask(
-            AssignConversation(conversation, body.agent))
 
     @app.get("/api/conversations/{conversation}", tags=["platform"],
              dependencies=[Depends(platform)])

@@ -39,8 +39,13 @@ from octim.domain.conversation_model import (
     pair_key,
     validate_body,
 )
-from octim.domain.shops import KIND as SHOP
-from octim.domain.shops import LeftQueue
+from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
+from octim.domain.routing.dispatcher import KIND as DISPATCHER
+from octim.domain.routing.dispatcher import (
+    AgentReplied,
+    ConversationReleased,
+    RouteConversation,
+)
 from octim.errors import NotFound, StoreError
 from octim.store import Delete, Op, Put, pack
 
@@ -120,10 +125,33 @@ class Rate(Message):
 
 @record
 class AssignConversation(Message):
-    """Give the conversation to an agent (interim internal call until routing lands)."""
+    """The dispatcher gave the conversation to an agent (``rule`` says why)."""
 
     conversation: str
     agent: str
+    rule: str
+
+
+@record
+class Unassign(Message):
+    """The dispatcher took the conversation back from its agent (no reply, offline)."""
+
+    conversation: str
+    reason: str
+
+
+@record
+class Transfer(Message):
+    """Staff move the conversation to another agent, group or shop, with a note."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+    to_agent: str
+    to_group: str
+    to_shop: str
+    note: str
 
 
 @record
@@ -183,8 +211,12 @@ class ConversationActor(Actor[EngineContext]):
                 return await self._resolve(message)
             case Rate():
                 return await self._rate(message)
-            case AssignConversation(agent=agent):
-                return await self._assign(agent)
+            case AssignConversation(agent=agent, rule=rule):
+                return await self._assign(agent, rule)
+            case Unassign(reason=reason):
+                return await self._unassign(reason)
+            case Transfer():
+                return await self._transfer(message)
             case CloseIfIdle():
                 limit = self.context.settings.auto_close_after * 1000
                 if self.meta["state"] != CLOSED and \
@@ -272,6 +304,9 @@ class ConversationActor(Actor[EngineContext]):
             ops += self._attach_upload(m, body)
         frames: list[Any] = []
         ops += await self._prepare_state_for_send(m.role, frames)
+        # frames holds the reopened event if this send reopened the conversation.
+        route_after_reopen = self._route("reopened", prefer=self.meta.get("last_agent", "")) \
+            if frames else None
         seq, ts = self.meta["last_seq"] + 1, self.context.now_ms()
         stored = {"seq": seq, "id": m.client_id, "from": m.user, "role": m.role,
                   "kind": m.kind, "body": body, "ts": ts}
@@ -281,6 +316,17 @@ class ConversationActor(Actor[EngineContext]):
         reads[m.user] = max(reads.get(m.user, 0), seq)  # one's own message is read
         if m.role in STAFF_ROLES and "first_response" not in self.meta:
             self.meta["first_response"] = ts
+        replied_now = m.role in STAFF_ROLES and not self.meta.get("agent_replied")
+        if replied_now:
+            self.meta["agent_replied"] = True
+        route = route_after_reopen
+        if m.role == "buyer" and not self.meta.get("routed") and self.meta["state"] == QUEUED:
+            # Routing starts with the buyer's first message: a window opened
+            # and left empty takes no agent's capacity, and the keywords of
+            # the first question can pick the group.
+            self.meta["routed"] = True
+            self.meta["first_text"] = body.get("text", "")[:500]
+            route = self._route("first_message")
         ops += [
             Put("messages", message_key(self.id, seq), pack(stored)),
             Put("client_ids", pair_key(self.id, m.client_id), pack([seq, ts])),
@@ -299,6 +345,10 @@ class ConversationActor(Actor[EngineContext]):
                     self.acked.popitem(last=False)
 
         await self._commit(ops, frames, reply, self._ack(client_id, seq, ts), settle)
+        if route is not None:
+            await self._dispatcher(route)
+        elif m.role in STAFF_ROLES and m.user == self.meta.get("agent") and replied_now:
+            await self._dispatcher(AgentReplied(self.id))
         return reply
 
     def _seen(self, client_id: str) -> tuple[int, int] | Reply[dict[str, Any]] | None:
@@ -322,10 +372,11 @@ class ConversationActor(Actor[EngineContext]):
         if self.context.now_ms() - self.meta.get("resolved_at", 0) > window:
             await self._close("resolved", [])
             raise ConversationClosed(f"conversation {self.id} is closed; open a new one")
-        # A buyer writing soon after resolve reopens the conversation.
-        new_state = ASSIGNED if self.meta.get("agent") else QUEUED
-        ops = self._set_state(new_state)
-        ops += self._event("reopened", {"state": new_state}, frames)
+        # A buyer writing soon after resolve reopens the conversation; the
+        # dispatcher prefers the last agent, but only if they are online now.
+        ops = self._set_state(QUEUED)
+        self.meta["agent"] = None
+        ops += self._event("reopened", {"state": QUEUED}, frames)
         return ops
 
     def _attach_upload(self, m: SendMessage, body: dict[str, Any]) -> list[Op]:
@@ -378,7 +429,6 @@ class ConversationActor(Actor[EngineContext]):
         self._check_member(m.user, m.role, m.shops)
         if self.meta["state"] not in (BOT, QUEUED, ASSIGNED):
             raise InvalidState(f"conversation is {self.meta['state']}, not open")
-        was_queued = self.meta["state"] == QUEUED
         frames: list[Any] = []
         ops = self._set_state(RESOLVED)
         self.meta["resolved_at"] = self.meta["updated"] = self.context.now_ms()
@@ -387,8 +437,9 @@ class ConversationActor(Actor[EngineContext]):
                 Put("idx_open_conversations", self.id.encode(), pack(self.meta["updated"]))]
         done: Reply[Any] = Reply()
         await self._commit(ops, frames, done, None)
-        if was_queued:
-            await self._tell_shop_left_queue()
+        if self.meta.get("agent"):
+            self.meta["last_agent"] = self.meta["agent"]
+        await self._dispatcher(ConversationReleased(self.id))
         return done
 
     async def _rate(self, m: Rate) -> Reply[Any]:
@@ -410,28 +461,85 @@ class ConversationActor(Actor[EngineContext]):
         await self._commit(ops, frames, done, None)
         return done
 
-    async def _assign(self, agent: str) -> dict[str, Any]:
+    async def _assign(self, agent: str, rule: str) -> None:
         state, previous = self.meta["state"], self.meta.get("agent")
         if state in (RESOLVED, CLOSED):
-            raise InvalidState(f"conversation is {state}")
+            # Raced with a resolve or close: hand the capacity straight back.
+            await self._dispatcher(ConversationReleased(self.id))
+            return
         frames: list[Any] = []
         ops = self._set_state(ASSIGNED)
-        self.meta["agent"] = agent
-        self.meta["assigned_at"] = self.context.now_ms()
+        self.meta.update(agent=agent, last_agent=agent, agent_replied=False,
+                         assigned_at=self.context.now_ms())
         if previous and previous != agent:
             ops += self._event("transferred", {"from": previous, "to": agent}, frames)
-        ops += self._event("assigned", {"agent": agent}, frames)
+        ops += self._event("assigned", {"agent": agent, "rule": rule}, frames)
         ops += [Put("idx_user_conversations", pair_key(agent, self.id),
                     pack(self.meta["shop"])), self._meta_op()]
+        await self._commit(ops, frames, also=(previous,) if previous else ())
+
+    async def _unassign(self, reason: str) -> None:
+        agent = self.meta.get("agent")
+        if self.meta["state"] != ASSIGNED or not agent:
+            return
+        frames: list[Any] = []
+        ops = self._set_state(QUEUED)
+        self.meta["agent"] = None
+        ops += self._event("unassigned", {"agent": agent, "reason": reason}, frames)
+        ops.append(self._meta_op())
+        await self._commit(ops, frames, also=(agent,))
+
+    async def _transfer(self, m: Transfer) -> Reply[Any]:
+        self._check_member(m.user, m.role, m.shops)
+        if m.role not in STAFF_ROLES:
+            raise Forbidden("only staff transfer conversations")
+        if self.meta["state"] not in (QUEUED, ASSIGNED):
+            raise InvalidState(f"conversation is {self.meta['state']}")
+        store, old_shop = self.context.store, self.meta["shop"]
+        shop = m.to_shop or old_shop
+        if shop != old_shop and store.get("shops", shop.encode()) is None:
+            raise NotFound(f"no shop {shop!r}")
+        if m.to_group and store.get("groups", pair_key(shop, m.to_group)) is None:
+            raise NotFound(f"no group {m.to_group!r} in shop {shop!r}")
+        if m.to_agent:
+            agent = store.get("agents", m.to_agent.encode())
+            if agent is None or shop not in agent["shops"]:
+                raise NotFound(f"no agent {m.to_agent!r} serving shop {shop!r}")
+        if not (m.to_agent or m.to_group or (m.to_shop != old_shop and m.to_shop)):
+            raise InvalidBody("transfer needs to_agent, to_group or another to_shop")
+        frames: list[Any] = []
+        previous = self.meta.get("agent")
+        ops = self._set_state(QUEUED)
+        if shop != old_shop:
+            ops += self._move_shop(old_shop, shop)
+        self.meta["agent"] = None
+        data = {"from": previous, "to": m.to_agent or None, "group": m.to_group or None,
+                "from_shop": old_shop, "to_shop": shop, "by": m.user, "note": m.note}
+        ops += self._event("transferred", data, frames)
+        seq, ts = self.meta["last_seq"] + 1, self.context.now_ms()
+        notice = {"seq": seq, "id": f"transfer-{seq}", "from": m.user, "role": "system",
+                  "kind": "system", "body": {"text": m.note, "transfer": data}, "ts": ts}
+        self.meta["last_seq"] = seq
+        ops += [Put("messages", message_key(self.id, seq), pack(notice)), self._meta_op()]
+        frames.append((msg_frame(self.id, notice), None))
         done: Reply[Any] = Reply()
         await self._commit(ops, frames, done, None, also=(previous,) if previous else ())
-        await done.wait()
-        if state == QUEUED:
-            await self._tell_shop_left_queue()
-        return dict(self.meta)
+        await self._dispatcher(ConversationReleased(self.id))
+        await self._dispatcher(self._route("transfer", group=m.to_group, prefer=m.to_agent))
+        return done
+
+    def _move_shop(self, old: str, new: str) -> list[Op]:
+        buyer = self.meta["buyer"]
+        self.meta["shop"] = new
+        ops: list[Op] = [Delete("idx_shop_conversations", pair_key(old, self.id)),
+                         Put("idx_shop_conversations", pair_key(new, self.id), pack(QUEUED))]
+        if self.context.store.get("idx_customer_conversations", pair_key(buyer, old)) == self.id:
+            ops.append(Delete("idx_customer_conversations", pair_key(buyer, old)))
+        if self.context.store.get("idx_customer_conversations", pair_key(buyer, new)) is None:
+            ops.append(Put("idx_customer_conversations", pair_key(buyer, new), pack(self.id)))
+        return ops
 
     async def _close(self, reason: str, frames: list[Any]) -> None:
-        was_queued = self.meta["state"] == QUEUED
         ops = self._set_state(CLOSED)
         self.meta["closed_at"] = self.context.now_ms()
         ops += self._event("closed", {"reason": reason}, frames)
@@ -442,13 +550,18 @@ class ConversationActor(Actor[EngineContext]):
         done: Reply[Any] = Reply()
         await self._commit(ops, frames, done, None)
         await done.wait()
-        if was_queued:
-            await self._tell_shop_left_queue()
+        await self._dispatcher(ConversationReleased(self.id))
 
-    async def _tell_shop_left_queue(self) -> None:
+    def _route(self, reason: str, *, group: str = "", prefer: str = "",
+               exclude: str = "") -> RouteConversation:
+        m = self.meta
+        return RouteConversation(self.id, m["shop"], m["buyer"], m.get("level", 0),
+                                 m.get("context", {}), m.get("first_text", ""), reason, group,
+                                 prefer or "", exclude)
+
+    async def _dispatcher(self, message: Message) -> None:
         assert self.context.directory is not None
-        await self.context.directory.ref(SHOP, self.meta["shop"]).tell(
-            LeftQueue(self.meta["shop"], self.id))
+        await self.context.directory.ref(DISPATCHER, DISPATCHER_ID).tell(message)
 
 
 CONVERSATION_KIND: ActorKind[EngineContext] = ActorKind(KIND, ConversationActor,

@@ -5,10 +5,8 @@ message, passivated when idle. Every change is written durably before the
 actor answers, so a crash right after an answer loses nothing.
 
 Opening conversations goes through the shop actor so that one buyer has at
-most one open conversation per shop, even when two devices open at once. It
-also keeps the shop's waiting line (conversations in ``queued``, oldest
-first) and tells each waiting buyer their position whenever it changes.
-The routing issue replaces the simple line with the real dispatcher.
+most one open conversation per shop, even when two devices open at once.
+Waiting and assignment belong to the dispatcher (``octim.domain.routing``).
 """
 
 from __future__ import annotations
@@ -30,6 +28,9 @@ from octim.domain.conversation_model import (
     new_conversation_id,
     pair_key,
 )
+from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
+from octim.domain.routing.dispatcher import KIND as DISPATCHER
+from octim.domain.routing.dispatcher import ShopChanged
 from octim.errors import InvalidInput, NotFound
 from octim.store import Delete, Op, Put, pack
 
@@ -44,6 +45,8 @@ class UpsertShop(Message):
     shop_id: str
     name: str
     settings: Mapping[str, Any]
+    categories: tuple[str, ...] = ()
+    routing: Mapping[str, Any] | None = None  # a RoutingPolicy as a map (validated by the API)
 
 
 @record
@@ -66,15 +69,8 @@ class OpenConversation(Message):
 
     shop_id: str
     buyer: str
+    level: int
     context: Mapping[str, Any]
-
-
-@record
-class LeftQueue(Message):
-    """A conversation stopped waiting (assigned, resolved or closed)."""
-
-    shop_id: str
-    conversation: str
 
 
 def shop_key(shop_id: str) -> bytes:
@@ -95,24 +91,19 @@ class ShopActor(Actor[EngineContext]):
     def __init__(self, address: Any, context: EngineContext) -> None:
         super().__init__(address, context)
         self.record: dict[str, Any] | None = None
-        self.waiting: list[tuple[str, str]] = []  # (conversation, buyer), oldest first
 
     async def on_start(self) -> None:
-        store = self.context.store
-        shop = self.address.id
-        self.record = store.get("shops", shop_key(shop))
-        prefix = pair_key(shop, "")
-        for key, state in store.scan("idx_shop_conversations", prefix, prefix[:-1] + b"\x01"):
-            if state == QUEUED:
-                conversation = key[len(prefix):].decode()
-                meta = store.get("conversations", conversation.encode())
-                if meta is not None:
-                    self.waiting.append((conversation, meta["buyer"]))
+        self.record = self.context.store.get("shops", shop_key(self.address.id))
 
     async def receive(self, message: Message) -> Any:
         match message:
             case UpsertShop(shop_id=shop_id, name=name, settings=settings):
-                return await self._upsert(shop_id, name, thaw(settings))
+                shop = await self._upsert(shop_id, name, thaw(settings), list(message.categories),
+                                          thaw(message.routing) if message.routing else {})
+                assert self.context.directory is not None
+                await self.context.directory.ref(DISPATCHER, DISPATCHER_ID).tell(
+                    ShopChanged(shop_id))
+                return shop
             case GetShop():
                 if self.record is None:
                     raise NotFound(f"no shop {self.address.id!r}")
@@ -121,14 +112,11 @@ class ShopActor(Actor[EngineContext]):
                 await self.context.store.write((Delete("shops", shop_key(shop_id)),))
                 self.record = None
                 return None
-            case OpenConversation(buyer=buyer, context=context):
-                return await self._open(buyer, thaw(context))
-            case LeftQueue(conversation=conversation):
-                self._left_queue(conversation)
-                return None
+            case OpenConversation(buyer=buyer, level=level, context=context):
+                return await self._open(buyer, level, thaw(context))
         raise InvalidInput(f"shop actor cannot handle {type(message).__name__}")
 
-    async def _open(self, buyer: str, context: dict[str, Any]) -> dict[str, Any]:
+    async def _open(self, buyer: str, level: int, context: dict[str, Any]) -> dict[str, Any]:
         if self.record is None:
             raise NotFound(f"no shop {self.address.id!r}")
         store, shop = self.context.store, self.address.id
@@ -136,46 +124,27 @@ class ShopActor(Actor[EngineContext]):
         if current is not None:
             meta = store.get("conversations", current.encode())
             if meta is not None and meta["state"] != CLOSED:
-                return {"conversation": current, "state": meta["state"], "created": False,
-                        "position": self._position(current)}
+                return {"conversation": current, "state": meta["state"], "created": False}
         card = card_from_context(context)
         now = self.context.now_ms()
         conversation = new_conversation_id(now / 1000)
-        ops, meta = _open_ops(shop, buyer, conversation, now, card)
+        ops, _ = _open_ops(shop, buyer, level, context, conversation, now, card)
         await store.write(ops)
-        self.waiting.append((conversation, buyer))
-        position = len(self.waiting)
         fanout = self.context.fanout
         fanout.publish(event_frame(conversation, "opened", {"shop": shop}), [buyer])
         if card is not None:
             fanout.publish(msg_frame(conversation, store.get(
                 "messages", message_key(conversation, 1))), [buyer])
-        fanout.publish(_position_frame(conversation, position), [buyer])
-        return {"conversation": conversation, "state": QUEUED, "created": True,
-                "position": position}
+        return {"conversation": conversation, "state": QUEUED, "created": True}
 
-    def _position(self, conversation: str) -> int | None:
-        for index, (waiting, _) in enumerate(self.waiting):
-            if waiting == conversation:
-                return index + 1
-        return None
-
-    def _left_queue(self, conversation: str) -> None:
-        index = self._position(conversation)
-        if index is None:
-            return
-        del self.waiting[index - 1]
-        for behind in range(index - 1, len(self.waiting)):
-            waiting, buyer = self.waiting[behind]
-            self.context.fanout.publish(_position_frame(waiting, behind + 1), [buyer])
-
-    async def _upsert(self, shop_id: str, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    async def _upsert(self, shop_id: str, name: str, settings: dict[str, Any],
+                      categories: list[str], routing: dict[str, Any]) -> dict[str, Any]:
         if not name.strip() or len(name) > MAX_NAME_CHARS:
             raise InvalidInput(f"shop name must be 1-{MAX_NAME_CHARS} characters")
         now = time.time()
         created = self.record["created_at"] if self.record else now
-        new = {"id": shop_id, "name": name, "settings": settings,
-               "created_at": created, "updated_at": now}
+        new = {"id": shop_id, "name": name, "settings": settings, "categories": categories,
+               "routing": routing, "created_at": created, "updated_at": now}
         await self.context.store.write((Put("shops", shop_key(shop_id), pack(new)),))
         self.record = new
         return new
@@ -184,14 +153,12 @@ class ShopActor(Actor[EngineContext]):
 SHOP_KIND: ActorKind[EngineContext] = ActorKind(KIND, ShopActor, idle_timeout=300.0)
 
 
-def _position_frame(conversation: str, position: int) -> dict[str, Any]:
-    return event_frame(conversation, "queued", {"position": position})
-
-
-def _open_ops(shop: str, buyer: str, conversation: str, now: int,
-              card: tuple[str, dict[str, Any]] | None) -> tuple[list[Op], dict[str, Any]]:
+def _open_ops(shop: str, buyer: str, level: int, context: dict[str, Any], conversation: str,
+              now: int, card: tuple[str, dict[str, Any]] | None
+              ) -> tuple[list[Op], dict[str, Any]]:
     """Everything a new conversation writes, in one atomic commit."""
     meta: dict[str, Any] = {"id": conversation, "shop": shop, "buyer": buyer, "state": QUEUED,
+                            "level": level, "context": _routing_context(context),
                             "created": now, "updated": now, "last_seq": 0, "reads": {},
                             "events": 0}
     ops: list[Op] = []
@@ -214,3 +181,10 @@ def _open_ops(shop: str, buyer: str, conversation: str, now: int,
         Put("idx_open_conversations", conversation.encode(), pack(now)),
     ]
     return ops, meta
+
+
+def _routing_context(context: dict[str, Any]) -> dict[str, Any]:
+    """The part of the open context routing reads (entry page, SKU category, references)."""
+    kept = {k: context[k] for k in ("page", "category", "product", "order")
+            if isinstance(context.get(k), str) and len(context[k]) <= 128}
+    return kept

@@ -77,10 +77,18 @@ class Ping(ClientFrame):
     pass
 
 
+class Transfer(ClientFrame):
+    conversation: Id
+    to_agent: Annotated[str, Field(max_length=128)] = ""
+    to_group: Annotated[str, Field(max_length=128)] = ""
+    to_shop: Annotated[str, Field(max_length=128)] = ""
+    note: Annotated[str, Field(max_length=1000)] = ""
+
+
 FRAMES: dict[str, type[ClientFrame]] = {
     "open": Open, "send": Send, "sync": Sync, "inbox": Inbox, "typing": Typing,
     "read": Read, "recall": Recall, "resolve": Resolve, "rate": Rate,
-    "presence": Presence, "ping": Ping,
+    "presence": Presence, "ping": Ping, "transfer": Transfer,
 }
 
 

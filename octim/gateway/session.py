@@ -29,6 +29,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from octim.actors import Reply
 from octim.auth import AuthError, Principal, verify_token
 from octim.domain.conversation_model import (
+    STAFF_ROLES,
     Forbidden,
     InvalidBody,
     is_participant,
@@ -36,7 +37,18 @@ from octim.domain.conversation_model import (
     pair_key,
 )
 from octim.domain.conversations import KIND as CONVERSATION
-from octim.domain.conversations import MarkRead, Rate, Recall, Resolve, SendMessage, Typing
+from octim.domain.conversations import (
+    MarkRead,
+    Rate,
+    Recall,
+    Resolve,
+    SendMessage,
+    Transfer,
+    Typing,
+)
+from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
+from octim.domain.routing.dispatcher import KIND as DISPATCHER
+from octim.domain.routing.dispatcher import AgentConnections, SetPresence
 from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import OpenConversation
 from octim.errors import ActorCrashed, MailboxFull, NotFound, OctimError
@@ -87,6 +99,7 @@ class Session:
             return
         fanout = self.engine.fanout
         self.conn = fanout.attach(principal.user, principal.role, principal.shops, self.codec)
+        await self._tell_connections()
         acks_in, acks_out = trio.open_memory_channel[tuple[Reply[Any], Any]](PENDING_ACKS)
         try:
             async with trio.open_nursery() as nursery:
@@ -96,6 +109,20 @@ class Session:
                     nursery.start_soon(self._until_closed, task, nursery.cancel_scope)
         finally:
             fanout.detach(self.conn)
+            with trio.CancelScope(shield=True):
+                await self._tell_connections()
+
+    async def _tell_connections(self) -> None:
+        """Staff presence follows their connections (offline after a grace period)."""
+        p = self.principal
+        if p is None or p.role not in STAFF_ROLES:
+            return
+        count = len(self.engine.fanout.connections_of(p.user))
+        try:
+            await self.engine.directory.ref(DISPATCHER, DISPATCHER_ID).tell(
+                AgentConnections(p.user, count))
+        except OctimError:
+            pass  # shutting down
 
     async def _until_closed(self, task: Callable[[], Awaitable[None]],
                             scope: trio.CancelScope) -> None:
@@ -235,10 +262,10 @@ class Session:
                 if p.role != "buyer":
                     raise Forbidden("only buyers open conversations")
                 opened = await directory.ref(SHOP, shop).ask(
-                    OpenConversation(shop, p.user, context))
+                    OpenConversation(shop, p.user, p.level, context))
                 await self._send({"type": "opened", "ref": frame.get("ref"),
-                            "conversation": opened["conversation"], "state": opened["state"],
-                            "position": opened["position"]})
+                                  "conversation": opened["conversation"],
+                                  "state": opened["state"]})
             case f.Send(conversation=conv, id=client_id, kind=msg_kind, body=body):
                 if "from" in frame and frame["from"] != p.user:
                     raise Forbidden("'from' is set by the server")
@@ -275,7 +302,15 @@ class Session:
                     Rate(conv, p.user, p.role, p.shops, score, comment)), ref))
             case f.Presence(status=status):
                 self.engine.fanout.presence[p.user] = status
+                if p.role in STAFF_ROLES:
+                    await directory.ref(DISPATCHER, DISPATCHER_ID).tell(
+                        SetPresence(p.user, status))
                 await self._send({"type": "presence", "user": p.user, "status": status})
+            case f.Transfer(conversation=conv, to_agent=to_agent, to_group=to_group,
+                            to_shop=to_shop, note=note):
+                self._member(conv)
+                await acks.send((await directory.ref(CONVERSATION, conv).ask(Transfer(
+                    conv, p.user, p.role, p.shops, to_agent, to_group, to_shop, note)), ref))
             case _:
                 raise InvalidBody(f"unhandled frame {kind!r}")
 

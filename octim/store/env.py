@@ -38,7 +38,10 @@ DATABASES: tuple[str, ...] = (
     "idx_user_conversations",  # user \0 conversation → shop (inboxes)
     "idx_shop_conversations",  # shop \0 conversation → state
     "idx_open_conversations",  # conversation → last activity (auto-close sweep)
-    "idx_agent_open",
+    "idx_agent_open",  # agent \0 conversation → capacity cost (assigned, not released)
+    "groups",  # shop \0 group → skill group record
+    "routing",  # conversation → {"waiting": item or None, "traces": [...]} (dispatcher)
+    "sticky",  # buyer \0 shop → [agent, ms] of the last assignment (熟客优先)
 )
 
 DEFAULT_MAP_SIZE = 64 << 20

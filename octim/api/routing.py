@@ -1,0 +1,175 @@
+"""Platform API for routing: agents, skill groups, routing policy, traces.
+
+Idempotent upserts with the API key; the same operations exist in the Python
+API as dispatcher messages. Routing traces are also readable by the shop's
+admins with their JWT.
+"""
+
+# No ``from __future__ import annotations``: FastAPI evaluates these annotations.
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from octim.auth import AuthError, Principal, check_api_key, verify_token
+from octim.domain.conversation_model import Forbidden
+from octim.domain.routing.dispatcher import (
+    ID,
+    KIND,
+    AgentView,
+    DeleteAgent,
+    DeleteGroup,
+    ForceAssign,
+    ListGroups,
+    UpsertAgent,
+    UpsertGroup,
+)
+from octim.errors import NotFound
+
+if TYPE_CHECKING:
+    from octim.engine import Engine
+
+Name = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+Ref = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class KeywordRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keywords: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(min_length=1)
+    group: Ref
+
+
+class RoutingPolicyBody(BaseModel):
+    """A shop's routing policy (docs/routing.md); every field is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+    ranking: Literal["least_load", "free_ratio", "longest_idle", "weighted"] = "least_load"
+    sticky_days: float = Field(3.0, ge=0, le=365)
+    sticky_wait: float = Field(0.0, ge=0, le=3600)
+    context_groups: dict[Literal["product", "order", "logistics", "shop"], Ref] = {}
+    category_groups: dict[Annotated[str, Field(max_length=64)], Ref] = {}
+    keyword_groups: list[KeywordRule] | None = None
+    vip_level: int = Field(1, ge=0, le=100)
+    vip_group: Ref | None = None
+    group_costs: dict[Ref, Annotated[int, Field(ge=1, le=100)]] = {}
+    sla_seconds: float = Field(180.0, gt=0)
+    vip_sla_seconds: float = Field(60.0, gt=0)
+    no_reply_seconds: float = Field(180.0, ge=0)
+    requeue_on_offline: bool = True
+    dedicated: dict[Ref, Ref] = {}
+    transfer_wait: float = Field(60.0, ge=0, le=3600)
+
+    def as_record(self) -> dict[str, Any]:
+        data = self.model_dump(exclude_none=True)
+        if self.keyword_groups is None:
+            data.pop("keyword_groups", None)  # keep the built-in keyword rules
+        return data
+
+
+class AgentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    shops: list[Ref] = Field(min_length=1)
+    groups: list[Ref] = []
+    max_concurrent: int = Field(5, ge=1, le=100)
+    weight: float = Field(1.0, ge=0, le=100)
+
+
+class GroupBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+
+
+class AssignBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agent: Ref
+
+
+def router(engine: "Engine", platform: Any) -> APIRouter:
+    """The routing routes; ``platform`` is the API-key dependency."""
+    api = APIRouter(tags=["routing"])
+
+    def dispatcher() -> Any:
+        return engine.directory.ref(KIND, ID)
+
+    @api.put("/api/agents/{agent}", dependencies=[Depends(platform)])
+    async def put_agent(agent: Name, body: AgentBody) -> Any:
+        """Create or replace an agent (sub-account): shops, groups, capacity, weight."""
+        return await dispatcher().ask(UpsertAgent(agent, body.name, tuple(body.shops),
+                                                  tuple(body.groups), body.max_concurrent,
+                                                  body.weight))
+
+    @api.get("/api/agents/{agent}", dependencies=[Depends(platform)])
+    async def get_agent(agent: Name) -> Any:
+        """An agent with live routing state: status, load, conversations."""
+        return await dispatcher().ask(AgentView(agent))
+
+    @api.delete("/api/agents/{agent}", status_code=204, dependencies=[Depends(platform)])
+    async def delete_agent(agent: Name) -> JSONResponse:
+        """Remove an agent; its conversations go back to the queue."""
+        await dispatcher().ask(DeleteAgent(agent))
+        return JSONResponse(None, status_code=204)
+
+    @api.put("/api/shops/{shop}/groups/{group}", dependencies=[Depends(platform)])
+    async def put_group(shop: Name, group: Name, body: GroupBody) -> Any:
+        """Create or replace a skill group (售前 pre-sales, 售后 after-sales, 物流 logistics…)."""
+        if engine.store.get("shops", shop.encode()) is None:
+            raise NotFound(f"no shop {shop!r}")
+        return await dispatcher().ask(UpsertGroup(shop, group, body.name))
+
+    @api.get("/api/shops/{shop}/groups", dependencies=[Depends(platform)])
+    async def list_groups(shop: Name) -> Any:
+        """The shop's skill groups."""
+        return await dispatcher().ask(ListGroups(shop))
+
+    @api.get("/api/shops/{shop}/groups/{group}", dependencies=[Depends(platform)])
+    async def get_group(shop: Name, group: Name) -> Any:
+        """One skill group."""
+        for found in await dispatcher().ask(ListGroups(shop)):
+            if found["id"] == group:
+                return found
+        raise NotFound(f"no group {group!r} in shop {shop!r}")
+
+    @api.delete("/api/shops/{shop}/groups/{group}", status_code=204,
+                dependencies=[Depends(platform)])
+    async def delete_group(shop: Name, group: Name) -> JSONResponse:
+        """Remove a skill group."""
+        await dispatcher().ask(DeleteGroup(shop, group))
+        return JSONResponse(None, status_code=204)
+
+    @api.post("/api/conversations/{conversation}/assign", dependencies=[Depends(platform)])
+    async def assign(conversation: Name, body: AssignBody) -> Any:
+        """Assign directly (a supervisor override; capacity is not checked)."""
+        return await dispatcher().ask(ForceAssign(conversation, body.agent))
+
+    def platform_or_shop_admin(authorization: Annotated[str | None, Header()] = None
+                               ) -> Principal | None:
+        """The API key (returns None) or a staff JWT (returns the person)."""
+        if authorization and authorization.startswith("Bearer "):
+            try:
+                check_api_key(authorization, engine.settings.api_key)
+                return None
+            except AuthError:
+                return verify_token(authorization[len("Bearer "):], engine.settings.secret)
+        raise AuthError("missing API key or token (Authorization: Bearer …)")
+
+    @api.get("/api/conversations/{conversation}/routing")
+    async def routing_trace(
+            conversation: Name,
+            who: Annotated[Principal | None, Depends(platform_or_shop_admin)]) -> Any:
+        """Why the conversation went where it went: every routing decision, newest last."""
+        meta = engine.store.get("conversations", conversation.encode())
+        if meta is None:
+            raise NotFound(f"no conversation {conversation!r}")
+        if who is not None:
+            if who.role != "platform_admin" and meta["shop"] not in who.shops:
+                raise NotFound(f"no conversation {conversation!r}")
+            if who.role not in ("shop_admin", "platform_admin"):
+                raise Forbidden("routing traces are for shop admins")
+        entry = engine.store.get("routing", conversation.encode()) or {}
+        return {"conversation": conversation, "shop": meta["shop"], "state": meta["state"],
+                "agent": meta.get("agent"), "waiting": entry.get("waiting"),
+                "traces": entry.get("traces", [])}
+
+    return api

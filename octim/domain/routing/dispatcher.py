@@ -1,0 +1,644 @@
+"""The dispatcher: the one owner of routing decisions (分流) for this process.
+
+It holds the agents (profile, presence, load), every waiting conversation
+and the shops' routing policies, and decides with the Rust scorer on every
+event that can change an answer: a conversation starts waiting, an agent
+comes online or frees capacity, a transfer, a timer. Because one actor owns
+all capacity counters, a burst of simultaneous arrivals can never push an
+agent over capacity or assign a conversation twice.
+
+Decisions are applied here (load, sticky record, routing trace, written to
+the store) and then told to the ConversationActor, which records the
+assignment in the conversation and tells the participants.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from octim.actors import Actor, ActorKind, Address, Message, record, thaw
+from octim.domain.context import EngineContext
+from octim.domain.conversation_model import event_frame, pair_key
+from octim.domain.routing import scorer
+from octim.domain.routing.policy import RoutingPolicy, Target, target
+from octim.errors import InvalidInput, NotFound
+from octim.store import Delete, Op, Put, pack
+
+log = logging.getLogger("octim.routing")
+
+KIND, ID = "dispatcher", "main"
+STATUSES = ("online", "busy", "away", "offline")
+MAX_TRACES = 20
+ROUTING_CACHE = 50_000  # routing records kept in memory (most recently touched)
+DEFAULT_HANDLE_SECONDS = 120.0
+
+
+# -- messages -------------------------------------------------------------------
+
+@record
+class UpsertAgent(Message):
+    """Create or replace an agent (sub-account)."""
+
+    agent: str
+    name: str
+    shops: tuple[str, ...]
+    groups: tuple[str, ...]
+    max_concurrent: int
+    weight: float
+
+
+@record
+class DeleteAgent(Message):
+    agent: str
+
+
+@record
+class GetAgent(Message):
+    agent: str
+
+
+@record
+class UpsertGroup(Message):
+    """Create or replace a skill group of a shop."""
+
+    shop: str
+    group: str
+    name: str
+
+
+@record
+class DeleteGroup(Message):
+    shop: str
+    group: str
+
+
+@record
+class ListGroups(Message):
+    shop: str
+
+
+@record
+class ShopChanged(Message):
+    """A shop's record (and routing policy) changed; reload it."""
+
+    shop: str
+
+
+@record
+class AgentConnections(Message):
+    """An agent's number of open gateway connections changed."""
+
+    agent: str
+    connections: int
+
+
+@record
+class SetPresence(Message):
+    """An agent set their status with a ``presence`` frame."""
+
+    agent: str
+    status: str
+
+
+@record
+class RouteConversation(Message):
+    """A conversation starts (or starts again) waiting for an agent."""
+
+    conversation: str
+    shop: str
+    buyer: str
+    level: int
+    context: Mapping[str, Any]
+    text: str
+    reason: str  # first_message | reopened | transfer | no_reply | agent_offline
+    group: str  # forced target group ('' = by the targeting rules)
+    prefer_agent: str  # transfer target or last agent ('' = none)
+    exclude_agent: str  # never this agent ('' = none)
+
+
+@record
+class ConversationReleased(Message):
+    """The conversation no longer needs (or holds) an agent: resolved, closed, moved."""
+
+    conversation: str
+
+
+@record
+class AgentReplied(Message):
+    """The assigned agent answered: the no-reply timer stops."""
+
+    conversation: str
+
+
+@record
+class ForceAssign(Message):
+    """A supervisor (or the platform) assigns directly, capacity notwithstanding."""
+
+    conversation: str
+    agent: str
+
+
+@record
+class Tick(Message):
+    """Check timers: presence grace, no-reply deadlines, preference waits."""
+
+
+@record
+class AgentView(Message):
+    """Ask for an agent's live routing state."""
+
+    agent: str
+
+
+# -- state ----------------------------------------------------------------------
+
+@dataclass
+class AgentState:
+    id: str
+    name: str
+    shops: tuple[str, ...]
+    groups: tuple[str, ...]
+    max_concurrent: int
+    weight: float
+    status: str = "offline"
+    connections: int = 0
+    offline_at: float | None = None  # when the presence grace ends
+    active: dict[str, int] = field(default_factory=dict)  # conversation → cost
+    last_assigned: float = 0.0  # since this process started: no lifetime counters
+
+    @property
+    def load(self) -> int:
+        return sum(self.active.values())
+
+    def record(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "shops": list(self.shops),
+                "groups": list(self.groups), "max_concurrent": self.max_concurrent,
+                "weight": self.weight}
+
+
+@dataclass
+class Waiting:
+    conversation: str
+    shop: str
+    buyer: str
+    target: Target
+    arrival: int
+    enqueued_at: float
+    prefer_agent: str = ""
+    prefer_kind: int = scorer.PREFER_NONE
+    wait_until: float = 0.0
+    exclude_agent: str = ""
+    reason: str = ""
+    published: tuple[Any, ...] = ()  # the last queued event sent to the buyer
+
+    def record(self) -> dict[str, Any]:
+        t = self.target
+        return {"conversation": self.conversation, "shop": self.shop, "buyer": self.buyer,
+                "group": t.group, "priority": t.priority, "sla_seconds": t.sla_seconds,
+                "cost": t.cost, "rules": list(t.rules), "arrival": self.arrival,
+                "enqueued_at": self.enqueued_at, "prefer_agent": self.prefer_agent,
+                "prefer_kind": self.prefer_kind, "wait_until": self.wait_until,
+                "exclude_agent": self.exclude_agent, "reason": self.reason}
+
+    @classmethod
+    def from_record(cls, r: dict[str, Any]) -> Waiting:
+        t = Target(r["group"], r["priority"], r["sla_seconds"], r["cost"], tuple(r["rules"]))
+        return cls(r["conversation"], r["shop"], r["buyer"], t, r["arrival"], r["enqueued_at"],
+                   r["prefer_agent"], r["prefer_kind"], r["wait_until"], r["exclude_agent"],
+                   r["reason"])
+
+
+@dataclass
+class Assigned:
+    agent: str
+    shop: str
+    at: float
+    reply_deadline: float  # 0 = replied (or no timer)
+
+
+class Dispatcher(Actor[EngineContext]):
+    """See the module docstring."""
+
+    def __init__(self, address: Address, context: EngineContext) -> None:
+        super().__init__(address, context)
+        self.agents: dict[str, AgentState] = {}
+        self.waiting: dict[str, Waiting] = {}
+        self.assigned: dict[str, Assigned] = {}
+        self.policies: dict[str, RoutingPolicy] = {}
+        self.groups: dict[str, dict[str, dict[str, Any]]] = {}
+        self.handle_seconds: dict[str, float] = {}  # per shop, moving average
+        self.arrivals = 0
+        self.last_tick = 0.0
+        self.routing_records: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def now(self) -> float:
+        return self.context.clock()
+
+    # -- start-up: rebuild from the store -------------------------------------------
+
+    async def on_start(self) -> None:
+        store = self.context.store
+        for _, raw in store.scan("agents"):
+            self.agents[raw["id"]] = AgentState(raw["id"], raw["name"], tuple(raw["shops"]),
+                                                tuple(raw["groups"]), raw["max_concurrent"],
+                                                raw["weight"])
+        for key, cost in store.scan("idx_agent_open"):
+            agent, conversation = key.decode().split("\0", 1)
+            meta = store.get("conversations", conversation.encode())
+            if agent in self.agents and meta is not None:
+                self.agents[agent].active[conversation] = cost
+                self.assigned[conversation] = Assigned(agent, meta["shop"], self.now(), 0.0)
+        for _, entry in store.scan("routing"):
+            if entry.get("waiting"):
+                item = Waiting.from_record(entry["waiting"])
+                self.waiting[item.conversation] = item
+                self.arrivals = max(self.arrivals, item.arrival + 1)
+
+    def _policy(self, shop: str) -> RoutingPolicy:
+        if shop not in self.policies:
+            raw = self.context.store.get("shops", shop.encode())
+            self.policies[shop] = RoutingPolicy.from_record((raw or {}).get("routing"))
+        return self.policies[shop]
+
+    def _groups(self, shop: str) -> dict[str, dict[str, Any]]:
+        if shop not in self.groups:
+            prefix = pair_key(shop, "")
+            self.groups[shop] = {
+                key[len(prefix):].decode(): value for key, value in
+                self.context.store.scan("groups", prefix, prefix[:-1] + b"\x01")}
+        return self.groups[shop]
+
+    # -- messages ---------------------------------------------------------------------
+
+    async def receive(self, message: Message) -> Any:
+        match message:
+            case RouteConversation():
+                await self._enqueue(message)
+                await self._drive({message.shop})
+            case ConversationReleased(conversation=conversation):
+                shops = await self._release(conversation)
+                await self._drive(shops)
+            case AgentReplied(conversation=conversation):
+                if conversation in self.assigned:
+                    self.assigned[conversation].reply_deadline = 0.0
+            case AgentConnections(agent=agent, connections=count):
+                await self._connections(agent, count)
+            case SetPresence(agent=agent, status=status):
+                await self._presence(agent, status)
+            case Tick():
+                await self._tick()
+            case ForceAssign(conversation=conversation, agent=agent):
+                return await self._force(conversation, agent)
+            case UpsertAgent():
+                return await self._upsert_agent(message)
+            case DeleteAgent(agent=agent):
+                state = self.agents.pop(agent, None)
+                await self.context.store.write((Delete("agents", agent.encode()),))
+                if state is not None:
+                    for conversation in list(state.active):
+                        await self._requeue(conversation, "agent_deleted", exclude=agent)
+                return None
+            case GetAgent(agent=agent) | AgentView(agent=agent):
+                state = self.agents.get(agent)
+                if state is None:
+                    raise NotFound(f"no agent {agent!r}")
+                view = state.record()
+                if isinstance(message, AgentView):
+                    view.update(status=state.status, load=state.load,
+                                conversations=sorted(state.active))
+                return view
+            case UpsertGroup(shop=shop, group=group, name=name):
+                record_ = {"id": group, "shop": shop, "name": name}
+                await self.context.store.write((Put("groups", pair_key(shop, group),
+                                                    pack(record_)),))
+                self._groups(shop)[group] = record_
+                await self._drive({shop})
+                return record_
+            case DeleteGroup(shop=shop, group=group):
+                await self.context.store.write((Delete("groups", pair_key(shop, group)),))
+                self._groups(shop).pop(group, None)
+                await self._drive({shop})
+                return None
+            case ListGroups(shop=shop):
+                return sorted(self._groups(shop).values(), key=lambda g: g["id"])
+            case ShopChanged(shop=shop):
+                self.policies.pop(shop, None)
+                await self._drive({shop})
+                return None
+            case _:
+                raise InvalidInput(f"the dispatcher cannot handle {type(message).__name__}")
+        return None
+
+    # -- agents and presence ---------------------------------------------------------
+
+    async def _upsert_agent(self, m: UpsertAgent) -> dict[str, Any]:
+        state = self.agents.get(m.agent)
+        if state is None:
+            state = self.agents[m.agent] = AgentState(m.agent, m.name, m.shops, m.groups,
+                                                      m.max_concurrent, m.weight)
+        else:
+            state.name, state.shops, state.groups = m.name, m.shops, m.groups
+            state.max_concurrent, state.weight = m.max_concurrent, m.weight
+        await self.context.store.write((Put("agents", m.agent.encode(), pack(state.record())),))
+        await self._drive(set(m.shops))
+        return state.record()
+
+    async def _connections(self, agent: str, count: int) -> None:
+        state = self.agents.get(agent)
+        if state is None:
+            return  # staff without an agent profile take no routed conversations
+        state.connections = count
+        if count > 0:
+            state.offline_at = None
+            if state.status == "offline":
+                state.status = "online"
+                await self._drive(set(state.shops))
+        elif state.status != "offline":
+            state.offline_at = self.now() + self.context.settings.presence_grace
+
+    async def _presence(self, agent: str, status: str) -> None:
+        state = self.agents.get(agent)
+        if state is None or status not in STATUSES or state.connections == 0:
+            return
+        state.status = status
+        if status == "online":
+            await self._drive(set(state.shops))
+
+    async def _went_offline(self, state: AgentState) -> set[str]:
+        state.status, state.offline_at = "offline", None
+        shops: set[str] = set()
+        for conversation in list(state.active):
+            assigned = self.assigned.get(conversation)
+            if assigned is None:
+                continue
+            if self._policy(assigned.shop).requeue_on_offline and assigned.reply_deadline:
+                shops |= await self._requeue(conversation, "agent_offline", exclude=state.id)
+        return shops
+
+    # -- waiting --------------------------------------------------------------------
+
+    async def _enqueue(self, m: RouteConversation) -> None:
+        if m.conversation in self.assigned:
+            await self._release(m.conversation)
+        policy = self._policy(m.shop)
+        groups = set(self._groups(m.shop))
+        tgt = target(policy, groups, thaw(m.context), m.text, m.level)
+        if m.group:
+            if m.group not in groups:
+                raise NotFound(f"no group {m.group!r} in shop {m.shop!r}")
+            tgt = Target(m.group, tgt.priority, tgt.sla_seconds,
+                         max(1, policy.group_costs.get(m.group, 1)),
+                         (*tgt.rules, f"transfer:group {m.group}"))
+        now = self.now()
+        item = Waiting(m.conversation, m.shop, m.buyer, tgt, self.arrivals, now,
+                       exclude_agent=m.exclude_agent, reason=m.reason)
+        self.arrivals += 1
+        dedicated = policy.dedicated.get(m.buyer)
+        if m.reason == "transfer" and m.prefer_agent:
+            item.prefer_agent, item.prefer_kind = m.prefer_agent, scorer.PREFER_DEDICATED
+            item.wait_until = now + policy.transfer_wait
+        elif dedicated:
+            item.prefer_agent, item.prefer_kind = dedicated, scorer.PREFER_DEDICATED
+        else:
+            last = m.prefer_agent or self._sticky(m.buyer, m.shop, policy, now)
+            if last:
+                item.prefer_agent, item.prefer_kind = last, scorer.PREFER_STICKY
+                item.wait_until = now + policy.sticky_wait if m.reason != "reopened" else 0.0
+        self.waiting[m.conversation] = item
+        await self._save_routing(m.conversation, waiting=item.record())
+
+    def _sticky(self, buyer: str, shop: str, policy: RoutingPolicy, now: float) -> str:
+        found = self.context.store.get("sticky", pair_key(buyer, shop))
+        if found and policy.sticky_days > 0 and now - found[1] / 1000 <= policy.sticky_days * 86400:
+            return str(found[0])
+        return ""
+
+    async def _release(self, conversation: str) -> set[str]:
+        """Free the agent's capacity (or leave the queue). Returns shops to re-drive."""
+        shops: set[str] = set()
+        item = self.waiting.pop(conversation, None)
+        if item is not None:
+            shops.add(item.shop)
+            await self._save_routing(conversation, waiting=None)
+        assigned = self.assigned.pop(conversation, None)
+        if assigned is not None:
+            state = self.agents.get(assigned.agent)
+            if state is not None:
+                state.active.pop(conversation, None)
+                shops |= set(state.shops)
+            handled = max(0.0, self.now() - assigned.at)
+            average = self.handle_seconds.get(assigned.shop, DEFAULT_HANDLE_SECONDS)
+            self.handle_seconds[assigned.shop] = 0.8 * average + 0.2 * handled
+            await self.context.store.submit(
+                (Delete("idx_agent_open", pair_key(assigned.agent, conversation)),),
+                _log_failure)
+        return shops
+
+    async def _requeue(self, conversation: str, reason: str, *, exclude: str) -> set[str]:
+        assigned = self.assigned.get(conversation)
+        meta = self.context.store.get("conversations", conversation.encode())
+        if meta is None:
+            return await self._release(conversation)
+        shops = await self._release(conversation)
+        from octim.domain.conversations import KIND as CONVERSATION
+        from octim.domain.conversations import Unassign
+
+        assert self.context.directory is not None
+        await self.context.directory.ref(CONVERSATION, conversation).tell(
+            Unassign(conversation, reason))
+        await self._enqueue(RouteConversation(
+            conversation, meta["shop"], meta["buyer"], meta.get("level", 0),
+            meta.get("context", {}), meta.get("first_text", ""), reason, "", "", exclude))
+        log.info("conversation requeued", extra={"conversation": conversation,
+                                                 "reason": reason, "agent": exclude,
+                                                 "was": assigned and assigned.agent})
+        return shops | {meta["shop"]}
+
+    # -- deciding -------------------------------------------------------------------
+
+    async def _drive(self, shops: Iterable[str]) -> None:
+        """Decide every waiting conversation of ``shops`` against the agents serving them."""
+        shops = {s for s in shops if s}
+        items = [w for w in self.waiting.values() if w.shop in shops]
+        if not items:
+            return
+        now = self.now()
+        batch = scorer.Batch()
+        queue_ids: dict[tuple[str, str], int] = {}
+
+        def queue(shop: str, group: str | None) -> int:
+            key = (shop, group or "*")
+            if key not in queue_ids:
+                queue_ids[key] = batch.add_queue(scorer.RANKINGS[self._policy(shop).ranking])
+            return queue_ids[key]
+
+        serving = [a for a in self.agents.values() if shops & set(a.shops)]
+        index = {a.id: i for i, a in enumerate(serving)}
+        for agent in serving:
+            queues = []
+            for shop in shops & set(agent.shops):
+                queues.append(queue(shop, None))
+                queues += [queue(shop, g) for g in agent.groups if g in self._groups(shop)]
+            batch.add_agent(agent.max_concurrent, agent.load, agent.weight,
+                            agent.last_assigned, agent.status == "online", queues)
+        for item in items:
+            t = item.target
+            batch.add_waiting(queue(item.shop, t.group), t.priority,
+                              item.enqueued_at + t.sla_seconds, item.arrival, t.cost,
+                              index.get(item.prefer_agent, -1),
+                              item.prefer_kind if item.prefer_agent in index else 0,
+                              item.wait_until, index.get(item.exclude_agent, -1))
+        decisions = scorer.assign(batch, now)
+        for conversation_index, agent_index, rule in decisions:
+            item = items[conversation_index]
+            agent = serving[agent_index]
+            trace = self._trace(item, serving, batch, queue(item.shop, item.target.group),
+                                agent.id, scorer.RULES[rule], now)
+            await self._assign(item, agent, trace, now)
+        await self._publish_positions(shops, serving, batch, queue)
+
+    def _trace(self, item: Waiting, serving: list[AgentState], batch: scorer.Batch,
+               queue: int, winner: str | None, rule: str, now: float) -> dict[str, Any]:
+        """Why this decision: candidates, who was filtered out and why, the winner."""
+        candidates = []
+        for i, agent in enumerate(serving):
+            queues = batch.queue_ids[batch.queue_offsets[i]:batch.queue_offsets[i + 1]]
+            if queue not in queues:
+                continue
+            if agent.id == winner:
+                verdict = "winner"
+            elif agent.id == item.exclude_agent:
+                verdict = "excluded"
+            elif agent.status != "online":
+                verdict = agent.status
+            elif batch.load[i] + item.target.cost > agent.max_concurrent:
+                verdict = "full"
+            elif agent.weight <= 0:
+                verdict = "weight 0 (transfers only)"
+            else:
+                verdict = "ranked lower" if winner else "eligible"
+            candidates.append({"agent": agent.id, "status": agent.status,
+                               "load": batch.load[i], "capacity": agent.max_concurrent,
+                               "weight": agent.weight,
+                               "idle_s": round(now - agent.last_assigned, 1)
+                               if agent.last_assigned else None, "verdict": verdict})
+        t = item.target
+        return {"at": int(now * 1000), "conversation": item.conversation, "shop": item.shop,
+                "reason": item.reason, "group": t.group, "priority": t.priority,
+                "cost": t.cost, "rules": list(t.rules),
+                "ranking": self._policy(item.shop).ranking,
+                "preference": {"agent": item.prefer_agent, "kind": {
+                    0: None, 1: "dedicated", 2: "sticky"}[item.prefer_kind]}
+                if item.prefer_agent else None,
+                "decision": "assigned" if winner else "waiting", "rule": rule,
+                "winner": winner, "candidates": candidates}
+
+    async def _assign(self, item: Waiting, agent: AgentState, trace: dict[str, Any],
+                      now: float) -> None:
+        from octim.domain.conversations import KIND as CONVERSATION
+        from octim.domain.conversations import AssignConversation
+
+        self.waiting.pop(item.conversation, None)
+        agent.active[item.conversation] = item.target.cost
+        agent.last_assigned = now
+        no_reply = self._policy(item.shop).no_reply_seconds
+        self.assigned[item.conversation] = Assigned(
+            agent.id, item.shop, now, now + no_reply if no_reply > 0 else 0.0)
+        await self._save_routing(item.conversation, waiting=None, trace=trace)
+        await self.context.store.submit((
+            Put("idx_agent_open", pair_key(agent.id, item.conversation), pack(item.target.cost)),
+            Put("sticky", pair_key(item.buyer, item.shop), pack([agent.id, int(now * 1000)])),
+        ), _log_failure)
+        assert self.context.directory is not None
+        await self.context.directory.ref(CONVERSATION, item.conversation).tell(
+            AssignConversation(item.conversation, agent.id, trace["rule"]))
+
+    async def _force(self, conversation: str, agent_id: str) -> dict[str, Any]:
+        agent = self.agents.get(agent_id)
+        meta = self.context.store.get("conversations", conversation.encode())
+        if agent is None or meta is None:
+            raise NotFound(f"no agent {agent_id!r} or conversation {conversation!r}")
+        await self._release(conversation)
+        now = self.now()
+        item = Waiting(conversation, meta["shop"], meta["buyer"],
+                       Target(None, 0, 0.0, 1, ("forced",)), self.arrivals, now, reason="forced")
+        trace = {"at": int(now * 1000), "conversation": conversation, "shop": meta["shop"],
+                 "reason": "forced", "decision": "assigned", "rule": "forced",
+                 "winner": agent_id, "candidates": []}
+        await self._assign(item, agent, trace, now)
+        await self._drive({meta["shop"]})
+        return {"conversation": conversation, "agent": agent_id}
+
+    async def _publish_positions(self, shops: set[str], serving: list[AgentState],
+                                 batch: scorer.Batch, queue: Any) -> None:
+        """Tell every waiting buyer their position and estimated wait when it changed."""
+        for shop in shops:
+            line = sorted((w for w in self.waiting.values() if w.shop == shop),
+                          key=lambda w: (-w.target.priority, w.enqueued_at + w.target.sla_seconds,
+                                         w.arrival))
+            online_by_queue: dict[int, int] = {}
+            for i, agent in enumerate(serving):
+                if agent.status == "online":
+                    for q in batch.queue_ids[batch.queue_offsets[i]:batch.queue_offsets[i + 1]]:
+                        online_by_queue[q] = online_by_queue.get(q, 0) + 1
+            average = self.handle_seconds.get(shop, DEFAULT_HANDLE_SECONDS)
+            for position, item in enumerate(line, start=1):
+                online = online_by_queue.get(queue(shop, item.target.group), 0)
+                data: dict[str, Any] = {"position": position}
+                if online:
+                    data["estimated_wait"] = int(math.ceil(position / online) * average)
+                else:
+                    data["mode"] = "leave_message"  # nobody online: they see it on return
+                state = (position, data.get("mode"))
+                if state != item.published:
+                    item.published = state
+                    self.context.fanout.publish(event_frame(item.conversation, "queued", data),
+                                                [item.buyer])
+
+    # -- timers ---------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        now = self.now()
+        shops: set[str] = set()
+        for state in list(self.agents.values()):
+            if state.offline_at is not None and now >= state.offline_at:
+                shops |= await self._went_offline(state)
+                shops |= set(state.shops)
+        for conversation, assigned in list(self.assigned.items()):
+            if assigned.reply_deadline and now >= assigned.reply_deadline:
+                shops |= await self._requeue(conversation, "no_reply", exclude=assigned.agent)
+        for item in self.waiting.values():
+            if self.last_tick < item.wait_until <= now:
+                shops.add(item.shop)  # a preference wait ran out
+        self.last_tick = now
+        await self._drive(shops)
+
+    async def _save_routing(self, conversation: str, *, waiting: dict[str, Any] | None,
+                            trace: dict[str, Any] | None = None) -> None:
+        # The dispatcher is the only writer of routing records. It keeps the
+        # ones it touched lately in memory, so a read-modify-write never reads
+        # a record whose previous write is still being committed.
+        entry = self.routing_records.pop(conversation, None)
+        if entry is None:
+            entry = self.context.store.get("routing", conversation.encode()) or {"traces": []}
+        entry["waiting"] = waiting
+        if trace is not None:
+            entry["traces"] = [*entry["traces"], trace][-MAX_TRACES:]
+        self.routing_records[conversation] = entry
+        if len(self.routing_records) > ROUTING_CACHE:
+            self.routing_records.popitem(last=False)
+        ops: tuple[Op, ...] = (Put("routing", conversation.encode(), pack(entry)),)
+        await self.context.store.submit(ops, _log_failure)
+
+
+def _log_failure(error: str | None) -> None:
+    if error is not None:
+        log.error("routing write failed", extra={"error": error})
+
+
+DISPATCHER_KIND: ActorKind[EngineContext] = ActorKind(KIND, Dispatcher, mailbox_size=65536)
