@@ -341,6 +341,10 @@ class Dispatcher(Actor[EngineContext]):
         if state is None:
             state = self.agents[m.agent] = AgentState(m.agent, m.name, m.shops, m.groups,
                                                       m.max_concurrent, m.weight)
+            # Already connected when the profile appears: online now.
+            state.connections = len(self.context.fanout.connections_of(m.agent))
+            if state.connections:
+                state.status = "online"
         else:
             state.name, state.shops, state.groups = m.name, m.shops, m.groups
             state.max_concurrent, state.weight = m.max_concurrent, m.weight
