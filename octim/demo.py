@@ -18,7 +18,7 @@ from octim.domain.conversations import KIND as CONVERSATION
 from octim.domain.conversations import SendMessage
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
-from octim.domain.routing.dispatcher import ForceAssign, UpsertAgent, UpsertGroup
+from octim.domain.routing.messages import ForceAssign, UpsertAgent, UpsertGroup
 from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import OpenConversation, UpsertShop
 from octim.engine import Engine, Listening

@@ -23,9 +23,10 @@ from octim.config import HostPort, Settings
 from octim.domain.context import EngineContext
 from octim.domain.conversations import CONVERSATION_KIND, CloseIfIdle
 from octim.domain.conversations import KIND as CONVERSATION
-from octim.domain.routing.dispatcher import DISPATCHER_KIND, Tick
+from octim.domain.routing.dispatcher import DISPATCHER_KIND
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
+from octim.domain.routing.messages import Tick
 from octim.domain.shops import SHOP_KIND
 from octim.errors import OctimError
 from octim.gateway import Gateway

@@ -14,9 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from octim.auth import AuthError, Principal, check_api_key, verify_token
 from octim.domain.conversation_model import Forbidden
-from octim.domain.routing.dispatcher import (
-    ID,
-    KIND,
+from octim.domain.routing.dispatcher import ID, KIND
+from octim.domain.routing.messages import (
     AgentView,
     DeleteAgent,
     DeleteGroup,
@@ -59,6 +58,7 @@ class RoutingPolicyBody(BaseModel):
     requeue_on_offline: bool = True
     dedicated: dict[Ref, Ref] = {}
     transfer_wait: float = Field(60.0, ge=0, le=3600)
+    overflow_to_platform: bool = False
 
     def as_record(self) -> dict[str, Any]:
         data = self.model_dump(exclude_none=True)
@@ -70,7 +70,7 @@ class RoutingPolicyBody(BaseModel):
 class AgentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
-    shops: list[Ref] = Field(min_length=1)
+    shops: list[Ref | Literal["*"]] = Field(min_length=1)  # "*": platform overflow agent
     groups: list[Ref] = []
     max_concurrent: int = Field(5, ge=1, le=100)
     weight: float = Field(1.0, ge=0, le=100)

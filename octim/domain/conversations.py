@@ -14,11 +14,24 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from octim.actors import Actor, ActorKind, Address, Message, Reply, record, thaw
+from octim.actors import Actor, ActorKind, Address, Message, Reply, thaw
 from octim.domain.context import EngineContext
+from octim.domain.conversation_messages import (
+    AssignConversation,
+    CloseIfIdle,
+    DescribeConversation,
+    MarkRead,
+    Rate,
+    Recall,
+    Resolve,
+    SendMessage,
+    Transfer,
+    Typing,
+    Unassign,
+)
 from octim.domain.conversation_model import (
     ASSIGNED,
     BOT,
@@ -41,131 +54,30 @@ from octim.domain.conversation_model import (
 )
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
-from octim.domain.routing.dispatcher import (
-    AgentReplied,
-    ConversationReleased,
-    RouteConversation,
-)
+from octim.domain.routing.messages import AgentReplied, ConversationReleased, RouteConversation
 from octim.errors import NotFound, StoreError
 from octim.store import Delete, Op, Put, pack
 
 log = logging.getLogger("octim.conversations")
 
 KIND = "conversation"
+__all__ = [
+    "CONVERSATION_KIND",
+    "KIND",
+    "AssignConversation",
+    "CloseIfIdle",
+    "ConversationActor",
+    "DescribeConversation",
+    "MarkRead",
+    "Rate",
+    "Recall",
+    "Resolve",
+    "SendMessage",
+    "Transfer",
+    "Typing",
+    "Unassign",
+]
 ACK_CACHE = 4096  # recent client ids remembered in memory (older ones: the store)
-
-
-@record
-class SendMessage(Message):
-    """Append a message; answers a Reply that fills with the ack once durable."""
-
-    conversation: str
-    user: str
-    role: str
-    shops: tuple[str, ...]
-    client_id: str
-    kind: str
-    body: Mapping[str, Any]
-    conn: int  # the sending connection, which gets the ack instead of the msg
-
-
-@record
-class MarkRead(Message):
-    """The user has read everything up to ``upto``."""
-
-    conversation: str
-    user: str
-    role: str
-    shops: tuple[str, ...]
-    upto: int
-
-
-@record
-class Typing(Message):
-    """The user is typing (coalesced, never stored)."""
-
-    conversation: str
-    user: str
-    role: str
-    shops: tuple[str, ...]
-
-
-@record
-class Recall(Message):
-    """The author takes back message ``seq`` (within the recall window)."""
-
-    conversation: str
-    user: str
-    role: str
-    shops: tuple[str, ...]
-    seq: int
-
-
-@record
-class Resolve(Message):
-    """Mark the conversation resolved."""
-
-    conversation: str
-    user: str
-    role: str
-    shops: tuple[str, ...]
-
-
-@record
-class Rate(Message):
-    """The buyer rates a resolved conversation (once)."""
-
-    conversation: str
-    user: str
-    role: str
-    shops: tuple[str, ...]
-    score: int
-    comment: str
-
-
-@record
-class AssignConversation(Message):
-    """The dispatcher gave the conversation to an agent (``rule`` says why)."""
-
-    conversation: str
-    agent: str
-    rule: str
-
-
-@record
-class Unassign(Message):
-    """The dispatcher took the conversation back from its agent (no reply, offline)."""
-
-    conversation: str
-    reason: str
-
-
-@record
-class Transfer(Message):
-    """Staff move the conversation to another agent, group or shop, with a note."""
-
-    conversation: str
-    user: str
-    role: str
-    shops: tuple[str, ...]
-    to_agent: str
-    to_group: str
-    to_shop: str
-    note: str
-
-
-@record
-class CloseIfIdle(Message):
-    """Close the conversation if it has been inactive for the auto-close time."""
-
-    conversation: str
-
-
-@record
-class DescribeConversation(Message):
-    """Ask for the conversation's meta record."""
-
-    conversation: str
 
 
 class ConversationActor(Actor[EngineContext]):

@@ -30,7 +30,7 @@ from octim.domain.conversation_model import (
 )
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
-from octim.domain.routing.dispatcher import ShopChanged
+from octim.domain.routing.messages import ShopChanged
 from octim.errors import InvalidInput, NotFound
 from octim.store import Delete, Op, Put, pack
 

@@ -48,7 +48,7 @@ from octim.domain.conversations import (
 )
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
-from octim.domain.routing.dispatcher import AgentConnections, SetPresence
+from octim.domain.routing.messages import AgentConnections, SetPresence
 from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import OpenConversation
 from octim.errors import ActorCrashed, MailboxFull, NotFound, OctimError

@@ -17,208 +17,43 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
-from octim.actors import Actor, ActorKind, Address, Message, record, thaw
+from octim.actors import Actor, ActorKind, Address, Message, thaw
 from octim.domain.context import EngineContext
 from octim.domain.conversation_model import event_frame, pair_key
 from octim.domain.routing import scorer
+from octim.domain.routing.messages import (
+    AgentConnections,
+    AgentReplied,
+    AgentView,
+    ConversationReleased,
+    DeleteAgent,
+    DeleteGroup,
+    ForceAssign,
+    GetAgent,
+    ListGroups,
+    RouteConversation,
+    SetPresence,
+    ShopChanged,
+    Tick,
+    UpsertAgent,
+    UpsertGroup,
+)
 from octim.domain.routing.policy import RoutingPolicy, Target, target
+from octim.domain.routing.state import AgentState, Assigned, Waiting
 from octim.errors import InvalidInput, NotFound
 from octim.store import Delete, Op, Put, pack
 
 log = logging.getLogger("octim.routing")
 
 KIND, ID = "dispatcher", "main"
+PLATFORM = "*"  # an agent serving shop "*" is platform staff: the overflow group
 STATUSES = ("online", "busy", "away", "offline")
 MAX_TRACES = 20
 ROUTING_CACHE = 50_000  # routing records kept in memory (most recently touched)
 DEFAULT_HANDLE_SECONDS = 120.0
-
-
-# -- messages -------------------------------------------------------------------
-
-@record
-class UpsertAgent(Message):
-    """Create or replace an agent (sub-account)."""
-
-    agent: str
-    name: str
-    shops: tuple[str, ...]
-    groups: tuple[str, ...]
-    max_concurrent: int
-    weight: float
-
-
-@record
-class DeleteAgent(Message):
-    agent: str
-
-
-@record
-class GetAgent(Message):
-    agent: str
-
-
-@record
-class UpsertGroup(Message):
-    """Create or replace a skill group of a shop."""
-
-    shop: str
-    group: str
-    name: str
-
-
-@record
-class DeleteGroup(Message):
-    shop: str
-    group: str
-
-
-@record
-class ListGroups(Message):
-    shop: str
-
-
-@record
-class ShopChanged(Message):
-    """A shop's record (and routing policy) changed; reload it."""
-
-    shop: str
-
-
-@record
-class AgentConnections(Message):
-    """An agent's number of open gateway connections changed."""
-
-    agent: str
-    connections: int
-
-
-@record
-class SetPresence(Message):
-    """An agent set their status with a ``presence`` frame."""
-
-    agent: str
-    status: str
-
-
-@record
-class RouteConversation(Message):
-    """A conversation starts (or starts again) waiting for an agent."""
-
-    conversation: str
-    shop: str
-    buyer: str
-    level: int
-    context: Mapping[str, Any]
-    text: str
-    reason: str  # first_message | reopened | transfer | no_reply | agent_offline
-    group: str  # forced target group ('' = by the targeting rules)
-    prefer_agent: str  # transfer target or last agent ('' = none)
-    exclude_agent: str  # never this agent ('' = none)
-
-
-@record
-class ConversationReleased(Message):
-    """The conversation no longer needs (or holds) an agent: resolved, closed, moved."""
-
-    conversation: str
-
-
-@record
-class AgentReplied(Message):
-    """The assigned agent answered: the no-reply timer stops."""
-
-    conversation: str
-
-
-@record
-class ForceAssign(Message):
-    """A supervisor (or the platform) assigns directly, capacity notwithstanding."""
-
-    conversation: str
-    agent: str
-
-
-@record
-class Tick(Message):
-    """Check timers: presence grace, no-reply deadlines, preference waits."""
-
-
-@record
-class AgentView(Message):
-    """Ask for an agent's live routing state."""
-
-    agent: str
-
-
-# -- state ----------------------------------------------------------------------
-
-@dataclass
-class AgentState:
-    id: str
-    name: str
-    shops: tuple[str, ...]
-    groups: tuple[str, ...]
-    max_concurrent: int
-    weight: float
-    status: str = "offline"
-    connections: int = 0
-    offline_at: float | None = None  # when the presence grace ends
-    active: dict[str, int] = field(default_factory=dict)  # conversation → cost
-    last_assigned: float = 0.0  # since this process started: no lifetime counters
-
-    @property
-    def load(self) -> int:
-        return sum(self.active.values())
-
-    def record(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "shops": list(self.shops),
-                "groups": list(self.groups), "max_concurrent": self.max_concurrent,
-                "weight": self.weight}
-
-
-@dataclass
-class Waiting:
-    conversation: str
-    shop: str
-    buyer: str
-    target: Target
-    arrival: int
-    enqueued_at: float
-    prefer_agent: str = ""
-    prefer_kind: int = scorer.PREFER_NONE
-    wait_until: float = 0.0
-    exclude_agent: str = ""
-    reason: str = ""
-    published: tuple[Any, ...] = ()  # the last queued event sent to the buyer
-
-    def record(self) -> dict[str, Any]:
-        t = self.target
-        return {"conversation": self.conversation, "shop": self.shop, "buyer": self.buyer,
-                "group": t.group, "priority": t.priority, "sla_seconds": t.sla_seconds,
-                "cost": t.cost, "rules": list(t.rules), "arrival": self.arrival,
-                "enqueued_at": self.enqueued_at, "prefer_agent": self.prefer_agent,
-                "prefer_kind": self.prefer_kind, "wait_until": self.wait_until,
-                "exclude_agent": self.exclude_agent, "reason": self.reason}
-
-    @classmethod
-    def from_record(cls, r: dict[str, Any]) -> Waiting:
-        t = Target(r["group"], r["priority"], r["sla_seconds"], r["cost"], tuple(r["rules"]))
-        return cls(r["conversation"], r["shop"], r["buyer"], t, r["arrival"], r["enqueued_at"],
-                   r["prefer_agent"], r["prefer_kind"], r["wait_until"], r["exclude_agent"],
-                   r["reason"])
-
-
-@dataclass
-class Assigned:
-    agent: str
-    shop: str
-    at: float
-    reply_deadline: float  # 0 = replied (or no timer)
 
 
 class Dispatcher(Actor[EngineContext]):
@@ -361,7 +196,7 @@ class Dispatcher(Actor[EngineContext]):
             state.offline_at = None
             if state.status == "offline":
                 state.status = "online"
-                await self._drive(set(state.shops))
+                await self._drive(self._shops_of(state))
         elif state.status != "offline":
             state.offline_at = self.now() + self.context.settings.presence_grace
 
@@ -371,7 +206,13 @@ class Dispatcher(Actor[EngineContext]):
             return
         state.status = status
         if status == "online":
-            await self._drive(set(state.shops))
+            await self._drive(self._shops_of(state))
+
+    def _shops_of(self, state: AgentState) -> set[str]:
+        """The shops an agent can serve now (platform agents: any shop with waiters)."""
+        if PLATFORM in state.shops:
+            return {w.shop for w in self.waiting.values()}
+        return set(state.shops)
 
     async def _went_offline(self, state: AgentState) -> set[str]:
         state.status, state.offline_at = "offline", None
@@ -482,17 +323,26 @@ class Dispatcher(Actor[EngineContext]):
             return queue_ids[key]
 
         serving = [a for a in self.agents.values() if shops & set(a.shops)]
+        # Platform overflow: shops that allow it and have nobody online borrow the
+        # platform's agents (shops ["*"]) for their shop-wide queue.
+        overflowing = {s for s in shops if self._policy(s).overflow_to_platform and not any(
+            a.status == "online" and s in a.shops for a in serving)}
+        if overflowing:
+            serving += [a for a in self.agents.values() if PLATFORM in a.shops]
         index = {a.id: i for i, a in enumerate(serving)}
         for agent in serving:
             queues = []
             for shop in shops & set(agent.shops):
                 queues.append(queue(shop, None))
                 queues += [queue(shop, g) for g in agent.groups if g in self._groups(shop)]
+            if PLATFORM in agent.shops:
+                queues += [queue(shop, None) for shop in overflowing]
             batch.add_agent(agent.max_concurrent, agent.load, agent.weight,
                             agent.last_assigned, agent.status == "online", queues)
         for item in items:
             t = item.target
-            batch.add_waiting(queue(item.shop, t.group), t.priority,
+            group = None if item.shop in overflowing else t.group
+            batch.add_waiting(queue(item.shop, group), t.priority,
                               item.enqueued_at + t.sla_seconds, item.arrival, t.cost,
                               index.get(item.prefer_agent, -1),
                               item.prefer_kind if item.prefer_agent in index else 0,

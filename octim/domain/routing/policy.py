@@ -34,6 +34,7 @@ class RoutingPolicy:
     requeue_on_offline: bool = True  # an agent going offline returns unanswered chats
     dedicated: dict[str, str] = field(default_factory=dict)  # buyer → dedicated agent
     transfer_wait: float = 60.0  # seconds a transfer to a busy agent waits for them
+    overflow_to_platform: bool = False  # nobody of the shop online → platform agents serve
 
     @classmethod
     def from_record(cls, raw: dict[str, Any] | None) -> RoutingPolicy:

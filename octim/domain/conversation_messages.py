@@ -1,0 +1,121 @@
+"""Messages the ConversationActor handles (immutable records; see octim.actors.messages)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from octim.actors import Message, record
+
+
+@record
+class SendMessage(Message):
+    """Append a message; answers a Reply that fills with the ack once durable."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+    client_id: str
+    kind: str
+    body: Mapping[str, Any]
+    conn: int  # the sending connection, which gets the ack instead of the msg
+
+
+@record
+class MarkRead(Message):
+    """The user has read everything up to ``upto``."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+    upto: int
+
+
+@record
+class Typing(Message):
+    """The user is typing (coalesced, never stored)."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+
+
+@record
+class Recall(Message):
+    """The author takes back message ``seq`` (within the recall window)."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+    seq: int
+
+
+@record
+class Resolve(Message):
+    """Mark the conversation resolved."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+
+
+@record
+class Rate(Message):
+    """The buyer rates a resolved conversation (once)."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+    score: int
+    comment: str
+
+
+@record
+class AssignConversation(Message):
+    """The dispatcher gave the conversation to an agent (``rule`` says why)."""
+
+    conversation: str
+    agent: str
+    rule: str
+
+
+@record
+class Unassign(Message):
+    """The dispatcher took the conversation back from its agent (no reply, offline)."""
+
+    conversation: str
+    reason: str
+
+
+@record
+class Transfer(Message):
+    """Staff move the conversation to another agent, group or shop, with a note."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+    to_agent: str
+    to_group: str
+    to_shop: str
+    note: str
+
+
+@record
+class CloseIfIdle(Message):
+    """Close the conversation if it has been inactive for the auto-close time."""
+
+    conversation: str
+
+
+@record
+class DescribeConversation(Message):
+    """Ask for the conversation's meta record."""
+
+    conversation: str

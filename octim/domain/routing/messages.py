@@ -1,0 +1,125 @@
+"""Messages the dispatcher handles (immutable records; see octim.actors.messages)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from octim.actors import Message, record
+
+
+@record
+class UpsertAgent(Message):
+    """Create or replace an agent (sub-account)."""
+
+    agent: str
+    name: str
+    shops: tuple[str, ...]
+    groups: tuple[str, ...]
+    max_concurrent: int
+    weight: float
+
+
+@record
+class DeleteAgent(Message):
+    agent: str
+
+
+@record
+class GetAgent(Message):
+    agent: str
+
+
+@record
+class UpsertGroup(Message):
+    """Create or replace a skill group of a shop."""
+
+    shop: str
+    group: str
+    name: str
+
+
+@record
+class DeleteGroup(Message):
+    shop: str
+    group: str
+
+
+@record
+class ListGroups(Message):
+    shop: str
+
+
+@record
+class ShopChanged(Message):
+    """A shop's record (and routing policy) changed; reload it."""
+
+    shop: str
+
+
+@record
+class AgentConnections(Message):
+    """An agent's number of open gateway connections changed."""
+
+    agent: str
+    connections: int
+
+
+@record
+class SetPresence(Message):
+    """An agent set their status with a ``presence`` frame."""
+
+    agent: str
+    status: str
+
+
+@record
+class RouteConversation(Message):
+    """A conversation starts (or starts again) waiting for an agent."""
+
+    conversation: str
+    shop: str
+    buyer: str
+    level: int
+    context: Mapping[str, Any]
+    text: str
+    reason: str  # first_message | reopened | transfer | no_reply | agent_offline
+    group: str  # forced target group ('' = by the targeting rules)
+    prefer_agent: str  # transfer target or last agent ('' = none)
+    exclude_agent: str  # never this agent ('' = none)
+
+
+@record
+class ConversationReleased(Message):
+    """The conversation no longer needs (or holds) an agent: resolved, closed, moved."""
+
+    conversation: str
+
+
+@record
+class AgentReplied(Message):
+    """The assigned agent answered: the no-reply timer stops."""
+
+    conversation: str
+
+
+@record
+class ForceAssign(Message):
+    """A supervisor (or the platform) assigns directly, capacity notwithstanding."""
+
+    conversation: str
+    agent: str
+
+
+@record
+class Tick(Message):
+    """Check timers: presence grace, no-reply deadlines, preference waits."""
+
+
+@record
+class AgentView(Message):
+    """Ask for an agent's live routing state."""
+
+    agent: str
+
+
