@@ -14,10 +14,11 @@ import logging
 import sys
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import trio
 
-from octim.actors import Directory, open_directory
+from octim.actors import ActorRef, Directory, open_directory
 from octim.api import create_app, serve_http
 from octim.config import HostPort, Settings
 from octim.domain.context import EngineContext
@@ -26,9 +27,16 @@ from octim.domain.conversations import KIND as CONVERSATION
 from octim.domain.routing.dispatcher import DISPATCHER_KIND
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
-from octim.domain.routing.messages import Tick
+from octim.domain.routing.messages import (
+    AgentView,
+    DeleteAgent,
+    ForceAssign,
+    Tick,
+    UpsertAgent,
+    UpsertGroup,
+)
 from octim.domain.shops import SHOP_KIND
-from octim.errors import OctimError
+from octim.errors import InvalidInput, NotFound, OctimError
 from octim.gateway import Gateway
 from octim.gateway.fanout import Fanout
 from octim.store import Store, open_store
@@ -101,6 +109,55 @@ class Engine:
         directory = self.context.directory
         assert directory is not None
         return directory
+
+    # -- the platform API for embedding programs (the same operations as HTTP) -------
+
+    async def put_shop(self, shop: str, name: str, *, categories: tuple[str, ...] = (),
+                       settings: dict[str, Any] | None = None,
+                       routing: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Create or replace a shop; ``routing`` is validated like the HTTP body."""
+        from octim.api.routing import RoutingPolicyBody
+        from octim.domain.shops import KIND as SHOP
+        from octim.domain.shops import UpsertShop, validate_shop_id
+
+        policy = RoutingPolicyBody.model_validate(routing).as_record() if routing else None
+        return dict(await self.directory.ref(SHOP, validate_shop_id(shop)).ask(
+            UpsertShop(shop, name, settings or {}, tuple(categories), policy)))
+
+    async def put_group(self, shop: str, group: str, name: str) -> dict[str, Any]:
+        """Create or replace a skill group of a shop."""
+        return dict(await self._dispatcher().ask(UpsertGroup(shop, group, name)))
+
+    async def put_agent(self, agent: str, name: str, shops: tuple[str, ...],
+                        groups: tuple[str, ...] = (), *, max_concurrent: int = 5,
+                        weight: float = 1.0) -> dict[str, Any]:
+        """Create or replace an agent (sub-account)."""
+        if not shops or max_concurrent < 1 or weight < 0:
+            raise InvalidInput("an agent needs shops, max_concurrent >= 1 and weight >= 0")
+        return dict(await self._dispatcher().ask(
+            UpsertAgent(agent, name, shops, groups, max_concurrent, weight)))
+
+    async def agent(self, agent: str) -> dict[str, Any]:
+        """An agent's profile and live routing state (status, load, conversations)."""
+        return dict(await self._dispatcher().ask(AgentView(agent)))
+
+    async def delete_agent(self, agent: str) -> None:
+        """Remove an agent; their conversations go back to the queue."""
+        await self._dispatcher().ask(DeleteAgent(agent))
+
+    async def assign(self, conversation: str, agent: str) -> None:
+        """Assign directly (supervisor override)."""
+        await self._dispatcher().ask(ForceAssign(conversation, agent))
+
+    def routing_trace(self, conversation: str) -> dict[str, Any]:
+        """The routing decisions of a conversation and its waiting record."""
+        entry = self.store.get("routing", conversation.encode())
+        if entry is None:
+            raise NotFound(f"no routing record for {conversation!r}")
+        return dict(entry)
+
+    def _dispatcher(self) -> ActorRef:
+        return self.directory.ref(DISPATCHER, DISPATCHER_ID)
 
     def stop(self) -> None:
         """Begin a clean shutdown; :meth:`run` returns when it is complete."""

@@ -284,3 +284,51 @@ async def test_routing_api_and_trace_permissions(running: Running) -> None:
         other = await http.get(url, headers=bearer("spy", "shop_admin", "s9"))
         assert other.status_code == 404
         assert (await http.get(url)).status_code == 401
+
+
+async def test_platform_overflow_serves_a_shop_with_nobody_online(running: Running) -> None:
+    engine, listening = running
+    # The Python API: the same operations as the HTTP ones.
+    await engine.put_shop(SHOP, "夜间无人店", routing={"overflow_to_platform": True})
+    await engine.put_shop("s2", "另一家店")
+    await engine.put_agent("shop-agent", "店员", (SHOP,))
+    await engine.put_agent("night", "平台夜班", ("*",))
+    with trio.fail_after(20):
+        async with connect(listening.ws_url, token("night", "agent", "*")) as night, \
+                connect(listening.ws_url, token("buyer-o")) as buyer, \
+                connect(listening.ws_url, token("buyer-q")) as other:
+            conv = await arrive(buyer, "有人吗")
+            got = await night.expect("event", event="assigned", conversation=conv)
+            assert got["data"]["agent"] == "night"
+            assert [m["seq"] for m in await night.sync(conv)] == [1]  # platform staff may read
+            # A shop that did not opt in keeps its buyers waiting for its own staff.
+            conv2 = await arrive(other, "hello", shop="s2")
+            queued = await other.expect("event", event="queued", conversation=conv2)
+            assert queued["data"]["mode"] == "leave_message"
+    assert (await engine.agent("night"))["load"] == 1
+
+
+async def test_a_returning_agent_is_not_flooded(running: Running) -> None:
+    engine, listening = running
+    await engine.put_shop(SHOP, "店", routing={"ranking": "longest_idle"})
+    for agent in ("steady", "returning"):
+        await engine.put_agent(agent, agent, (SHOP,), max_concurrent=10)
+    with trio.fail_after(30):
+        async with connect(listening.ws_url, token("steady", "agent", SHOP)) as steady:
+            async with AsyncExitStack() as stack:
+                for n in range(3):  # steady works alone for a while
+                    buyer = await stack.enter_async_context(
+                        connect(listening.ws_url, token(f"early{n}")))
+                    await arrive(buyer, "hi")
+                    await steady.expect("event", event="assigned")
+                async with connect(listening.ws_url, token("returning", "agent", SHOP)), \
+                        AsyncExitStack() as late:
+                    winners = []
+                    for n in range(4):
+                        buyer = await late.enter_async_context(
+                            connect(listening.ws_url, token(f"late{n}")))
+                        conv = await arrive(buyer, "hi")
+                        winners.append((await buyer.expect("event", event="assigned",
+                                                           conversation=conv))["data"]["agent"])
+    # The returning agent takes turns with the others; it does not get everything.
+    assert winners == ["returning", "steady", "returning", "steady"]
