@@ -138,6 +138,12 @@ fn check(agents: &Agents, waiting: &Waiting, rankings: &[u8]) -> Result<(), Inpu
     Ok(())
 }
 
+/// Map an f64 to a u64 whose unsigned order is `f64::total_cmp` order.
+fn total_order_bits(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
+}
+
 /// Lower is better; compared as (primary, idle tie-break, index).
 fn rank_key(ranking: Ranking, capacity: u32, load: u32, weight: f64, last: f64) -> f64 {
     match ranking {
@@ -166,15 +172,14 @@ pub fn assign(
             members[queue as usize].push(agent as u32);
         }
     }
-    let mut order: Vec<u32> = (0..waiting.queue.len() as u32).collect();
-    order.sort_by(|&a, &b| {
-        let (a, b) = (a as usize, b as usize);
-        waiting.priority[b]
-            .cmp(&waiting.priority[a])
-            .then(waiting.sla_due[a].total_cmp(&waiting.sla_due[b]))
-            .then(waiting.arrival[a].cmp(&waiting.arrival[b]))
-            .then(a.cmp(&b))
-    });
+    // Sort plain keys (priority descending, SLA due, arrival, index): cheaper
+    // than comparing through the slices, and total (the index makes it unique).
+    let mut keyed: Vec<(i64, u64, u64, u32)> = (0..waiting.queue.len())
+        .map(|c| (-(waiting.priority[c] as i64), total_order_bits(waiting.sla_due[c]),
+                  waiting.arrival[c], c as u32))
+        .collect();
+    keyed.sort_unstable();
+    let order: Vec<u32> = keyed.into_iter().map(|k| k.3).collect();
     let mut load: Vec<u32> = agents.load.to_vec();
     let mut last: Vec<f64> = agents.last_assigned.to_vec();
     // Order of assignments within this batch: all get `now`, so the turn
