@@ -18,14 +18,15 @@ from octim.testing import TEST_API_KEY, TEST_SECRET, token
 from octim.testing.process import EngineProcess
 
 TYPES = ["open", "send", "sync", "inbox", "typing", "read", "recall", "resolve", "rate",
-         "presence", "ping", "hello", "welcome", "msg", "", "x" * 300]
+         "presence", "ping", "transfer", "hello", "welcome", "msg", "", "x" * 300]
 scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) |
            st.floats(allow_nan=True) | st.text(max_size=40))
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) |
                       st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=10)
 field_names = st.sampled_from(["conversation", "id", "kind", "body", "after", "upto", "seq",
                                "score", "comment", "status", "shop", "ref", "context",
-                               "from", "limit", "token"])
+                               "from", "limit", "token", "to_agent", "to_group",
+                               "to_shop", "note"])
 frames = st.builds(lambda t, extra: {"type": t, **extra}, st.sampled_from(TYPES) | values,
                    st.dictionaries(field_names, values, max_size=6))
 raw = frames.map(lambda f: json.dumps(f, default=str)) | st.text(max_size=200) | \
@@ -47,10 +48,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert not crashes, crashes[:3]
 
 
-async def throw(url: str, batch: list[Any], subprotocol: str) -> None:
+async def throw(url: str, batch: list[Any], subprotocol: str, role: str) -> None:
     with trio.fail_after(20):
         async with open_websocket_url(url, subprotocols=[subprotocol]) as ws:
-            hello = {"type": "hello", "token": token("fuzzer")}
+            hello = {"type": "hello", "token": token(f"fuzzer-{role}", role, "s1")}
             await ws.send_message(json.dumps(hello) if subprotocol.endswith("json")
                                   else msgpack.packb(hello))
             await ws.get_message()
@@ -74,10 +75,11 @@ async def throw(url: str, batch: list[Any], subprotocol: str) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.data_too_large])
 @given(batch=st.lists(raw, min_size=1, max_size=12),
-       subprotocol=st.sampled_from(["octim.v1.json", "octim.v1.msgpack"]))
+       subprotocol=st.sampled_from(["octim.v1.json", "octim.v1.msgpack"]),
+       role=st.sampled_from(["buyer", "agent", "shop_admin"]))
 def test_random_frames_never_break_the_gateway(live: str, batch: list[Any],
-                                               subprotocol: str) -> None:
-    trio.run(throw, live, batch, subprotocol)
+                                               subprotocol: str, role: str) -> None:
+    trio.run(throw, live, batch, subprotocol, role)
 
 
 def test_a_normal_client_works_after_the_fuzzing(live: str) -> None:
