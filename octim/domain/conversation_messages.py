@@ -7,6 +7,8 @@ from typing import Any
 
 from octim.actors import Message, record
 
+CONVERSATION = "conversation"  # the actor kind of conversations
+
 
 @record
 class SendMessage(Message):

@@ -20,6 +20,7 @@ from typing import Any
 from octim.actors import Actor, ActorKind, Address, Message, Reply, thaw
 from octim.domain.context import EngineContext
 from octim.domain.conversation_messages import (
+    CONVERSATION,
     AssignConversation,
     CloseIfIdle,
     DescribeConversation,
@@ -60,7 +61,7 @@ from octim.store import Delete, Op, Put, pack
 
 log = logging.getLogger("octim.conversations")
 
-KIND = "conversation"
+KIND = CONVERSATION
 __all__ = [
     "CONVERSATION_KIND",
     "KIND",

@@ -22,6 +22,7 @@ from typing import Any
 
 from octim.actors import Actor, ActorKind, Address, Message, thaw
 from octim.domain.context import EngineContext
+from octim.domain.conversation_messages import CONVERSATION, AssignConversation, Unassign
 from octim.domain.conversation_model import event_frame, pair_key
 from octim.domain.routing import scorer
 from octim.domain.routing.messages import (
@@ -290,9 +291,6 @@ class Dispatcher(Actor[EngineContext]):
         if meta is None:
             return await self._release(conversation)
         shops = await self._release(conversation)
-        from octim.domain.conversations import KIND as CONVERSATION
-        from octim.domain.conversations import Unassign
-
         assert self.context.directory is not None
         await self.context.directory.ref(CONVERSATION, conversation).tell(
             Unassign(conversation, reason))
@@ -394,9 +392,6 @@ class Dispatcher(Actor[EngineContext]):
 
     async def _assign(self, item: Waiting, agent: AgentState, trace: dict[str, Any],
                       now: float) -> None:
-        from octim.domain.conversations import KIND as CONVERSATION
-        from octim.domain.conversations import AssignConversation
-
         self.waiting.pop(item.conversation, None)
         agent.active[item.conversation] = item.target.cost
         agent.last_assigned = now
