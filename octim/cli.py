@@ -44,6 +44,19 @@ def _parser() -> argparse.ArgumentParser:
     backup.add_argument("--data", type=Path, required=True, help="data directory to copy")
     backup.add_argument("dest", type=Path, help="destination directory (new or empty)")
     commands.add_parser("version", help="print the version")
+    kb = commands.add_parser("kb", help="knowledge base: import, export, ask")
+    kb_commands = kb.add_subparsers(dest="kb_command", required=True, metavar="KB_COMMAND")
+    kb_import = kb_commands.add_parser("import", help="upsert entries from a JSON Lines file")
+    kb_import.add_argument("file", type=Path)
+    kb_import.add_argument("--data", type=Path, required=True)
+    kb_import.add_argument("--skip-bad", action="store_true",
+                           help="import the good lines even if some are bad")
+    kb_export = kb_commands.add_parser("export", help="write every entry as JSON Lines")
+    kb_export.add_argument("--data", type=Path, required=True)
+    kb_ask = kb_commands.add_parser("ask", help="answer a question (or one per stdin line)")
+    kb_ask.add_argument("--data", type=Path, required=True)
+    kb_ask.add_argument("--shop", help="answer as this shop (its entries, then platform ones)")
+    kb_ask.add_argument("question", nargs="?", help="omit to read questions from stdin")
     return parser
 
 
@@ -117,6 +130,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "backup":
             return _backup(args.data, args.dest)
+        if args.command == "kb":
+            from octim import kb_cli
+
+            if args.kb_command == "import":
+                return kb_cli.import_file(args.file, args.data, skip_bad=args.skip_bad,
+                                          out=sys.stdout)
+            if args.kb_command == "export":
+                return kb_cli.export(args.data, sys.stdout)
+            questions = [args.question] if args.question is not None else sys.stdin
+            return kb_cli.ask(args.data, args.shop, questions, sys.stdout)
         if args.command == "demo":
             from octim.demo import demo_links, demo_settings, seed_demo
 

@@ -24,6 +24,7 @@ from octim.config import HostPort, Settings
 from octim.domain.context import EngineContext
 from octim.domain.conversations import CONVERSATION_KIND, CloseIfIdle
 from octim.domain.conversations import KIND as CONVERSATION
+from octim.domain.kb.knowledge import KB_KIND
 from octim.domain.routing.dispatcher import DISPATCHER_KIND
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
@@ -176,6 +177,7 @@ class Engine:
                 directory.register(SHOP_KIND)
                 directory.register(CONVERSATION_KIND)
                 directory.register(DISPATCHER_KIND)
+                directory.register(KB_KIND)
                 self._context = context
                 try:
                     await self._serve(task_status)

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from octim._version import __version__
-from octim.api import routing, uploads
+from octim.api import kb, routing, uploads
 from octim.api.errors import error_response, install_error_handlers
 from octim.api.routing import RoutingPolicyBody
 from octim.auth import AuthError, Principal, check_api_key, verify_token
@@ -74,6 +74,7 @@ def create_app(engine: Engine) -> FastAPI:
 
     app.include_router(uploads.router(engine, person))
     app.include_router(routing.router(engine, platform))
+    app.include_router(kb.router(engine))
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Health:

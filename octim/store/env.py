@@ -146,15 +146,17 @@ class Environment:
         self._check_version(unpack(raw))
 
     def _open_existing(self) -> None:
+        for name in DATABASES:
+            try:
+                # Without a txn argument py-lmdb opens the handle in its own committed
+                # transaction, so the handle stays valid for later readers.
+                self.dbs[name] = self.env.open_db(name.encode(), create=False)
+            except lmdb.NotFoundError as exc:
+                raise SchemaMismatch(
+                    f"the store at {self.path} lacks the {name!r} database; "
+                    "it was not written by this version of OctIM"
+                ) from exc
         with self.env.begin() as txn:
-            for name in DATABASES:
-                try:
-                    self.dbs[name] = self.env.open_db(name.encode(), txn=txn, create=False)
-                except lmdb.NotFoundError as exc:
-                    raise SchemaMismatch(
-                        f"the store at {self.path} lacks the {name!r} database; "
-                        "it was not written by this version of OctIM"
-                    ) from exc
             raw = txn.get(_SCHEMA_KEY, db=self.dbs["meta"])
         self._check_version(None if raw is None else unpack(raw))
 

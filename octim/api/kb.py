@@ -1,0 +1,132 @@
+"""Knowledge-base HTTP API: entries with permissions, and asking.
+
+Writes: the platform (API key) for any entry; a shop admin (JWT) for their
+shop's entries; a platform admin (JWT) for platform-wide ones. Reads: the
+platform and staff (platform-wide entries, or their shops' entries).
+Asking: any authenticated caller.
+"""
+
+# No ``from __future__ import annotations``: FastAPI evaluates these annotations.
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from octim.auth import AuthError, Principal, check_api_key, verify_token
+from octim.domain.conversation_model import Forbidden
+from octim.domain.kb.knowledge import (
+    ID,
+    KIND,
+    AskKb,
+    DeleteEntry,
+    GetEntry,
+    ListEntries,
+    UpsertEntry,
+)
+from octim.errors import NotFound
+
+if TYPE_CHECKING:
+    from octim.engine import Engine
+
+EntryId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+STAFF = ("agent", "shop_admin", "platform_admin")
+
+
+class EntryBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, max_length=200)
+    similar: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=50)
+    answer: str = Field(min_length=1, max_length=5000)
+    category: str | None = Field(None, max_length=64)
+    shop: str | None = Field(None, max_length=128)
+    enabled: bool = True
+
+
+class AskBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, max_length=1000)
+    shop: str | None = Field(None, max_length=128)
+
+
+def router(engine: "Engine") -> APIRouter:
+    api = APIRouter(tags=["knowledge base"])
+
+    def caller(authorization: Annotated[str | None, Header()] = None) -> Principal | None:
+        """None for the platform's API key, else the person behind the JWT."""
+        if not authorization or not authorization.startswith("Bearer "):
+            raise AuthError("missing API key or token (Authorization: Bearer …)")
+        try:
+            check_api_key(authorization, engine.settings.api_key)
+            return None
+        except AuthError:
+            return verify_token(authorization[len("Bearer "):], engine.settings.secret)
+
+    def may_write(who: Principal | None, shop: str | None) -> None:
+        if who is None or who.role == "platform_admin":
+            return
+        if who.role == "shop_admin" and shop is not None and shop in who.shops:
+            return
+        raise Forbidden("shop admins edit their shop's entries; platform entries need "
+                        "a platform admin")
+
+    def may_read(who: Principal | None, entry: dict[str, Any]) -> None:
+        if who is None or who.role == "platform_admin":
+            return
+        if who.role not in STAFF or (entry["shop"] is not None and entry["shop"] not in who.shops):
+            raise NotFound(f"no knowledge-base entry {entry['id']!r}")
+
+    def kb() -> Any:
+        return engine.directory.ref(KIND, ID)
+
+    @api.put("/api/kb/{entry_id}")
+    async def put_entry(entry_id: EntryId, body: EntryBody,
+                        who: Annotated[Principal | None, Depends(caller)]) -> Any:
+        """Create or replace an entry (idempotent)."""
+        may_write(who, body.shop)
+        try:
+            current = await kb().ask(GetEntry(entry_id))
+        except NotFound:
+            current = None
+        if current is not None:
+            may_write(who, current["shop"])  # no taking over another shop's entry
+        return await kb().ask(UpsertEntry({"id": entry_id, **body.model_dump()}))
+
+    @api.get("/api/kb/{entry_id}")
+    async def get_entry(entry_id: EntryId,
+                        who: Annotated[Principal | None, Depends(caller)]) -> Any:
+        """One entry."""
+        entry = await kb().ask(GetEntry(entry_id))
+        may_read(who, entry)
+        return entry
+
+    @api.get("/api/kb")
+    async def list_entries(who: Annotated[Principal | None, Depends(caller)],
+                           shop: Annotated[str | None, Query(max_length=128)] = None) -> Any:
+        """Entries of a shop (``?shop=``) or all the caller may read."""
+        entries = await kb().ask(ListEntries(shop))
+        visible = []
+        for entry in entries:
+            try:
+                may_read(who, entry)
+                visible.append(entry)
+            except NotFound:
+                pass
+        return visible
+
+    @api.delete("/api/kb/{entry_id}", status_code=204)
+    async def delete_entry(entry_id: EntryId,
+                           who: Annotated[Principal | None, Depends(caller)]) -> JSONResponse:
+        """Remove an entry."""
+        entry = await kb().ask(GetEntry(entry_id))
+        may_write(who, entry["shop"])
+        await kb().ask(DeleteEntry(entry_id))
+        return JSONResponse(None, status_code=204)
+
+    @api.post("/api/kb/ask")
+    async def ask(body: AskBody, who: Annotated[Principal | None, Depends(caller)]) -> Any:
+        """``{"id", "answer", "score", "answered", "suggestions"}`` for a buyer question."""
+        return await kb().ask(AskKb(body.question, body.shop))
+
+    return api

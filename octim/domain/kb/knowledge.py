@@ -1,0 +1,215 @@
+"""The knowledge base (知识库): entries, validation, and asking.
+
+Entries are ``{"id", "question", "similar", "answer", "category", "shop"}``
+(``shop`` null = platform-wide) plus ``enabled`` and ``updated``. The
+:class:`KbActor` owns the in-memory index and is the only writer of the
+``kb`` database; the CLI (``octim kb``) reads and imports with the engine
+stopped or running (a running engine sees imports after a restart).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from octim.actors import Actor, ActorKind, Address, Message, record, thaw
+from octim.domain.context import EngineContext
+from octim.domain.kb.matcher import Matcher
+from octim.errors import InvalidInput, NotFound
+from octim.store import Delete, Put, pack
+
+KIND, ID = "kb", "main"
+FIELDS = ("id", "question", "similar", "answer", "category", "shop")
+SHOP_BOOST = 1.1  # a shop's own entries win ties against platform-wide ones
+
+
+def validate_entry(raw: Any) -> dict[str, Any]:
+    """A clean entry, or InvalidInput saying which field is wrong."""
+    if not isinstance(raw, dict):
+        raise InvalidInput("an entry must be a JSON object")
+    unknown = set(raw) - {*FIELDS, "enabled", "updated"}
+    if unknown:
+        raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
+
+    def text(field: str, limit: int, *, optional: bool = False) -> str | None:
+        value = raw.get(field)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not value.strip() or len(value) > limit:
+            raise InvalidInput(f"{field} must be a non-empty string of at most {limit} characters")
+        return value.strip()
+
+    entry_id = text("id", 128)
+    assert entry_id is not None
+    if not all(c.isalnum() or c in "-_.:" for c in entry_id):
+        raise InvalidInput("id may hold letters, digits, '-', '_', '.' and ':' only")
+    similar = raw.get("similar", [])
+    if not isinstance(similar, list) or len(similar) > 50 or not all(
+            isinstance(s, str) and s.strip() and len(s) <= 200 for s in similar):
+        raise InvalidInput("similar must be a list of at most 50 non-empty strings")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise InvalidInput("enabled must be true or false")
+    return {"id": entry_id, "question": text("question", 200),
+            "similar": [s.strip() for s in similar], "answer": text("answer", 5000),
+            "category": text("category", 64, optional=True), "shop": text("shop", 128,
+                                                                          optional=True),
+            "enabled": enabled, "updated": raw.get("updated") or int(time.time() * 1000)}
+
+
+def export_line(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The import/export form: exactly the six fields."""
+    return {field: entry.get(field) for field in FIELDS}
+
+
+ALL, PLATFORM = "\0all", "\0platform"  # view keys that no shop id can take
+
+
+class KnowledgeBase:
+    """Entries plus their indexes; owned by one actor (or one CLI process).
+
+    A buyer of shop S is answered from S's entries and the platform's, so each
+    shop with entries has its own index over exactly those (its IDF reflects
+    what that buyer can get, and a question only touches that shop's
+    postings: latency does not grow with the number of shops). Shops without
+    entries share the platform index; ``ALL`` indexes everything (tools, and
+    asking without a shop).
+    """
+
+    def __init__(self, entries: Iterable[Mapping[str, Any]] = (), **matcher: Any) -> None:
+        self._matcher_options = matcher
+        self.entries = {e["id"]: dict(e) for e in entries}
+        self.views: dict[str, Matcher] = {}
+        # Bulk load: one pass per shop view instead of one per entry.
+        for shop in {e["shop"] for e in self.entries.values() if e["shop"] is not None}:
+            self._view(shop)
+
+    @property
+    def matcher(self) -> Matcher:
+        """The index over every entry."""
+        return self._view(ALL)
+
+    def _view(self, key: str) -> Matcher:
+        view = self.views.get(key)
+        if view is None:
+            view = self.views[key] = Matcher(**self._matcher_options)
+            for entry in self.entries.values():
+                if self._belongs(entry, key):
+                    self._index(view, entry)
+        return view
+
+    @staticmethod
+    def _belongs(entry: Mapping[str, Any], key: str) -> bool:
+        return key == ALL or entry["shop"] is None or entry["shop"] == key
+
+    @staticmethod
+    def _index(view: Matcher, entry: Mapping[str, Any]) -> None:
+        if entry.get("enabled", True):
+            view.upsert(entry["id"], [entry["question"], *entry["similar"], entry["answer"]])
+        else:
+            view.remove(entry["id"])
+
+    def put(self, entry: dict[str, Any]) -> None:
+        """Add or replace an entry (disabled entries are kept but not indexed)."""
+        old = self.entries.get(entry["id"])
+        self.entries[entry["id"]] = entry
+        if old is not None and old["shop"] != entry["shop"]:
+            for key, view in self.views.items():
+                if self._belongs(old, key) and not self._belongs(entry, key):
+                    view.remove(entry["id"])
+        if entry["shop"] is not None:
+            self._view(entry["shop"])
+        for key, view in self.views.items():
+            if self._belongs(entry, key):
+                self._index(view, entry)
+
+    def delete(self, entry_id: str) -> None:
+        self.entries.pop(entry_id, None)
+        for view in self.views.values():
+            view.remove(entry_id)
+
+    def ask(self, question: str, shop: str | None = None, *, suggestions: int = 3
+            ) -> dict[str, Any]:
+        """``{"id", "answer", "score", "answered", "suggestions"}`` for one question.
+
+        With a shop: that shop's entries (slightly preferred) and platform-wide ones;
+        without: every entry. Under the threshold ``id`` is the best guess (or
+        null) and ``suggestions`` lists related questions to offer instead.
+        """
+        if shop is None:
+            view, boost = self._view(ALL), None
+        else:
+            view = self.views.get(shop) or self._view(PLATFORM)
+            boost = {entry_id: SHOP_BOOST for entry_id, e in self.entries.items()
+                     if e["shop"] == shop} if view is not self.views.get(PLATFORM) else {}
+        found = view.search(question, boost=boost, limit=1 + suggestions)
+        best = found[0] if found else None
+        answered = self.matcher.answers(best)
+        entry = self.entries[best.entry] if best else None
+        return {"id": entry["id"] if entry else None,
+                "answer": entry["answer"] if entry and answered else None,
+                "score": round(best.score, 3) if best else 0.0, "answered": answered,
+                "suggestions": [{"id": m.entry, "question": self.entries[m.entry]["question"]}
+                                for m in (found if not answered else found[1:])][:suggestions]}
+
+
+@record
+class UpsertEntry(Message):
+    entry: Mapping[str, Any]
+
+
+@record
+class DeleteEntry(Message):
+    entry_id: str
+
+
+@record
+class GetEntry(Message):
+    entry_id: str
+
+
+@record
+class ListEntries(Message):
+    shop: str | None
+
+
+@record
+class AskKb(Message):
+    question: str
+    shop: str | None
+
+
+class KbActor(Actor[EngineContext]):
+    """Owns the knowledge base index; the only writer of the ``kb`` database."""
+
+    def __init__(self, address: Address, context: EngineContext) -> None:
+        super().__init__(address, context)
+        self.kb = KnowledgeBase()
+
+    async def on_start(self) -> None:
+        self.kb = KnowledgeBase(entry for _, entry in self.context.store.scan("kb"))
+
+    async def receive(self, message: Message) -> Any:
+        match message:
+            case UpsertEntry(entry=raw):
+                entry = validate_entry(thaw(raw))
+                await self.context.store.write((Put("kb", entry["id"].encode(), pack(entry)),))
+                self.kb.put(entry)
+                return entry
+            case DeleteEntry(entry_id=entry_id):
+                await self.context.store.write((Delete("kb", entry_id.encode()),))
+                self.kb.delete(entry_id)
+                return None
+            case GetEntry(entry_id=entry_id):
+                if entry_id not in self.kb.entries:
+                    raise NotFound(f"no knowledge-base entry {entry_id!r}")
+                return self.kb.entries[entry_id]
+            case ListEntries(shop=shop):
+                return [e for e in self.kb.entries.values() if shop is None or e["shop"] == shop]
+            case AskKb(question=question, shop=shop):
+                return self.kb.ask(question, shop)
+        raise InvalidInput(f"the knowledge base cannot handle {type(message).__name__}")
+
+
+KB_KIND: ActorKind[EngineContext] = ActorKind(KIND, KbActor)
