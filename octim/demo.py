@@ -16,6 +16,9 @@ from octim.auth import issue_token
 from octim.config import Settings, load_settings
 from octim.domain.conversations import KIND as CONVERSATION
 from octim.domain.conversations import SendMessage
+from octim.domain.kb.knowledge import ID as KB_ID
+from octim.domain.kb.knowledge import KIND as KB
+from octim.domain.kb.knowledge import UpsertEntry
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
 from octim.domain.routing.messages import ForceAssign, UpsertAgent, UpsertGroup
@@ -32,6 +35,18 @@ DEMO_SHOPS: tuple[tuple[str, str, dict[str, Any]], ...] = (
 )
 
 
+DEMO_KB: tuple[dict[str, Any], ...] = tuple(
+    {"id": f"demo-{n}", "question": q, "similar": s, "answer": a, "category": c, "shop": None}
+    for n, (q, s, a, c) in enumerate((
+        ("什么时候发货", ["下单后多久发货", "几天能发出"], "付款后48小时内发货，预售以页面时间为准。", "物流"),
+        ("用什么快递", ["发什么快递", "默认快递是哪家"], "默认中通和圆通，顺丰需补运费差价。", "物流"),
+        ("包邮吗", ["运费怎么算", "满多少包邮"], "全场满99元包邮，偏远地区除外。", "物流"),
+        ("怎么查物流", ["快递单号在哪里", "物流信息在哪看"], "在“我的订单”点“查看物流”即可。", "物流"),
+        ("支持七天无理由退货吗", ["不喜欢可以退吗", "能七天无理由吗"], "支持七天无理由退货，吊牌需完好。", "售后"),
+        ("退款多久到账", ["钱什么时候退回来", "退款要几天"], "仓库签收后1-3个工作日原路退款。", "售后"),
+        ("怎么选尺码", ["穿多大码合适", "尺码怎么选"], "请参考尺码表，或告诉我们身高体重帮您推荐。", "商品"),
+        ("有优惠券吗", ["能便宜点吗", "有没有折扣"], "店铺首页可领满199减20优惠券。", "优惠"),
+    ), start=1))
 DEMO_GROUPS = (("pre_sales", "售前"), ("after_sales", "售后"), ("logistics", "物流"))
 DEMO_AGENTS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("agent-1", "小美", ("uniqlo-style", "digital-port"), ("pre_sales", "after_sales")),
@@ -72,8 +87,11 @@ async def seed_demo(engine: Engine) -> str:
         shop, "buyer-1", 2, {"product": "sku-1001", "title": "轻薄羽绒服 男款", "price": 399}))
     conversation = opened["conversation"]
     ref = directory.ref(CONVERSATION, conversation)
-    if opened["state"] == "queued":
+    if opened["state"] in ("queued", "bot"):
         await dispatcher.ask(ForceAssign(conversation, "agent-1"))
+    kb = directory.ref(KB, KB_ID)
+    for entry in DEMO_KB:
+        await kb.ask(UpsertEntry(entry))
     for client_id, user, role, text in (
             ("demo-1", "buyer-1", "buyer", "你好，这件羽绒服有L码吗？"),
             ("demo-2", "agent-1", "agent", "亲，L码有货的，今天下单明天发货哦～")):

@@ -115,15 +115,19 @@ class Engine:
 
     async def put_shop(self, shop: str, name: str, *, categories: tuple[str, ...] = (),
                        settings: dict[str, Any] | None = None,
-                       routing: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Create or replace a shop; ``routing`` is validated like the HTTP body."""
+                       routing: dict[str, Any] | None = None,
+                       bot: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Create or replace a shop; ``routing`` and ``bot`` are validated like HTTP bodies."""
+        from octim.api.kb import BotSettingsBody
         from octim.api.routing import RoutingPolicyBody
         from octim.domain.shops import KIND as SHOP
         from octim.domain.shops import UpsertShop, validate_shop_id
 
         policy = RoutingPolicyBody.model_validate(routing).as_record() if routing else None
+        bot_settings = BotSettingsBody.model_validate(bot).model_dump(exclude_none=True) \
+            if bot else None
         return dict(await self.directory.ref(SHOP, validate_shop_id(shop)).ask(
-            UpsertShop(shop, name, settings or {}, tuple(categories), policy)))
+            UpsertShop(shop, name, settings or {}, tuple(categories), policy, bot_settings)))
 
     async def put_group(self, shop: str, group: str, name: str) -> dict[str, Any]:
         """Create or replace a skill group of a shop."""

@@ -29,7 +29,8 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     async with open_engine(tmp_path / "data") as (engine, listening):
         async with platform(listening) as api:
             for shop in (SHOP, OTHER_SHOP):
-                (await api.put(f"/api/shops/{shop}", json={"name": shop})).raise_for_status()
+                (await api.put(f"/api/shops/{shop}", json={"name": shop, "bot": {"mode": "off"}})
+                 ).raise_for_status()
             for agent in ("agent-1", "agent-2"):
                 (await api.put(f"/api/agents/{agent}", json={
                     "name": agent, "shops": [SHOP]})).raise_for_status()
@@ -136,7 +137,8 @@ async def test_resending_a_client_id_returns_the_same_ack_also_after_restart(
     with trio.fail_after(30):
         async with open_engine(data) as (_, listening):
             async with platform(listening) as api:
-                (await api.put(f"/api/shops/{SHOP}", json={"name": "店"})).raise_for_status()
+                (await api.put(f"/api/shops/{SHOP}", json={"name": "店", "bot": {"mode": "off"}})
+                 ).raise_for_status()
             async with connect(listening.ws_url, token("buyer-3")) as buyer:
                 conv = (await buyer.open(SHOP))["conversation"]
                 first = await buyer.say(conv, "dup-1", "once")

@@ -26,7 +26,7 @@ def test_acked_messages_survive_sigkill_exactly_once_in_order(tmp_path: Path) ->
         ready = engine.wait_ready()
         with httpx.Client(base_url=ready["http"], headers={
                 "Authorization": f"Bearer {TEST_API_KEY}"}) as api:
-            api.put("/api/shops/s1", json={"name": "店"}).raise_for_status()
+            api.put("/api/shops/s1", json={"name": "店", "bot": {"mode": "off"}}).raise_for_status()
 
         async def burst() -> str:
             async with connect(ready["ws"], token("buyer-k")) as buyer:

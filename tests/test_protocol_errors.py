@@ -27,7 +27,8 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         async with httpx.AsyncClient(base_url=listening.http_url, headers={
                 "Authorization": f"Bearer {TEST_API_KEY}"}) as api:
             for shop in (SHOP, OTHER_SHOP):
-                (await api.put(f"/api/shops/{shop}", json={"name": shop})).raise_for_status()
+                (await api.put(f"/api/shops/{shop}", json={"name": shop, "bot": {"mode": "off"}})
+                 ).raise_for_status()
         yield engine, listening
 
 
@@ -120,7 +121,8 @@ async def test_a_slow_consumer_is_disconnected_and_slows_nobody(tmp_path: Path) 
                            rate_burst=10_000) as (engine, listening):
         async with httpx.AsyncClient(base_url=listening.http_url, headers={
                 "Authorization": f"Bearer {TEST_API_KEY}"}) as api:
-            (await api.put(f"/api/shops/{SHOP}", json={"name": SHOP})).raise_for_status()
+            (await api.put(f"/api/shops/{SHOP}", json={"name": SHOP, "bot": {"mode": "off"}})
+             ).raise_for_status()
             (await api.put("/api/agents/slow", json={"name": "slow", "shops": [SHOP]})
              ).raise_for_status()
         with trio.fail_after(60):

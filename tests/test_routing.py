@@ -32,7 +32,7 @@ async def setup(listening: Listening, *, agents: dict[str, dict[str, Any]],
                 groups: tuple[str, ...] = (), routing: dict[str, Any] | None = None,
                 shop: str = SHOP) -> None:
     async with api(listening) as http:
-        body: dict[str, Any] = {"name": shop}
+        body: dict[str, Any] = {"name": shop, "bot": {"mode": "off"}}
         if routing is not None:
             body["routing"] = routing
         (await http.put(f"/api/shops/{shop}", json=body)).raise_for_status()
@@ -289,8 +289,9 @@ async def test_routing_api_and_trace_permissions(running: Running) -> None:
 async def test_platform_overflow_serves_a_shop_with_nobody_online(running: Running) -> None:
     engine, listening = running
     # The Python API: the same operations as the HTTP ones.
-    await engine.put_shop(SHOP, "夜间无人店", routing={"overflow_to_platform": True})
-    await engine.put_shop("s2", "另一家店")
+    await engine.put_shop(SHOP, "夜间无人店", routing={"overflow_to_platform": True},
+                          bot={"mode": "off"})
+    await engine.put_shop("s2", "另一家店", bot={"mode": "off"})
     await engine.put_agent("shop-agent", "店员", (SHOP,))
     await engine.put_agent("night", "平台夜班", ("*",))
     with trio.fail_after(20):
@@ -310,7 +311,7 @@ async def test_platform_overflow_serves_a_shop_with_nobody_online(running: Runni
 
 async def test_a_returning_agent_is_not_flooded(running: Running) -> None:
     engine, listening = running
-    await engine.put_shop(SHOP, "店", routing={"ranking": "longest_idle"})
+    await engine.put_shop(SHOP, "店", routing={"ranking": "longest_idle"}, bot={"mode": "off"})
     for agent in ("steady", "returning"):
         await engine.put_agent(agent, agent, (SHOP,), max_concurrent=10)
     with trio.fail_after(30):

@@ -23,8 +23,9 @@ def bearer(user: str, role: str = "buyer", *shops: str) -> dict[str, str]:
 async def test_upload_send_and_fetch_as_a_participant_only(tmp_path: Path) -> None:
     async with open_engine(tmp_path / "d", max_image_bytes=4096) as (_, listening):
         async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
-            (await http.put(f"/api/shops/{SHOP}", json={"name": SHOP}, headers={
-                "Authorization": f"Bearer {TEST_API_KEY}"})).raise_for_status()
+            (await http.put(f"/api/shops/{SHOP}", json={"name": SHOP, "bot": {"mode": "off"}},
+                            headers={"Authorization": f"Bearer {TEST_API_KEY}"})
+             ).raise_for_status()
             # The declared type is ignored; the bytes decide.
             created = await http.post("/api/uploads?kind=image", content=PNG, headers={
                 **bearer("buyer-1"), "Content-Type": "text/plain"})

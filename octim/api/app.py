@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from octim._version import __version__
 from octim.api import kb, routing, uploads
 from octim.api.errors import error_response, install_error_handlers
+from octim.api.kb import BotSettingsBody
 from octim.api.routing import RoutingPolicyBody
 from octim.auth import AuthError, Principal, check_api_key, verify_token
 from octim.domain.shops import KIND as SHOP
@@ -37,6 +38,7 @@ class ShopBody(BaseModel):
     categories: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)
     routing: RoutingPolicyBody | None = None
+    bot: BotSettingsBody | None = None
 
 
 class Shop(BaseModel):
@@ -47,6 +49,7 @@ class Shop(BaseModel):
     categories: list[str] = []
     settings: dict[str, Any] = {}
     routing: dict[str, Any] = {}
+    bot: dict[str, Any] = {}
     created_at: float
     updated_at: float
 
@@ -95,7 +98,9 @@ def create_app(engine: Engine) -> FastAPI:
         """Create or replace a shop (idempotent)."""
         ref = engine.directory.ref(SHOP, shop)
         return await ref.ask(UpsertShop(shop, body.name, body.settings, tuple(body.categories),
-                                        body.routing.as_record() if body.routing else None))
+                                        body.routing.as_record() if body.routing else None,
+                                        body.bot.model_dump(exclude_none=True)
+                                        if body.bot else None))
 
     @app.get("/api/shops/{shop}", response_model=Shop, tags=["platform"],
              dependencies=[Depends(platform)])

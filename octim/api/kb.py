@@ -7,7 +7,7 @@ Asking: any authenticated caller.
 """
 
 # No ``from __future__ import annotations``: FastAPI evaluates these annotations.
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import JSONResponse
@@ -19,6 +19,7 @@ from octim.domain.kb.knowledge import (
     ID,
     KIND,
     AskKb,
+    Candidates,
     DeleteEntry,
     GetEntry,
     ListEntries,
@@ -42,6 +43,24 @@ class EntryBody(BaseModel):
     category: str | None = Field(None, max_length=64)
     shop: str | None = Field(None, max_length=128)
     enabled: bool = True
+
+
+class BusinessHours(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: str = Field("09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field("23:00", pattern=r"^([01]\d|2[0-4]):[0-5]\d$")
+    utc_offset: int = Field(480, ge=-720, le=840)
+
+
+class BotSettingsBody(BaseModel):
+    """A shop's bot (docs/bot.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["off", "always", "outside_hours", "when_no_agent"] = "when_no_agent"
+    hours: BusinessHours | None = None
+    handoff_after: int = Field(2, ge=1, le=20)
+    handoff_words: list[Annotated[str, Field(min_length=1, max_length=20)]] = []
+    anger_words: list[Annotated[str, Field(min_length=1, max_length=20)]] = []
 
 
 class AskBody(BaseModel):
@@ -123,6 +142,19 @@ def router(engine: "Engine") -> APIRouter:
         may_write(who, entry["shop"])
         await kb().ask(DeleteEntry(entry_id))
         return JSONResponse(None, status_code=204)
+
+    @api.get("/api/kb-candidates")
+    async def candidates(who: Annotated[Principal | None, Depends(caller)],
+                         shop: Annotated[str | None, Query(max_length=128)] = None,
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
+        """Questions the bot could not answer, grouped and ranked by frequency: candidate
+        new entries (the platform: any shop or all; a shop admin: their shop)."""
+        if who is not None:
+            if who.role != "platform_admin" and (shop is None or shop not in who.shops):
+                raise NotFound("no candidates")
+            if who.role not in ("shop_admin", "platform_admin"):
+                raise Forbidden("candidates are for shop admins")
+        return await kb().ask(Candidates(shop, limit))
 
     @api.post("/api/kb/ask")
     async def ask(body: AskBody, who: Annotated[Principal | None, Depends(caller)]) -> Any:

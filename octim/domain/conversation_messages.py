@@ -121,3 +121,15 @@ class DescribeConversation(Message):
     """Ask for the conversation's meta record."""
 
     conversation: str
+
+
+@record
+class Feedback(Message):
+    """The buyer says whether a bot answer helped."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+    seq: int
+    helpful: bool

@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from octim.actors import Actor, ActorKind, Message, record, thaw
+from octim.domain.bot import BotSettings, bot_starts
 from octim.domain.context import EngineContext
 from octim.domain.conversation_model import (
+    BOT,
     CLOSED,
     QUEUED,
     card_from_context,
@@ -30,7 +32,7 @@ from octim.domain.conversation_model import (
 )
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
-from octim.domain.routing.messages import ShopChanged
+from octim.domain.routing.messages import ShopChanged, ShopOnline
 from octim.errors import InvalidInput, NotFound
 from octim.store import Delete, Op, Put, pack
 
@@ -47,6 +49,7 @@ class UpsertShop(Message):
     settings: Mapping[str, Any]
     categories: tuple[str, ...] = ()
     routing: Mapping[str, Any] | None = None  # a RoutingPolicy as a map (validated by the API)
+    bot: Mapping[str, Any] | None = None  # BotSettings as a map (validated by the API)
 
 
 @record
@@ -99,7 +102,8 @@ class ShopActor(Actor[EngineContext]):
         match message:
             case UpsertShop(shop_id=shop_id, name=name, settings=settings):
                 shop = await self._upsert(shop_id, name, thaw(settings), list(message.categories),
-                                          thaw(message.routing) if message.routing else {})
+                                          thaw(message.routing) if message.routing else {},
+                                          thaw(message.bot) if message.bot else {})
                 assert self.context.directory is not None
                 await self.context.directory.ref(DISPATCHER, DISPATCHER_ID).tell(
                     ShopChanged(shop_id))
@@ -128,23 +132,32 @@ class ShopActor(Actor[EngineContext]):
         card = card_from_context(context)
         now = self.context.now_ms()
         conversation = new_conversation_id(now / 1000)
-        ops, _ = _open_ops(shop, buyer, level, context, conversation, now, card)
+        settings = BotSettings.from_record(self.record.get("bot"))
+        online = settings.mode == "when_no_agent" and await self._agents_online()
+        state = BOT if bot_starts(settings, now / 1000, online) else QUEUED
+        ops, _ = _open_ops(shop, buyer, level, context, conversation, now, card, state)
         await store.write(ops)
         fanout = self.context.fanout
         fanout.publish(event_frame(conversation, "opened", {"shop": shop}), [buyer])
         if card is not None:
             fanout.publish(msg_frame(conversation, store.get(
                 "messages", message_key(conversation, 1))), [buyer])
-        return {"conversation": conversation, "state": QUEUED, "created": True}
+        return {"conversation": conversation, "state": state, "created": True}
+
+    async def _agents_online(self) -> bool:
+        assert self.context.directory is not None
+        return bool(await self.context.directory.ref(DISPATCHER, DISPATCHER_ID).ask(
+            ShopOnline(self.address.id)))
 
     async def _upsert(self, shop_id: str, name: str, settings: dict[str, Any],
-                      categories: list[str], routing: dict[str, Any]) -> dict[str, Any]:
+                      categories: list[str], routing: dict[str, Any],
+                      bot: dict[str, Any]) -> dict[str, Any]:
         if not name.strip() or len(name) > MAX_NAME_CHARS:
             raise InvalidInput(f"shop name must be 1-{MAX_NAME_CHARS} characters")
         now = time.time()
         created = self.record["created_at"] if self.record else now
         new = {"id": shop_id, "name": name, "settings": settings, "categories": categories,
-               "routing": routing, "created_at": created, "updated_at": now}
+               "routing": routing, "bot": bot, "created_at": created, "updated_at": now}
         await self.context.store.write((Put("shops", shop_key(shop_id), pack(new)),))
         self.record = new
         return new
@@ -154,10 +167,10 @@ SHOP_KIND: ActorKind[EngineContext] = ActorKind(KIND, ShopActor, idle_timeout=30
 
 
 def _open_ops(shop: str, buyer: str, level: int, context: dict[str, Any], conversation: str,
-              now: int, card: tuple[str, dict[str, Any]] | None
+              now: int, card: tuple[str, dict[str, Any]] | None, state: str
               ) -> tuple[list[Op], dict[str, Any]]:
     """Everything a new conversation writes, in one atomic commit."""
-    meta: dict[str, Any] = {"id": conversation, "shop": shop, "buyer": buyer, "state": QUEUED,
+    meta: dict[str, Any] = {"id": conversation, "shop": shop, "buyer": buyer, "state": state,
                             "level": level, "context": _routing_context(context),
                             "created": now, "updated": now, "last_seq": 0, "reads": {},
                             "events": 0}
@@ -169,7 +182,7 @@ def _open_ops(shop: str, buyer: str, level: int, context: dict[str, Any], conver
         ops.append(Put("messages", message_key(conversation, 1), pack(
             {"seq": 1, "id": f"card-{conversation}", "from": buyer, "role": "buyer",
              "kind": kind, "body": body, "ts": now})))
-    for n, event in enumerate(("opened", "queued"), start=1):
+    for n, event in enumerate(("opened", state), start=1):
         ops.append(Put("events", event_key(now, conversation, n), pack(
             {"conversation": conversation, "shop": shop, "event": event, "data": {}, "ts": now})))
     meta["events"] = 2
@@ -177,7 +190,7 @@ def _open_ops(shop: str, buyer: str, level: int, context: dict[str, Any], conver
         Put("conversations", conversation.encode(), pack(meta)),
         Put("idx_customer_conversations", pair_key(buyer, shop), pack(conversation)),
         Put("idx_user_conversations", pair_key(buyer, conversation), pack(shop)),
-        Put("idx_shop_conversations", pair_key(shop, conversation), pack(QUEUED)),
+        Put("idx_shop_conversations", pair_key(shop, conversation), pack(state)),
         Put("idx_open_conversations", conversation.encode(), pack(now)),
     ]
     return ops, meta

@@ -85,10 +85,16 @@ class Transfer(ClientFrame):
     note: Annotated[str, Field(max_length=1000)] = ""
 
 
+class FeedbackFrame(ClientFrame):
+    conversation: Id
+    seq: Annotated[int, Field(ge=1, le=2**63 - 1)]
+    helpful: bool
+
+
 FRAMES: dict[str, type[ClientFrame]] = {
     "open": Open, "send": Send, "sync": Sync, "inbox": Inbox, "typing": Typing,
     "read": Read, "recall": Recall, "resolve": Resolve, "rate": Rate,
-    "presence": Presence, "ping": Ping, "transfer": Transfer,
+    "presence": Presence, "ping": Ping, "transfer": Transfer, "feedback": FeedbackFrame,
 }
 
 

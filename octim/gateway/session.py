@@ -38,6 +38,7 @@ from octim.domain.conversation_model import (
 )
 from octim.domain.conversations import KIND as CONVERSATION
 from octim.domain.conversations import (
+    Feedback,
     MarkRead,
     Rate,
     Recall,
@@ -300,6 +301,10 @@ class Session:
                 self._member(conv)
                 await acks.send((await directory.ref(CONVERSATION, conv).ask(
                     Rate(conv, p.user, p.role, p.shops, score, comment)), ref))
+            case f.FeedbackFrame(conversation=conv, seq=seq, helpful=helpful):
+                self._member(conv)
+                await directory.ref(CONVERSATION, conv).ask(
+                    Feedback(conv, p.user, p.role, p.shops, seq, helpful))
             case f.Presence(status=status):
                 self.engine.fanout.presence[p.user] = status
                 if p.role in STAFF_ROLES:

@@ -42,6 +42,8 @@ DATABASES: tuple[str, ...] = (
     "groups",  # shop \0 group → skill group record
     "routing",  # conversation → {"waiting": item or None, "traces": [...]} (dispatcher)
     "sticky",  # buyer \0 shop → [agent, ms] of the last assignment (熟客优先)
+    "kb_stats",  # entry id → {"helpful": n, "unhelpful": n} from buyer feedback
+    "kb_unanswered",  # shop \0 normalised question → {"count", "examples", ...}
 )
 
 DEFAULT_MAP_SIZE = 64 << 20

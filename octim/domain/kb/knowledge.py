@@ -129,6 +129,14 @@ class KnowledgeBase:
         for view in self.views.values():
             view.remove(entry_id)
 
+    def top(self, question: str, shop: str | None, k: int = 3) -> list[dict[str, Any]]:
+        """The best ``k`` entries with their answers (agent assist)."""
+        result = self.ask(question, shop, suggestions=k)
+        ids = ([result["id"]] if result["answered"] else []) + [s["id"] for s in
+                                                                 result["suggestions"]]
+        return [{"id": i, "question": self.entries[i]["question"],
+                 "answer": self.entries[i]["answer"]} for i in ids[:k]]
+
     def ask(self, question: str, shop: str | None = None, *, suggestions: int = 3
             ) -> dict[str, Any]:
         """``{"id", "answer", "score", "answered", "suggestions"}`` for one question.
@@ -152,6 +160,39 @@ class KnowledgeBase:
                 "score": round(best.score, 3) if best else 0.0, "answered": answered,
                 "suggestions": [{"id": m.entry, "question": self.entries[m.entry]["question"]}
                                 for m in (found if not answered else found[1:])][:suggestions]}
+
+
+@record
+class AssistKb(Message):
+    """The top entries, with answers, for an agent's one-click use."""
+
+    question: str
+    shop: str | None
+
+
+@record
+class RecordUnanswered(Message):
+    """A question the bot could not answer (or handed over): a candidate entry."""
+
+    question: str
+    shop: str
+    handed_off: bool
+
+
+@record
+class RecordFeedback(Message):
+    """A buyer said a bot answer helped, or did not."""
+
+    entry_id: str
+    helpful: bool
+
+
+@record
+class Candidates(Message):
+    """Unanswered questions of a shop grouped and ranked by frequency."""
+
+    shop: str | None
+    limit: int
 
 
 @record
@@ -209,7 +250,40 @@ class KbActor(Actor[EngineContext]):
                 return [e for e in self.kb.entries.values() if shop is None or e["shop"] == shop]
             case AskKb(question=question, shop=shop):
                 return self.kb.ask(question, shop)
+            case AssistKb(question=question, shop=shop):
+                return self.kb.top(question, shop)
+            case RecordUnanswered(question=question, shop=shop, handed_off=handed_off):
+                await self._record_unanswered(question, shop, handed_off)
+                return None
+            case RecordFeedback(entry_id=entry_id, helpful=helpful):
+                stats = self.context.store.get("kb_stats", entry_id.encode()) or {
+                    "helpful": 0, "unhelpful": 0}
+                stats["helpful" if helpful else "unhelpful"] += 1
+                await self.context.store.write((Put("kb_stats", entry_id.encode(),
+                                                    pack(stats)),))
+                return stats
+            case Candidates(shop=shop, limit=limit):
+                prefix = f"{shop}\0".encode() if shop else b""
+                rows = [v for _, v in self.context.store.scan(
+                    "kb_unanswered", prefix, prefix[:-1] + b"\x01" if shop else None)]
+                rows.sort(key=lambda r: (-r["count"], r["key"]))
+                return rows[:limit]
         raise InvalidInput(f"the knowledge base cannot handle {type(message).__name__}")
+
+
+    async def _record_unanswered(self, question: str, shop: str, handed_off: bool) -> None:
+        # Group phrasings that share their words, whatever the order or particles.
+        words = sorted(set(self.kb.matcher.tokens(question)) - {""})
+        key = " ".join(w for w in words if len(w) > 1) or question.strip()[:50]
+        db_key = f"{shop}\0{key}".encode()[:500]
+        row = self.context.store.get("kb_unanswered", db_key) or {
+            "key": key, "shop": shop, "count": 0, "handed_off": 0, "examples": []}
+        row["count"] += 1
+        row["handed_off"] += int(handed_off)
+        row["last"] = self.context.now_ms()
+        if question not in row["examples"] and len(row["examples"]) < 5:
+            row["examples"].append(question[:200])
+        await self.context.store.write((Put("kb_unanswered", db_key, pack(row)),))
 
 
 KB_KIND: ActorKind[EngineContext] = ActorKind(KIND, KbActor)

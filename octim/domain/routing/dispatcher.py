@@ -38,6 +38,7 @@ from octim.domain.routing.messages import (
     RouteConversation,
     SetPresence,
     ShopChanged,
+    ShopOnline,
     Tick,
     UpsertAgent,
     UpsertGroup,
@@ -160,6 +161,9 @@ class Dispatcher(Actor[EngineContext]):
                 self._groups(shop).pop(group, None)
                 await self._drive({shop})
                 return None
+            case ShopOnline(shop=shop):
+                return any(a.status == "online" and shop in a.shops
+                           for a in self.agents.values())
             case ListGroups(shop=shop):
                 return sorted(self._groups(shop).values(), key=lambda g: g["id"])
             case ShopChanged(shop=shop):

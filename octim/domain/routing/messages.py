@@ -112,6 +112,13 @@ class ForceAssign(Message):
 
 
 @record
+class ShopOnline(Message):
+    """Ask whether any agent of the shop is online (the bot's when_no_agent mode)."""
+
+    shop: str
+
+
+@record
 class Tick(Message):
     """Check timers: presence grace, no-reply deadlines, preference waits."""
 
