@@ -153,13 +153,19 @@ class KnowledgeBase:
                      if e["shop"] == shop} if view is not self.views.get(PLATFORM) else {}
         found = view.search(question, boost=boost, limit=1 + suggestions)
         best = found[0] if found else None
-        answered = self.matcher.answers(best)
+        answered = view.answers(best)
         entry = self.entries[best.entry] if best else None
+        related = [m.entry for m in (found if not answered else found[1:])][:suggestions]
+        if not related and not answered:
+            # Nothing related: offer the first questions the buyer can ask about.
+            related = sorted(e["id"] for e in self.entries.values()
+                             if e.get("enabled", True) and e["shop"] in (None, shop)
+                             )[:suggestions]
         return {"id": entry["id"] if entry else None,
                 "answer": entry["answer"] if entry and answered else None,
                 "score": round(best.score, 3) if best else 0.0, "answered": answered,
-                "suggestions": [{"id": m.entry, "question": self.entries[m.entry]["question"]}
-                                for m in (found if not answered else found[1:])][:suggestions]}
+                "suggestions": [{"id": i, "question": self.entries[i]["question"]}
+                                for i in related]}
 
 
 @record
