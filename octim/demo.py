@@ -126,5 +126,7 @@ def demo_links(settings: Settings, listening: Listening, conversation: str) -> s
         f"  connect to {listening.ws_url}, send {{\"type\":\"hello\",\"token\":<buyer token>}},",
         f"  then {{\"type\":\"sync\",\"conversation\":\"{conversation}\"}} "
         "(protocol: docs/protocol.md)",
+        "  as the buyer, open another shop (nobody is online there) and ask 几天能发货: the bot "
+        "answers; say 转人工 to be handed to a person",
         "",
     ])

@@ -146,11 +146,19 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
         assert token.count(".") == 2
         conversation = printed["conversation"][1]
 
-        async def agent_sees_the_seeded_chat() -> None:
+        async def agent_sees_the_seeded_chat_and_the_bot_answers() -> None:
             async with connect(printed["WebSocket"][1], token) as agent:
                 texts = [m["body"].get("text") for m in await agent.sync(conversation)]
                 assert texts[1:] == ["你好，这件羽绒服有L码吗？",
                                      "亲，L码有货的，今天下单明天发货哦～"]
+            # Nobody is online in the demo shop: a new buyer is served by the bot.
+            async with connect(printed["WebSocket"][1], printed["buyer token"][-1]) as buyer:
+                opened = await buyer.request({"type": "open", "shop": "fresh-orchard",
+                                              "ref": "d"}, "opened", ref="d")
+                assert opened["state"] == "bot"
+                await buyer.say(opened["conversation"], "d1", "亲，几天能发货呀")
+                answer = await buyer.expect("msg", role="bot")
+                assert answer["body"]["text"].startswith("付款后48小时内发货")
 
-        trio.run(agent_sees_the_seeded_chat)
+        trio.run(agent_sees_the_seeded_chat_and_the_bot_answers)
         assert demo.stop(signal.SIGINT) == 0
