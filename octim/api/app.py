@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Path
+from fastapi import Depends, FastAPI, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from octim._version import __version__
 from octim.api import kb, routing, uploads
+from octim.api.auth import Auth
 from octim.api.errors import error_response, install_error_handlers
 from octim.api.kb import BotSettingsBody
 from octim.api.routing import RoutingPolicyBody
-from octim.auth import AuthError, Principal, check_api_key, verify_token
 from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import DeleteShop, GetShop, UpsertShop
 from octim.errors import NotFound
@@ -65,19 +65,12 @@ def create_app(engine: Engine) -> FastAPI:
                   description="Customer-service chat engine for multi-merchant marketplaces.")
     install_error_handlers(app)
 
-    def platform(authorization: Annotated[str | None, Header()] = None) -> None:
-        """Require the platform's API key."""
-        check_api_key(authorization, engine.settings.api_key)
+    auth = Auth(engine.settings)
+    platform = auth.platform
 
-    def person(authorization: Annotated[str | None, Header()] = None) -> Principal:
-        """Require a person's JWT (the same tokens as the gateway's hello)."""
-        if not authorization or not authorization.startswith("Bearer "):
-            raise AuthError("missing token (Authorization: Bearer <token>)")
-        return verify_token(authorization[len("Bearer "):], engine.settings.secret)
-
-    app.include_router(uploads.router(engine, person))
-    app.include_router(routing.router(engine, platform))
-    app.include_router(kb.router(engine))
+    app.include_router(uploads.router(engine, auth))
+    app.include_router(routing.router(engine, auth))
+    app.include_router(kb.router(engine, auth))
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Health:

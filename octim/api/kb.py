@@ -9,11 +9,11 @@ Asking: any authenticated caller.
 # No ``from __future__ import annotations``: FastAPI evaluates these annotations.
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from octim.auth import AuthError, Principal, check_api_key, verify_token
+from octim.auth import Principal
 from octim.domain.conversation_model import Forbidden
 from octim.domain.kb.knowledge import (
     ID,
@@ -28,6 +28,7 @@ from octim.domain.kb.knowledge import (
 from octim.errors import NotFound
 
 if TYPE_CHECKING:
+    from octim.api.auth import Auth
     from octim.engine import Engine
 
 EntryId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -69,18 +70,10 @@ class AskBody(BaseModel):
     shop: str | None = Field(None, max_length=128)
 
 
-def router(engine: "Engine") -> APIRouter:
+def router(engine: "Engine", auth: "Auth") -> APIRouter:
+    """The knowledge-base routes."""
     api = APIRouter(tags=["knowledge base"])
-
-    def caller(authorization: Annotated[str | None, Header()] = None) -> Principal | None:
-        """None for the platform's API key, else the person behind the JWT."""
-        if not authorization or not authorization.startswith("Bearer "):
-            raise AuthError("missing API key or token (Authorization: Bearer …)")
-        try:
-            check_api_key(authorization, engine.settings.api_key)
-            return None
-        except AuthError:
-            return verify_token(authorization[len("Bearer "):], engine.settings.secret)
+    Caller = Annotated[Principal | None, Depends(auth.platform_or_person)]
 
     def may_write(who: Principal | None, shop: str | None) -> None:
         if who is None or who.role == "platform_admin":
@@ -101,7 +94,7 @@ def router(engine: "Engine") -> APIRouter:
 
     @api.put("/api/kb/{entry_id}")
     async def put_entry(entry_id: EntryId, body: EntryBody,
-                        who: Annotated[Principal | None, Depends(caller)]) -> Any:
+                        who: Caller) -> Any:
         """Create or replace an entry (idempotent)."""
         may_write(who, body.shop)
         try:
@@ -114,14 +107,14 @@ def router(engine: "Engine") -> APIRouter:
 
     @api.get("/api/kb/{entry_id}")
     async def get_entry(entry_id: EntryId,
-                        who: Annotated[Principal | None, Depends(caller)]) -> Any:
+                        who: Caller) -> Any:
         """One entry."""
         entry = await kb().ask(GetEntry(entry_id))
         may_read(who, entry)
         return entry
 
     @api.get("/api/kb")
-    async def list_entries(who: Annotated[Principal | None, Depends(caller)],
+    async def list_entries(who: Caller,
                            shop: Annotated[str | None, Query(max_length=128)] = None) -> Any:
         """Entries of a shop (``?shop=``) or all the caller may read."""
         entries = await kb().ask(ListEntries(shop))
@@ -136,7 +129,7 @@ def router(engine: "Engine") -> APIRouter:
 
     @api.delete("/api/kb/{entry_id}", status_code=204)
     async def delete_entry(entry_id: EntryId,
-                           who: Annotated[Principal | None, Depends(caller)]) -> JSONResponse:
+                           who: Caller) -> JSONResponse:
         """Remove an entry."""
         entry = await kb().ask(GetEntry(entry_id))
         may_write(who, entry["shop"])
@@ -144,7 +137,7 @@ def router(engine: "Engine") -> APIRouter:
         return JSONResponse(None, status_code=204)
 
     @api.get("/api/kb-candidates")
-    async def candidates(who: Annotated[Principal | None, Depends(caller)],
+    async def candidates(who: Caller,
                          shop: Annotated[str | None, Query(max_length=128)] = None,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
         """Questions the bot could not answer, grouped and ranked by frequency: candidate
@@ -157,7 +150,7 @@ def router(engine: "Engine") -> APIRouter:
         return await kb().ask(Candidates(shop, limit))
 
     @api.post("/api/kb/ask")
-    async def ask(body: AskBody, who: Annotated[Principal | None, Depends(caller)]) -> Any:
+    async def ask(body: AskBody, who: Caller) -> Any:
         """``{"id", "answer", "score", "answered", "suggestions"}`` for a buyer question."""
         return await kb().ask(AskKb(body.question, body.shop))
 

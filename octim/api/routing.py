@@ -8,11 +8,11 @@ admins with their JWT.
 # No ``from __future__ import annotations``: FastAPI evaluates these annotations.
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from octim.auth import AuthError, Principal, check_api_key, verify_token
+from octim.auth import Principal
 from octim.domain.conversation_model import Forbidden
 from octim.domain.routing.dispatcher import ID, KIND
 from octim.domain.routing.messages import (
@@ -27,6 +27,7 @@ from octim.domain.routing.messages import (
 from octim.errors import NotFound
 
 if TYPE_CHECKING:
+    from octim.api.auth import Auth
     from octim.engine import Engine
 
 Name = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -86,9 +87,10 @@ class AssignBody(BaseModel):
     agent: Ref
 
 
-def router(engine: "Engine", platform: Any) -> APIRouter:
-    """The routing routes; ``platform`` is the API-key dependency."""
+def router(engine: "Engine", auth: "Auth") -> APIRouter:
+    """The routing routes."""
     api = APIRouter(tags=["routing"])
+    platform = auth.platform
 
     def dispatcher() -> Any:
         return engine.directory.ref(KIND, ID)
@@ -143,21 +145,10 @@ def router(engine: "Engine", platform: Any) -> APIRouter:
         """Assign directly (a supervisor override; capacity is not checked)."""
         return await dispatcher().ask(ForceAssign(conversation, body.agent))
 
-    def platform_or_shop_admin(authorization: Annotated[str | None, Header()] = None
-                               ) -> Principal | None:
-        """The API key (returns None) or a staff JWT (returns the person)."""
-        if authorization and authorization.startswith("Bearer "):
-            try:
-                check_api_key(authorization, engine.settings.api_key)
-                return None
-            except AuthError:
-                return verify_token(authorization[len("Bearer "):], engine.settings.secret)
-        raise AuthError("missing API key or token (Authorization: Bearer …)")
-
     @api.get("/api/conversations/{conversation}/routing")
     async def routing_trace(
             conversation: Name,
-            who: Annotated[Principal | None, Depends(platform_or_shop_admin)]) -> Any:
+            who: Annotated[Principal | None, Depends(auth.platform_or_person)]) -> Any:
         """Why the conversation went where it went: every routing decision, newest last."""
         meta = engine.store.get("conversations", conversation.encode())
         if meta is None:

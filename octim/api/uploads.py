@@ -25,6 +25,7 @@ from octim.errors import NotFound
 from octim.store.blobs import BlobStore
 
 if TYPE_CHECKING:
+    from octim.api.auth import Auth
     from octim.engine import Engine
 
 ALLOWED = {
@@ -43,8 +44,9 @@ class Upload(BaseModel):
     url: str
 
 
-def router(engine: "Engine", person: Any) -> APIRouter:
-    """The upload routes; ``person`` is the dependency that authenticates a JWT."""
+def router(engine: "Engine", auth: "Auth") -> APIRouter:
+    """The upload routes."""
+    person = auth.person
     api = APIRouter(tags=["uploads"])
     blobs = BlobStore(engine.settings.data / "blobs")
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from octim.actors import Actor, ActorKind, Address, Message, Reply, thaw
-from octim.domain.bot import TRANSCRIPT, BotSettings, handoff_reason
 from octim.domain.context import EngineContext
+from octim.domain.conversation_bot import BotTurns
 from octim.domain.conversation_messages import (
     CONVERSATION,
     AssignConversation,
@@ -55,9 +55,7 @@ from octim.domain.conversation_model import (
     pair_key,
     validate_body,
 )
-from octim.domain.kb.knowledge import ID as KB_ID
-from octim.domain.kb.knowledge import KIND as KB
-from octim.domain.kb.knowledge import AskKb, AssistKb, RecordFeedback, RecordUnanswered
+from octim.domain.kb.knowledge import RecordFeedback
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
 from octim.domain.routing.messages import AgentReplied, ConversationReleased, RouteConversation
@@ -87,7 +85,7 @@ __all__ = [
 ACK_CACHE = 4096  # recent client ids remembered in memory (older ones: the store)
 
 
-class ConversationActor(Actor[EngineContext]):
+class ConversationActor(BotTurns, Actor[EngineContext]):
     """See the module docstring."""
 
     def __init__(self, address: Address, context: EngineContext) -> None:
@@ -282,79 +280,6 @@ class ConversationActor(Actor[EngineContext]):
             elif self.meta["state"] == ASSIGNED and self.meta.get("agent"):
                 await self._assist(stored)
         return reply
-
-    # -- the bot ------------------------------------------------------------------
-
-    async def _kb(self, message: Message) -> Any:
-        assert self.context.directory is not None
-        return await self.context.directory.ref(KB, KB_ID).ask(message)
-
-    async def _bot_turn(self, asked: dict[str, Any]) -> None:
-        """Answer from the knowledge base, offer suggestions, or hand over."""
-        text, shop = asked["body"]["text"], self.meta["shop"]
-        shop_record = self.context.store.get("shops", shop.encode()) or {}
-        settings = BotSettings.from_record(shop_record.get("bot"))
-        reason = handoff_reason(settings, text)
-        result: dict[str, Any] = {"suggestions": []}
-        if reason is None:
-            result = await self._kb(AskKb(text, shop))
-            if result["answered"]:
-                await self._bot_say({"text": result["answer"], "kb": result["id"]})
-                return
-            self.meta["bot_unanswered"] = self.meta.get("bot_unanswered", 0) + 1
-            if self.meta["bot_unanswered"] < settings.handoff_after:
-                await self._kb_tell(RecordUnanswered(text, shop, False))
-                await self._bot_say({"text": "抱歉，我没能理解您的问题。您是想问：",
-                                     "suggestions": result["suggestions"]})
-                return
-            reason = "unanswered"
-        await self._kb_tell(RecordUnanswered(text, shop, True))
-        await self._handoff(reason, result["suggestions"], asked)
-
-    async def _kb_tell(self, message: Message) -> None:
-        assert self.context.directory is not None
-        await self.context.directory.ref(KB, KB_ID).tell(message)
-
-    async def _bot_say(self, body: dict[str, Any]) -> None:
-        seq, ts = self.meta["last_seq"] + 1, self.context.now_ms()
-        said = {"seq": seq, "id": f"bot-{seq}", "from": "bot", "role": "bot", "kind": "text",
-                "body": body, "ts": ts}
-        self.meta["last_seq"] = seq
-        await self._commit([Put("messages", message_key(self.id, seq), pack(said)),
-                            self._meta_op()], [(msg_frame(self.id, said), None)])
-
-    async def _handoff(self, reason: str, guesses: list[dict[str, Any]],
-                       asked: dict[str, Any]) -> None:
-        """转人工: to routing with the reason, the bot's guesses and the transcript."""
-        earlier = self.context.store.scan_scope("messages", self.id,
-                                                after=max(0, asked["seq"] - TRANSCRIPT))
-        transcript = [{"seq": s, "from": r["from"], "role": r["role"], "kind": r["kind"],
-                       "body": r["body"], "ts": r["ts"]}
-                      for s, r in earlier if s < asked["seq"]]
-        transcript.append({k: asked[k] for k in ("seq", "from", "role", "kind", "body", "ts")})
-        handoff = {"reason": reason, "guesses": guesses, "transcript": transcript,
-                   "at": self.context.now_ms()}
-        frames: list[Any] = []
-        ops = self._set_state(QUEUED)
-        self.meta.update(handoff=handoff, routed=True, first_text=asked["body"]["text"][:500])
-        ops += self._event("handoff", {"reason": reason}, frames)
-        seq, ts = self.meta["last_seq"] + 1, self.context.now_ms()
-        notice = {"seq": seq, "id": f"handoff-{seq}", "from": "bot", "role": "system",
-                  "kind": "system", "body": {"text": "正在为您转接人工客服，请稍候。",
-                                             "handoff": {"reason": reason}}, "ts": ts}
-        self.meta["last_seq"] = seq
-        ops += [Put("messages", message_key(self.id, seq), pack(notice)), self._meta_op()]
-        frames.append((msg_frame(self.id, notice), None))
-        await self._commit(ops, frames)
-        await self._dispatcher(self._route("bot_handoff"))
-
-    async def _assist(self, asked: dict[str, Any]) -> None:
-        """Agent assist: the best KB answers for the buyer's latest question, to the agent."""
-        items = await self._kb(AssistKb(asked["body"]["text"], self.meta["shop"]))
-        if items:
-            self.context.fanout.publish(
-                event_frame(self.id, "suggestions", {"for_seq": asked["seq"], "items": items}),
-                [self.meta["agent"]])
 
     def _seen(self, client_id: str) -> tuple[int, int] | Reply[dict[str, Any]] | None:
         if client_id in self.pending:

@@ -1,0 +1,110 @@
+"""The bot's turns in a conversation: answer, suggest, hand over, assist the agent.
+
+A mixin of :class:`~octim.domain.conversations.ConversationActor`: it runs on
+the conversation's own task and writes through the actor's helpers. The
+decisions (modes, hand-off words) are in :mod:`octim.domain.bot`, the
+matching in :mod:`octim.domain.kb`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from octim.actors import Message, Reply
+from octim.domain.bot import TRANSCRIPT, BotSettings, handoff_reason
+from octim.domain.context import EngineContext
+from octim.domain.conversation_model import QUEUED, event_frame, message_key, msg_frame
+from octim.domain.kb.knowledge import ID as KB_ID
+from octim.domain.kb.knowledge import KIND as KB
+from octim.domain.kb.knowledge import AskKb, AssistKb, RecordUnanswered
+from octim.domain.routing.messages import RouteConversation
+from octim.store import Op, Put, pack
+
+
+class BotTurns:
+    """See the module docstring."""
+
+    meta: dict[str, Any]
+    context: EngineContext
+
+    if TYPE_CHECKING:
+        @property
+        def id(self) -> str: ...
+        def _meta_op(self) -> Put: ...
+        def _set_state(self, state: str) -> list[Op]: ...
+        def _event(self, event: str, data: dict[str, Any], frames: list[Any]) -> list[Op]: ...
+        async def _commit(self, ops: list[Op], frames: list[Any],
+                          done: Reply[Any] | None = None, result: Any = None) -> None: ...
+        def _route(self, reason: str) -> RouteConversation: ...
+        async def _dispatcher(self, message: Message) -> None: ...
+
+    async def _kb(self, message: Message) -> Any:
+        assert self.context.directory is not None
+        return await self.context.directory.ref(KB, KB_ID).ask(message)
+
+    async def _bot_turn(self, asked: dict[str, Any]) -> None:
+        """Answer from the knowledge base, offer suggestions, or hand over."""
+        text, shop = asked["body"]["text"], self.meta["shop"]
+        shop_record = self.context.store.get("shops", shop.encode()) or {}
+        settings = BotSettings.from_record(shop_record.get("bot"))
+        reason = handoff_reason(settings, text)
+        result: dict[str, Any] = {"suggestions": []}
+        if reason is None:
+            result = await self._kb(AskKb(text, shop))
+            if result["answered"]:
+                await self._bot_say({"text": result["answer"], "kb": result["id"]})
+                return
+            self.meta["bot_unanswered"] = self.meta.get("bot_unanswered", 0) + 1
+            if self.meta["bot_unanswered"] < settings.handoff_after:
+                await self._kb_tell(RecordUnanswered(text, shop, False))
+                await self._bot_say({"text": "抱歉，我没能理解您的问题。您是想问：",
+                                     "suggestions": result["suggestions"]})
+                return
+            reason = "unanswered"
+        await self._kb_tell(RecordUnanswered(text, shop, True))
+        await self._handoff(reason, result["suggestions"], asked)
+
+    async def _kb_tell(self, message: Message) -> None:
+        assert self.context.directory is not None
+        await self.context.directory.ref(KB, KB_ID).tell(message)
+
+    async def _bot_say(self, body: dict[str, Any]) -> None:
+        seq, ts = self.meta["last_seq"] + 1, self.context.now_ms()
+        said = {"seq": seq, "id": f"bot-{seq}", "from": "bot", "role": "bot", "kind": "text",
+                "body": body, "ts": ts}
+        self.meta["last_seq"] = seq
+        await self._commit([Put("messages", message_key(self.id, seq), pack(said)),
+                            self._meta_op()], [(msg_frame(self.id, said), None)])
+
+    async def _handoff(self, reason: str, guesses: list[dict[str, Any]],
+                       asked: dict[str, Any]) -> None:
+        """转人工: to routing with the reason, the bot's guesses and the transcript."""
+        earlier = self.context.store.scan_scope("messages", self.id,
+                                                after=max(0, asked["seq"] - TRANSCRIPT))
+        transcript = [{"seq": s, "from": r["from"], "role": r["role"], "kind": r["kind"],
+                       "body": r["body"], "ts": r["ts"]}
+                      for s, r in earlier if s < asked["seq"]]
+        transcript.append({k: asked[k] for k in ("seq", "from", "role", "kind", "body", "ts")})
+        handoff = {"reason": reason, "guesses": guesses, "transcript": transcript,
+                   "at": self.context.now_ms()}
+        frames: list[Any] = []
+        ops = self._set_state(QUEUED)
+        self.meta.update(handoff=handoff, routed=True, first_text=asked["body"]["text"][:500])
+        ops += self._event("handoff", {"reason": reason}, frames)
+        seq, ts = self.meta["last_seq"] + 1, self.context.now_ms()
+        notice = {"seq": seq, "id": f"handoff-{seq}", "from": "bot", "role": "system",
+                  "kind": "system", "body": {"text": "正在为您转接人工客服，请稍候。",
+                                             "handoff": {"reason": reason}}, "ts": ts}
+        self.meta["last_seq"] = seq
+        ops += [Put("messages", message_key(self.id, seq), pack(notice)), self._meta_op()]
+        frames.append((msg_frame(self.id, notice), None))
+        await self._commit(ops, frames)
+        await self._dispatcher(self._route("bot_handoff"))
+
+    async def _assist(self, asked: dict[str, Any]) -> None:
+        """Agent assist: the best KB answers for the buyer's latest question, to the agent."""
+        items = await self._kb(AssistKb(asked["body"]["text"], self.meta["shop"]))
+        if items:
+            self.context.fanout.publish(
+                event_frame(self.id, "suggestions", {"for_seq": asked["seq"], "items": items}),
+                [self.meta["agent"]])
