@@ -24,6 +24,7 @@ from octim.config import HostPort, Settings
 from octim.domain.context import EngineContext
 from octim.domain.conversations import CONVERSATION_KIND, CloseIfIdle
 from octim.domain.conversations import KIND as CONVERSATION
+from octim.domain.customers import CUSTOMER_KIND
 from octim.domain.kb.knowledge import KB_KIND
 from octim.domain.routing.dispatcher import DISPATCHER_KIND
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
@@ -182,6 +183,7 @@ class Engine:
                 directory.register(CONVERSATION_KIND)
                 directory.register(DISPATCHER_KIND)
                 directory.register(KB_KIND)
+                directory.register(CUSTOMER_KIND)
                 self._context = context
                 try:
                     await self._serve(task_status)

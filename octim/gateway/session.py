@@ -28,6 +28,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from octim.actors import Reply
 from octim.auth import AuthError, Principal, verify_token
+from octim.domain.audit import audit_op
 from octim.domain.conversation_model import (
     STAFF_ROLES,
     Forbidden,
@@ -330,6 +331,13 @@ class Session:
 
     async def _sync(self, conversation: str, after: int, limit: int) -> None:
         meta = self._member(conversation)
+        p = self.principal
+        if p is not None and p.role in STAFF_ROLES:  # staff reading a buyer's messages
+            address = getattr(self.ws.remote, "address", None)
+            await self.engine.store.submit((audit_op(
+                p.user, p.role, "messages", None if address is None else str(address),
+                conversation=conversation, customer=meta["buyer"], shop=meta["shop"]),),
+                lambda error: None)
         records = self.engine.store.scan_scope("messages", conversation, after=after,
                                                limit=limit)
         for _, stored in records:

@@ -1,0 +1,222 @@
+"""Customer 360: the platform pushes buyers and orders in; staff read the context.
+
+Platform calls (API key): customers, orders, logistics (single and bulk),
+the sharing policy, the audit log. Staff calls (their JWT): a conversation's
+context, and their shop's notes and tags on a buyer. Every staff read of
+buyer data writes an audit row (who, what, when, from where).
+"""
+
+# No ``from __future__ import annotations``: FastAPI evaluates these annotations.
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from octim.auth import Principal
+from octim.domain.audit import audit_op
+from octim.domain.conversation_model import Forbidden, is_participant
+from octim.domain.customer_context import SHAREABLE, SHARING_KEY, build_context
+from octim.domain.customers import KIND as CUSTOMER
+from octim.domain.customers import (
+    ORDER_STATUSES,
+    AddLogistics,
+    AddNote,
+    SetTags,
+    UpsertCustomer,
+    UpsertOrder,
+)
+from octim.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from octim.api.auth import Auth
+    from octim.engine import Engine
+
+Ref = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+Text = Annotated[str, Field(max_length=200)]
+AUDIT_PAGE = 500
+
+
+class CustomerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    nickname: Text | None = None
+    level: int = Field(0, ge=0, le=100)
+    language: Text | None = None
+    region: Text | None = None
+    tags: list[Text] = Field(default_factory=list, max_length=100)
+    attributes: dict[Text, Any] = Field(default_factory=dict)
+    opt_outs: list[Text] = Field(default_factory=list, max_length=20)
+
+
+class CustomerBulk(CustomerBody):
+    id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: Text
+    name: Text
+    category: Text | None = None
+    price: float = Field(ge=0)
+    quantity: int = Field(1, ge=1)
+
+
+class OrderBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shop: Annotated[str, Field(min_length=1, max_length=128)]
+    customer: Annotated[str, Field(min_length=1, max_length=128)]
+    items: list[Item] = Field(default_factory=list, max_length=200)
+    status: Literal[ORDER_STATUSES] = "paid"  # type: ignore[valid-type]
+    times: dict[Literal["created", "paid", "shipped", "delivered", "closed"],
+                int] = Field(default_factory=dict)
+
+
+class OrderBulk(OrderBody):
+    id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class TrackingEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    time: int = Field(ge=0)
+    place: Text = ""
+    status: Text
+
+
+class LogisticsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[TrackingEvent] = Field(min_length=1, max_length=500)
+
+
+class NoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class TagsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tags: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(max_length=50)
+
+
+class SharingBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fields: list[Annotated[str, Field(max_length=64)]]
+
+
+def router(engine: "Engine", auth: "Auth") -> APIRouter:
+    """The customer-360 routes."""
+    api = APIRouter(tags=["customers"])
+    platform = auth.platform
+    Caller = Annotated[Principal | None, Depends(auth.platform_or_person)]
+
+    def customer(customer_id: str) -> Any:
+        return engine.directory.ref(CUSTOMER, customer_id)
+
+    async def audit(who: Principal, what: str, request: Request, **about: Any) -> None:
+        source = request.client.host if request.client else None
+        await engine.store.write((audit_op(who.user, who.role, what, source, **about),))
+
+    def staff_of(who: Principal, shop: str) -> None:
+        if who.role not in ("agent", "shop_admin", "platform_admin"):
+            raise Forbidden("staff only")
+        if who.role != "platform_admin" and shop not in who.shops:
+            raise NotFound("not found")
+
+    @api.put("/api/customers/{customer_id}", dependencies=[Depends(platform)])
+    async def put_customer(customer_id: Ref, body: CustomerBody) -> Any:
+        """Create or replace a buyer (one id across every shop)."""
+        return await customer(customer_id).ask(UpsertCustomer(body.model_dump()))
+
+    @api.post("/api/customers/bulk", dependencies=[Depends(platform)])
+    async def put_customers(body: list[CustomerBulk]) -> Any:
+        """Upsert many buyers."""
+        for one in body:
+            await customer(one.id).ask(UpsertCustomer(one.model_dump(exclude={"id"})))
+        return {"upserted": len(body)}
+
+    @api.get("/api/customers/{customer_id}", dependencies=[Depends(platform)])
+    async def get_customer(customer_id: Ref) -> Any:
+        """A buyer's platform profile."""
+        found = engine.store.get("customers", customer_id.encode())
+        if found is None:
+            raise NotFound(f"no customer {customer_id!r}")
+        return found
+
+    @api.put("/api/orders/{order_id}", dependencies=[Depends(platform)])
+    async def put_order(order_id: Ref, body: OrderBody) -> Any:
+        """Create or replace an order (its shop and customer cannot change)."""
+        return await customer(body.customer).ask(UpsertOrder({"id": order_id,
+                                                              **body.model_dump()}))
+
+    @api.post("/api/orders/bulk", dependencies=[Depends(platform)])
+    async def put_orders(body: list[OrderBulk]) -> Any:
+        """Upsert many orders."""
+        for one in body:
+            await customer(one.customer).ask(UpsertOrder(one.model_dump()))
+        return {"upserted": len(body)}
+
+    @api.post("/api/orders/{order_id}/logistics", dependencies=[Depends(platform)])
+    async def post_logistics(order_id: Ref, body: LogisticsBody) -> Any:
+        """Add tracking events to an order (repeats are ignored)."""
+        order = engine.store.get("orders", order_id.encode())
+        if order is None:
+            raise NotFound(f"no order {order_id!r}")
+        events = tuple(e.model_dump() for e in body.events)
+        return await customer(order["customer"]).ask(AddLogistics(order_id, events))
+
+    @api.post("/api/shops/{shop}/customers/{customer_id}/notes")
+    async def add_note(shop: Ref, customer_id: Ref, body: NoteBody, who: Caller) -> Any:
+        """A private note of this shop's staff about a buyer."""
+        if who is None:
+            raise InvalidInput("notes are written by staff with their token")
+        staff_of(who, shop)
+        return await customer(customer_id).ask(AddNote(shop, who.user, body.text))
+
+    @api.put("/api/shops/{shop}/customers/{customer_id}/tags")
+    async def set_tags(shop: Ref, customer_id: Ref, body: TagsBody, who: Caller) -> Any:
+        """This shop's tags on a buyer (the API key or the shop's staff)."""
+        if who is not None:
+            staff_of(who, shop)
+        return await customer(customer_id).ask(SetTags(shop, tuple(body.tags)))
+
+    @api.get("/api/conversations/{conversation}/context")
+    async def context(conversation: Ref, who: Caller, request: Request) -> Any:
+        """The buyer's context for this conversation's shop (docs/customers.md)."""
+        meta = engine.store.get("conversations", conversation.encode())
+        if meta is None:
+            raise NotFound(f"no conversation {conversation!r}")
+        if who is not None:
+            if who.role == "buyer" or not is_participant(meta, who.user, who.role, who.shops):
+                raise NotFound(f"no conversation {conversation!r}")
+        recent = engine.store.scan_scope("messages", conversation,
+                                         after=max(0, meta["last_seq"] - 20))
+        texts = [m["body"].get("text", "") for _, m in recent if m["role"] == "buyer"][-5:]
+        built = build_context(engine.store, meta, texts)
+        if who is not None:
+            await audit(who, "context", request, conversation=conversation,
+                        customer=meta["buyer"], shop=meta["shop"])
+        return built
+
+    @api.put("/api/platform/sharing", dependencies=[Depends(platform)])
+    async def put_sharing(body: SharingBody) -> Any:
+        """Which cross-shop signals shops may see (e.g. level, attributes.sizes)."""
+        for field in body.fields:
+            if field.split(".", 1)[0] not in SHAREABLE:
+                raise InvalidInput(f"{field!r} is not shareable; choose from {SHAREABLE}")
+        await engine.store.put("meta", SHARING_KEY, body.fields)
+        return {"fields": body.fields}
+
+    @api.get("/api/audit")
+    async def get_audit(who: Caller,
+                        user: Annotated[str | None, Query(max_length=128)] = None,
+                        customer_id: Annotated[str | None, Query(alias="customer",
+                                                                 max_length=128)] = None,
+                        since: Annotated[int, Query(ge=0)] = 0) -> Any:
+        """Staff reads of buyer data, oldest first (the platform or a platform admin)."""
+        if who is not None and who.role != "platform_admin":
+            raise Forbidden("the audit log is for platform admins")
+        rows = [row for _, row in engine.store.scan(
+            "audit", (since * 1_000_000).to_bytes(8, "big"))]
+        return [r for r in rows if (user is None or r["who"] == user) and
+                (customer_id is None or r.get("customer") == customer_id)][:AUDIT_PAGE]
+
+    return api
+

@@ -1,0 +1,129 @@
+"""Customers, their orders and logistics, and what each shop keeps about them.
+
+The platform pushes buyers and orders in (idempotent upserts); shops add
+private notes and tags. One CustomerActor per buyer serialises every write
+about that buyer, so concurrent notes or order updates never lose each other.
+Reads (the agent's context) go straight to the store; see ``context.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from octim.actors import Actor, ActorKind, Address, Message, record, thaw
+from octim.domain.context import EngineContext
+from octim.domain.conversation_model import pair_key
+from octim.errors import InvalidInput, NotFound
+from octim.store import Put, pack
+
+KIND = "customer"
+ORDER_STATUSES = ("unpaid", "paid", "shipped", "delivered", "refunding", "refunded", "closed")
+MAX_NOTES = 200
+
+
+def order_index_key(customer: str, shop: str, order: str) -> bytes:
+    """``idx_customer_orders`` key: a buyer's orders grouped by shop."""
+    return f"{customer}\0{shop}\0{order}".encode()
+
+
+@record
+class UpsertCustomer(Message):
+    customer: Mapping[str, Any]
+
+
+@record
+class UpsertOrder(Message):
+    order: Mapping[str, Any]
+
+
+@record
+class AddLogistics(Message):
+    """Tracking events for one of the customer's orders (merged, in time order)."""
+
+    order_id: str
+    events: tuple[Mapping[str, Any], ...]
+
+
+@record
+class AddNote(Message):
+    shop: str
+    author: str
+    text: str
+
+
+@record
+class SetTags(Message):
+    shop: str
+    tags: tuple[str, ...]
+
+
+class CustomerActor(Actor[EngineContext]):
+    """Owns the writes about one buyer (profile, orders, the shops' notes and tags)."""
+
+    def __init__(self, address: Address, context: EngineContext) -> None:
+        super().__init__(address, context)
+
+    @property
+    def id(self) -> str:
+        return self.address.id
+
+    async def receive(self, message: Message) -> Any:
+        store, now = self.context.store, int(time.time() * 1000)
+        match message:
+            case UpsertCustomer(customer=raw):
+                customer = {**thaw(raw), "id": self.id, "updated": now}
+                await store.write((Put("customers", self.id.encode(), pack(customer)),))
+                return customer
+            case UpsertOrder(order=raw):
+                order = thaw(raw)
+                if order["customer"] != self.id:
+                    raise InvalidInput("the order belongs to another customer")
+                old = store.get("orders", order["id"].encode())
+                if old is not None and (old["customer"], old["shop"]) != (self.id, order["shop"]):
+                    raise InvalidInput("an order cannot move to another customer or shop")
+                order["logistics"] = (old or {}).get("logistics", [])
+                order["updated"] = now
+                created = (order.get("times") or {}).get("created") or (old or {}).get(
+                    "times", {}).get("created") or now
+                await store.write((
+                    Put("orders", order["id"].encode(), pack(order)),
+                    Put("idx_customer_orders", order_index_key(self.id, order["shop"],
+                                                               order["id"]), pack(created)),
+                ))
+                return order
+            case AddLogistics(order_id=order_id, events=events):
+                order = store.get("orders", order_id.encode())
+                if order is None or order["customer"] != self.id:
+                    raise NotFound(f"no order {order_id!r}")
+                seen = {(e["time"], e["status"]) for e in order["logistics"]}
+                for event in thaw(events):
+                    if (event["time"], event["status"]) not in seen:
+                        order["logistics"].append(event)
+                        seen.add((event["time"], event["status"]))
+                order["logistics"].sort(key=lambda e: e["time"])
+                order["updated"] = now
+                await store.write((Put("orders", order_id.encode(), pack(order)),))
+                return order
+            case AddNote(shop=shop, author=author, text=text):
+                private = self._private(shop)
+                private["notes"] = [*private["notes"], {"by": author, "text": text,
+                                                        "at": now}][-MAX_NOTES:]
+                await store.write((Put("shop_customers", pair_key(shop, self.id),
+                                       pack(private)),))
+                return private
+            case SetTags(shop=shop, tags=tags):
+                private = self._private(shop)
+                private["tags"] = sorted(set(tags))
+                await store.write((Put("shop_customers", pair_key(shop, self.id),
+                                       pack(private)),))
+                return private
+        raise InvalidInput(f"the customer actor cannot handle {type(message).__name__}")
+
+    def _private(self, shop: str) -> dict[str, Any]:
+        found = self.context.store.get("shop_customers", pair_key(shop, self.id))
+        return found or {"notes": [], "tags": []}
+
+
+CUSTOMER_KIND: ActorKind[EngineContext] = ActorKind(KIND, CustomerActor, idle_timeout=60.0)
