@@ -69,6 +69,10 @@ class Settings:
     # routing
     presence_grace: float = 30.0  # seconds after an agent's last connection drops → offline
     routing_tick: float = 1.0  # seconds between routing timer checks
+    # webhooks
+    webhook_timeout: float = 5.0  # seconds per delivery attempt
+    webhook_attempts: int = 6  # attempts before a delivery goes to the dead letters
+    webhook_backoff: float = 2.0  # seconds before the first retry; doubles each time
     # uploads
     max_image_bytes: int = 10 * 1024 * 1024
     max_voice_bytes: int = 5 * 1024 * 1024

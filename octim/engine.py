@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -39,6 +40,7 @@ from octim.domain.routing.messages import (
 )
 from octim.domain.shops import SHOP_KIND
 from octim.errors import InvalidInput, NotFound, OctimError
+from octim.events import EventBus
 from octim.gateway import Gateway
 from octim.gateway.fanout import Fanout
 from octim.store import Store, open_store
@@ -91,6 +93,7 @@ class Engine:
         self._stop = trio.Event()
         self._context: EngineContext | None = None
         self.fanout = Fanout(settings.outbox_frames)
+        self.events: EventBus
         self.gateway = Gateway(self)
 
     @property
@@ -177,6 +180,8 @@ class Engine:
         async with open_store(s.data, map_size=s.map_size,
                               max_batch=s.commit_max_batch) as store:
             context = EngineContext(s, store, self.fanout)
+            self.events = EventBus(s, store)
+            context.emit = self.events.emit
             async with open_directory(context) as directory:
                 context.directory = directory
                 directory.register(SHOP_KIND)
@@ -190,6 +195,7 @@ class Engine:
                 finally:
                     self.ready = False
                     log.info("stopping actors")
+            self.events.close()
             log.info("committing and closing the store",
                      extra={"commits": store.statistics().commits})
         self._context = None
@@ -230,9 +236,11 @@ class Engine:
                 await trio.sleep(self.settings.routing_tick)
 
     async def tick(self) -> None:
-        """Let the dispatcher check its timers (presence grace, no-reply, waits). Runs
-        every ``routing_tick``; tests call it directly after moving the clock."""
+        """Let the dispatcher check its timers (presence grace, no-reply, waits) and
+        the webhook sender retry what is due. Runs every ``routing_tick``; tests
+        call it directly after moving the clock."""
         await self.directory.ref(DISPATCHER, DISPATCHER_ID).ask(Tick())
+        self.events.tick(time.monotonic())
 
     async def sweep(self) -> int:
         """Ask every open conversation idle past the auto-close time to close; returns

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from octim.actors import Directory
@@ -23,6 +23,8 @@ class EngineContext:
     fanout: Fanout
     directory: Directory[EngineContext] | None = None
     clock: Callable[[], float] = field(default=time.time)  # wall time in seconds; tests inject
+    # Where domain events go once durable (webhooks, embedding subscribers).
+    emit: Callable[[str, dict[str, Any]], None] = field(default=lambda event, data: None)
 
     def now_ms(self) -> int:
         """Wall time in milliseconds (the ``ts`` of frames and records)."""

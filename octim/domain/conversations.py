@@ -83,6 +83,9 @@ __all__ = [
     "Unassign",
 ]
 ACK_CACHE = 4096  # recent client ids remembered in memory (older ones: the store)
+WEBHOOK_EVENTS = {"assigned": "conversation.assigned", "transferred": "conversation.transferred",
+                  "resolved": "conversation.resolved", "closed": "conversation.closed",
+                  "rated": "rating.given"}
 
 
 class ConversationActor(BotTurns, Actor[EngineContext]):
@@ -208,8 +211,18 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                 done.fill(result)
             for frame, exclude in frames:
                 self.context.fanout.publish(frame, users, exclude=exclude)
+                self._emit(frame)
 
         await self.context.store.submit(ops, durable)
+
+    def _emit(self, frame: dict[str, Any]) -> None:
+        """Tell the outside world (webhooks, embedders) about a durable change."""
+        if frame["type"] == "msg":
+            self.context.emit("message.sent", {**frame, "shop": self.meta["shop"]})
+        elif frame["type"] == "event" and frame["event"] in WEBHOOK_EVENTS:
+            self.context.emit(WEBHOOK_EVENTS[frame["event"]], {
+                "conversation": self.id, "shop": self.meta["shop"],
+                "buyer": self.meta["buyer"], **frame["data"]})
 
     # -- sending ----------------------------------------------------------------
 

@@ -139,6 +139,8 @@ class ShopActor(Actor[EngineContext]):
         await store.write(ops)
         fanout = self.context.fanout
         fanout.publish(event_frame(conversation, "opened", {"shop": shop}), [buyer])
+        self.context.emit("conversation.opened", {"conversation": conversation, "shop": shop,
+                                                  "buyer": buyer, "state": state})
         if card is not None:
             fanout.publish(msg_frame(conversation, store.get(
                 "messages", message_key(conversation, 1))), [buyer])

@@ -47,6 +47,8 @@ DATABASES: tuple[str, ...] = (
     "idx_customer_orders",  # customer \0 shop \0 order → created ms
     "shop_customers",  # shop \0 customer → {"notes": [...], "tags": [...]} (shop-private)
     "audit",  # time-ordered key → one staff read of buyer data
+    "webhooks",  # endpoint id → {"url", "events", "secret"}
+    "webhook_dead",  # delivery id → a delivery that failed every attempt
 )
 
 DEFAULT_MAP_SIZE = 64 << 20

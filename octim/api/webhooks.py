@@ -1,0 +1,56 @@
+"""Webhook endpoints and dead letters (the platform's API key)."""
+
+# No ``from __future__ import annotations``: FastAPI evaluates these annotations.
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import JSONResponse
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from octim.api.auth import Auth
+    from octim.engine import Engine
+
+Ref = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class EndpointBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: AnyHttpUrl
+    events: list[str] = Field(min_length=1)
+    secret: str = Field(min_length=16, max_length=256)
+
+
+def router(engine: "Engine", auth: "Auth") -> APIRouter:
+    """The webhook routes (docs/embedding.md describes deliveries)."""
+    api = APIRouter(tags=["webhooks"], dependencies=[Depends(auth.platform)])
+
+    @api.put("/api/webhooks/{endpoint}")
+    async def put_endpoint(endpoint: Ref, body: EndpointBody) -> Any:
+        """Register (or replace) an endpoint for some events (``*`` = all)."""
+        return await engine.events.put_endpoint(endpoint, str(body.url), body.events,
+                                                body.secret)
+
+    @api.get("/api/webhooks")
+    async def list_endpoints() -> Any:
+        """The registered endpoints (secrets hidden)."""
+        return list(engine.events.endpoints().values())
+
+    @api.delete("/api/webhooks/{endpoint}", status_code=204)
+    async def delete_endpoint(endpoint: Ref) -> JSONResponse:
+        """Stop delivering to an endpoint."""
+        await engine.events.delete_endpoint(endpoint)
+        return JSONResponse(None, status_code=204)
+
+    @api.get("/api/webhooks/{endpoint}/dead")
+    async def dead(endpoint: Ref) -> Any:
+        """Deliveries that failed every attempt."""
+        return engine.events.dead(endpoint)
+
+    @api.post("/api/webhooks/{endpoint}/dead/{delivery}/resend", status_code=202)
+    async def resend(endpoint: Ref, delivery: Ref) -> Any:
+        """Try a dead delivery again (with fresh attempts)."""
+        await engine.events.resend(endpoint, delivery)
+        return {"resent": delivery}
+
+    return api

@@ -1,0 +1,158 @@
+"""Webhooks out: signed event deliveries to the platform, retried, dead-lettered.
+
+The :class:`WebhookSender` is a pykka ThreadingActor: every HTTP call happens
+on its thread, so a slow or failing receiver never slows chat traffic on the
+trio loop. Each delivery is a POST of the JSON event with
+
+* ``X-Octim-Event``: the event name, ``X-Octim-Delivery``: a unique id,
+* ``X-Octim-Timestamp``: seconds since the epoch,
+* ``X-Octim-Signature``: ``sha256=`` + HMAC-SHA256(secret, ``timestamp + "." + body``).
+
+A 2xx answer is success. Otherwise the delivery is retried after
+``webhook_backoff`` seconds, doubling each time, up to ``webhook_attempts``
+attempts; then it is reported back to trio, which keeps it in the
+``webhook_dead`` database until someone re-sends it. Retries are due-time
+driven by the engine's tick, so the thread never sleeps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pykka
+import trio
+
+log = logging.getLogger("octim.webhooks")
+
+EVENTS = ("conversation.opened", "conversation.assigned", "conversation.transferred",
+          "conversation.resolved", "conversation.closed", "message.sent", "rating.given")
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Octim-Signature`` value for a delivery."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+@dataclass(slots=True)
+class Delivery:
+    id: str
+    endpoint: str
+    url: str
+    secret: str
+    event: str
+    body: bytes
+    attempts: int = 0
+    last_error: str = ""
+
+    def record(self) -> dict[str, Any]:
+        return {"id": self.id, "endpoint": self.endpoint, "url": self.url,
+                "event": self.event, "payload": json.loads(self.body),
+                "attempts": self.attempts, "last_error": self.last_error}
+
+
+@dataclass(frozen=True, slots=True)
+class SetEndpoints:
+    endpoints: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    event: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Resend:
+    record: dict[str, Any]
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    now: float
+
+
+@dataclass
+class _Queue:
+    due: list[tuple[float, int, Delivery]] = field(default_factory=list)
+    counter: int = 0
+
+
+class WebhookSender(pykka.ThreadingActor):
+    """See the module docstring."""
+
+    use_daemon_thread = True
+
+    def __init__(self, *, timeout: float, attempts: int, backoff: float,
+                 dead: Callable[[dict[str, Any]], None], token: trio.lowlevel.TrioToken,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        super().__init__()
+        self._endpoints: dict[str, dict[str, Any]] = {}
+        self._queue = _Queue()
+        self._attempts, self._backoff = attempts, backoff
+        self._dead, self._token = dead, token
+        self._client = httpx.Client(timeout=timeout, transport=transport)
+        self.delivered = 0
+
+    def on_stop(self) -> None:
+        self._client.close()
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, SetEndpoints):
+            self._endpoints = dict(message.endpoints)
+        elif isinstance(message, Publish):
+            body = json.dumps({"event": message.event, "data": message.payload,
+                               "ts": int(time.time() * 1000)}, ensure_ascii=False).encode()
+            for endpoint_id, endpoint in self._endpoints.items():
+                if message.event in endpoint["events"] or "*" in endpoint["events"]:
+                    self._try(Delivery("d" + secrets.token_hex(8), endpoint_id,
+                                       endpoint["url"], endpoint["secret"], message.event, body))
+        elif isinstance(message, Resend):
+            record = message.record
+            body = json.dumps(record["payload"], ensure_ascii=False).encode()
+            self._try(Delivery(record["id"], record["endpoint"], record["url"], message.secret,
+                               record["event"], body))
+        elif isinstance(message, Tick):
+            while self._queue.due and self._queue.due[0][0] <= message.now:
+                _, _, delivery = heapq.heappop(self._queue.due)
+                self._try(delivery)
+        return None
+
+    def _try(self, delivery: Delivery) -> None:
+        delivery.attempts += 1
+        timestamp = str(int(time.time()))
+        try:
+            response = self._client.post(delivery.url, content=delivery.body, headers={
+                "Content-Type": "application/json", "X-Octim-Event": delivery.event,
+                "X-Octim-Delivery": delivery.id, "X-Octim-Timestamp": timestamp,
+                "X-Octim-Signature": sign(delivery.secret, timestamp, delivery.body)})
+            if 200 <= response.status_code < 300:
+                self.delivered += 1
+                return
+            delivery.last_error = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            delivery.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        if delivery.attempts >= self._attempts:
+            log.warning("webhook delivery failed for good", extra={
+                "delivery": delivery.id, "url": delivery.url, "error": delivery.last_error})
+            record = delivery.record()
+            try:
+                self._token.run_sync_soon(self._dead, record)
+            except trio.RunFinishedError:
+                pass
+            return
+        delay = self._backoff * 2 ** (delivery.attempts - 1)
+        self._queue.counter += 1
+        heapq.heappush(self._queue.due, (time.monotonic() + delay, self._queue.counter,
+                                         delivery))

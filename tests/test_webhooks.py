@@ -1,0 +1,160 @@
+"""Webhooks against a real local HTTP receiver: signing, retries, dead letters, resend."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from octim.testing import TEST_API_KEY, open_engine, token
+from octim.testing.client import connect
+
+SECRET = "whsec-0123456789abcdef"
+
+
+class Receiver:
+    """An HTTP server recording deliveries; ``fail`` decides each answer."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.failures_left: dict[str, int] = {}
+        self.always_fail = False
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                delivery = self.headers["X-Octim-Delivery"]
+                receiver.received.append({"headers": dict(self.headers), "body": body,
+                                          "path": self.path})
+                left = receiver.failures_left.get(delivery, 0)
+                failing = (receiver.always_fail and self.path == "/flaky") or left > 0
+                if left > 0:
+                    receiver.failures_left[delivery] = left - 1
+                self.send_response(500 if failing else 204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def bodies(self, path: str) -> list[dict[str, Any]]:
+        return [json.loads(r["body"]) for r in self.received if r["path"] == path]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+async def until(predicate: Any, timeout: float = 10) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.02)
+
+
+async def test_signed_deliveries_retries_dead_letters_and_resend(
+        tmp_path: Path, receiver: Receiver) -> None:
+    async with open_engine(tmp_path / "d", routing_tick=0.05, webhook_backoff=0.05,
+                           webhook_attempts=3) as (_, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers={
+                "Authorization": f"Bearer {TEST_API_KEY}"}) as http:
+            (await http.put("/api/shops/s1", json={"name": "s1", "bot": {"mode": "off"}})
+             ).raise_for_status()
+            for name, events in (("main", ["conversation.opened", "message.sent",
+                                           "conversation.resolved", "rating.given"]),
+                                 ("flaky", ["conversation.opened"])):
+                (await http.put(f"/api/webhooks/{name}", json={
+                    "url": f"{receiver.url}/{name}", "events": events, "secret": SECRET})
+                 ).raise_for_status()
+            bad = await http.put("/api/webhooks/x", json={"url": receiver.url, "events": ["nope"],
+                                                          "secret": SECRET})
+            assert bad.status_code == 422
+            receiver.always_fail = True
+            async with connect(listening.ws_url, token("buyer-w")) as buyer:
+                conv = (await buyer.open("s1"))["conversation"]
+                await buyer.say(conv, "m1", "你好")
+                await buyer.send({"type": "resolve", "conversation": conv})
+                await buyer.expect("event", event="resolved")
+                await buyer.send({"type": "rate", "conversation": conv, "score": 5})
+                await buyer.expect("event", event="rated")
+            await until(lambda: len(receiver.bodies("/main")) >= 4)
+            events = [b["event"] for b in receiver.bodies("/main")]
+            assert events == ["conversation.opened", "message.sent", "conversation.resolved",
+                              "rating.given"]
+            sent = receiver.bodies("/main")[1]["data"]
+            assert sent["conversation"] == conv and sent["body"] == {"text": "你好"}
+            for record in receiver.received:
+                headers = record["headers"]
+                expected = "sha256=" + hmac.new(
+                    SECRET.encode(), headers["X-Octim-Timestamp"].encode() + b"." +
+                    record["body"], hashlib.sha256).hexdigest()
+                assert headers["X-Octim-Signature"] == expected
+            # The flaky endpoint failed 3 times: dead-lettered, with its last error.
+            await until(lambda: len(receiver.bodies("/flaky")) == 3)
+            dead: list[dict[str, Any]] = []
+
+            async def dead_listed() -> None:
+                nonlocal dead
+                while not dead:
+                    dead = (await http.get("/api/webhooks/flaky/dead")).json()
+                    await trio.sleep(0.02)
+
+            with trio.fail_after(10):
+                await dead_listed()
+            (letter,) = dead
+            assert letter["attempts"] == 3 and letter["last_error"] == "HTTP 500"
+            assert letter["event"] == "conversation.opened"
+            # Retries were spread out, not immediate (backoff 0.05 s, then 0.1 s).
+            # Re-sent after the receiver recovers: delivered once more, no longer dead.
+            receiver.always_fail = False
+            resent = await http.post(f"/api/webhooks/flaky/dead/{letter['id']}/resend")
+            assert resent.status_code == 202
+            await until(lambda: len(receiver.bodies("/flaky")) == 4)
+            assert (await http.get("/api/webhooks/flaky/dead")).json() == []
+            assert (await http.post(f"/api/webhooks/flaky/dead/{letter['id']}/resend")
+                    ).status_code == 404
+
+
+async def test_a_receiver_that_recovers_gets_the_delivery_once(
+        tmp_path: Path, receiver: Receiver) -> None:
+    async with open_engine(tmp_path / "d", routing_tick=0.05, webhook_backoff=0.05,
+                           webhook_attempts=5) as (engine, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers={
+                "Authorization": f"Bearer {TEST_API_KEY}"}) as http:
+            (await http.put("/api/shops/s1", json={"name": "s1", "bot": {"mode": "off"}})
+             ).raise_for_status()
+            (await http.put("/api/webhooks/main", json={
+                "url": f"{receiver.url}/main", "events": ["*"], "secret": SECRET})
+             ).raise_for_status()
+        original = receiver.server.RequestHandlerClass.do_POST  # type: ignore[attr-defined]
+        first: dict[str, int] = {}
+
+        def fail_twice(handler: Any) -> None:
+            delivery = handler.headers["X-Octim-Delivery"]
+            first.setdefault(delivery, 2)
+            receiver.failures_left.setdefault(delivery, first[delivery])
+            original(handler)
+
+        receiver.server.RequestHandlerClass.do_POST = fail_twice  # type: ignore[attr-defined]
+        async with connect(listening.ws_url, token("buyer-r")) as buyer:
+            await buyer.open("s1")
+        await until(lambda: any(r for r in receiver.received) and all(
+            left == 0 for left in receiver.failures_left.values()) and len(receiver.received) >= 3)
+        ids = [r["headers"]["X-Octim-Delivery"] for r in receiver.received]
+        assert ids.count(ids[0]) == 3  # two failures, then success, same delivery id
+        assert engine.events.dead("main") == []
