@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -94,6 +97,7 @@ class Engine:
         self._context: EngineContext | None = None
         self.fanout = Fanout(settings.outbox_frames)
         self.events: EventBus
+        self.listening: Listening | None = None  # set by open_engine
         self.gateway = Gateway(self)
 
     @property
@@ -164,6 +168,50 @@ class Engine:
         if entry is None:
             raise NotFound(f"no routing record for {conversation!r}")
         return dict(entry)
+
+    async def upsert_customer(self, customer: str, **fields: Any) -> dict[str, Any]:
+        """Create or replace a buyer (fields as ``PUT /api/customers/{id}``)."""
+        from octim.api.customers import CustomerBody
+        from octim.domain.customers import KIND as CUSTOMER
+        from octim.domain.customers import UpsertCustomer
+
+        body = CustomerBody.model_validate(fields).model_dump()
+        return dict(await self.directory.ref(CUSTOMER, customer).ask(UpsertCustomer(body)))
+
+    async def upsert_order(self, order: str, **fields: Any) -> dict[str, Any]:
+        """Create or replace an order (fields as ``PUT /api/orders/{id}``)."""
+        from octim.api.customers import OrderBody
+        from octim.domain.customers import KIND as CUSTOMER
+        from octim.domain.customers import UpsertOrder
+
+        body = OrderBody.model_validate(fields).model_dump()
+        return dict(await self.directory.ref(CUSTOMER, body["customer"]).ask(
+            UpsertOrder({"id": order, **body})))
+
+    async def open_conversation(self, shop: str, buyer: str, *, level: int = 0,
+                                context: dict[str, Any] | None = None) -> str:
+        """Open (or find) the buyer's conversation with a shop; returns its id."""
+        from octim.domain.shops import KIND as SHOP
+        from octim.domain.shops import OpenConversation
+
+        opened = await self.directory.ref(SHOP, shop).ask(
+            OpenConversation(shop, buyer, level, context or {}))
+        return str(opened["conversation"])
+
+    async def post_message(self, conversation: str, text: str, *,
+                           as_: str = "system") -> dict[str, Any]:
+        """Post as ``system`` (a notice) or ``bot``; returns the stored message."""
+        from octim.domain.conversation_messages import Post
+
+        if self.store.get("conversations", conversation.encode()) is None:
+            raise NotFound(f"no conversation {conversation!r}")
+        return dict(await self.directory.ref(CONVERSATION, conversation).ask(
+            Post(conversation, as_, text)))
+
+    def subscribe(self, events: set[str] | None = None, buffer: int = 1000
+                  ) -> AbstractContextManager[trio.MemoryReceiveChannel[dict[str, Any]]]:
+        """Durable events (``{"event", "data"}``) as they happen, e.g. ``message.sent``."""
+        return self.events.subscribe(frozenset(events) if events else None, buffer)
 
     def _dispatcher(self) -> ActorRef:
         return self.directory.ref(DISPATCHER, DISPATCHER_ID)
@@ -259,3 +307,27 @@ class Engine:
                     log.warning("sweep could not reach a conversation",
                                 extra={"conversation": conversation, "error": repr(exc)})
         return asked
+
+
+@asynccontextmanager
+async def open_engine(data: str | os.PathLike[str], **settings: Any) -> AsyncIterator[Engine]:
+    """An engine for embedding programs, running until the block ends.
+
+    ``settings`` are :class:`~octim.config.Settings` fields. Unlike ``octim
+    serve``, listeners default to free loopback ports and the secret and API key
+    are generated when not given (read them from ``engine.settings``).
+    """
+    import secrets as _secrets
+
+    from octim.config import load_settings
+
+    flags: dict[str, Any] = {"data": data, "http": "127.0.0.1:0", "ws": "127.0.0.1:0",
+                             "secret": _secrets.token_urlsafe(48),
+                             "api_key": _secrets.token_urlsafe(24), **settings}
+    engine = Engine(load_settings(env={}, flags=flags))
+    async with trio.open_nursery() as nursery:
+        engine.listening = await nursery.start(engine.run)
+        try:
+            yield engine
+        finally:
+            engine.stop()

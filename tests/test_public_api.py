@@ -16,6 +16,7 @@ def test_public_names_are_pinned() -> None:
         "__version__",
         "issue_token",
         "load_settings",
+        "open_engine",
         "verify_token",
     ]
     for name in octim.__all__:

@@ -133,3 +133,12 @@ class Feedback(Message):
     shops: tuple[str, ...]
     seq: int
     helpful: bool
+
+
+@record
+class Post(Message):
+    """A message from the platform itself: a ``system`` notice or a ``bot`` line."""
+
+    conversation: str
+    role: str
+    text: str

@@ -27,6 +27,7 @@ from octim.domain.conversation_messages import (
     DescribeConversation,
     Feedback,
     MarkRead,
+    Post,
     Rate,
     Recall,
     Resolve,
@@ -74,6 +75,7 @@ __all__ = [
     "DescribeConversation",
     "Feedback",
     "MarkRead",
+    "Post",
     "Rate",
     "Recall",
     "Resolve",
@@ -137,6 +139,8 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                 return await self._unassign(reason)
             case Transfer():
                 return await self._transfer(message)
+            case Post(role=role, text=text):
+                return await self._post(role, text)
             case Feedback(seq=seq, helpful=helpful):
                 self._check_member(message.user, message.role, message.shops)
                 said = self.context.store.get("messages", message_key(self.id, seq))
@@ -293,6 +297,21 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
             elif self.meta["state"] == ASSIGNED and self.meta.get("agent"):
                 await self._assist(stored)
         return reply
+
+    async def _post(self, role: str, text: str) -> dict[str, Any]:
+        if role not in ("system", "bot") or not text.strip() or len(text) > 5000:
+            raise InvalidBody("post as 'system' or 'bot', with 1-5000 characters")
+        if self.meta["state"] == CLOSED:
+            raise ConversationClosed(f"conversation {self.id} is closed")
+        seq, ts = self.meta["last_seq"] + 1, self.context.now_ms()
+        said = {"seq": seq, "id": f"{role}-{seq}", "from": role, "role": role,
+                "kind": "system" if role == "system" else "text", "body": {"text": text},
+                "ts": ts}
+        self.meta["last_seq"] = seq
+        done: Reply[Any] = Reply()
+        await self._commit([Put("messages", message_key(self.id, seq), pack(said)),
+                            self._meta_op()], [(msg_frame(self.id, said), None)], done, said)
+        return dict(await done.wait())
 
     def _seen(self, client_id: str) -> tuple[int, int] | Reply[dict[str, Any]] | None:
         if client_id in self.pending:
