@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from octim.auth import issue_token
 from octim.config import Settings, load_settings
 from octim.domain.conversations import KIND as CONVERSATION
 from octim.domain.conversations import SendMessage
+from octim.domain.customers import KIND as CUSTOMER
+from octim.domain.customers import AddLogistics
 from octim.domain.kb.knowledge import ID as KB_ID
 from octim.domain.kb.knowledge import KIND as KB
 from octim.domain.kb.knowledge import UpsertEntry
@@ -92,6 +95,20 @@ async def seed_demo(engine: Engine) -> str:
     kb = directory.ref(KB, KB_ID)
     for entry in DEMO_KB:
         await kb.ask(UpsertEntry(entry))
+    await engine.upsert_customer("buyer-1", nickname="小王", level=2, region="杭州",
+                                 attributes={"sizes": {"top": "L"}, "style": "通勤"})
+    day = 86_400_000
+    for order, order_shop, status, name, price, age in (
+            ("demo-o1", "uniqlo-style", "shipped", "轻薄羽绒服 男款", 399, 2),
+            ("demo-o2", "uniqlo-style", "delivered", "纯棉T恤", 79, 20),
+            ("demo-o3", "digital-port", "paid", "蓝牙耳机", 199, 1)):
+        await engine.upsert_order(order, shop=order_shop, customer="buyer-1", status=status,
+                                  items=[{"sku": f"sku-{order}", "name": name, "price": price}],
+                                  times={"created": int(time.time() * 1000) - age * day})
+    await directory.ref(CUSTOMER, "buyer-1").ask(AddLogistics("demo-o1", (
+        {"time": int(time.time() * 1000) - day, "place": "杭州", "status": "已揽收"},
+        {"time": int(time.time() * 1000) - 3_600_000, "place": "上海转运中心",
+         "status": "运输中"})))
     for client_id, user, role, text in (
             ("demo-1", "buyer-1", "buyer", "你好，这件羽绒服有L码吗？"),
             ("demo-2", "agent-1", "agent", "亲，L码有货的，今天下单明天发货哦～")):

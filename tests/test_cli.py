@@ -161,4 +161,10 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
                 assert answer["body"]["text"].startswith("付款后48小时内发货")
 
         trio.run(agent_sees_the_seeded_chat_and_the_bot_answers)
+        with httpx.Client(base_url=http, timeout=10) as client:
+            context = client.get(f"/api/conversations/{conversation}/context",
+                                 headers={"Authorization": f"Bearer {token}"}).json()
+        assert [o["id"] for o in context["orders"]] == ["demo-o1", "demo-o2"]
+        assert context["orders"][0]["logistics"][-1]["status"] == "运输中"
+        assert "蓝牙耳机" not in str(context)  # the other shop's order
         assert demo.stop(signal.SIGINT) == 0

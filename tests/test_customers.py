@@ -157,3 +157,47 @@ async def test_another_shop_and_another_buyer_see_nothing(tmp_path: Path) -> Non
                         assert BUYER not in error["message"]
                     inbox = await client.request({"type": "inbox"}, "inbox")
                     assert inbox["conversations"] == []
+
+
+async def test_segments_by_rule_and_as_vip_in_routing(tmp_path: Path) -> None:
+    async with open_engine(tmp_path / "d") as (engine, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers={
+                "Authorization": f"Bearer {TEST_API_KEY}"}) as http:
+            await seed(http)  # BUYER: s1 orders shipped + delivered (99 each), s2 paid, s3 paid
+            (await http.put("/api/customers/light", json={"nickname": "新客"})
+             ).raise_for_status()
+            (await http.put("/api/orders/o-9", json={
+                "shop": "s1", "customer": "light", "status": "refunded",
+                "items": [{"sku": "x", "name": "袜子", "price": 9}]})).raise_for_status()
+            for segment, body in (
+                    ("loyal", {"name": "老客", "rule": {"min_orders": 3, "min_spent": 250}}),
+                    ("s1-returners", {"name": "退货多", "shop": "s1",
+                                      "rule": {"min_returns": 1}})):
+                (await http.put(f"/api/segments/{segment}", json=body)).raise_for_status()
+            loyal = (await http.get("/api/segments/loyal/members")).json()["members"]
+            returners = (await http.get("/api/segments/s1-returners/members")).json()
+            assert loyal == [BUYER] and returners["members"] == ["light"]
+            # Routing: members of "loyal" are served as VIP in s1.
+            (await http.put("/api/shops/s1", json={"name": "s1", "bot": {"mode": "off"},
+                                                    "routing": {"vip_segments": ["loyal"]}})
+             ).raise_for_status()
+            (await http.put("/api/agents/solo", json={"name": "solo", "shops": ["s1"],
+                                                      "max_concurrent": 1})).raise_for_status()
+        with trio.fail_after(20):
+            async with connect(listening.ws_url, token("solo", "agent", "s1")) as solo, \
+                    connect(listening.ws_url, token("first")) as first, \
+                    connect(listening.ws_url, token("light")) as regular, \
+                    connect(listening.ws_url, token(BUYER)) as loyal_buyer:
+                c0 = (await first.open("s1"))["conversation"]
+                await first.say(c0, "f", "hi")
+                await solo.expect("event", event="assigned", conversation=c0)
+                c1 = (await regular.open("s1"))["conversation"]
+                await regular.say(c1, "r", "hello")
+                c2 = (await loyal_buyer.open("s1"))["conversation"]
+                await loyal_buyer.say(c2, "l", "hello")
+                queued = await loyal_buyer.expect("event", event="queued", conversation=c2)
+                assert queued["data"]["position"] == 1
+                # The routing record is written (pipelined) after the decision.
+                while engine.store.get("routing", c2.encode()) is None:
+                    await trio.sleep(0.01)
+                assert engine.routing_trace(c2)["waiting"]["rules"] == ["vip:level 1"]

@@ -25,6 +25,7 @@ from octim.domain.customers import (
     UpsertCustomer,
     UpsertOrder,
 )
+from octim.domain.segments import members
 from octim.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -94,6 +95,22 @@ class NoteBody(BaseModel):
 class TagsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tags: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(max_length=50)
+
+
+class SegmentRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tags_any: list[Text] = Field(default_factory=list, max_length=50)
+    level_at_least: int = Field(0, ge=0, le=100)
+    min_orders: int = Field(0, ge=0)
+    min_spent: float = Field(0, ge=0)
+    min_returns: int = Field(0, ge=0)
+
+
+class SegmentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    shop: Annotated[str, Field(max_length=128)] | None = None
+    rule: SegmentRule
 
 
 class SharingBody(BaseModel):
@@ -194,6 +211,22 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
             await audit(who, "context", request, conversation=conversation,
                         customer=meta["buyer"], shop=meta["shop"])
         return built
+
+    @api.put("/api/segments/{segment}", dependencies=[Depends(platform)])
+    async def put_segment(segment: Ref, body: SegmentBody) -> Any:
+        """Define a segment of buyers (docs/customers.md); routing can serve it as VIP."""
+        record = {"id": segment, **body.model_dump()}
+        await engine.store.put("segments", segment.encode(), record)
+        return record
+
+    @api.get("/api/segments/{segment}/members", dependencies=[Depends(platform)])
+    async def segment_members(segment: Ref,
+                              limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Any:
+        """The buyers in a segment now."""
+        found = engine.store.get("segments", segment.encode())
+        if found is None:
+            raise NotFound(f"no segment {segment!r}")
+        return {"segment": segment, "members": members(engine.store, found, limit)}
 
     @api.put("/api/platform/sharing", dependencies=[Depends(platform)])
     async def put_sharing(body: SharingBody) -> Any:

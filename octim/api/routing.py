@@ -52,6 +52,7 @@ class RoutingPolicyBody(BaseModel):
     keyword_groups: list[KeywordRule] | None = None
     vip_level: int = Field(1, ge=0, le=100)
     vip_group: Ref | None = None
+    vip_segments: list[Ref] = []
     group_costs: dict[Ref, Annotated[int, Field(ge=1, le=100)]] = {}
     sla_seconds: float = Field(180.0, gt=0)
     vip_sla_seconds: float = Field(60.0, gt=0)

@@ -49,6 +49,7 @@ DATABASES: tuple[str, ...] = (
     "audit",  # time-ordered key → one staff read of buyer data
     "webhooks",  # endpoint id → {"url", "events", "secret"}
     "webhook_dead",  # delivery id → a delivery that failed every attempt
+    "segments",  # segment id → {"name", "shop", "rule"}
 )
 
 DEFAULT_MAP_SIZE = 64 << 20

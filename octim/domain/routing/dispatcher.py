@@ -45,6 +45,7 @@ from octim.domain.routing.messages import (
 )
 from octim.domain.routing.policy import RoutingPolicy, Target, target
 from octim.domain.routing.state import AgentState, Assigned, Waiting
+from octim.domain.segments import is_member
 from octim.errors import InvalidInput, NotFound
 from octim.store import Delete, Op, Put, pack
 
@@ -237,7 +238,13 @@ class Dispatcher(Actor[EngineContext]):
             await self._release(m.conversation)
         policy = self._policy(m.shop)
         groups = set(self._groups(m.shop))
-        tgt = target(policy, groups, thaw(m.context), m.text, m.level)
+        level = m.level
+        for segment_id in policy.vip_segments:
+            segment = self.context.store.get("segments", segment_id.encode())
+            if segment is not None and is_member(self.context.store, segment, m.buyer):
+                level = max(level, policy.vip_level)  # a segment member is served as VIP
+                break
+        tgt = target(policy, groups, thaw(m.context), m.text, level)
         if m.group:
             if m.group not in groups:
                 raise NotFound(f"no group {m.group!r} in shop {m.shop!r}")

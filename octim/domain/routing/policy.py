@@ -27,6 +27,7 @@ class RoutingPolicy:
     keyword_groups: tuple[tuple[tuple[str, ...], str], ...] = DEFAULT_KEYWORDS
     vip_level: int = 1  # buyers at this level or above are VIP
     vip_group: str | None = None  # … and go to this group if it has agents
+    vip_segments: tuple[str, ...] = ()  # members of these segments are served as VIP
     group_costs: dict[str, int] = field(default_factory=dict)  # capacity units per group
     sla_seconds: float = 180.0  # first-response target; orders the queue
     vip_sla_seconds: float = 60.0
