@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,7 +36,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 delivery = self.headers["X-Octim-Delivery"]
                 receiver.received.append({"headers": dict(self.headers), "body": body,
-                                          "path": self.path})
+                                          "path": self.path, "at": time.monotonic()})
                 left = receiver.failures_left.get(delivery, 0)
                 failing = (receiver.always_fail and self.path == "/flaky") or left > 0
                 if left > 0:
@@ -119,7 +120,9 @@ async def test_signed_deliveries_retries_dead_letters_and_resend(
             (letter,) = dead
             assert letter["attempts"] == 3 and letter["last_error"] == "HTTP 500"
             assert letter["event"] == "conversation.opened"
-            # Retries were spread out, not immediate (backoff 0.05 s, then 0.1 s).
+            # Retries were spread out, not immediate: backoff 0.05 s, then 0.1 s.
+            times = [r["at"] for r in receiver.received if r["path"] == "/flaky"]
+            assert times[1] - times[0] >= 0.05 and times[2] - times[1] >= 0.1
             # Re-sent after the receiver recovers: delivered once more, no longer dead.
             receiver.always_fail = False
             resent = await http.post(f"/api/webhooks/flaky/dead/{letter['id']}/resend")
