@@ -10,6 +10,7 @@ and never slows the engine).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +23,7 @@ from octim.store import Delete, Put, Store, pack
 from octim.webhooks import EVENTS, Publish, Resend, SetEndpoints, Tick, WebhookSender
 
 log = logging.getLogger("octim.events")
+WEBHOOK_BACKLOG = 10_000  # events waiting for the webhook sender before new ones are dropped
 
 
 class Subscription:
@@ -60,13 +62,24 @@ class EventBus:
             backoff=settings.webhook_backoff, dead=self._dead,
             token=trio.lowlevel.current_trio_token())
         self._sender.tell(SetEndpoints(dict(self._endpoints)))
+        self._backlog = threading.BoundedSemaphore(WEBHOOK_BACKLOG)
+        self.dropped = 0
 
     # -- emitting ----------------------------------------------------------------
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
         """Publish one durable event (call on the trio thread)."""
         if self._endpoints:
-            self._sender.tell(Publish(event, data))
+            # Bounded: the sender posts one delivery at a time, so a slow receiver
+            # must not grow its inbox without limit. Past the bound new webhook
+            # events are dropped, counted and logged (subscriptions still get them).
+            if self._backlog.acquire(blocking=False):
+                self._sender.tell(Publish(event, data, self._backlog.release))
+            else:
+                self.dropped += 1
+                if self.dropped % 1000 == 1:
+                    log.warning("webhook backlog full; events dropped",
+                                extra={"dropped": self.dropped})
         for subscription in self._subscriptions:
             subscription.offer(event, data)
 

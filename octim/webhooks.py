@@ -70,6 +70,7 @@ class SetEndpoints:
 class Publish:
     event: str
     payload: dict[str, Any]
+    handled: Callable[[], None] = lambda: None  # frees the publisher's backlog slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +113,16 @@ class WebhookSender(pykka.ThreadingActor):
         if isinstance(message, SetEndpoints):
             self._endpoints = dict(message.endpoints)
         elif isinstance(message, Publish):
-            body = json.dumps({"event": message.event, "data": message.payload,
-                               "ts": int(time.time() * 1000)}, ensure_ascii=False).encode()
-            for endpoint_id, endpoint in self._endpoints.items():
-                if message.event in endpoint["events"] or "*" in endpoint["events"]:
-                    self._try(Delivery("d" + secrets.token_hex(8), endpoint_id,
-                                       endpoint["url"], endpoint["secret"], message.event, body))
+            try:
+                body = json.dumps({"event": message.event, "data": message.payload,
+                                   "ts": int(time.time() * 1000)}, ensure_ascii=False).encode()
+                for endpoint_id, endpoint in self._endpoints.items():
+                    if message.event in endpoint["events"] or "*" in endpoint["events"]:
+                        self._try(Delivery("d" + secrets.token_hex(8), endpoint_id,
+                                           endpoint["url"], endpoint["secret"], message.event,
+                                           body))
+            finally:
+                message.handled()
         elif isinstance(message, Resend):
             record = message.record
             body = json.dumps(record["payload"], ensure_ascii=False).encode()
