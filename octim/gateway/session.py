@@ -226,7 +226,7 @@ class Session:
                     await self.ws.aclose(CLOSE_FLOODING, "rate limit exceeded")
                     return
                 await self._send({"type": "error", "code": "rate_limited",
-                            "message": "slow down: too many frames"})
+                                  "message": "slow down: too many frames"})
                 continue
             try:
                 frame = self.codec.decode(data)

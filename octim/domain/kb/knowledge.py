@@ -151,6 +151,9 @@ class KnowledgeBase:
             view = self.views.get(shop) or self._view(PLATFORM)
             boost = {entry_id: SHOP_BOOST for entry_id, e in self.entries.items()
                      if e["shop"] == shop} if view is not self.views.get(PLATFORM) else {}
+        if not len(view):  # nothing to match against: skip segmenting the question
+            return {"id": None, "answer": None, "score": 0.0, "answered": False,
+                    "suggestions": []}
         found = view.search(question, boost=boost, limit=1 + suggestions)
         best = found[0] if found else None
         answered = view.answers(best)
