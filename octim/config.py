@@ -187,7 +187,3 @@ def load_settings(*, config_file: Path | None = None, env: Mapping[str, str] | N
                           f"must be at least {MIN_API_KEY_CHARS} characters")
     return Settings(**values)
 
-
-def settings_fields() -> list[str]:
-    """Names of every setting (for docs and tests)."""
-    return [f.name for f in dataclasses.fields(Settings)]

@@ -104,7 +104,6 @@ class WebhookSender(pykka.ThreadingActor):
         self._attempts, self._backoff = attempts, backoff
         self._dead, self._token = dead, token
         self._client = httpx.Client(timeout=timeout, transport=transport)
-        self.delivered = 0
 
     def on_stop(self) -> None:
         self._client.close()
@@ -143,7 +142,6 @@ class WebhookSender(pykka.ThreadingActor):
                 "X-Octim-Delivery": delivery.id, "X-Octim-Timestamp": timestamp,
                 "X-Octim-Signature": sign(delivery.secret, timestamp, delivery.body)})
             if 200 <= response.status_code < 300:
-                self.delivered += 1
                 return
             delivery.last_error = f"HTTP {response.status_code}"
         except httpx.HTTPError as exc:

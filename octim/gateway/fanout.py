@@ -46,7 +46,6 @@ class Fanout:
         self._ids = itertools.count(1)
         self._conns: dict[int, Connection] = {}
         self._by_user: dict[str, set[int]] = {}
-        self.presence: dict[str, str] = {}
 
     def attach(self, user: str, role: str, shops: tuple[str, ...],
                codec: FrameCodec) -> Connection:
@@ -66,19 +65,10 @@ class Fanout:
             ids.discard(conn.id)
             if not ids:
                 del self._by_user[conn.user]
-                self.presence.pop(conn.user, None)
 
     def connections_of(self, user: str) -> list[Connection]:
         """A user's open connections."""
         return [self._conns[i] for i in self._by_user.get(user, ())]
-
-    def is_online(self, user: str) -> bool:
-        """Whether the user has at least one connection."""
-        return user in self._by_user
-
-    @property
-    def connection_count(self) -> int:
-        return len(self._conns)
 
     def publish(self, frame: dict[str, Any], users: Iterable[str], *,
                 exclude: int | None = None, droppable: bool = False,

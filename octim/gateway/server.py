@@ -40,11 +40,6 @@ class Gateway:
         self._connections: set[WebSocketConnection] = set()
         self._closing = trio.Event()
 
-    @property
-    def connection_count(self) -> int:
-        """Open connections right now."""
-        return len(self._connections)
-
     async def serve(self, bind: HostPort, *,
                     task_status: trio.TaskStatus[HostPort] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen on ``bind`` until :meth:`close`; report the bound address once listening.

@@ -307,7 +307,6 @@ class Session:
                 await directory.ref(CONVERSATION, conv).ask(
                     Feedback(conv, p.user, p.role, p.shops, seq, helpful))
             case f.Presence(status=status):
-                self.engine.fanout.presence[p.user] = status
                 if p.role in STAFF_ROLES:
                     await directory.ref(DISPATCHER, DISPATCHER_ID).tell(
                         SetPresence(p.user, status))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,11 +30,6 @@ def engine_settings(data: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
-
-
-def random_id(prefix: str = "t") -> str:
-    """A fresh id for tests."""
-    return f"{prefix}-{secrets.token_hex(4)}"
 
 
 @asynccontextmanager
