@@ -69,6 +69,8 @@ class Settings:
     # routing
     presence_grace: float = 30.0  # seconds after an agent's last connection drops → offline
     routing_tick: float = 1.0  # seconds between routing timer checks
+    monitor_interval: float = 1.0  # seconds between live monitor updates to a screen
+    public_ws_url: str = ""  # the gateway URL browsers use (default: the page's host, --ws port)
     # webhooks
     webhook_timeout: float = 5.0  # seconds per delivery attempt
     webhook_attempts: int = 6  # attempts before a delivery goes to the dead letters
@@ -144,6 +146,8 @@ def _convert(name: str, value: Any) -> Any:
         if value.upper() not in _LOG_LEVELS:
             raise ConfigError(label, f"expected one of {sorted(_LOG_LEVELS)}, got {value!r}")
         return value.upper()
+    if name == "public_ws_url" and value and not value.startswith(("ws://", "wss://")):
+        raise ConfigError(label, f"expected a ws:// or wss:// URL, got {value!r}")
     if name == "log_format" and value not in {"json", "text"}:
         raise ConfigError(label, f"expected json or text, got {value!r}")
     return value

@@ -12,9 +12,11 @@ import secrets
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from octim.auth import issue_token
 from octim.config import Settings, load_settings
+from octim.domain import canned
 from octim.domain.conversations import KIND as CONVERSATION
 from octim.domain.conversations import SendMessage
 from octim.domain.customers import KIND as CUSTOMER
@@ -31,30 +33,71 @@ from octim.engine import Engine, Listening
 
 DEFAULT_DATA = Path("octim-demo-data")
 
-DEMO_SHOPS: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("uniqlo-style", "优衣坊旗舰店", {"categories": ["服装", "鞋靴"]}),
-    ("digital-port", "数码港专营店", {"categories": ["手机", "电脑", "配件"]}),
-    ("fresh-orchard", "鲜果园", {"categories": ["水果", "生鲜"]}),
+DEMO_SHOPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("uniqlo-style", "优衣坊旗舰店", ("服装",)),
+    ("digital-port", "数码港专营店", ("手机", "电脑", "配件")),
+    ("stride-shoes", "步履鞋城", ("鞋靴", "运动鞋")),
 )
 
 
-DEMO_KB: tuple[dict[str, Any], ...] = tuple(
-    {"id": f"demo-{n}", "question": q, "similar": s, "answer": a, "category": c, "shop": None}
-    for n, (q, s, a, c) in enumerate((
-        ("什么时候发货", ["下单后多久发货", "几天能发出"], "付款后48小时内发货，预售以页面时间为准。", "物流"),
-        ("用什么快递", ["发什么快递", "默认快递是哪家"], "默认中通和圆通，顺丰需补运费差价。", "物流"),
-        ("包邮吗", ["运费怎么算", "满多少包邮"], "全场满99元包邮，偏远地区除外。", "物流"),
-        ("怎么查物流", ["快递单号在哪里", "物流信息在哪看"], "在“我的订单”点“查看物流”即可。", "物流"),
-        ("支持七天无理由退货吗", ["不喜欢可以退吗", "能七天无理由吗"], "支持七天无理由退货，吊牌需完好。", "售后"),
-        ("退款多久到账", ["钱什么时候退回来", "退款要几天"], "仓库签收后1-3个工作日原路退款。", "售后"),
-        ("怎么选尺码", ["穿多大码合适", "尺码怎么选"], "请参考尺码表，或告诉我们身高体重帮您推荐。", "商品"),
-        ("有优惠券吗", ["能便宜点吗", "有没有折扣"], "店铺首页可领满199减20优惠券。", "优惠"),
-    ), start=1))
+def _kb(prefix: str, shop: str | None, rows: tuple[tuple[str, list[str], str, str], ...]
+        ) -> tuple[dict[str, Any], ...]:
+    return tuple({"id": f"{prefix}-{n}", "question": q, "similar": s, "answer": a,
+                  "category": c, "shop": shop} for n, (q, s, a, c) in enumerate(rows, start=1))
+
+
+# Platform-wide answers, then each shop's own.
+DEMO_KB: tuple[dict[str, Any], ...] = _kb("demo", None, (
+    ("什么时候发货", ["下单后多久发货", "几天能发出"], "付款后48小时内发货，预售以页面时间为准。", "物流"),
+    ("用什么快递", ["发什么快递", "默认快递是哪家"], "默认中通和圆通，顺丰需补运费差价。", "物流"),
+    ("包邮吗", ["运费怎么算", "满多少包邮"], "全场满99元包邮，偏远地区除外。", "物流"),
+    ("怎么查物流", ["快递单号在哪里", "物流信息在哪看"], "在“我的订单”点“查看物流”即可。", "物流"),
+    ("支持七天无理由退货吗", ["不喜欢可以退吗", "能七天无理由吗"], "支持七天无理由退货，吊牌需完好。", "售后"),
+    ("退款多久到账", ["钱什么时候退回来", "退款要几天"], "仓库签收后1-3个工作日原路退款。", "售后"),
+    ("有优惠券吗", ["能便宜点吗", "有没有折扣"], "店铺首页可领满199减20优惠券。", "优惠"),
+)) + _kb("uniqlo", "uniqlo-style", (
+    ("怎么选尺码", ["穿多大码合适", "尺码怎么选"], "请参考详情页尺码表，或告诉我们身高体重帮您推荐。", "商品"),
+    ("羽绒服怎么清洗", ["羽绒服能机洗吗", "羽绒服可以水洗吗"], "建议手洗或干洗，水温不超过30度，平铺晾干。", "商品"),
+    ("衣服会缩水吗", ["洗了会不会缩", "纯棉缩水吗"], "纯棉款首次洗涤约有1-2%缩水，建议冷水洗。", "商品"),
+)) + _kb("digital", "digital-port", (
+    ("保修多久", ["质保多长时间", "坏了怎么保修"], "全店商品全国联保一年，耳机类半年。", "售后"),
+    ("支持以旧换新吗", ["旧手机能抵钱吗", "可以回收旧机吗"], "支持，下单时选择“以旧换新”，上门估价。", "优惠"),
+    ("是正品吗", ["是不是行货", "有发票吗"], "官方授权正品行货，可开电子发票。", "商品"),
+)) + _kb("stride", "stride-shoes", (
+    ("鞋子偏码吗", ["尺码准不准", "要不要拍大一码"], "本店鞋子标准码，脚背高建议拍大半码。", "商品"),
+    ("可以换尺码吗", ["买小了能换吗", "尺码不合适怎么办"], "签收7天内可免费换码一次，鞋盒需完好。", "售后"),
+    ("跑鞋适合跑马拉松吗", ["能跑全马吗", "适合长跑吗"], "竞速系列适合半马和全马，缓震系列适合日常训练。", "商品"),
+))
 DEMO_GROUPS = (("pre_sales", "售前"), ("after_sales", "售后"), ("logistics", "物流"))
 DEMO_AGENTS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("agent-1", "小美", ("uniqlo-style", "digital-port"), ("pre_sales", "after_sales")),
     ("agent-2", "小王", ("uniqlo-style",), ("pre_sales", "logistics")),
-    ("agent-3", "小李", ("digital-port", "fresh-orchard"), ("pre_sales",)),
+    ("agent-3", "小李", ("digital-port",), ("pre_sales", "after_sales")),
+    ("agent-4", "小张", ("stride-shoes",), ("pre_sales", "logistics")),
+    ("agent-5", "小陈", ("stride-shoes",), ("after_sales",)),
+)
+DEMO_CANNED: tuple[tuple[str, str, str, str], ...] = tuple(
+    (shop, f"{shop}-{n}", title, text) for shop in (s[0] for s in DEMO_SHOPS)
+    for n, (title, text) in enumerate((
+        ("问候", "亲，您好，欢迎光临～请问有什么可以帮您？"),
+        ("稍等", "亲，请稍等，正在为您查询～"),
+        ("发货", "亲，付款后48小时内发货，发货后可在订单里查看物流。"),
+        ("结束语", "感谢您的耐心，祝您生活愉快，有问题随时找我们～"),
+    ), start=1))
+DAY_MS = 86_400_000
+# buyer id, nickname, level, region, orders: (order, shop, status, item, price, days ago)
+DEMO_BUYERS: tuple[tuple[str, str, int, str, tuple[tuple[str, str, str, str, int, int], ...]],
+                   ...] = (
+    ("buyer-1", "小王", 2, "杭州", (
+        ("demo-o1", "uniqlo-style", "shipped", "轻薄羽绒服 男款", 399, 2),
+        ("demo-o2", "uniqlo-style", "delivered", "纯棉T恤", 79, 20),
+        ("demo-o3", "digital-port", "paid", "蓝牙耳机", 199, 1))),
+    ("buyer-2", "阿珍", 5, "上海", (
+        ("demo-o4", "digital-port", "delivered", "快充充电器", 89, 9),
+        ("demo-o5", "stride-shoes", "shipped", "缓震跑鞋 42码", 559, 3))),
+    ("buyer-3", "老陈", 0, "成都", (
+        ("demo-o6", "stride-shoes", "delivered", "帆布鞋 40码", 199, 12),
+        ("demo-o7", "uniqlo-style", "paid", "摇粒绒外套", 249, 1))),
 )
 
 
@@ -79,8 +122,8 @@ async def seed_demo(engine: Engine) -> str:
     """
     directory = engine.directory
     dispatcher = directory.ref(DISPATCHER, DISPATCHER_ID)
-    for shop_id, name, settings in DEMO_SHOPS:
-        await directory.ref(SHOP, shop_id).ask(UpsertShop(shop_id, name, settings))
+    for shop_id, name, categories in DEMO_SHOPS:
+        await directory.ref(SHOP, shop_id).ask(UpsertShop(shop_id, name, {}, categories))
         for group, label in DEMO_GROUPS:
             await dispatcher.ask(UpsertGroup(shop_id, group, label))
     for agent, name, shops, groups in DEMO_AGENTS:
@@ -95,20 +138,23 @@ async def seed_demo(engine: Engine) -> str:
     kb = directory.ref(KB, KB_ID)
     for entry in DEMO_KB:
         await kb.ask(UpsertEntry(entry))
-    await engine.upsert_customer("buyer-1", nickname="小王", level=2, region="杭州",
-                                 attributes={"sizes": {"top": "L"}, "style": "通勤"})
-    day = 86_400_000
-    for order, order_shop, status, name, price, age in (
-            ("demo-o1", "uniqlo-style", "shipped", "轻薄羽绒服 男款", 399, 2),
-            ("demo-o2", "uniqlo-style", "delivered", "纯棉T恤", 79, 20),
-            ("demo-o3", "digital-port", "paid", "蓝牙耳机", 199, 1)):
-        await engine.upsert_order(order, shop=order_shop, customer="buyer-1", status=status,
-                                  items=[{"sku": f"sku-{order}", "name": name, "price": price}],
-                                  times={"created": int(time.time() * 1000) - age * day})
-    await directory.ref(CUSTOMER, "buyer-1").ask(AddLogistics("demo-o1", (
-        {"time": int(time.time() * 1000) - day, "place": "杭州", "status": "已揽收"},
-        {"time": int(time.time() * 1000) - 3_600_000, "place": "上海转运中心",
-         "status": "运输中"})))
+    now = int(time.time() * 1000)
+    for canned_shop, reply_id, title, text in DEMO_CANNED:
+        await canned.put(engine.store, reply_id, shop=canned_shop, user="", title=title,
+                         text=text, now_ms=now)
+    for buyer, nickname, level, region, orders in DEMO_BUYERS:
+        await engine.upsert_customer(buyer, nickname=nickname, level=level, region=region,
+                                     attributes={"sizes": {"top": "L", "shoes": 42}})
+        for order, order_shop, status, name, price, age in orders:
+            await engine.upsert_order(
+                order, shop=order_shop, customer=buyer, status=status,
+                items=[{"sku": f"sku-{order}", "name": name, "price": price}],
+                times={"created": now - age * DAY_MS})
+    for order in ("demo-o1", "demo-o5"):
+        owner = "buyer-1" if order == "demo-o1" else "buyer-2"
+        await directory.ref(CUSTOMER, owner).ask(AddLogistics(order, (
+            {"time": now - DAY_MS, "place": "杭州", "status": "已揽收"},
+            {"time": now - 3_600_000, "place": "上海转运中心", "status": "运输中"})))
     for client_id, user, role, text in (
             ("demo-1", "buyer-1", "buyer", "你好，这件羽绒服有L码吗？"),
             ("demo-2", "agent-1", "agent", "亲，L码有货的，今天下单明天发货哦～")):
@@ -120,15 +166,18 @@ async def seed_demo(engine: Engine) -> str:
 
 def demo_links(settings: Settings, listening: Listening, conversation: str) -> str:
     """The text the demo prints once it is ready."""
-    buyer = issue_token(settings.secret, "buyer-1", "buyer", ttl=86400)
-    agent = issue_token(settings.secret, "agent-1", "agent",
-                        shops=(DEMO_SHOPS[0][0], DEMO_SHOPS[1][0]), ttl=86400)
+    def jwt(user: str, role: str, *shops: str) -> str:
+        return issue_token(settings.secret, user, role, shops=shops, ttl=86400)
+
+    http = listening.http_url
+    buyer = jwt("buyer-1", "buyer")
+    agent = jwt("agent-1", "agent", *DEMO_AGENTS[0][2])
     shop = DEMO_SHOPS[0][0]
-    return "\n".join([
+    lines = [
         "",
         "OctIM demo is running. Press Ctrl+C to stop.",
         f"  data dir     {settings.data.resolve()}",
-        f"  HTTP API     {listening.http_url}   (OpenAPI: {listening.http_url}/docs)",
+        f"  HTTP API     {http}   (OpenAPI: {http}/docs)",
         f"  WebSocket    {listening.ws_url}   (subprotocol octim.v1.json or octim.v1.msgpack)",
         f"  API key      {settings.api_key}",
         f"  buyer token  {buyer}",
@@ -136,14 +185,30 @@ def demo_links(settings: Settings, listening: Listening, conversation: str) -> s
         "",
         f"  conversation  {conversation}   (buyer-1 with {shop}, assigned to agent-1)",
         "",
+        "Open in a browser (each link signs in as that person):",
+    ]
+    for agent_id, name, shops, _ in DEMO_AGENTS:
+        lines.append(f"  workbench {agent_id}  {http}/agent#token={jwt(agent_id, 'agent', *shops)}"
+                     f"   ({name}: {', '.join(shops)})")
+    for buyer_id, _, _, _, orders in DEMO_BUYERS:
+        order, order_shop, _, item, price, _ = orders[-1]
+        query = urlencode({"shop": order_shop, "product": f"sku-{order}", "title": item,
+                           "price": price})
+        lines.append(f"  widget {buyer_id}  {http}/chat?{query}#token={jwt(buyer_id, 'buyer')}")
+    lines += [
+        f"  monitor platform  {http}/monitor#token={jwt('ops', 'platform_admin')}",
+        f"  monitor {shop}  {http}/monitor#token={jwt('admin-' + shop, 'shop_admin', shop)}",
+        f"  storefront embed  <script src=\"{http}/widget.js\" data-shop=\"{shop}\" "
+        f"data-token=\"{buyer}\"></script>",
+        "",
         "Try:",
-        f"  curl {listening.http_url}/readyz",
-        f"  curl -H 'Authorization: Bearer {settings.api_key}' "
-        f"{listening.http_url}/api/shops/{shop}",
+        f"  curl {http}/readyz",
+        f"  curl -H 'Authorization: Bearer {settings.api_key}' {http}/api/shops/{shop}",
         f"  connect to {listening.ws_url}, send {{\"type\":\"hello\",\"token\":<buyer token>}},",
         f"  then {{\"type\":\"sync\",\"conversation\":\"{conversation}\"}} "
         "(protocol: docs/protocol.md)",
-        "  as the buyer, open another shop (nobody is online there) and ask 几天能发货: the bot "
+        "  as a buyer, open a shop whose agents are offline and ask 几天能发货: the bot "
         "answers; say 转人工 to be handed to a person",
         "",
-    ])
+    ]
+    return "\n".join(lines)

@@ -31,6 +31,7 @@ from octim.domain.conversations import CONVERSATION_KIND, CloseIfIdle
 from octim.domain.conversations import KIND as CONVERSATION
 from octim.domain.customers import CUSTOMER_KIND
 from octim.domain.kb.knowledge import KB_KIND
+from octim.domain.monitor import Monitor
 from octim.domain.routing.dispatcher import DISPATCHER_KIND
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
@@ -100,6 +101,8 @@ class Engine:
         self.events: EventBus
         self.listening: Listening | None = None  # set by open_engine
         self.gateway = Gateway(self)
+        self.monitor = Monitor(self)
+        self.ws_bound: HostPort | None = None  # where the gateway listens, once it does
 
     @property
     def context(self) -> EngineContext:
@@ -257,10 +260,12 @@ class Engine:
                 partial(serve_http, grace=s.shutdown_grace), create_app(self), s.http,
                 self._stop.wait)
             ws = await servers.start(self.gateway.serve, s.ws)
+            self.ws_bound = ws
             # jieba loads its dictionary on first use (~0.7 s of CPU): do it now, not
             # inside the first buyer question the bot or agent assist sees.
             jieba.initialize()
-            sweeper, ticker = trio.CancelScope(), trio.CancelScope()
+            sweeper, ticker, monitor = trio.CancelScope(), trio.CancelScope(), trio.CancelScope()
+            await servers.start(self._monitor_forever, monitor)
             servers.start_soon(self._sweep_forever, sweeper)
             servers.start_soon(self._tick_forever, ticker)
             tune_interpreter(s.gc_threshold, s.gc_freeze, s.switch_interval)
@@ -274,6 +279,12 @@ class Engine:
             sweeper.cancel()
             ticker.cancel()
             self.gateway.close()
+            monitor.cancel()
+
+    async def _monitor_forever(self, scope: trio.CancelScope, *,
+                               task_status: trio.TaskStatus[None]) -> None:
+        with scope:
+            await self.monitor.run(task_status=task_status)
 
     async def _sweep_forever(self, scope: trio.CancelScope) -> None:
         with scope:
@@ -293,6 +304,7 @@ class Engine:
         call it directly after moving the clock."""
         await self.directory.ref(DISPATCHER, DISPATCHER_ID).ask(Tick())
         self.events.tick(time.monotonic())
+        await self.monitor.flush()
 
     async def sweep(self) -> int:
         """Ask every open conversation idle past the auto-close time to close; returns

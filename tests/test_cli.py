@@ -153,7 +153,7 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
                                      "亲，L码有货的，今天下单明天发货哦～"]
             # Nobody is online in the demo shop: a new buyer is served by the bot.
             async with connect(printed["WebSocket"][1], printed["buyer token"][-1]) as buyer:
-                opened = await buyer.request({"type": "open", "shop": "fresh-orchard",
+                opened = await buyer.request({"type": "open", "shop": "stride-shoes",
                                               "ref": "d"}, "opened", ref="d")
                 assert opened["state"] == "bot"
                 await buyer.say(opened["conversation"], "d1", "亲，几天能发货呀")

@@ -21,6 +21,7 @@ from octim.domain.routing.messages import (
     DeleteGroup,
     ForceAssign,
     ListGroups,
+    MonitorView,
     UpsertAgent,
     UpsertGroup,
 )
@@ -125,6 +126,19 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
     async def list_groups(shop: Name) -> Any:
         """The shop's skill groups."""
         return await dispatcher().ask(ListGroups(shop))
+
+    @api.get("/api/shops/{shop}/team")
+    async def team(shop: Name,
+                   who: Annotated[Principal | None, Depends(auth.platform_or_person)]) -> Any:
+        """Who works the shop right now (agents with status and load) and its skill
+        groups: what the workbench offers as transfer targets. The shop's staff only."""
+        if who is not None and who.role != "platform_admin" and shop not in who.shops:
+            raise NotFound(f"no shop {shop!r}")
+        if engine.store.get("shops", shop.encode()) is None:
+            raise NotFound(f"no shop {shop!r}")
+        view = (await dispatcher().ask(MonitorView((shop,))))[shop]
+        return {"shop": shop, "agents": view["agents"],
+                "groups": await dispatcher().ask(ListGroups(shop))}
 
     @api.get("/api/shops/{shop}/groups/{group}", dependencies=[Depends(platform)])
     async def get_group(shop: Name, group: Name) -> Any:

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 from octim.actors import Message, Reply
 from octim.domain.bot import TRANSCRIPT, BotSettings, handoff_reason
 from octim.domain.context import EngineContext
-from octim.domain.conversation_model import QUEUED, event_frame, message_key, msg_frame
+from octim.domain.conversation_model import (
+    QUEUED,
+    event_frame,
+    message_key,
+    msg_frame,
+    preview,
+)
 from octim.domain.kb.knowledge import ID as KB_ID
 from octim.domain.kb.knowledge import KIND as KB
 from octim.domain.kb.knowledge import AskKb, AssistKb, RecordUnanswered
@@ -52,7 +58,10 @@ class BotTurns:
         if reason is None:
             result = await self._kb(AskKb(text, shop))
             if result["answered"]:
-                await self._bot_say({"text": result["answer"], "kb": result["id"]})
+                answer = {"text": result["answer"], "kb": result["id"]}
+                if result["suggestions"]:  # "you may also ask" under the answer
+                    answer["related"] = result["suggestions"]
+                await self._bot_say(answer)
                 return
             self.meta["bot_unanswered"] = self.meta.get("bot_unanswered", 0) + 1
             if self.meta["bot_unanswered"] < settings.handoff_after:
@@ -73,6 +82,8 @@ class BotTurns:
         said = {"seq": seq, "id": f"bot-{seq}", "from": "bot", "role": "bot", "kind": "text",
                 "body": body, "ts": ts}
         self.meta["last_seq"] = seq
+        self.meta["preview"] = preview("text", body)
+        self.meta.pop("waiting_since", None)  # answered; a person is not awaited
         await self._commit([Put("messages", message_key(self.id, seq), pack(said)),
                             self._meta_op()], [(msg_frame(self.id, said), None)])
 
@@ -89,7 +100,8 @@ class BotTurns:
                    "at": self.context.now_ms()}
         frames: list[Any] = []
         ops = self._set_state(QUEUED)
-        self.meta.update(handoff=handoff, routed=True, first_text=asked["body"]["text"][:500])
+        self.meta.update(handoff=handoff, routed=True, first_text=asked["body"]["text"][:500],
+                         waiting_since=asked["ts"])
         ops += self._event("handoff", {"reason": reason}, frames)
         seq, ts = self.meta["last_seq"] + 1, self.context.now_ms()
         notice = {"seq": seq, "id": f"handoff-{seq}", "from": "bot", "role": "system",

@@ -183,6 +183,14 @@ def msg_frame(conversation: str, record: Any) -> dict[str, Any]:
     return frame
 
 
+def preview(kind: str, body: dict[str, Any]) -> str:
+    """A short line for inbox lists: the text, or the kind of a card or attachment."""
+    if kind in ("text", "system"):
+        return str(body.get("text", ""))[:80]
+    title = body.get("title")
+    return f"[{kind}] {title}"[:80] if title else f"[{kind}]"
+
+
 def event_frame(conversation: str, event: str, data: dict[str, Any]) -> dict[str, Any]:
     """An ``event`` frame."""
     return {"type": "event", "conversation": conversation, "event": event, "data": data}

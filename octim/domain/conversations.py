@@ -54,6 +54,7 @@ from octim.domain.conversation_model import (
     message_key,
     msg_frame,
     pair_key,
+    preview,
     validate_body,
 )
 from octim.domain.kb.knowledge import RecordFeedback
@@ -254,6 +255,11 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                   "kind": m.kind, "body": body, "ts": ts}
         self.meta["last_seq"] = seq
         self.meta["updated"] = ts
+        self.meta["preview"] = preview(m.kind, body)
+        if m.role == "buyer":  # the oldest buyer message nobody has answered yet
+            self.meta.setdefault("waiting_since", ts)
+        elif m.role in STAFF_ROLES:
+            self.meta.pop("waiting_since", None)
         reads = self.meta.setdefault("reads", {})
         reads[m.user] = max(reads.get(m.user, 0), seq)  # one's own message is read
         if m.role in STAFF_ROLES and "first_response" not in self.meta:

@@ -91,10 +91,15 @@ class FeedbackFrame(ClientFrame):
     helpful: bool
 
 
+class MonitorFrame(ClientFrame):
+    shops: Annotated[list[Id], Field(max_length=500)] = Field(default_factory=list)
+
+
 FRAMES: dict[str, type[ClientFrame]] = {
     "open": Open, "send": Send, "sync": Sync, "inbox": Inbox, "typing": Typing,
     "read": Read, "recall": Recall, "resolve": Resolve, "rate": Rate,
     "presence": Presence, "ping": Ping, "transfer": Transfer, "feedback": FeedbackFrame,
+    "monitor": MonitorFrame,
 }
 
 

@@ -91,6 +91,8 @@ class Session:
         self.last_frame = trio.current_time()
         self.tokens = float(self.settings.rate_burst)
         self.refilled = self.last_frame
+        self.nursery: trio.Nursery | None = None
+        self.monitoring: list[str] | None = None  # the shops this monitor screen watches
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -105,6 +107,7 @@ class Session:
         acks_in, acks_out = trio.open_memory_channel[tuple[Reply[Any], Any]](PENDING_ACKS)
         try:
             async with trio.open_nursery() as nursery:
+                self.nursery = nursery
                 # Whichever task ends first (peer gone, closed by us) ends them all.
                 for task in (self._writer, partial(self._acker, acks_out), self._heartbeat,
                              partial(self._reader, acks_in)):
@@ -316,8 +319,42 @@ class Session:
                 self._member(conv)
                 await acks.send((await directory.ref(CONVERSATION, conv).ask(Transfer(
                     conv, p.user, p.role, p.shops, to_agent, to_group, to_shop, note)), ref))
+            case f.MonitorFrame(shops=shops):
+                await self._monitor(shops)
             case _:
                 raise InvalidBody(f"unhandled frame {kind!r}")
+
+    async def _monitor(self, shops: list[str]) -> None:
+        """Start (or retarget) this connection's live monitor: a snapshot now and
+        one every ``monitor_interval`` until the connection closes."""
+        p = self.principal
+        assert p is not None and self.nursery is not None
+        if p.role == "platform_admin":
+            chosen = shops or sorted(k.decode() for k, _ in self.engine.store.scan("shops"))
+        elif p.role == "shop_admin":
+            unknown = [shop for shop in shops if shop not in p.shops]
+            if unknown:
+                raise NotFound(f"no shop {unknown[0]!r}")
+            chosen = shops or list(p.shops)
+        else:
+            raise Forbidden("the monitor is for shop and platform admins")
+        started = self.monitoring is not None
+        self.monitoring = chosen
+        await self._send(await self.engine.monitor.snapshot(chosen))
+        if not started:
+            self.nursery.start_soon(self._until_closed, self._monitor_loop,
+                                    self.nursery.cancel_scope)
+
+    async def _monitor_loop(self) -> None:
+        while True:
+            await trio.sleep(self.settings.monitor_interval)
+            if self.monitoring is None:
+                continue
+            try:
+                snapshot = await self.engine.monitor.snapshot(self.monitoring)
+            except OctimError:
+                continue  # busy or shutting down: the next round tries again
+            await self._send(snapshot)
 
     def _member(self, conversation: str) -> dict[str, Any]:
         """The conversation's meta if the caller takes part in it; else not_found."""
@@ -349,18 +386,37 @@ class Session:
         p = self.principal
         assert p is not None
         store = self.engine.store
+        staff = p.role in STAFF_ROLES
         prefix = pair_key(p.user, "")
         entries = []
+        names: dict[str, str] = {}
         for key, shop in store.scan("idx_user_conversations", prefix, prefix[:-1] + b"\x01"):
             conversation = key[len(prefix):].decode()
             meta = store.get("conversations", conversation.encode())
             if meta is None:
                 continue
-            read = meta.get("reads", {}).get(p.user, 0)
-            entries.append({"conversation": conversation, "shop": shop, "state": meta["state"],
-                            "last_seq": meta["last_seq"], "read": read,
-                            "unread": max(0, meta["last_seq"] - read),
-                            "updated": meta["updated"], "agent": meta.get("agent")})
+            if shop not in names:
+                names[shop] = (store.get("shops", shop.encode()) or {}).get("name", shop)
+            reads = meta.get("reads", {})
+            read = reads.get(p.user, 0)
+            # how far the other side has read: the buyer for staff, any staff for the buyer
+            peer_read = reads.get(meta["buyer"], 0) if staff else max(
+                [upto for user, upto in reads.items() if user != p.user], default=0)
+            entry = {"conversation": conversation, "shop": shop, "shop_name": names[shop],
+                     "state": meta["state"], "last_seq": meta["last_seq"], "read": read,
+                     "unread": max(0, meta["last_seq"] - read), "peer_read": peer_read,
+                     "updated": meta["updated"],
+                     "created": meta["created"], "agent": meta.get("agent"),
+                     "preview": meta.get("preview", ""), "rated": bool(meta.get("rating"))}
+            if staff:  # what the workbench sorts and filters by
+                buyer = meta["buyer"]
+                profile = store.get("customers", buyer.encode()) or {}
+                private = store.get("shop_customers", pair_key(shop, buyer)) or {}
+                entry.update(buyer=buyer, buyer_name=profile.get("nickname") or buyer,
+                             level=meta.get("level") or profile.get("level") or 0,
+                             waiting_since=meta.get("waiting_since"),
+                             tags=list(private.get("tags", [])))
+            entries.append(entry)
         entries.sort(key=lambda e: e["updated"], reverse=True)
         return entries
 

@@ -50,6 +50,8 @@ DATABASES: tuple[str, ...] = (
     "webhooks",  # endpoint id → {"url", "events", "secret"}
     "webhook_dead",  # delivery id → a delivery that failed every attempt
     "segments",  # segment id → {"name", "shop", "rule"}
+    "stats",  # shop \0 UTC day → the live monitor's counters for that day
+    "canned",  # scope \0 id → a canned reply (scope: "shop:<shop>" or "user:<user>")
 )
 
 DEFAULT_MAP_SIZE = 64 << 20

@@ -35,6 +35,7 @@ from octim.domain.routing.messages import (
     ForceAssign,
     GetAgent,
     ListGroups,
+    MonitorView,
     RouteConversation,
     SetPresence,
     ShopChanged,
@@ -165,6 +166,8 @@ class Dispatcher(Actor[EngineContext]):
             case ShopOnline(shop=shop):
                 return any(a.status == "online" and shop in a.shops
                            for a in self.agents.values())
+            case MonitorView(shops=shops):
+                return self._monitor_view(shops)
             case ListGroups(shop=shop):
                 return sorted(self._groups(shop).values(), key=lambda g: g["id"])
             case ShopChanged(shop=shop):
@@ -174,6 +177,34 @@ class Dispatcher(Actor[EngineContext]):
             case _:
                 raise InvalidInput(f"the dispatcher cannot handle {type(message).__name__}")
         return None
+
+    def _monitor_view(self, shops: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        now = self.now()
+        view: dict[str, dict[str, Any]] = {
+            shop: {"agents": [], "assigned": 0, "queued": 0, "longest_wait": 0.0}
+            for shop in shops}
+        for agent in self.agents.values():
+            for shop in agent.shops:
+                if shop in view:
+                    view[shop]["agents"].append({
+                        "id": agent.id, "name": agent.name, "status": agent.status,
+                        "load": agent.load, "max_concurrent": agent.max_concurrent})
+        for assigned in self.assigned.values():
+            if assigned.shop in view:
+                view[assigned.shop]["assigned"] += 1
+        for item in self.waiting.values():
+            if item.shop in view:
+                entry = view[item.shop]
+                entry["queued"] += 1
+                entry["longest_wait"] = max(entry["longest_wait"],
+                                            round(now - item.enqueued_at, 1))
+        for entry in view.values():
+            entry["agents"].sort(key=lambda a: a["id"])
+            counts = {status: 0 for status in STATUSES}
+            for agent in entry["agents"]:
+                counts[agent["status"]] += 1
+            entry["agents_by_status"] = counts
+        return view
 
     # -- agents and presence ---------------------------------------------------------
 

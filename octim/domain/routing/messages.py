@@ -119,6 +119,13 @@ class ShopOnline(Message):
 
 
 @record
+class MonitorView(Message):
+    """The live monitor's view of some shops: agents with status and load, the queue."""
+
+    shops: tuple[str, ...]
+
+
+@record
 class Tick(Message):
     """Check timers: presence grace, no-reply deadlines, preference waits."""
 

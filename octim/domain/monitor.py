@@ -1,0 +1,190 @@
+"""The live monitor's numbers: today's counters per shop and the last hour per minute.
+
+:class:`Monitor` reads the engine's durable events (the same stream webhooks
+and embedders get) from one bounded :class:`~octim.events.EventBus`
+subscription, so it never slows a conversation. It keeps per shop and UTC day:
+
+* conversations opened, resolved, messages by buyers and by staff;
+* first-response time: from a buyer message that waits for a person (not
+  answered by the bot) to the first staff reply in that conversation;
+* satisfaction: the ratings given.
+
+Day records live in the ``stats`` database (``shop \\0 YYYY-MM-DD``) and are
+flushed once per engine tick when they changed, so a restart keeps today's
+numbers. Live state (agents, queue, longest wait) comes from the dispatcher
+when a snapshot is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from octim.domain.conversation_model import STAFF_ROLES, pair_key
+from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
+from octim.domain.routing.dispatcher import KIND as DISPATCHER
+from octim.domain.routing.messages import MonitorView
+from octim.store import Put, pack
+
+if TYPE_CHECKING:
+    from octim.engine import Engine
+
+log = logging.getLogger("octim.monitor")
+
+EVENTS = frozenset({"conversation.opened", "conversation.resolved", "message.sent",
+                    "rating.given"})
+MINUTES = 60  # the chart's window
+TRACKED = 100_000  # conversations whose first response is still being watched
+
+
+def day_of(ms: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))
+
+
+def empty_day() -> dict[str, Any]:
+    return {"opened": 0, "resolved": 0, "buyer_messages": 0, "staff_messages": 0,
+            "frt_sum_ms": 0, "frt_count": 0, "rating_sum": 0, "rating_count": 0,
+            "minutes": {}}
+
+
+class Monitor:
+    """See the module docstring."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.days: dict[tuple[str, str], dict[str, Any]] = {}
+        self.dirty: set[tuple[str, str]] = set()
+        # conversation → ms of the oldest buyer message a person has not answered yet
+        self.waiting: OrderedDict[str, int] = OrderedDict()
+        self.responded: OrderedDict[str, None] = OrderedDict()
+
+    # -- feeding -------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Consume the event bus until cancelled."""
+        with self.engine.events.subscribe(EVENTS, buffer=10_000) as events:
+            task_status.started()
+            async for item in events:
+                try:
+                    self.observe(item["event"], item["data"])
+                except Exception as exc:  # a bad event must not stop the monitor
+                    log.error("monitor could not count an event", exc_info=exc)
+
+    def _day(self, shop: str, ms: int) -> dict[str, Any]:
+        key = (shop, day_of(ms))
+        record = self.days.get(key)
+        if record is None:
+            stored = self.engine.store.get("stats", pair_key(*key))
+            record = dict(stored) if stored is not None else empty_day()
+            record["minutes"] = {int(k): v for k, v in record.get("minutes", {}).items()}
+            self.days[key] = record
+            for old in [k for k in self.days if k[1] < key[1]]:
+                self.days.pop(old)  # yesterday is flushed and no longer counted into
+        self.dirty.add(key)
+        return record
+
+    def observe(self, event: str, data: dict[str, Any]) -> None:
+        """Count one durable event."""
+        now = self.engine.context.now_ms()
+        shop = data.get("shop")
+        if not isinstance(shop, str):
+            return
+        conversation = str(data.get("conversation", ""))
+        if event == "conversation.opened":
+            day = self._day(shop, now)
+            day["opened"] += 1
+            minute = now // 60_000
+            day["minutes"][minute] = day["minutes"].get(minute, 0) + 1
+        elif event == "conversation.resolved":
+            self._day(shop, now)["resolved"] += 1
+            self.waiting.pop(conversation, None)
+        elif event == "rating.given":
+            day = self._day(shop, now)
+            day["rating_sum"] += int(data.get("score", 0))
+            day["rating_count"] += 1
+        elif event == "message.sent":
+            self._message(shop, conversation, data)
+
+    def _message(self, shop: str, conversation: str, frame: dict[str, Any]) -> None:
+        role, ts = frame.get("role"), int(frame.get("ts", 0))
+        if role == "buyer":
+            self._day(shop, ts)["buyer_messages"] += 1
+            if conversation not in self.waiting and conversation not in self.responded:
+                self.waiting[conversation] = ts
+                if len(self.waiting) > TRACKED:
+                    self.waiting.popitem(last=False)
+        elif role == "bot":
+            self.waiting.pop(conversation, None)  # the bot answered; nobody waits for a person
+        elif role in STAFF_ROLES:
+            day = self._day(shop, ts)
+            day["staff_messages"] += 1
+            since = self.waiting.pop(conversation, None)
+            if since is not None and conversation not in self.responded:
+                day["frt_sum_ms"] += max(0, ts - since)
+                day["frt_count"] += 1
+                self.responded[conversation] = None
+                if len(self.responded) > TRACKED:
+                    self.responded.popitem(last=False)
+
+    async def flush(self) -> None:
+        """Write the day records that changed (called once per engine tick)."""
+        if not self.dirty:
+            return
+        ops = []
+        for key in self.dirty:
+            record = self.days.get(key)
+            if record is not None:
+                ops.append(Put("stats", pair_key(*key), pack(
+                    {**record, "minutes": {str(k): v for k, v in record["minutes"].items()}})))
+        self.dirty.clear()
+
+        def stored(error: str | None) -> None:
+            if error is not None:
+                log.error("could not keep monitor counters", extra={"error": error})
+
+        await self.engine.store.submit(tuple(ops), stored)
+
+    # -- reading -------------------------------------------------------------------
+
+    async def snapshot(self, shops: list[str]) -> dict[str, Any]:
+        """What the monitor screen shows for ``shops``."""
+        now = self.engine.context.now_ms()
+        live = await self.engine.directory.ref(DISPATCHER, DISPATCHER_ID).ask(
+            MonitorView(tuple(shops)))
+        store = self.engine.store
+        today, minute = day_of(now), now // 60_000
+        out = []
+        for shop in shops:
+            day = self.days.get((shop, today))
+            if day is None:
+                stored = store.get("stats", pair_key(shop, today))
+                day = empty_day() if stored is None else {
+                    **stored, "minutes": {int(k): v for k, v in stored["minutes"].items()}}
+            record = store.get("shops", shop.encode()) or {}
+            frt = day["frt_sum_ms"] / day["frt_count"] / 1000 if day["frt_count"] else None
+            rating = day["rating_sum"] / day["rating_count"] if day["rating_count"] else None
+            out.append({
+                "shop": shop, "name": record.get("name", shop), **live[shop],
+                "today": {"opened": day["opened"], "resolved": day["resolved"],
+                          "buyer_messages": day["buyer_messages"],
+                          "staff_messages": day["staff_messages"],
+                          "first_response_seconds": None if frt is None else round(frt, 1),
+                          "first_responses": day["frt_count"],
+                          "satisfaction": None if rating is None else round(rating, 2),
+                          "ratings": day["rating_count"]},
+                # opened per minute, oldest first, the current minute last
+                "last_hour": [day["minutes"].get(m, 0) if day_of(m * 60_000) == today
+                              else self._earlier(shop, m)
+                              for m in range(minute - MINUTES + 1, minute + 1)],
+            })
+        return {"type": "monitor", "ts": now, "day": today, "shops": out}
+
+    def _earlier(self, shop: str, minute: int) -> int:
+        """A minute of the last hour that fell on yesterday (just after midnight UTC)."""
+        stored = self.engine.store.get("stats", pair_key(shop, day_of(minute * 60_000)))
+        return int(stored["minutes"].get(str(minute), 0)) if stored else 0
