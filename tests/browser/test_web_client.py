@@ -1,0 +1,184 @@
+"""The web client end to end in a real browser against a real engine process.
+
+A buyer on a phone-sized screen asks, the bot answers, the buyer asks for a
+person; the agent sees the conversation under the right shop with the
+customer's context, replies; the buyer sees it (read states both ways), and
+rates once the agent resolves; the shop admin's live monitor counts all of it.
+Screenshots go to ``test-artifacts/browser/<test>/``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from playwright.sync_api import Page, expect
+
+from octim.auth import issue_token
+from octim.testing import token
+
+from .conftest import Running
+
+SHOP, OTHER = "shop-a", "shop-b"
+DAY = 86_400_000
+
+
+def seed(running: Running) -> None:
+    api = running.api
+    api.put(f"/api/shops/{SHOP}", json={"name": "测试服装店", "bot": {"mode": "always"}}
+            ).raise_for_status()
+    api.put(f"/api/shops/{OTHER}", json={"name": "测试数码店"}).raise_for_status()
+    api.put("/api/agents/a1", json={"name": "小美", "shops": [SHOP, OTHER],
+                                    "max_concurrent": 3}).raise_for_status()
+    api.put("/api/kb/ship", json={"shop": SHOP, "question": "什么时候发货",
+                                  "similar": ["几天能发货", "多久发货"],
+                                  "answer": "付款后48小时内发货哦。", "category": "物流"}
+            ).raise_for_status()
+    api.put("/api/customers/b1", json={"nickname": "阿宝", "level": 3, "region": "杭州"}
+            ).raise_for_status()
+    api.post("/api/orders/bulk", json=[
+        {"id": "o-1", "shop": SHOP, "customer": "b1", "status": "shipped",
+         "items": [{"sku": "sku-1", "name": "轻薄羽绒服", "price": 399}]},
+        {"id": "o-9", "shop": OTHER, "customer": "b1", "status": "paid",
+         "items": [{"sku": "sku-9", "name": "蓝牙耳机", "price": 199}]}]).raise_for_status()
+    api.post("/api/orders/o-1/logistics", json={"events": [
+        {"time": 1_790_000_000_000, "place": "上海转运中心", "status": "运输中"}]}
+             ).raise_for_status()
+    api.put("/api/canned/hello", json={"shop": SHOP, "title": "问候",
+                                       "text": "亲，在的，请问有什么可以帮您？"}).raise_for_status()
+
+
+def watch_console(page: Page, problems: list[str]) -> None:
+    page.on("pageerror", lambda error: problems.append(f"{page.url}: {error}"))
+    page.on("console", lambda m: problems.append(f"{page.url}: {m.text}")
+            if m.type == "error" else None)
+
+
+def test_buyer_bot_handoff_agent_reply_rating_and_monitor(
+        chromium: Any, running: Running, artifacts: Path) -> None:
+    seed(running)
+    http = running.http
+    problems: list[str] = []
+    desk = chromium.new_context(viewport={"width": 1280, "height": 800})
+    phone = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                 has_touch=True)
+
+    monitor = desk.new_page()
+    watch_console(monitor, problems)
+    monitor.goto(f"{http}/monitor#token={token('boss', 'shop_admin', SHOP)}")
+    row = monitor.locator(f"tr[data-shop='{SHOP}']")
+    expect(row.locator("td.opened")).to_have_text("0")
+    expect(row.locator("td.online")).to_have_text("0")
+
+    agent = desk.new_page()
+    watch_console(agent, problems)
+    agent.goto(f"{http}/agent#token={token('a1', 'agent', SHOP, OTHER)}")
+    expect(agent.locator("#conn")).to_have_text("已连接")
+    expect(row.locator("td.online")).to_have_text("1")  # the monitor saw the agent arrive
+
+    buyer = phone.new_page()
+    watch_console(buyer, problems)
+    query = urlencode({"shop": SHOP, "product": "sku-1", "title": "轻薄羽绒服", "price": 399})
+    buyer.goto(f"{http}/chat?{query}#token={token('b1', 'buyer')}")
+    expect(buyer.locator("#shop-name")).to_have_text("测试服装店")
+    expect(buyer.locator(".card-title")).to_have_text("轻薄羽绒服")  # the product card
+
+    # The bot answers from the shop's knowledge base.
+    buyer.fill("#input", "几天能发货")
+    buyer.keyboard.press("Enter")
+    expect(buyer.locator("li.msg[data-role='bot'] .bubble")).to_contain_text("48小时内发货")
+    buyer.screenshot(path=artifacts / "1-buyer-bot-answer.png")
+
+    # 转人工: the conversation goes to the online agent.
+    buyer.get_by_role("button", name="转人工").click()
+    expect(buyer.locator("li.msg[data-role='system']")).to_contain_text("转接人工客服")
+    item = agent.locator(".inbox-item")
+    expect(item).to_have_count(1)
+    expect(item.locator(".shop-label")).to_have_text("测试服装店")
+    expect(item.locator(".buyer")).to_have_text("阿宝")
+    expect(item.locator(".vip")).to_have_text("VIP3")
+    expect(item.locator(".badge")).to_be_visible()  # unread
+    expect(row.locator("td.active")).to_have_text("1")
+
+    item.click()
+    expect(item.locator(".badge")).to_have_count(0)
+    expect(agent.locator("#chat-title")).to_have_text("阿宝")
+    expect(agent.locator("#messages")).to_contain_text("几天能发货")
+    expect(agent.locator("#messages")).to_contain_text("48小时内发货")  # the bot's part
+    expect(agent.locator("#messages .notice")).to_contain_text("转人工")
+    panel = agent.locator("#customer-body")
+    expect(panel.locator("h3")).to_have_text("阿宝")
+    expect(panel.locator("li.order[data-order='o-1']")).to_contain_text("轻薄羽绒服")
+    expect(panel).to_contain_text("上海转运中心")
+    expect(panel).not_to_contain_text("蓝牙耳机")  # the other shop's order stays private
+    agent.screenshot(path=artifacts / "2-agent-inbox-and-context.png")
+
+    # A canned reply, then Shift+Enter makes a new line and Enter sends.
+    agent.get_by_role("button", name="快捷回复").click()
+    agent.locator("#canned-list").get_by_role("button", name=re.compile("问候")).click()
+    expect(agent.locator("#input")).to_have_value("亲，在的，请问有什么可以帮您？")
+    agent.keyboard.press("Enter")
+    agent.locator("#input").fill("羽绒服已经发货了")
+    agent.locator("#input").press("Shift+Enter")
+    agent.locator("#input").press_sequentially("在上海转运中心")
+    expect(agent.locator("#input")).to_have_value("羽绒服已经发货了\n在上海转运中心")
+    agent.keyboard.press("Enter")
+    expect(agent.locator("#input")).to_have_value("")
+
+    theirs = buyer.locator("li.msg[data-role='agent'] .bubble")
+    expect(theirs).to_have_count(2)
+    expect(theirs.nth(1)).to_have_text("羽绒服已经发货了\n在上海转运中心")
+    # The buyer's screen is open, so it reads; the agent sees 已读 on both replies.
+    expect(agent.locator("li.msg.mine .status").last).to_have_text("已读")
+    buyer.screenshot(path=artifacts / "3-buyer-sees-reply.png")
+
+    # A reload resumes the same conversation.
+    buyer.reload()
+    expect(buyer.locator("li.msg[data-role='agent'] .bubble")).to_have_count(2)
+
+    # The agent resolves; the buyer rates 5 stars with a comment.
+    agent.once("dialog", lambda dialog: dialog.accept())
+    agent.get_by_role("button", name="结束会话").click()
+    expect(buyer.locator("#rating")).to_be_visible()
+    buyer.get_by_role("radio", name="5 星").click()
+    buyer.fill("#rating-comment", "回复很快")
+    buyer.get_by_role("button", name="提交评价").click()
+    expect(buyer.locator("#rated")).to_be_visible()
+    buyer.screenshot(path=artifacts / "4-buyer-rated.png")
+
+    # The monitor counted the day: one conversation, a first response, a 5-star rating.
+    expect(row.locator("td.opened")).to_have_text("1")
+    expect(row.locator("td.active")).to_have_text("0")
+    expect(row.locator("td.csat")).to_have_text("5.00 (1)")
+    expect(row.locator("td.frt")).to_have_text(re.compile(r"\d+秒"))
+    expect(monitor.locator("#total-csat")).to_contain_text("5.00")
+    monitor.screenshot(path=artifacts / "5-monitor.png")
+
+    # English is one click away.
+    monitor.get_by_role("button", name="English").click()
+    expect(monitor.locator(".brand")).to_have_text("Live monitor")
+    assert problems == []
+    desk.close()
+    phone.close()
+
+
+def test_workbench_sign_in_screen_and_bad_token(chromium: Any, running: Running,
+                                                artifacts: Path) -> None:
+    page = chromium.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(f"{running.http}/agent")
+    expect(page.locator("#signin")).to_be_visible()
+    page.fill("#token-input", token("b1", "buyer"))
+    page.get_by_role("button", name="登录").click()
+    expect(page.locator("#signin-error")).to_have_text("这不是客服或店铺管理员的令牌。")
+    page.fill("#token-input", "not.a.token")
+    page.get_by_role("button", name="登录").click()
+    expect(page.locator("#signin-error")).to_contain_text("令牌")
+    forged = issue_token("another-secret-that-is-long-enough-for-hs256!", "a1", "agent",
+                         shops=(SHOP,))
+    page.fill("#token-input", forged)
+    page.get_by_role("button", name="登录").click()
+    expect(page.locator("#signin-error")).to_have_text("令牌无效或已过期，请重新登录。")
+    page.screenshot(path=artifacts / "signin.png")
+    page.close()
