@@ -396,6 +396,7 @@ $("compose").addEventListener("submit", (event) => {
   const text = $("input").value.trim();
   if (!text || !state.current) return;
   $("input").value = "";
+  state.lastTypingSent = 0; // the next keystroke starts a new typing notice
   sendMessage("text", { text });
 });
 
@@ -530,7 +531,7 @@ async function loadCustomer(id) {
   const profile = ctx.profile || {};
   const entry = state.entries.get(id) || {};
   const highlighted = ctx.highlight?.order;
-  body.replaceChildren(
+  body.replaceChildren(...[
     el("section.profile",
       el("h3", { text: profile.nickname || entry.buyer || "" }),
       el("dl", ...Object.entries(profile).filter(([k, v]) => !["nickname", "attributes", "id"].includes(k) &&
@@ -558,7 +559,7 @@ async function loadCustomer(id) {
       el("form.inline", { onsubmit: (event) => { event.preventDefault(); const v = event.target.elements.note.value.trim(); if (v) addNote(v); } },
         el("input", { name: "note", maxlength: 1000, "aria-label": t("add_note"), placeholder: t("add_note") }),
         el("button", { type: "submit", text: t("add") }))),
-  );
+  ].filter(Boolean));
 }
 
 function orderItem(order, highlighted, reason) {

@@ -213,6 +213,7 @@ $("compose").addEventListener("submit", (event) => {
   const text = $("input").value.trim();
   if (!text) return;
   $("input").value = "";
+  state.lastTypingSent = 0; // the next keystroke starts a new typing notice
   sendText(text);
 });
 

@@ -10,6 +10,9 @@ Screenshots go to ``test-artifacts/browser/<test>/``.
 from __future__ import annotations
 
 import re
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -182,3 +185,142 @@ def test_workbench_sign_in_screen_and_bad_token(chromium: Any, running: Running,
     expect(page.locator("#signin-error")).to_have_text("令牌无效或已过期，请重新登录。")
     page.screenshot(path=artifacts / "signin.png")
     page.close()
+
+
+# A 1×1 PNG.
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e0d7c8a1"
+                    "0000000049454e44ae426082")
+
+
+def test_agent_tools_image_recall_suggestions_tags_cards_transfer(
+        chromium: Any, running: Running, artifacts: Path) -> None:
+    api = running.api
+    api.put(f"/api/shops/{SHOP}", json={"name": "测试服装店", "bot": {"mode": "off"}}
+            ).raise_for_status()
+    for agent_id, name in (("a1", "小美"), ("a2", "小王")):
+        api.put(f"/api/agents/{agent_id}", json={"name": name, "shops": [SHOP],
+                                                 "max_concurrent": 3}).raise_for_status()
+    api.put("/api/kb/size", json={"shop": SHOP, "question": "怎么选尺码",
+                                  "similar": ["穿多大码合适"],
+                                  "answer": "身高175体重70公斤选L码。", "category": "商品"}
+            ).raise_for_status()
+    api.put("/api/orders/o-1", json={"shop": SHOP, "customer": "b1", "status": "paid",
+                                     "items": [{"sku": "sku-1", "name": "轻薄羽绒服",
+                                                "price": 399}]}).raise_for_status()
+    problems: list[str] = []
+    desk = chromium.new_context(viewport={"width": 1280, "height": 800})
+    a1 = desk.new_page()
+    watch_console(a1, problems)
+    a1.goto(f"{running.http}/agent#token={token('a1', 'agent', SHOP)}")
+    expect(a1.locator("#conn")).to_have_text("已连接")
+    buyer = desk.new_page()
+    watch_console(buyer, problems)
+    buyer.goto(f"{running.http}/chat?shop={SHOP}#token={token('b1', 'buyer')}")
+    buyer.fill("#input", "你好")
+    buyer.keyboard.press("Enter")
+    a1.locator(".inbox-item").click()
+    expect(a1.locator("#messages")).to_contain_text("你好")
+
+    # Typing shows on the agent's side.
+    buyer.locator("#input").press_sequentially("请问")
+    expect(a1.locator("#typing")).to_be_visible()
+
+    # KB suggestions for the buyer's question; one click puts the answer in the input.
+    buyer.fill("#input", "穿多大码合适")
+    buyer.keyboard.press("Enter")
+    chip = a1.locator("#suggestion-list .chip")
+    expect(chip).to_have_text("怎么选尺码")
+    chip.click()
+    expect(a1.locator("#input")).to_have_value("身高175体重70公斤选L码。")
+    a1.keyboard.press("Enter")
+    expect(buyer.locator("li.msg[data-role='agent']")).to_contain_text("选L码")
+
+    # An image: uploaded over HTTP, sent, shown to the buyer.
+    a1.set_input_files("#image-input", files=[{"name": "x.png", "mimeType": "image/png",
+                                                "buffer": PNG}])
+    image = buyer.locator("li.msg[data-role='agent'] img.photo")
+    expect(image).to_have_attribute("src", re.compile("^blob:"))
+    assert image.evaluate("img => img.complete && img.naturalWidth") == 1
+
+    # An order card from the customer panel.
+    a1.locator("li.order[data-order='o-1']").get_by_role("button", name="发送订单卡片").click()
+    expect(buyer.locator(".card[data-kind='order']")).to_contain_text("o-1")
+
+    # Recall: the buyer sees the tombstone.
+    a1.fill("#input", "发错了")
+    a1.keyboard.press("Enter")
+    expect(buyer.locator("li.msg[data-role='agent']").last).to_contain_text("发错了")
+    a1.locator("li.msg.mine").last.get_by_role("button", name="撤回").click()
+    expect(buyer.locator("li.msg[data-role='agent']").last).to_contain_text("消息已撤回")
+
+    # Tags and notes (shop-private), and the inbox filter by tag.
+    panel = a1.locator("#customer-body")
+    panel.get_by_placeholder("添加标签").fill("老客")
+    panel.get_by_placeholder("添加标签").press("Enter")
+    expect(panel.locator(".tag")).to_contain_text("老客")
+    panel.get_by_placeholder("添加备注").fill("喜欢深色")
+    panel.get_by_placeholder("添加备注").press("Enter")
+    expect(panel.locator("section.notes")).to_contain_text("喜欢深色")
+    expect(panel).not_to_contain_text("null")
+    expect(a1.locator(".inbox-item .tag")).to_have_text("老客")
+    a1.select_option("#filter-tag", "老客")
+    expect(a1.locator(".inbox-item")).to_have_count(1)
+
+    # A personal canned reply.
+    a1.get_by_role("button", name="快捷回复").click()
+    a1.locator("#canned-panel summary").click()
+    a1.fill("#canned-title", "稍等")
+    a1.fill("#canned-text", "亲，请稍等一下哦")
+    a1.get_by_role("button", name="保存").click()
+    expect(a1.locator("#canned-list")).to_contain_text("稍等")
+    a1.screenshot(path=artifacts / "1-agent-tools.png")
+
+    # Transfer to a colleague, with a note.
+    a2 = desk.new_page()
+    watch_console(a2, problems)
+    a2.goto(f"{running.http}/agent#token={token('a2', 'agent', SHOP)}")
+    expect(a2.locator("#conn")).to_have_text("已连接")
+    a1.get_by_role("button", name="转接").click()
+    a1.select_option("#transfer-target", "a2")
+    a1.fill("#transfer-note", "尺码问题请跟进")
+    a1.locator("#transfer-form").get_by_role("button", name="转接").click()
+    expect(a2.locator(".inbox-item")).to_have_count(1)
+    a2.locator(".inbox-item").click()
+    expect(a2.locator("#messages")).to_contain_text("尺码问题请跟进")
+    a1.select_option("#filter-tag", "")
+    expect(a1.locator(".inbox-item")).to_have_count(0)  # no longer in a1's open list
+    a2.screenshot(path=artifacts / "2-after-transfer.png")
+    assert problems == []
+    desk.close()
+
+
+def test_storefront_embed_opens_the_chat_with_the_product_card(
+        chromium: Any, running: Running, artifacts: Path, tmp_path: Path) -> None:
+    running.api.put(f"/api/shops/{SHOP}", json={"name": "测试服装店"}).raise_for_status()
+    # The storefront is another origin: a page served by a plain HTTP server.
+    site = tmp_path / "storefront"
+    site.mkdir()
+    (site / "index.html").write_text(f"""<!doctype html><meta charset="utf-8">
+        <h1>轻薄羽绒服</h1>
+        <script src="{running.http}/widget.js" data-shop="{SHOP}" data-product="sku-1"
+                data-title="轻薄羽绒服" data-price="399"
+                data-token="{token('b1', 'buyer')}"></script>""", encoding="utf-8")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    storefront = chromium.new_page(viewport={"width": 1280, "height": 800})
+    storefront.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+    storefront.get_by_role("button", name="联系客服").click()
+    chat = storefront.frame_locator("iframe")
+    expect(chat.locator("#shop-name")).to_have_text("测试服装店")
+    expect(chat.locator(".card-title")).to_have_text("轻薄羽绒服")
+    chat.locator("#input").fill("有L码吗")
+    chat.locator("#input").press("Enter")
+    expect(chat.locator("li.msg[data-role='buyer'] .status").last).to_have_text("已送达")
+    storefront.screenshot(path=artifacts / "storefront.png")
+    storefront.set_viewport_size({"width": 390, "height": 844})  # a phone: full screen
+    box = storefront.locator("iframe").bounding_box()
+    assert box is not None and box["width"] == 390
+    storefront.close()
+    server.shutdown()
