@@ -1,0 +1,5 @@
+import sys
+
+from octim.bench.cli import main
+
+sys.exit(main())

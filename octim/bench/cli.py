@@ -1,0 +1,530 @@
+"""``octim-bench``: load scenarios against an OctIM engine, with a report and a chart.
+
+    octim-bench steady --duration 20 --json steady.json --baseline --half-load
+    octim-bench peak --duration 60 --json peak.json
+    octim-bench connections --connections 20000 --duration 30 --json conns.json
+    octim-bench fanout --subscribers 1000 --duration 10 --json fanout.json
+
+Without ``--url`` it starts ``octim serve`` on a temporary data dir (and, with
+``--baseline``, the bare relay) and stops them at the end. Clients run in
+``--processes`` worker processes; ``--server-cpus``/``--client-cpus`` pin them.
+Nothing here asserts a time: it measures and reports (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from octim.bench import report as rep
+from octim.bench.stats import per_second, summary_ms
+from octim.bench.target import Target, existing, pin, raise_nofile, start_engine, start_relay
+
+ENGINE_SETTINGS = {
+    # A load generator's buyers send faster than a person; the engine's defaults
+    # (20 frames/s per connection) protect it from abusive clients, not from this.
+    "OCTIM_RATE_PER_SECOND": "1000", "OCTIM_RATE_BURST": "2000",
+}
+
+
+# -- workers -----------------------------------------------------------------------------
+
+
+class Workers:
+    """Client worker processes (octim.bench.worker) and their progress lines."""
+
+    def __init__(self, configs: list[dict[str, Any]], cpus: str | None) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+        self.lines: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
+        for index, config in enumerate(configs):
+            proc = subprocess.Popen([sys.executable, "-m", "octim.bench.worker"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                    preexec_fn=raise_nofile)
+            pin(proc.pid, cpus)
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps({"config": config}) + "\n")
+            proc.stdin.flush()
+            threading.Thread(target=self._pump, args=(index, proc), daemon=True).start()
+            self.procs.append(proc)
+
+    def _pump(self, index: int, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("{"):
+                self.lines.put((index, json.loads(line)))
+        self.lines.put((index, {"exited": proc.wait()}))
+
+    def wait_for(self, key: str, timeout: float, show: Any = None) -> list[dict[str, Any]]:
+        """The ``key`` message of every worker (others are passed to ``show``)."""
+        got: dict[int, dict[str, Any]] = {}
+        deadline = time.time() + timeout
+        while len(got) < len(self.procs):
+            try:
+                index, message = self.lines.get(timeout=max(0.1, deadline - time.time()))
+            except queue.Empty:
+                raise RuntimeError(f"workers did not report {key!r} in {timeout:.0f} s") from None
+            if key in message:
+                got[index] = message[key]
+            elif "exited" in message and index not in got:
+                raise RuntimeError(f"worker {index} exited ({message['exited']}) before {key!r}")
+            elif show is not None and "progress" in message:
+                show(index, message["progress"])
+        return [got[i] for i in range(len(self.procs))]
+
+    def go(self, start: float) -> None:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps({"go": start}) + "\n")
+            proc.stdin.flush()
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+class Progress:
+    """One status line on stderr, rewritten every second while the run goes."""
+
+    def __init__(self, label: str, duration: float, quiet: bool) -> None:
+        self.label, self.duration, self.quiet = label, duration, quiet
+        self.latest: dict[int, dict[str, Any]] = {}
+        self.start = time.time()
+        self.shown = 0.0
+
+    def update(self, index: int, progress: dict[str, Any]) -> None:
+        self.latest[index] = progress
+        now = time.time()
+        if self.quiet or now - self.shown < 0.9:
+            return
+        self.shown = now
+        total = Counter[str]()
+        for value in self.latest.values():
+            total.update({k: v for k, v in value.items() if isinstance(v, int)})
+        p99 = [v["p99_ms"] for v in self.latest.values() if v.get("p99_ms") is not None]
+        elapsed = min(self.duration, now - self.start)
+        print(f"\r[{self.label}] {elapsed:5.1f}/{self.duration:.0f}s  sent {total['sent']:,}  "
+              f"acked {total['acked']:,}  delivered {total['delivered']:,}  "
+              f"conversations {total['conversations']:,}  "
+              f"p99 {max(p99) if p99 else 0:.1f} ms  errors {total['errors']:,}  "
+              f"disconnects {total['disconnects']:,}   ", end="", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if not self.quiet:
+            print(file=sys.stderr, flush=True)
+
+
+def run_workers(target: Target, configs: list[dict[str, Any]], args: argparse.Namespace,
+                label: str, setup_timeout: float = 600) -> dict[str, Any]:
+    """Start the workers, measure the server during the run, merge the results."""
+    for config in configs:
+        config.update(ws=target.ws, secret=target.secret, subprotocol=args.subprotocol,
+                      duration=args.duration, drain=args.drain)
+    workers = Workers(configs, args.client_cpus)
+    progress = Progress(label, args.duration, args.quiet)
+    try:
+        if not args.quiet:
+            print(f"[{label}] connecting {len(configs)} client process(es)…", file=sys.stderr,
+                  flush=True)
+        ready = workers.wait_for("ready", setup_timeout)
+        rss_before = target.rss()
+        cpu_before = target.cpu()
+        start = time.time() + 0.5
+        workers.go(start)
+        progress.start = start
+        peak_rss = [rss_before or 0]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.5):
+                rss = target.rss()
+                if rss:
+                    peak_rss.append(rss)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        results = workers.wait_for("result", args.duration + args.drain + 120, progress.update)
+        cpu_after = target.cpu()
+        stop.set()
+        rss_after = target.rss()
+        progress.done()
+    finally:
+        workers.close()
+    merged = merge(results, ready, start, args.duration)
+    if cpu_before is not None and cpu_after is not None:
+        merged["server_cpu_seconds"] = round(cpu_after - cpu_before, 3)
+        merged["server_cpu_us_per_msg"] = round(
+            (cpu_after - cpu_before) / max(1, merged["acked"]) * 1e6, 1)
+    if rss_before:
+        merged["server_rss_before_mib"] = round(rss_before / 1024, 1)
+        merged["server_rss_after_mib"] = round((rss_after or 0) / 1024, 1)
+        merged["server_peak_rss_mib"] = round(max(peak_rss) / 1024, 1)
+    return merged
+
+
+def merge(results: list[dict[str, Any]], ready: list[dict[str, Any]], start: float,
+          duration: float) -> dict[str, Any]:
+    acks = [tuple(x) for r in results for x in r["acks"]]
+    delivers = [tuple(x) for r in results for x in r["delivers"]]
+    assigned = [tuple(x) for r in results for x in r["assigned"]]
+    errors: Counter[str] = Counter()
+    disconnects: Counter[str] = Counter()
+    for r in results:
+        errors.update(r["errors"])
+        disconnects.update(r["disconnects"])
+    in_window = sum(1 for due, lat in acks if start <= due + lat < start + duration)
+    seconds = max(1, math.ceil(duration))
+    return {
+        "sent": sum(r["sent"] for r in results), "acked": len(acks),
+        "delivered": len(delivers),
+        "achieved_per_s": round(in_window / duration, 1),
+        "send_ack_ms": summary_ms(lat for _, lat in acks),
+        "send_deliver_ms": summary_ms(lat for _, lat in delivers),
+        "open_assigned_ms": summary_ms(a for _, _, a in assigned if a != math.inf),
+        "connect_ms": summary_ms(c for _, c, _ in assigned),
+        "errors": dict(errors), "disconnects": dict(disconnects),
+        "connections": sum(r.get("connections", 0) for r in ready),
+        "timeline": per_second(delivers or acks, start, seconds),
+        "_acked": [tuple(x) for r in results for x in r["acked"]],
+        "_assigned": assigned, "_results": results, "_start": start,
+    }
+
+
+# -- durability -----------------------------------------------------------------------------
+
+
+def check_durability(target: Target, acked: list[tuple[str, str, int]]) -> dict[str, Any]:
+    """Every acked message is in the store exactly once, at its acked seq (read back with
+    ``sync`` as a platform admin, through the gateway)."""
+    from octim.auth import issue_token
+    from octim.testing.client import connect
+
+    by_conversation: dict[str, dict[str, int]] = {}
+    for conversation, client_id, seq in acked:
+        by_conversation.setdefault(conversation, {})[client_id] = seq
+
+    async def read_back() -> dict[str, Any]:
+        missing = duplicated = moved = 0
+        token = issue_token(target.secret, "bench-auditor", "platform_admin", ttl=3600)
+        async with connect(target.ws, token) as auditor:
+            for conversation, expected in by_conversation.items():
+                seen = Counter[str]()
+                at: dict[str, int] = {}
+                for message in await auditor.sync(conversation):
+                    seen[message["id"]] += 1
+                    at[message["id"]] = message["seq"]
+                for client_id, seq in expected.items():
+                    if seen[client_id] == 0:
+                        missing += 1
+                    elif seen[client_id] > 1:
+                        duplicated += 1
+                    elif at[client_id] != seq:
+                        moved += 1
+        return {"acked": len(acked), "conversations": len(by_conversation),
+                "missing": missing, "duplicated": duplicated, "wrong_seq": moved,
+                "ok": missing == duplicated == moved == 0}
+
+    return trio.run(read_back)
+
+
+# -- scenarios ----------------------------------------------------------------------------------
+
+
+def make_target(args: argparse.Namespace, settings: dict[str, str]) -> Target:
+    if args.url:
+        if not (args.ws and args.secret and args.api_key):
+            raise SystemExit("--url needs --ws, --secret and --api-key too")
+        return existing(args.url, args.ws, args.secret, args.api_key, args.pid)
+    extra = dict(item.split("=", 1) for item in args.setting)
+    return start_engine({**ENGINE_SETTINGS, **settings, **extra}, args.server_cpus)
+
+
+def setup_shops(target: Target, prefix: str, shops: int, agents: int, capacity: int
+                ) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """Shops (bot off) and agents spread over them, created over HTTP."""
+    shop_ids = [f"{prefix}s{i}" for i in range(shops)]
+    agent_list = [(f"{prefix}a{i}", [shop_ids[i % shops]]) for i in range(agents)]
+    if target.kind == "engine":
+        with target.api() as api:
+            for shop in shop_ids:
+                api.put(f"/api/shops/{shop}", json={"name": f"压测店{shop}",
+                                                    "bot": {"mode": "off"}}).raise_for_status()
+            for agent, shops_of in agent_list:
+                api.put(f"/api/agents/{agent}", json={
+                    "name": agent, "shops": shops_of, "max_concurrent": capacity}
+                        ).raise_for_status()
+    return shop_ids, agent_list
+
+
+def split(items: list[Any], parts: int) -> list[list[Any]]:
+    return [items[i::parts] for i in range(parts)]
+
+
+def steady_run(target: Target, args: argparse.Namespace, rate: float, label: str
+               ) -> dict[str, Any]:
+    prefix = f"{label[0]}{int(time.time()) % 100000}-"
+    per_agent = math.ceil(args.buyers / args.agents) + 2
+    shops, agents = setup_shops(target, prefix, args.shops, args.agents, per_agent)
+    buyers = [(f"{prefix}b{i}", shops[i % len(shops)]) for i in range(args.buyers)]
+    processes = max(1, min(args.processes, len(shops)))
+    configs = []
+    for w in range(processes):
+        mine = set(shops[w::processes])  # a shop's buyers and agents share a worker
+        configs.append({"scenario": "steady", "prefix": f"{prefix}w{w}-",
+                        "agents": [a for a in agents if a[1][0] in mine],
+                        "buyers": [b for b in buyers if b[1] in mine],
+                        "rate": rate * sum(1 for b in buyers if b[1] in mine) / len(buyers),
+                        "expect_deliveries": 1})
+    result = run_workers(target, configs, args, label)
+    result["offered_per_s"] = rate
+    # Carried less than offered: this run measured the target's capacity.
+    result["saturated"] = result["achieved_per_s"] < 0.95 * rate
+    result["target"] = target.kind
+    return result
+
+
+def cmd_steady(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    if args.baseline:
+        relay = start_relay(args.server_cpus)
+        try:
+            report["baseline"] = steady_run(relay, args, args.rate, "baseline")
+        finally:
+            relay.stop()
+    engine = make_target(args, {})
+    try:
+        report["engine"] = steady_run(engine, args, args.rate, "engine")
+        if args.half_load:
+            half = max(1.0, report["engine"]["achieved_per_s"] / 2)
+            report["half_load"] = steady_run(engine, args, half, "half_load")
+        acked = [*report["engine"]["_acked"],
+                 *(report["half_load"]["_acked"] if args.half_load else [])]
+        report["durability"] = check_durability(engine, acked)
+    finally:
+        engine.stop()
+    if args.baseline:
+        report["ratio"] = round(report["engine"]["achieved_per_s"] /
+                                max(1.0, report["baseline"]["achieved_per_s"]), 3)
+    deliver = (report.get("half_load") or report["engine"])["send_deliver_ms"]
+    report["targets"] = [
+        {"name": "steady throughput vs bare relay", "target": "≥ 0.5",
+         "measured": report.get("ratio"),
+         "met": None if "ratio" not in report else report["ratio"] >= 0.5},
+        {"name": "send→deliver p99 at half load", "target": "≤ 10 ms",
+         "measured": deliver["p99"],
+         "met": None if not args.half_load or deliver["p99"] is None else deliver["p99"] <= 10},
+    ]
+    return report
+
+
+def cmd_peak(args: argparse.Namespace) -> dict[str, Any]:
+    engine = make_target(args, {})
+    try:
+        prefix = f"p{int(time.time()) % 100000}-"
+        shops, agents = setup_shops(engine, prefix, args.shops, args.agents, args.capacity)
+        processes = max(1, min(args.processes, len(shops)))
+        middle = ["还有别的颜色吗"] * max(0, args.messages - 2)
+        # The agents resolve when a message ends with 谢谢 (the last one).
+        texts = ["你好，我想问一下什么时候发货？", *middle, "好的谢谢"]
+        configs = []
+        for w in range(processes):
+            mine = shops[w::processes]
+            configs.append({"scenario": "peak", "prefix": f"{prefix}w{w}-", "shops": mine,
+                            "agents": [a for a in agents if a[1][0] in set(mine)],
+                            "base_rate": args.base_rate / processes, "factor": args.factor,
+                            "ramp": args.ramp, "burst": args.burst // processes,
+                            "texts": texts, "interval": args.interval,
+                            "assign_timeout": args.assign_timeout, "expect_deliveries": 0})
+        result = run_workers(engine, configs, args, "peak")
+        start = result["_start"]
+        top = [a for due, _, a in result["_assigned"] if due >= start + args.ramp]
+        result["open_assigned_top_ms"] = summary_ms(a for a in top if a != math.inf)
+        result["offered_conversations"] = {"base_per_s": args.base_rate,
+                                           "top_per_s": args.base_rate * args.factor,
+                                           "burst": args.burst}
+        result["conversations"] = len(result["_assigned"])
+        alive = engine.process is None or engine.process.poll() is None
+        durability = check_durability(engine, result["_acked"]) if alive else None
+    finally:
+        code = engine.stop()
+    report: dict[str, Any] = {"engine": result, "durability": durability,
+              "engine_alive_at_end": alive, "engine_exit_code": code}
+    p99 = result["open_assigned_top_ms"]["p99"]
+    report["targets"] = [
+        {"name": "no acked message lost", "target": "0 missing",
+         "measured": None if durability is None else durability["missing"],
+         "met": None if durability is None else durability["ok"]},
+        {"name": "open→assigned p99 at the top of the ramp", "target": "≤ 100 ms",
+         "measured": p99, "met": None if p99 is None else p99 <= 100},
+        {"name": "never a crash", "target": "engine alive", "measured": alive, "met": alive},
+    ]
+    return report
+
+
+def cmd_connections(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    targets: list[tuple[str, Any]] = [("engine", lambda: make_target(
+        args, {"OCTIM_HEARTBEAT_INTERVAL": str(args.heartbeat)}))]
+    if args.baseline:
+        targets.insert(0, ("baseline", lambda: start_relay(args.server_cpus)))
+    for name, make in targets:
+        target = make()
+        try:
+            time.sleep(1.0)
+            processes = max(1, args.processes)
+            configs = [{"scenario": "connections", "prefix": f"c{w}-",
+                        "count": len(part), "expect_deliveries": 0}
+                       for w, part in enumerate(split(list(range(args.connections)), processes))]
+            result = run_workers(target, configs, args, name)
+            held = sum(r.get("held", 0) for r in result["_results"])
+            before = result.get("server_rss_before_mib")
+            during = result.get("server_peak_rss_mib")
+            result["held"] = held
+            result["failed"] = dict(sum((Counter(r.get("failed", {}))
+                                         for r in result["_results"]), Counter()))
+            result["connect_seconds"] = max(r.get("connect_seconds", 0)
+                                            for r in result["_results"])
+            if before is not None and during is not None and held:
+                result["kib_per_connection"] = round((during - before) * 1024 / held, 1)
+            result["target"] = target.kind
+            report[name] = result
+        finally:
+            target.stop()
+    engine = report["engine"]
+    report["connections_report"] = {
+        "engine_held": engine["held"], "kib_per_connection": engine.get("kib_per_connection"),
+        **({"baseline_kib_per_connection": report["baseline"].get("kib_per_connection")}
+           if args.baseline else {})}
+    per = engine.get("kib_per_connection")
+    report["targets"] = [
+        {"name": "idle connections held by one engine", "target": "≥ 20,000",
+         "measured": engine["held"], "met": engine["held"] >= 20_000},
+        {"name": "memory per idle connection", "target": "≤ 25 KiB", "measured": per,
+         "met": None if per is None else per <= 25},
+    ]
+    return report
+
+
+def cmd_fanout(args: argparse.Namespace) -> dict[str, Any]:
+    engine = make_target(args, {})
+    try:
+        prefix = f"f{int(time.time()) % 100000}-"
+        [shop], [(agent, _)] = setup_shops(engine, prefix, 1, 1, 10)
+        processes = max(1, args.processes)
+        configs = [{"scenario": "fanout", "shop": shop, "agent": agent, "sender": w == 0,
+                    "subscribers": len(part), "rate": args.rate,
+                    "expect_deliveries": args.subscribers}
+                   for w, part in enumerate(split(list(range(args.subscribers)), processes))]
+        result = run_workers(engine, configs, args, "fanout")
+        result["offered_per_s"] = args.rate
+        result["deliveries_per_s"] = round(result["delivered"] / args.duration, 1)
+        result["expected_deliveries"] = result["sent"] * args.subscribers
+    finally:
+        engine.stop()
+    return {"engine": result, "targets": []}
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    common.add_argument("--json", type=Path, default=None,
+                        help="write the report here (default: octim-bench-<scenario>.json)")
+    common.add_argument("--chart", type=Path, default=None,
+                        help="PNG chart (default: the --json path with .png)")
+    common.add_argument("--url", help="an engine's HTTP base URL (default: start one)")
+    common.add_argument("--ws", help="its gateway URL, e.g. ws://127.0.0.1:8081/ws")
+    common.add_argument("--secret", help="its JWT secret (to mint test tokens)")
+    common.add_argument("--api-key", help="its API key (to create shops and agents)")
+    common.add_argument("--pid", type=int, help="its process id, for CPU and memory")
+    common.add_argument("--setting", action="append", default=[], metavar="OCTIM_X=VALUE",
+                        help="extra environment for the engine it starts")
+    common.add_argument("--processes", type=int, default=2, help="client processes")
+    common.add_argument("--server-cpus", help="pin the server, e.g. 0")
+    common.add_argument("--client-cpus", help="pin the clients, e.g. 1")
+    common.add_argument("--subprotocol", choices=("msgpack", "json"), default="msgpack")
+    common.add_argument("--drain", type=float, default=5.0,
+                        help="seconds to wait for acks and deliveries after the load")
+    common.add_argument("--quiet", action="store_true", help="no progress line")
+
+    p = argparse.ArgumentParser(prog="octim-bench", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="scenario", required=True)
+    steady = sub.add_parser("steady", parents=[common], help="buyers chatting at a fixed rate")
+    steady.add_argument("--shops", type=int, default=10)
+    steady.add_argument("--agents", type=int, default=100)
+    steady.add_argument("--buyers", type=int, default=900)
+    steady.add_argument("--rate", type=float, default=2000.0, help="messages/s offered")
+    steady.add_argument("--baseline", action="store_true",
+                        help="also run it through the bare trio-websocket relay")
+    steady.add_argument("--half-load", action="store_true",
+                        help="then run again at half the achieved rate (latency target)")
+    peak = sub.add_parser("peak", parents=[common], help="a 双11 ramp of new conversations")
+    peak.add_argument("--shops", type=int, default=10)
+    peak.add_argument("--agents", type=int, default=60)
+    peak.add_argument("--capacity", type=int, default=10, help="conversations per agent")
+    peak.add_argument("--base-rate", type=float, default=5.0, help="new conversations/s at 1×")
+    peak.add_argument("--factor", type=float, default=10.0, help="the top of the ramp, × base")
+    peak.add_argument("--ramp", type=float, default=None,
+                      help="seconds from 1× to the top (default: 2/3 of --duration)")
+    peak.add_argument("--burst", type=int, default=100,
+                      help="conversations opened at once at the top")
+    peak.add_argument("--messages", type=int, default=3, help="buyer messages per conversation")
+    peak.add_argument("--interval", type=float, default=1.0, help="seconds between them")
+    peak.add_argument("--assign-timeout", type=float, default=60.0)
+    conns = sub.add_parser("connections", parents=[common], help="idle connections held")
+    conns.add_argument("--connections", type=int, default=20000)
+    conns.add_argument("--heartbeat", type=float, default=5.0,
+                       help="the engine's ping interval while they idle (seconds)")
+    conns.add_argument("--baseline", action="store_true",
+                       help="also hold them on the bare relay")
+    fan = sub.add_parser("fanout", parents=[common], help="one event to many subscribers")
+    fan.add_argument("--subscribers", type=int, default=1000)
+    fan.add_argument("--rate", type=float, default=20.0, help="events/s")
+    return p
+
+
+COMMANDS = {"steady": cmd_steady, "peak": cmd_peak, "connections": cmd_connections,
+            "fanout": cmd_fanout}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.scenario == "peak" and args.ramp is None:
+        args.ramp = args.duration * 2 / 3
+    raise_nofile()
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    report = COMMANDS[args.scenario](args)
+    report = {"scenario": args.scenario, "started": started, "machine": rep.machine(),
+              "params": {k: (str(v) if isinstance(v, Path) else v)
+                         for k, v in vars(args).items() if k not in ("secret", "api_key")},
+              **report}
+    for name in ("engine", "baseline", "half_load"):  # internals stay out of the report
+        for key in [k for k in report.get(name) or {} if k.startswith("_")]:
+            del report[name][key]
+    path = args.json or Path(f"octim-bench-{args.scenario}.json")
+    rep.write_json(report, path)
+    chart_path = args.chart or path.with_suffix(".png")
+    problem = rep.chart(report, chart_path)
+    print(rep.table(report))
+    print(f"report: {path}" + (f"   chart: {chart_path}" if problem is None
+                               else f"   (no chart: {problem})"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,437 @@
+"""One client process of a load test: a slice of the scenario's connections.
+
+Talks to the ``octim-bench`` parent over stdin/stdout, one JSON object a line:
+
+    parent → {"config": {...}}
+    worker → {"ready": {...}}            (connected and set up)
+    parent → {"go": <wall time to start>}
+    worker → {"progress": {...}}         (every second)
+    worker → {"result": {...}}
+
+Client message ids carry the wall time the message was due (``<prefix>.<µs>``),
+so whichever process receives it measures send→deliver from when it should have
+been sent: open-loop arrivals, latency corrected for coordinated omission.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    connect_websocket_url,
+)
+
+from octim.auth import issue_token
+from octim.bench.target import raise_nofile
+
+Frame = dict[str, Any]
+
+
+def out(kind: str, value: Any) -> None:
+    sys.stdout.write(json.dumps({kind: value}) + "\n")
+    sys.stdout.flush()
+
+
+def due_of(client_id: str) -> float:
+    return int(client_id.rsplit(".", 1)[1]) / 1e6
+
+
+class Conn:
+    """One WebSocket connection with a reader task that hands frames to ``on_frame``."""
+
+    def __init__(self, ws: WebSocketConnection, binary: bool, user: str) -> None:
+        self.ws = ws
+        self.binary = binary
+        self.user = user
+
+    async def send(self, frame: Frame) -> None:
+        await self.ws.send_message(msgpack.packb(frame) if self.binary else json.dumps(frame))
+
+    async def receive(self) -> Frame:
+        data = await self.ws.get_message()
+        frame = msgpack.unpackb(data) if isinstance(data, bytes) else json.loads(data)
+        assert isinstance(frame, dict)
+        return frame
+
+
+class Run:
+    """State shared by the connections of one worker."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.binary = config.get("subprotocol", "msgpack") == "msgpack"
+        self.secret = config["secret"]
+        self.url = config["ws"]
+        self.acks: list[tuple[float, float]] = []  # (due, latency)
+        self.delivers: list[tuple[float, float]] = []
+        self.acked: list[tuple[str, str, int]] = []  # (conversation, client id, seq)
+        self.assigned: list[tuple[float, float, float]] = []  # (due, connect, open→assigned)
+        self.errors: Counter[str] = Counter()
+        self.disconnects: Counter[str] = Counter()
+        self.sent = 0
+        self.waiting: dict[str, trio.Event] = {}  # conversation → assigned (or resolved)
+        self.started = 0.0
+        self.extra: dict[str, Any] = {}  # scenario-specific result fields
+
+    def token(self, user: str, role: str, shops: tuple[str, ...] = ()) -> str:
+        return issue_token(self.secret, user, role, shops=shops, ttl=86400)
+
+    async def connect(self, nursery: trio.Nursery, user: str, role: str,
+                      shops: tuple[str, ...] = ()) -> Conn:
+        ws = await connect_websocket_url(
+            nursery, self.url, subprotocols=["octim.v1.msgpack" if self.binary
+                                             else "octim.v1.json"],
+            message_queue_size=64)
+        conn = Conn(ws, self.binary, user)
+        await conn.send({"type": "hello", "token": self.token(user, role, shops)})
+        welcome = await conn.receive()
+        if welcome.get("type") != "welcome":
+            raise RuntimeError(f"not welcomed: {welcome}")
+        return conn
+
+    async def read(self, conn: Conn, on_frame: Callable[[Conn, Frame], Awaitable[None]]
+                   ) -> None:
+        try:
+            while True:
+                await on_frame(conn, await conn.receive())
+        except ConnectionClosed as exc:
+            code = exc.reason.code if exc.reason else None
+            self.disconnects[str(code)] += 1
+
+    def on_common(self, frame: Frame) -> None:
+        kind = frame.get("type")
+        if kind == "ack":
+            client_id = frame["id"]
+            if "." in client_id:
+                self.acks.append((due_of(client_id), time.time() - due_of(client_id)))
+                self.acked.append((frame["conversation"], client_id, frame["seq"]))
+        elif kind == "error":
+            self.errors[frame.get("code", "?")] += 1
+        elif kind == "event" and frame["event"] in ("assigned", "resolved"):
+            waiter = self.waiting.get(f"{frame['event']}:{frame['conversation']}")
+            if waiter is not None:
+                waiter.set()
+
+    def on_deliver(self, frame: Frame) -> None:
+        if frame.get("type") == "msg" and "." in frame.get("id", ""):
+            self.delivers.append((due_of(frame["id"]), time.time() - due_of(frame["id"])))
+
+    async def wait_event(self, event: str, conversation: str, timeout: float) -> bool:
+        waiter = self.waiting.setdefault(f"{event}:{conversation}", trio.Event())
+        with trio.move_on_after(timeout):
+            await waiter.wait()
+        self.waiting.pop(f"{event}:{conversation}", None)
+        return waiter.is_set()
+
+    def progress(self) -> dict[str, Any]:
+        now = time.time()
+        recent = sorted(lat for due, lat in self.delivers[-5000:] if now - due - lat < 1.0)
+        return {"sent": self.sent, "acked": len(self.acks), "delivered": len(self.delivers),
+                "errors": sum(self.errors.values()),
+                "disconnects": sum(self.disconnects.values()),
+                "conversations": len(self.assigned),
+                "p99_ms": round(recent[math.ceil(0.99 * len(recent)) - 1] * 1000, 2)
+                if recent else None}
+
+    def result(self, **extra: Any) -> dict[str, Any]:
+        return {"sent": self.sent, "acks": self.acks, "delivers": self.delivers,
+                "acked": self.acked, "assigned": self.assigned,
+                "errors": dict(self.errors), "disconnects": dict(self.disconnects), **extra}
+
+
+async def open_loop(start: float, duration: float, rate_at: Callable[[float], float],
+                    action: Callable[[int, float], Awaitable[None]]) -> None:
+    """Call ``action(n, due)`` at the scheduled times, whatever the server's speed."""
+    n, t = 0, 0.0
+    while t < duration:
+        due = start + t
+        delay = due - time.time()
+        if delay > 0:
+            await trio.sleep(delay)
+        await action(n, due)
+        n += 1
+        t += 1.0 / rate_at(t)
+
+
+# -- scenarios ------------------------------------------------------------------------
+
+
+async def steady(run: Run, nursery: trio.Nursery, go: Callable[[dict[str, Any]],
+                                                                 Awaitable[float]]) -> None:
+    c = run.config
+
+    async def agent_frame(conn: Conn, frame: Frame) -> None:
+        run.on_deliver(frame)
+        run.on_common(frame)
+
+    async def buyer_frame(conn: Conn, frame: Frame) -> None:
+        run.on_common(frame)
+
+    for agent, shops in c["agents"]:
+        conn = await run.connect(nursery, agent, "agent", tuple(shops))
+        nursery.start_soon(run.read, conn, agent_frame)
+        await conn.send({"type": "presence", "status": "online"})
+    buyers: list[tuple[Conn, str]] = []
+    limit = trio.CapacityLimiter(64)
+
+    async def arrive(buyer: str, shop: str) -> None:
+        async with limit:
+            t0 = time.time()
+            conn = await run.connect(nursery, buyer, "buyer")
+            t1 = time.time()
+            await conn.send({"type": "open", "shop": shop, "ref": "o"})
+            while (opened := await conn.receive())["type"] != "opened":
+                pass
+            conversation = opened["conversation"]
+            waiter = run.waiting.setdefault(f"assigned:{conversation}", trio.Event())
+            nursery.start_soon(run.read, conn, buyer_frame)
+            await conn.send({"type": "send", "conversation": conversation,
+                             "id": f"{buyer}-hello", "kind": "text", "body": {"text": "你好"}})
+            with trio.move_on_after(60):
+                await waiter.wait()
+            run.assigned.append((t0, t1 - t0, time.time() - t1))
+            buyers.append((conn, conversation))
+
+    async with trio.open_nursery() as arrivals:
+        for buyer, shop in c["buyers"]:
+            arrivals.start_soon(arrive, buyer, shop)
+    start = await go({"connections": len(c["agents"]) + len(buyers)})
+    prefix = c["prefix"]
+
+    async def send(n: int, due: float) -> None:
+        conn, conversation = buyers[n % len(buyers)]
+        run.sent += 1
+        await conn.send({"type": "send", "conversation": conversation,
+                         "id": f"{prefix}{n}.{int(due * 1e6)}", "kind": "text",
+                         "body": {"text": f"第{n}条消息：这件衣服有没有L码？"}})
+
+    await open_loop(start, c["duration"], lambda t: c["rate"], send)
+
+
+async def peak(run: Run, nursery: trio.Nursery,
+               go: Callable[[dict[str, Any]], Awaitable[float]]) -> None:
+    c = run.config
+
+    async def agent_frame(conn: Conn, frame: Frame) -> None:
+        run.on_deliver(frame)
+        run.on_common(frame)
+        if frame.get("type") == "msg" and frame.get("role") == "buyer" and \
+                frame["body"].get("text", "").endswith("谢谢"):
+            nursery.start_soon(finish, conn, frame["conversation"], frame["seq"])
+
+    async def finish(conn: Conn, conversation: str, seq: int) -> None:
+        run.sent += 1
+        await conn.send({"type": "send", "conversation": conversation,
+                         "id": f"{conn.user}-{seq}.{int(time.time() * 1e6)}",
+                         "kind": "text", "body": {"text": "不客气，祝您购物愉快"}})
+        await conn.send({"type": "resolve", "conversation": conversation})
+
+    for agent, shops in c["agents"]:
+        conn = await run.connect(nursery, agent, "agent", tuple(shops))
+        nursery.start_soon(run.read, conn, agent_frame)
+        await conn.send({"type": "presence", "status": "online"})
+    start = await go({"connections": len(c["agents"])})
+    shops, prefix = c["shops"], c["prefix"]
+
+    async def conversation(n: int, due: float) -> None:
+        buyer, shop = f"{prefix}b{n}", shops[n % len(shops)]
+        conv = ""
+        try:
+            async with trio.open_nursery() as own:
+                conn = await run.connect(own, buyer, "buyer")
+                connected = time.time()
+                await conn.send({"type": "open", "shop": shop, "ref": "o",
+                                 "context": {"product": f"sku-{n % 97}", "title": "羽绒服"}})
+                while (opened := await conn.receive())["type"] != "opened":
+                    if opened["type"] == "error":
+                        run.errors[opened["code"]] += 1
+                        return
+                conv = opened["conversation"]
+                assigned = run.waiting.setdefault(f"assigned:{conv}", trio.Event())
+                resolved = run.waiting.setdefault(f"resolved:{conv}", trio.Event())
+                own.start_soon(run.read, conn, common)
+                for i, text in enumerate(c["texts"]):
+                    if i:
+                        await trio.sleep(c["interval"])
+                    sent_at = time.time()
+                    run.sent += 1
+                    await conn.send({"type": "send", "conversation": conv,
+                                     "id": f"{buyer}-{i}.{int(sent_at * 1e6)}", "kind": "text",
+                                     "body": {"text": text}})
+                    if i == 0:  # routing starts with the first message
+                        with trio.move_on_after(c["assign_timeout"]):
+                            await assigned.wait()
+                        if not assigned.is_set():
+                            run.errors["not_assigned_in_time"] += 1
+                            own.cancel_scope.cancel()
+                            return
+                        run.assigned.append((due, connected - due, time.time() - sent_at))
+                with trio.move_on_after(c["assign_timeout"]):
+                    await resolved.wait()
+                await conn.ws.aclose()
+                own.cancel_scope.cancel()
+        except (HandshakeError, ConnectionClosed, OSError, RuntimeError) as exc:
+            run.errors[type(exc).__name__] += 1
+        finally:
+            run.waiting.pop(f"assigned:{conv}", None)
+            run.waiting.pop(f"resolved:{conv}", None)
+
+    ramp, factor, base = c["ramp"], c["factor"], c["base_rate"]
+
+    def rate_at(t: float) -> float:
+        return float(base * (1 + (factor - 1) * min(1.0, t / ramp)))
+
+    async def arrive(n: int, due: float) -> None:
+        nursery.start_soon(conversation, n, due)
+
+    async def burst() -> None:
+        # The burst at the top of the ramp: many buyers at the same instant.
+        await trio.sleep(max(0.0, start + ramp - time.time()))
+        now = time.time()
+        for k in range(c["burst"]):
+            nursery.start_soon(conversation, 10_000_000 + k, now)
+
+    nursery.start_soon(burst)
+    await open_loop(start, c["duration"], rate_at, arrive)
+
+
+async def common(conn: Conn, frame: Frame) -> None:
+    """Buyers in the peak: acks, errors, assigned/resolved events."""
+    RUN.on_common(frame)
+
+
+async def connections(run: Run, nursery: trio.Nursery,
+                      go: Callable[[dict[str, Any]], Awaitable[float]]) -> None:
+    c = run.config
+    conns: list[Conn] = []
+    limit = trio.CapacityLimiter(c.get("parallel", 50))
+    failed: Counter[str] = Counter()
+
+    async def one(n: int) -> None:
+        async with limit:
+            try:
+                conns.append(await run.connect(nursery, f"{c['prefix']}{n}", "buyer"))
+            except Exception as exc:  # counted and reported: the point is how many hold
+                failed[type(exc).__name__] += 1
+
+    t0 = time.time()
+    async with trio.open_nursery() as opening:
+        for n in range(c["count"]):
+            opening.start_soon(one, n)
+    setup = time.time() - t0
+    start = await go({"connections": len(conns), "failed": dict(failed),
+                      "connect_seconds": round(setup, 2)})
+    await trio.sleep(max(0.0, start + c["duration"] - time.time()))
+    closed = Counter(str(conn.ws.closed.code) for conn in conns if conn.ws.closed)
+    run.disconnects.update(closed)
+    run.extra = {"held": sum(1 for conn in conns if not conn.ws.closed),
+                 "opened": len(conns), "failed": dict(failed),
+                 "connect_seconds": round(setup, 2)}
+    for conn in conns:
+        with trio.move_on_after(0.05):
+            await conn.ws.aclose()
+
+
+async def fanout(run: Run, nursery: trio.Nursery,
+                 go: Callable[[dict[str, Any]], Awaitable[float]]) -> None:
+    c = run.config
+
+    async def subscriber(conn: Conn, frame: Frame) -> None:
+        run.on_deliver(frame)
+
+    for n in range(c["subscribers"]):
+        conn = await run.connect(nursery, c["agent"], "agent", (c["shop"],))
+        nursery.start_soon(run.read, conn, subscriber)
+        if n == 0:
+            await conn.send({"type": "presence", "status": "online"})
+    buyer: Conn | None = None
+    conversation = ""
+    if c["sender"]:
+        buyer = await run.connect(nursery, "fanout-buyer", "buyer")
+        await buyer.send({"type": "open", "shop": c["shop"], "ref": "o"})
+        while (opened := await buyer.receive())["type"] != "opened":
+            pass
+        conversation = opened["conversation"]
+        waiter = run.waiting.setdefault(f"assigned:{conversation}", trio.Event())
+        nursery.start_soon(run.read, buyer, common)
+        await buyer.send({"type": "send", "conversation": conversation, "id": "fanout-hello",
+                          "kind": "text", "body": {"text": "你好"}})
+        with trio.move_on_after(30):
+            await waiter.wait()
+    start = await go({"connections": c["subscribers"] + (1 if buyer else 0)})
+    if buyer is None:
+        await trio.sleep(max(0.0, start + c["duration"] - time.time()))
+        return
+    sender = buyer
+
+    async def send(n: int, due: float) -> None:
+        run.sent += 1
+        await sender.send({"type": "send", "conversation": conversation,
+                           "id": f"f{n}.{int(due * 1e6)}", "kind": "text",
+                           "body": {"text": f"公告{n}"}})
+
+    await open_loop(start, c["duration"], lambda t: c["rate"], send)
+
+
+RUN: Run  # this process's run (one per worker process)
+SCENARIOS = {"steady": steady, "peak": peak, "connections": connections, "fanout": fanout}
+
+
+async def main_async() -> None:
+    global RUN
+    config = json.loads(sys.stdin.readline())["config"]
+    run = RUN = Run(config)
+    stdin = trio.lowlevel.FdStream(0)
+    buffer = b""
+
+    async def go(info: dict[str, Any]) -> float:
+        nonlocal buffer
+        out("ready", info)
+        while b"\n" not in buffer:
+            chunk = await stdin.receive_some(4096)
+            if not chunk:
+                raise SystemExit("the parent went away")
+            buffer += chunk
+        start = float(json.loads(buffer.split(b"\n", 1)[0])["go"])
+        run.started = start
+        return start
+
+    async with trio.open_nursery() as nursery:
+        async def report() -> None:
+            while True:
+                await trio.sleep(1)
+                if run.started:
+                    out("progress", run.progress())
+
+        nursery.start_soon(report)
+        await SCENARIOS[config["scenario"]](run, nursery, go)
+        if config["scenario"] == "fanout" and not config["sender"]:
+            await trio.sleep(config.get("drain", 5.0))  # deliveries of the last sends
+        # Drain: wait for acks and deliveries still in flight.
+        deadline = time.time() + config.get("drain", 5.0)
+        expected = config.get("expect_deliveries", 1)
+        while time.time() < deadline and (len(run.acks) < run.sent or
+                                          len(run.delivers) < run.sent * expected):
+            await trio.sleep(0.05)
+        out("result", run.result(**run.extra))
+        nursery.cancel_scope.cancel()
+
+
+def main() -> None:
+    raise_nofile()
+    trio.run(main_async)
+
+
+if __name__ == "__main__":
+    main()
