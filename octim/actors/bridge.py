@@ -9,7 +9,7 @@ per request and the trio loop never blocks on a pykka future.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 import trio
@@ -25,13 +25,14 @@ class Reply(Generic[T]):
     The first fill wins; later ones are ignored.
     """
 
-    __slots__ = ("_error", "_event", "_token", "_value")
+    __slots__ = ("_callbacks", "_error", "_event", "_token", "_value")
 
     def __init__(self, token: trio.lowlevel.TrioToken | None = None) -> None:
         self._token = token if token is not None else trio.lowlevel.current_trio_token()
         self._event = trio.Event()
         self._value: T | None = None
         self._error: BaseException | None = None
+        self._callbacks: list[Callable[[T | None, BaseException | None], None]] | None = None
 
     def set_result(self, value: T) -> None:
         """Fill the slot with a value; callable from any thread."""
@@ -47,6 +48,22 @@ class Reply(Generic[T]):
             return
         self._value, self._error = value, error
         self._event.set()
+        callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
+            callback(value, error)
+
+    def then(self, callback: Callable[[T | None, BaseException | None], None]) -> None:
+        """Call ``callback(value, error)`` on the trio thread once filled (now if it is).
+
+        For a waiter that should not hold a task: the gateway answers pipelined
+        sends this way. Callbacks must not raise.
+        """
+        if self._event.is_set():
+            callback(self._value, self._error)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
 
     async def wait(self) -> T:
         """Wait for the slot to be filled and return its value (or raise its error)."""

@@ -133,6 +133,7 @@ def run_workers(target: Target, configs: list[dict[str, Any]], args: argparse.Na
     for config in configs:
         config.update(ws=target.ws, secret=target.secret, subprotocol=args.subprotocol,
                       duration=args.duration, drain=args.drain)
+    rss_idle = target.rss()  # before any client connects
     workers = Workers(configs, args.client_cpus)
     progress = Progress(label, args.duration, args.quiet)
     try:
@@ -168,6 +169,8 @@ def run_workers(target: Target, configs: list[dict[str, Any]], args: argparse.Na
         merged["server_cpu_seconds"] = round(cpu_after - cpu_before, 3)
         merged["server_cpu_us_per_msg"] = round(
             (cpu_after - cpu_before) / max(1, merged["acked"]) * 1e6, 1)
+    if rss_idle:
+        merged["server_rss_idle_mib"] = round(rss_idle / 1024, 1)
     if rss_before:
         merged["server_rss_before_mib"] = round(rss_before / 1024, 1)
         merged["server_rss_after_mib"] = round((rss_after or 0) / 1024, 1)
@@ -390,9 +393,10 @@ def cmd_connections(args: argparse.Namespace) -> dict[str, Any]:
                        for w, part in enumerate(split(list(range(args.connections)), processes))]
             result = run_workers(target, configs, args, name)
             held = sum(r.get("held", 0) for r in result["_results"])
-            before = result.get("server_rss_before_mib")
-            during = result.get("server_peak_rss_mib")
-            result["held"] = held
+            # Idle server before any client, then with every connection open and idle.
+            before = result.get("server_rss_idle_mib")
+            during = result.get("server_rss_before_mib")
+            result["held"] = result["connections"] = held
             result["failed"] = dict(sum((Counter(r.get("failed", {}))
                                          for r in result["_results"]), Counter()))
             result["connect_seconds"] = max(r.get("connect_seconds", 0)

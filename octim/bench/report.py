@@ -48,6 +48,7 @@ ROWS = (
     ("send→deliver p50/p95/p99/max ms", ("send_deliver_ms",)),
     ("open→assigned p50/p95/p99 ms", ("open_assigned_ms",)),
     ("connections held", ("connections",)),
+    ("server KiB per idle connection", ("kib_per_connection",)),
     ("server CPU µs/msg", ("server_cpu_us_per_msg",)),
     ("server peak RSS MiB", ("server_peak_rss_mib",)),
     ("errors", ("errors",)),
@@ -58,7 +59,12 @@ ROWS = (
 def _cell(run: dict[str, Any] | None, label: str, keys: tuple[str, ...] | None) -> str:
     if run is None:
         return ""
+    if keys is not None and keys[0] in ("offered_per_s", "achieved_per_s",
+                                        "server_cpu_us_per_msg") and not run.get("sent"):
+        return ""  # no messages in this scenario
     if keys is None:
+        if not run.get("sent"):
+            return ""
         return f"{_fmt(run.get('sent'))} / {_fmt(run.get('acked'))} / {_fmt(run.get('delivered'))}"
     value = run.get(keys[0])
     if isinstance(value, dict) and "count" in value:

@@ -47,14 +47,19 @@ def rss_kib(pid: int) -> int:
 
 
 def pin(pid: int, cpus: str | None) -> None:
-    """Pin a process to CPUs given as "0" or "0,1" or "2-3" (no-op for None)."""
+    """Pin a process, every thread of it, to CPUs given as "0", "0,1" or "2-3"
+    (no-op for None). Threads started later inherit the affinity."""
     if not cpus:
         return
     chosen: set[int] = set()
     for part in cpus.split(","):
         low, _, high = part.partition("-")
         chosen.update(range(int(low), int(high or low) + 1))
-    os.sched_setaffinity(pid, chosen)
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(task), chosen)
+        except ProcessLookupError:
+            pass  # the thread ended meanwhile
 
 
 @dataclass

@@ -3,8 +3,9 @@
 The gateway owns this registry (connections attach after ``welcome`` and
 detach when they close). Actors call :meth:`Fanout.publish`; it encodes a
 frame once per subprotocol in use, pushes the shared payload into the Rust
-hub's bounded outboxes and wakes the writer task of every connection whose
-outbox just became non-empty. A connection whose outbox overflows is a slow
+hub's bounded outboxes and wakes every connection whose outbox just became
+non-empty (its session starts a writer task that drains it and ends; an idle
+connection holds no writer task). A connection whose outbox overflows is a slow
 consumer: its writer closes it with 4008 and the client resyncs.
 """
 
@@ -12,13 +13,15 @@ from __future__ import annotations
 
 import itertools
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
-
-import trio
 
 from octim._core import FanoutHub
 from octim.gateway.codec import FrameCodec
+
+
+def _never(conn: Connection) -> None:
+    pass
 
 
 class Connection:
@@ -27,13 +30,13 @@ class Connection:
     __slots__ = ("codec", "id", "overflowed", "role", "shops", "user", "wake")
 
     def __init__(self, conn_id: int, user: str, role: str, shops: tuple[str, ...],
-                 codec: FrameCodec) -> None:
+                 codec: FrameCodec, wake: Callable[[Connection], None] = _never) -> None:
         self.id = conn_id
         self.user = user
         self.role = role
         self.shops = shops
         self.codec = codec
-        self.wake = trio.Event()
+        self.wake = wake  # called (trio thread) when the outbox needs draining
         self.overflowed = False
 
 
@@ -48,9 +51,10 @@ class Fanout:
         self._by_user: dict[str, set[int]] = {}
 
     def attach(self, user: str, role: str, shops: tuple[str, ...],
-               codec: FrameCodec) -> Connection:
-        """Register a new connection and give it an outbox."""
-        conn = Connection(next(self._ids), user, role, shops, codec)
+               codec: FrameCodec, wake: Callable[[Connection], None] = _never) -> Connection:
+        """Register a new connection and give it an outbox; ``wake(conn)`` is called
+        when its outbox becomes non-empty or overflows."""
+        conn = Connection(next(self._ids), user, role, shops, codec, wake)
         self.hub.open(conn.id, self._outbox_frames)
         self._conns[conn.id] = conn
         self._by_user.setdefault(user, set()).add(conn.id)
@@ -88,13 +92,18 @@ class Fanout:
             woken, overflowed = self.hub.push(codec.encode(frame), recipients, droppable, key)
             self._wake(woken, overflowed)
 
+    def push_to(self, conn: Connection, frame: dict[str, Any]) -> None:
+        """Queue a frame for one connection (a reply that must not block its reader)."""
+        recipients = array("Q", (conn.id,))
+        self._wake(*self.hub.push(conn.codec.encode(frame), recipients, False, None))
+
     def _wake(self, woken: list[int], overflowed: list[int]) -> None:
         for conn_id in overflowed:
             conn = self._conns.get(conn_id)
             if conn is not None:
                 conn.overflowed = True
-                conn.wake.set()
+                conn.wake(conn)
         for conn_id in woken:
             conn = self._conns.get(conn_id)
             if conn is not None:
-                conn.wake.set()
+                conn.wake(conn)

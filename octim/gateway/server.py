@@ -1,13 +1,17 @@
 """The gateway server: accepts WebSocket connections at ``/ws`` and runs sessions.
 
 It checks the path and negotiates the subprotocol, then hands the
-connection to a :class:`~octim.gateway.session.Session`. At shutdown it stops
-listening and closes every connection with 1001.
+connection to a :class:`~octim.gateway.session.Session`. It also runs what
+sessions need only now and then, so an idle connection holds a single task:
+the heartbeat (one loop pings each session when due) and the short-lived
+tasks sessions ``spawn`` (writers draining an outbox, monitor screens). At
+shutdown it stops listening and closes every connection with 1001.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -39,6 +43,35 @@ class Gateway:
         self.engine = engine
         self._connections: set[WebSocketConnection] = set()
         self._closing = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self.sessions: set[Session] = set()  # authenticated sessions (for the heartbeat)
+
+    def spawn(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run a session's short-lived task (a writer, a monitor screen); a failure is
+        logged and ends that task only."""
+        if self._nursery is not None:
+            self._nursery.start_soon(self._guarded, task)
+
+    @staticmethod
+    async def _guarded(task: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await task()
+        except ConnectionClosed:
+            pass
+        except Exception as exc:
+            log.error("gateway task failed", exc_info=exc)
+
+    async def _heartbeat(self) -> None:
+        """Ping every session once per ``heartbeat_interval`` (each on its own clock)."""
+        interval = self.engine.settings.heartbeat_interval
+        step = max(0.05, min(1.0, interval / 10))
+        while True:
+            await trio.sleep(step)
+            now = trio.current_time()
+            for session in list(self.sessions):
+                if session.next_ping <= now:
+                    session.next_ping = now + interval
+                    self.spawn(session.ping)
 
     async def serve(self, bind: HostPort, *,
                     task_status: trio.TaskStatus[HostPort] = trio.TASK_STATUS_IGNORED) -> None:
@@ -48,6 +81,8 @@ class Gateway:
         1001 (going away) so clients know to reconnect elsewhere or later.
         """
         async with trio.open_nursery() as handlers:
+            self._nursery = handlers
+            handlers.start_soon(self._heartbeat)
             listener = trio.CancelScope()
 
             async def listen(*, task_status: trio.TaskStatus[Any]) -> None:

@@ -1,25 +1,28 @@
 """One WebSocket connection speaking protocol v1 (see docs/protocol.md).
 
-Three tasks per connection, all owned by :meth:`Session.run`:
+A session costs one task while idle: the connection's handler task, which is
+the **reader** (it validates and rate-limits client frames and dispatches them
+to actors, or to the store for reads). Everything else is on demand, so tens of
+thousands of idle connections stay cheap (bench: ``octim-bench connections``):
 
-* the **reader** validates and rate-limits client frames and dispatches them
-  (to actors, or to the store for reads);
-* the **writer** drains the connection's outbox in the fan-out hub and sends
-  what actors pushed (live messages, events); a client too slow to keep up
-  with its outbox is closed with 4008 and catches up with ``sync``. Direct
-  replies (acks, ``synced``, ``inbox``, errors) are sent by the task that
-  produced them, so a slow client only ever slows its own reader;
-* the **acker** waits for each send's durable ack in order, so the reader can
-  accept the next send before the previous one is committed (pipelining).
+* a **writer** task exists only while the connection's outbox in the fan-out
+  hub has frames: actors' pushes (live messages, events) and the answers to
+  pipelined sends wake it; it drains the outbox and ends. A client too slow to
+  keep up with its outbox is closed with 4008 and catches up with ``sync``.
+* **acks** are not awaited by a task: a send's durable reply calls back and the
+  ack (or error) goes into the outbox, in the order the commits complete, so
+  the reader accepts the next send before the previous one is committed
+  (pipelining, at most ``PENDING_ACKS`` in flight per connection).
+* the **heartbeat** is the gateway's: one loop pings connections when due and
+  closes those that stay idle or stop answering (:mod:`octim.gateway.server`).
 
-A heartbeat pings the client and closes connections that stop answering or
-stay idle too long.
+Direct replies to reads (``synced``, ``inbox``, errors) are sent by the reader,
+so a slow client only ever slows its own reader.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +84,10 @@ PENDING_ACKS = 256  # sends awaiting their commit per connection; more waits (ba
 class Session:
     """See the module docstring."""
 
+    __slots__ = ("codec", "conn", "engine", "last_frame", "monitor_scope", "monitoring",
+                 "next_ping", "pending", "principal", "refilled", "settings", "tokens",
+                 "unblocked", "writing", "ws")
+
     def __init__(self, engine: Engine, ws: WebSocketConnection, codec: FrameCodec) -> None:
         self.engine = engine
         self.settings = engine.settings
@@ -89,30 +96,36 @@ class Session:
         self.principal: Principal | None = None
         self.conn: Connection | None = None
         self.last_frame = trio.current_time()
+        self.next_ping = self.last_frame + self.settings.heartbeat_interval
         self.tokens = float(self.settings.rate_burst)
         self.refilled = self.last_frame
-        self.nursery: trio.Nursery | None = None
+        self.writing = False
+        self.pending = 0  # sends (and other acked frames) awaiting their commit
+        self.unblocked: trio.Event | None = None  # set when pending drops below the bound
         self.monitoring: list[str] | None = None  # the shops this monitor screen watches
+        self.monitor_scope: trio.CancelScope | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def run(self) -> None:
-        """Authenticate, then serve the connection until either side closes it."""
+        """Authenticate, then read the connection until either side closes it."""
         principal = await self._authenticate()
         if principal is None:
             return
         fanout = self.engine.fanout
-        self.conn = fanout.attach(principal.user, principal.role, principal.shops, self.codec)
+        self.conn = fanout.attach(principal.user, principal.role, principal.shops, self.codec,
+                                  self._wake)
+        gateway = self.engine.gateway
+        gateway.sessions.add(self)
         await self._tell_connections()
-        acks_in, acks_out = trio.open_memory_channel[tuple[Reply[Any], Any]](PENDING_ACKS)
         try:
-            async with trio.open_nursery() as nursery:
-                self.nursery = nursery
-                # Whichever task ends first (peer gone, closed by us) ends them all.
-                for task in (self._writer, partial(self._acker, acks_out), self._heartbeat,
-                             partial(self._reader, acks_in)):
-                    nursery.start_soon(self._until_closed, task, nursery.cancel_scope)
+            await self._reader()
+        except ConnectionClosed:
+            pass
         finally:
+            gateway.sessions.discard(self)
+            if self.monitor_scope is not None:
+                self.monitor_scope.cancel()
             fanout.detach(self.conn)
             with trio.CancelScope(shield=True):
                 await self._tell_connections()
@@ -128,15 +141,6 @@ class Session:
                 AgentConnections(p.user, count))
         except OctimError:
             pass  # shutting down
-
-    async def _until_closed(self, task: Callable[[], Awaitable[None]],
-                            scope: trio.CancelScope) -> None:
-        try:
-            await task()
-        except ConnectionClosed:
-            pass
-        finally:
-            scope.cancel()
 
     async def _authenticate(self) -> Principal | None:
         with trio.move_on_after(HELLO_TIMEOUT):
@@ -156,41 +160,66 @@ class Session:
         await self.ws.aclose(CLOSE_UNAUTHORIZED, "no hello within time")
         return None
 
+    def _wake(self, conn: Connection) -> None:
+        """The outbox has frames (or overflowed): start a writer unless one runs."""
+        if not self.writing:
+            self.writing = True
+            self.engine.gateway.spawn(self._writer)
+
     async def _writer(self) -> None:
         conn, hub = self.conn, self.engine.fanout.hub
         assert conn is not None
-        while True:
-            await conn.wake.wait()
-            conn.wake = trio.Event()
-            if conn.overflowed:
-                await self.ws.aclose(CLOSE_TOO_SLOW, "too slow: reconnect and sync")
-                return
-            while frames := hub.drain(conn.id, DRAIN_BATCH):
+        try:
+            while True:
+                if conn.overflowed:
+                    await self.ws.aclose(CLOSE_TOO_SLOW, "too slow: reconnect and sync")
+                    return
+                frames = hub.drain(conn.id, DRAIN_BATCH)
+                if not frames:
+                    return  # no await since the drain: a new push wakes a new writer
                 for frame in frames:
                     await self.ws.send_message(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.writing = False
 
-    async def _acker(self, acks: trio.MemoryReceiveChannel[tuple[Reply[Any], Any]]) -> None:
-        async for reply, ref in acks:
-            try:
-                answer = await reply.wait()
-            except OctimError as exc:
-                await self._error(exc, ref)
-            else:
-                if answer is not None:  # sends answer with an ack; the rest with events
-                    await self._send(answer)
+    def _answered(self, ref: Any, answer: Any, error: BaseException | None) -> None:
+        """A pipelined frame's reply came (commit done): queue its ack or error."""
+        self.pending -= 1
+        if self.unblocked is not None and self.pending < PENDING_ACKS:
+            self.unblocked.set()
+            self.unblocked = None
+        if self.conn is None:
+            return
+        if error is not None:
+            if not isinstance(error, OctimError):
+                crashed = ActorCrashed("a send failed")
+                crashed.__cause__ = error
+                error = crashed
+            self.engine.fanout.push_to(self.conn, self._error_frame(error, ref))
+        elif answer is not None:  # sends answer with an ack; the rest with events
+            self.engine.fanout.push_to(self.conn, answer)
 
-    async def _heartbeat(self) -> None:
+    async def _pipeline(self, reply: Reply[Any], ref: Any) -> None:
+        """Answer ``reply`` when it is filled, without waiting for it here."""
+        while self.pending >= PENDING_ACKS:  # backpressure: this reader waits
+            self.unblocked = self.unblocked or trio.Event()
+            await self.unblocked.wait()
+        self.pending += 1
+        reply.then(partial(self._answered, ref))
+
+    async def ping(self) -> None:
+        """One heartbeat (run by the gateway when due): close if idle too long, or if
+        the ping is not answered within one interval."""
         interval = self.settings.heartbeat_interval
-        while True:
-            await trio.sleep(interval)
-            if trio.current_time() - self.last_frame > self.settings.idle_timeout:
-                await self.ws.aclose(CLOSE_IDLE, "idle")
-                return
-            with trio.move_on_after(interval) as scope:
-                await self.ws.ping()
-            if scope.cancelled_caught:
-                await self.ws.aclose(CLOSE_IDLE, "no answer to ping")
-                return
+        if trio.current_time() - self.last_frame > self.settings.idle_timeout:
+            await self.ws.aclose(CLOSE_IDLE, "idle")
+            return
+        with trio.move_on_after(interval) as scope:
+            await self.ws.ping()
+        if scope.cancelled_caught:
+            await self.ws.aclose(CLOSE_IDLE, "no answer to ping")
 
     # -- output ------------------------------------------------------------------
 
@@ -200,7 +229,11 @@ class Session:
         await self.ws.send_message(self.codec.encode(frame))
 
     async def _error(self, exc: OctimError, ref: Any) -> None:
-        code = exc.code
+        await self._send(self._error_frame(exc, ref))
+
+    @staticmethod
+    def _error_frame(exc: BaseException, ref: Any) -> dict[str, Any]:
+        code = getattr(exc, "code", "internal")
         message = str(exc)
         if code not in CLIENT_ERROR_CODES:  # a server fault: say so, reveal nothing
             log.error("frame failed", exc_info=exc)
@@ -208,7 +241,7 @@ class Session:
         frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
         if ref is not None:
             frame["ref"] = ref
-        await self._send(frame)
+        return frame
 
     # -- input -------------------------------------------------------------------
 
@@ -220,7 +253,7 @@ class Session:
         self.tokens -= 1
         return self.tokens >= 0
 
-    async def _reader(self, acks: trio.MemorySendChannel[tuple[Reply[Any], Any]]) -> None:
+    async def _reader(self) -> None:
         while True:
             data = await self.ws.get_message()
             self.last_frame = trio.current_time()
@@ -240,7 +273,7 @@ class Session:
             if not isinstance(ref, str | int) or isinstance(ref, bool):
                 ref = None
             try:
-                await self._dispatch(frame, ref, acks)
+                await self._dispatch(frame, ref)
             except OctimError as exc:
                 await self._error(exc, ref)
             except ConnectionClosed:
@@ -250,8 +283,7 @@ class Session:
                 crashed.__cause__ = exc
                 await self._error(crashed, ref)
 
-    async def _dispatch(self, frame: dict[str, Any], ref: Any,
-                        acks: trio.MemorySendChannel[tuple[Reply[Any], Any]]) -> None:
+    async def _dispatch(self, frame: dict[str, Any], ref: Any) -> None:
         kind = frame["type"]
         if kind not in f.FRAMES:
             await self._error(_UnknownType(f"unknown frame type {kind!r}"), ref)
@@ -277,7 +309,7 @@ class Session:
                 self._member(conv)
                 reply = await directory.ref(CONVERSATION, conv).ask(SendMessage(
                     conv, p.user, p.role, p.shops, client_id, msg_kind, body, self.conn.id))
-                await acks.send((reply, ref))
+                await self._pipeline(reply, ref)
             case f.Sync(conversation=conv, after=after, limit=limit):
                 await self._sync(conv, after, limit)
             case f.Inbox():
@@ -295,16 +327,16 @@ class Session:
                     MarkRead(conv, p.user, p.role, p.shops, upto))
             case f.Recall(conversation=conv, seq=seq):
                 self._member(conv)
-                await acks.send((await directory.ref(CONVERSATION, conv).ask(
-                    Recall(conv, p.user, p.role, p.shops, seq)), ref))
+                await self._pipeline(await directory.ref(CONVERSATION, conv).ask(
+                    Recall(conv, p.user, p.role, p.shops, seq)), ref)
             case f.Resolve(conversation=conv):
                 self._member(conv)
-                await acks.send((await directory.ref(CONVERSATION, conv).ask(
-                    Resolve(conv, p.user, p.role, p.shops)), ref))
+                await self._pipeline(await directory.ref(CONVERSATION, conv).ask(
+                    Resolve(conv, p.user, p.role, p.shops)), ref)
             case f.Rate(conversation=conv, score=score, comment=comment):
                 self._member(conv)
-                await acks.send((await directory.ref(CONVERSATION, conv).ask(
-                    Rate(conv, p.user, p.role, p.shops, score, comment)), ref))
+                await self._pipeline(await directory.ref(CONVERSATION, conv).ask(
+                    Rate(conv, p.user, p.role, p.shops, score, comment)), ref)
             case f.FeedbackFrame(conversation=conv, seq=seq, helpful=helpful):
                 self._member(conv)
                 await directory.ref(CONVERSATION, conv).ask(
@@ -317,8 +349,8 @@ class Session:
             case f.Transfer(conversation=conv, to_agent=to_agent, to_group=to_group,
                             to_shop=to_shop, note=note):
                 self._member(conv)
-                await acks.send((await directory.ref(CONVERSATION, conv).ask(Transfer(
-                    conv, p.user, p.role, p.shops, to_agent, to_group, to_shop, note)), ref))
+                await self._pipeline(await directory.ref(CONVERSATION, conv).ask(Transfer(
+                    conv, p.user, p.role, p.shops, to_agent, to_group, to_shop, note)), ref)
             case f.MonitorFrame(shops=shops):
                 await self._monitor(shops)
             case _:
@@ -328,7 +360,7 @@ class Session:
         """Start (or retarget) this connection's live monitor: a snapshot now and
         one every ``monitor_interval`` until the connection closes."""
         p = self.principal
-        assert p is not None and self.nursery is not None
+        assert p is not None
         if p.role == "platform_admin":
             chosen = shops or sorted(k.decode() for k, _ in self.engine.store.scan("shops"))
         elif p.role == "shop_admin":
@@ -342,10 +374,18 @@ class Session:
         self.monitoring = chosen
         await self._send(await self.engine.monitor.snapshot(chosen))
         if not started:
-            self.nursery.start_soon(self._until_closed, self._monitor_loop,
-                                    self.nursery.cancel_scope)
+            self.monitor_scope = trio.CancelScope()
+            self.engine.gateway.spawn(self._monitor_loop)
 
     async def _monitor_loop(self) -> None:
+        assert self.monitor_scope is not None
+        with self.monitor_scope:
+            try:
+                await self._monitor_rounds()
+            except ConnectionClosed:
+                pass
+
+    async def _monitor_rounds(self) -> None:
         while True:
             await trio.sleep(self.settings.monitor_interval)
             if self.monitoring is None:
