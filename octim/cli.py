@@ -81,10 +81,22 @@ async def run_until_signalled(engine: Engine, on_ready: OnReady | None = None) -
                 break
 
 
+def _raise_open_files() -> None:
+    """Each WebSocket connection holds a file descriptor: lift the soft limit to the hard
+    one (the operator sets the hard one; docs/operations.md)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    log.info("open files limit", extra={"limit": hard})
+
+
 def _serve(settings: Settings, on_ready: OnReady | None = None) -> int:
     from octim.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
+    _raise_open_files()
     try:
         trio.run(run_until_signalled, Engine(settings), on_ready)
     except Exception as exc:

@@ -404,12 +404,14 @@ def cmd_connections(args: argparse.Namespace) -> dict[str, Any]:
             if before is not None and during is not None and held:
                 result["kib_per_connection"] = round((during - before) * 1024 / held, 1)
             result["target"] = target.kind
+            result["server_fd_limit"] = target.fd_limit()
             report[name] = result
         finally:
             target.stop()
     engine = report["engine"]
     report["connections_report"] = {
         "engine_held": engine["held"], "kib_per_connection": engine.get("kib_per_connection"),
+        "engine_fd_limit": engine.get("server_fd_limit"),
         **({"baseline_kib_per_connection": report["baseline"].get("kib_per_connection")}
            if args.baseline else {})}
     per = engine.get("kib_per_connection")

@@ -82,6 +82,16 @@ class Target:
     def rss(self) -> int | None:
         return rss_kib(self.pid) if self.pid else None
 
+    def fd_limit(self) -> int | None:
+        """The server's open-file limit (each connection needs one descriptor)."""
+        if not self.pid:
+            return None
+        with open(f"/proc/{self.pid}/limits") as fh:
+            for line in fh:
+                if line.startswith("Max open files"):
+                    return int(line.split()[3])
+        return None
+
     def api(self) -> httpx.Client:
         assert self.http and self.api_key
         return httpx.Client(base_url=self.http, timeout=30,

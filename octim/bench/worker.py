@@ -322,7 +322,9 @@ async def connections(run: Run, nursery: trio.Nursery,
     async def one(n: int) -> None:
         async with limit:
             try:
-                conns.append(await run.connect(nursery, f"{c['prefix']}{n}", "buyer"))
+                # A server out of file descriptors never accepts: give up after a while.
+                with trio.fail_after(c.get("connect_timeout", 15)):
+                    conns.append(await run.connect(nursery, f"{c['prefix']}{n}", "buyer"))
             except Exception as exc:  # counted and reported: the point is how many hold
                 failed[type(exc).__name__] += 1
 
