@@ -17,6 +17,7 @@ when a snapshot is asked for.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -41,8 +42,14 @@ MINUTES = 60  # the chart's window
 TRACKED = 100_000  # conversations whose first response is still being watched
 
 
+@functools.lru_cache(maxsize=64)
+def _day(day_number: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(day_number * 86_400))
+
+
 def day_of(ms: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))
+    """The UTC day of a time in ms, as YYYY-MM-DD."""
+    return _day(ms // 86_400_000)
 
 
 def empty_day() -> dict[str, Any]:

@@ -78,13 +78,14 @@ CLIENT_ERROR_CODES = frozenset({
     "bad_frame", "unknown_type", "invalid_body", "unknown_kind", "too_large", "forbidden",
     "not_found", "invalid_state", "conversation_closed", "rate_limited", "unavailable",
 })
+KNOWN_CONVERSATIONS = 256  # membership remembered per connection (then forgotten)
 PENDING_ACKS = 256  # sends awaiting their commit per connection; more waits (backpressure)
 
 
 class Session:
     """See the module docstring."""
 
-    __slots__ = ("codec", "conn", "engine", "last_frame", "monitor_scope", "monitoring",
+    __slots__ = ("codec", "conn", "engine", "known", "last_frame", "monitor_scope", "monitoring",
                  "next_ping", "pending", "principal", "refilled", "settings", "tokens",
                  "unblocked", "writing", "ws")
 
@@ -104,6 +105,7 @@ class Session:
         self.unblocked: trio.Event | None = None  # set when pending drops below the bound
         self.monitoring: list[str] | None = None  # the shops this monitor screen watches
         self.monitor_scope: trio.CancelScope | None = None
+        self.known: set[str] | None = None  # conversations this connection may use
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -396,7 +398,21 @@ class Session:
                 continue  # busy or shutting down: the next round tries again
             await self._send(snapshot)
 
-    def _member(self, conversation: str) -> dict[str, Any]:
+    def _member(self, conversation: str) -> None:
+        """Refuse (not_found) a frame about a conversation the caller does not take part
+        in, before any actor wakes for it. Conversations already seen on this
+        connection pass without a store read: the conversation actor checks
+        membership again on every frame, so this is only the gate against probing."""
+        if self.known is not None and conversation in self.known:
+            return
+        self._meta(conversation)
+        if self.known is None:
+            self.known = set()
+        elif len(self.known) >= KNOWN_CONVERSATIONS:
+            self.known.clear()
+        self.known.add(conversation)
+
+    def _meta(self, conversation: str) -> dict[str, Any]:
         """The conversation's meta if the caller takes part in it; else not_found."""
         p = self.principal
         assert p is not None
@@ -406,7 +422,7 @@ class Session:
         return dict(meta)
 
     async def _sync(self, conversation: str, after: int, limit: int) -> None:
-        meta = self._member(conversation)
+        meta = self._meta(conversation)  # reads check afresh (a transfer moves the shop)
         p = self.principal
         if p is not None and p.role in STAFF_ROLES:  # staff reading a buyer's messages
             address = getattr(self.ws.remote, "address", None)
