@@ -108,7 +108,8 @@ class Run:
                 await on_frame(conn, await conn.receive())
         except ConnectionClosed as exc:
             code = exc.reason.code if exc.reason else None
-            self.disconnects[str(code)] += 1
+            if code != 1000:  # a normal close (ours, at the end of a conversation) is no fault
+                self.disconnects[str(code)] += 1
 
     def on_common(self, frame: Frame) -> None:
         kind = frame.get("type")
