@@ -39,6 +39,10 @@ def chromium() -> Iterator[Any]:
         _unavailable("playwright is not installed (pip install -e '.[test]')")
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import expect
+
+    # Waits, not timings: generous so a loaded CI machine does not fail a correct page.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM),
                                     args=["--no-sandbox", "--disable-dev-shm-usage"])

@@ -241,7 +241,7 @@ def test_agent_tools_image_recall_suggestions_tags_cards_transfer(
                                                 "buffer": PNG}])
     image = buyer.locator("li.msg[data-role='agent'] img.photo")
     expect(image).to_have_attribute("src", re.compile("^blob:"))
-    assert image.evaluate("img => img.complete && img.naturalWidth") == 1
+    expect(image).to_have_js_property("naturalWidth", 1)  # decoded: the real 1×1 PNG
 
     # An order card from the customer panel.
     a1.locator("li.order[data-order='o-1']").get_by_role("button", name="发送订单卡片").click()
