@@ -138,8 +138,14 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
         api_key = printed["API key"][-1]
         http = printed["HTTP API"][2]
         token = printed["agent token"][-1]
+        links = [line for stream, line in demo.output()
+                 if stream == "out" and "#token=" in line]
+        assert sum("/agent#token=" in line for line in links) == 5  # every demo agent
+        assert sum("/chat?shop=" in line for line in links) == 3  # every demo buyer
+        assert sum("/monitor#token=" in line for line in links) == 2
         with httpx.Client(base_url=http, timeout=10) as client:
             assert client.get("/readyz").status_code == 200
+            assert client.get("/agent").status_code == 200
             shop = client.get("/api/shops/uniqlo-style",
                               headers={"Authorization": f"Bearer {api_key}"})
             assert shop.json()["name"] == "优衣坊旗舰店"

@@ -318,6 +318,10 @@ def test_storefront_embed_opens_the_chat_with_the_product_card(
     chat.locator("#input").fill("有L码吗")
     chat.locator("#input").press("Enter")
     expect(chat.locator("li.msg[data-role='buyer'] .status").last).to_have_text("已送达")
+    # Nobody of the shop is online: the bot answers, and 转人工 leaves a message in line.
+    expect(chat.locator("li.msg[data-role='bot']")).to_have_count(1)
+    chat.get_by_role("button", name="转人工").click()
+    expect(chat.locator("#queue")).to_contain_text("留言")
     storefront.screenshot(path=artifacts / "storefront.png")
     storefront.set_viewport_size({"width": 390, "height": 844})  # a phone: full screen
     box = storefront.locator("iframe").bounding_box()
