@@ -72,7 +72,8 @@ async def test_buyer_opens_agent_replies_offline_buyer_syncs(running: Running,
             assert (await buyer.open(SHOP, ref="again"))["conversation"] == conv
             await assign(listening, conv, "agent-1")
             assigned = await buyer.expect("event", event="assigned")
-            assert assigned["data"] == {"agent": "agent-1", "rule": "forced"}
+            assert assigned["data"] == {"agent": "agent-1", "agent_name": "agent-1",
+                                        "rule": "forced"}
 
             async with connect(url, token("agent-1", "agent", SHOP),
                                subprotocol=subprotocol) as agent:
@@ -218,7 +219,8 @@ async def test_resolve_rate_reopen_and_auto_close(running: Running) -> None:
             reopened = await buyer.expect("event", event="reopened")
             assert reopened["data"] == {"state": "queued"}
             back = await agent.expect("event", event="assigned", conversation=conv,
-                                      data={"agent": "agent-1", "rule": "sticky"})
+                                      data={"agent": "agent-1", "agent_name": "agent-1",
+                                            "rule": "sticky"})
             assert back["type"] == "event"
             # Inactive past the auto-close time: the sweep closes it.
             real_clock = engine.context.clock
@@ -256,7 +258,8 @@ async def test_transfer_moves_live_delivery_to_the_new_agent(running: Running) -
                 moved = await side.expect("event", event="transferred")
                 assert moved["data"] == {"from": "agent-1", "to": "agent-2"}
             await second.expect("event", event="assigned",
-                                data={"agent": "agent-2", "rule": "forced"})
+                                data={"agent": "agent-2", "agent_name": "agent-2",
+                                      "rule": "forced"})
             after = await buyer.say(conv, "t-2", "after")
             await second.expect("msg", seq=after["seq"])
             await first.request({"type": "ping"}, "pong")

@@ -171,7 +171,8 @@ async def test_sticky_to_the_last_agent_but_never_to_an_offline_one(tmp_path: Pa
                     # the buyer still goes back to the agent who served them.
                     await buyer.say(conv, "again", "one more thing")
                     back = await buyer.expect("event", event="assigned",
-                                              data={"agent": served_by, "rule": "sticky"})
+                                              data={"agent": served_by,
+                                                    "agent_name": served_by, "rule": "sticky"})
                     assert back["conversation"] == conv
                     await (x if served_by == "x" else y).send(
                         {"type": "resolve", "conversation": conv})

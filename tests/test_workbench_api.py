@@ -50,6 +50,8 @@ async def test_monitor_inbox_and_first_response(tmp_path: Path) -> None:
             opened = await buyer.open(SHOP, product="sku-1", title="羽绒服")
             conversation = opened["conversation"]
             await buyer.say(conversation, "m1", "有L码吗")
+            assigned = await buyer.expect("event", event="assigned", conversation=conversation)
+            assert assigned["data"]["agent_name"] == "小美"
             await agent.expect("event", event="assigned", conversation=conversation)
             await trio.sleep(0.3)  # the buyer waits a moment for the first reply
             inbox = (await agent.request({"type": "inbox"}, "inbox"))["conversations"]
@@ -68,6 +70,7 @@ async def test_monitor_inbox_and_first_response(tmp_path: Path) -> None:
             # A buyer's inbox names the shop but shows no staff-only fields.
             mine = (await buyer.request({"type": "inbox"}, "inbox"))["conversations"][0]
             assert mine["shop_name"] == "一号店" and "tags" not in mine
+            assert mine["agent_name"] == "小美" and mine["last_agent"] == "a1"
             assert mine["peer_read"] == 3  # the agent's own reply counts as read
 
             async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
@@ -155,7 +158,10 @@ async def test_pages_and_client_config(tmp_path: Path) -> None:
             for path in ("/agent", "/chat", "/monitor"):
                 r = await http.get(path)
                 assert r.status_code == 200 and "text/html" in r.headers["content-type"]
-                assert "script-src 'self'" in r.headers["content-security-policy"]
+                csp = r.headers["content-security-policy"]
+                assert "script-src 'self'" in csp
+                # Only the buyer chat may be framed by a storefront.
+                assert ("frame-ancestors *" in csp) == (path == "/chat")
             assert (await http.get("/widget.js")).status_code == 200
             assert (await http.get("/static/vendor/chart.min.js")).status_code == 200
             config = (await http.get("/api/client-config")).json()

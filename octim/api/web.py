@@ -25,23 +25,26 @@ PAGES = {"/agent": "agent.html", "/chat": "chat.html", "/monitor": "monitor.html
 # The pages load only their own scripts and styles; images come from uploads
 # (blob: URLs) or product pictures the platform links (https:).
 CSP = ("default-src 'self'; img-src 'self' blob: data: https: http:; media-src 'self' blob:; "
-       "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; "
-       "frame-ancestors *")
+       "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; ")
+# Storefronts frame the buyer chat (widget.js); staff pages are never framed (clickjacking).
+FRAMING = {"/chat": "frame-ancestors *", "/agent": "frame-ancestors 'none'",
+           "/monitor": "frame-ancestors 'none'"}
 
 
 def mount(app: "FastAPI", engine: "Engine") -> None:
     """Add the web client's routes and static files to ``app``."""
     api = APIRouter(tags=["web client"])
 
-    def page(name: str) -> Any:
+    def page(name: str, framing: str) -> Any:
         async def serve() -> FileResponse:
             return FileResponse(WEB / name, media_type="text/html", headers={
-                "Content-Security-Policy": CSP, "Cache-Control": "no-cache",
+                "Content-Security-Policy": CSP + framing, "Cache-Control": "no-cache",
                 "X-Content-Type-Options": "nosniff"})
         return serve
 
     for path, name in PAGES.items():
-        api.add_api_route(path, page(name), methods=["GET"], include_in_schema=False)
+        api.add_api_route(path, page(name, FRAMING[path]), methods=["GET"],
+                          include_in_schema=False)
 
     @api.get("/widget.js", include_in_schema=False)
     async def widget() -> FileResponse:

@@ -442,6 +442,9 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         if previous and previous != agent:
             ops += self._event("transferred", {"from": previous, "to": agent}, frames)
         assigned: dict[str, Any] = {"agent": agent, "rule": rule}
+        profile = self.context.store.get("agents", agent.encode())
+        if profile is not None:  # the name a buyer sees ("客服小美"), not the account id
+            assigned["agent_name"] = profile["name"]
         if self.meta.get("handoff"):
             # The agent sees the bot's hand-off first: reason, guesses, transcript.
             assigned["handoff"] = self.meta.pop("handoff")

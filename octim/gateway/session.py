@@ -464,6 +464,12 @@ class Session:
                      "updated": meta["updated"],
                      "created": meta["created"], "agent": meta.get("agent"),
                      "preview": meta.get("preview", ""), "rated": bool(meta.get("rating"))}
+            agent = meta.get("agent") or meta.get("last_agent")
+            if agent:
+                names.setdefault("agent:" + agent, (store.get("agents", agent.encode())
+                                                    or {}).get("name", agent))
+                entry["agent_name"] = names["agent:" + agent]
+                entry["last_agent"] = agent
             if staff:  # what the workbench sorts and filters by
                 buyer = meta["buyer"]
                 profile = store.get("customers", buyer.encode()) or {}

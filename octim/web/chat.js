@@ -13,7 +13,7 @@ const CONTEXT_FIELDS = ["product", "order", "title", "price", "image", "page", "
 
 const state = {
   token: null, me: null, gw: null, conversation: null, thread: null, convState: null,
-  pending: new Map(), peerRead: 0, score: 0, rated: false, typingTimer: null, lastTypingSent: 0,
+  pending: new Map(), names: new Map(), peerRead: 0, score: 0, rated: false, typingTimer: null, lastTypingSent: 0,
 };
 
 applyI18n(document);
@@ -77,12 +77,15 @@ async function openConversation() {
     const entry = mine.conversations.find((c) => c.conversation === state.conversation);
     if (entry) {
       state.peerRead = entry.peer_read || 0;
+      if (entry.agent_name) state.names.set(entry.last_agent, entry.agent_name);
       state.rated = entry.rated;
       $("shop-name").textContent = entry.shop_name || shop;
       document.title = `${entry.shop_name || shop} - ${t("chat_title")}`;
     }
     render();
     markRead();
+    // Typing is possible once there is a conversation to send to.
+    $("input").disabled = $("send").disabled = false;
   } catch (error) { toast(t("error_" + error.code, { message: error.message })); }
 }
 
@@ -98,6 +101,7 @@ function onEvent(frame) {
       break;
     case "assigned":
       state.convState = "assigned";
+      if (data.agent_name) state.names.set(data.agent, data.agent_name);
       $("queue").hidden = true;
       $("queue").textContent = "";
       break;
@@ -155,7 +159,8 @@ function messageItem(msg) {
   const side = msg.role === "system" ? "system" : mine ? "mine" : "theirs";
   let status = null;
   if (mine) status = msg.sending ? t("sending") : msg.failed ? t("failed") : state.peerRead >= msg.seq ? t("read") : t("delivered");
-  const who = msg.role === "bot" ? t("bot") : msg.role === "buyer" ? t("me") : t("agent_name", { name: msg.from });
+  const who = msg.role === "bot" ? t("bot") : msg.role === "buyer" ? t("me")
+    : t("agent_name", { name: state.names.get(msg.from) || msg.from });
   const helpful = msg.role === "bot" && msg.body?.kb && !msg.voted;
   return el(`li.msg.${side}`, { dataset: { seq: msg.seq ?? "", role: msg.role } },
     el("div.meta", { text: `${who} · ${clockTime(msg.ts)}` }),

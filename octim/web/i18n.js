@@ -17,7 +17,7 @@ const zh = {
   canned_empty: "没有快捷回复", canned_need_both: "请填写标题和内容", personal: "个人", delete: "删除",
   search: "搜索", message: "消息", compose_hint: "输入消息，Enter 发送，Shift+Enter 换行",
   send: "发送", sending: "发送中", failed: "发送失败", delivered: "已送达", read: "已读",
-  recall: "撤回", recalled: "消息已撤回", bot: "智能助手", me: "我", agent_name: "客服 {name}",
+  recall: "撤回", recalled: "消息已撤回", bot: "智能助手", me: "我", agent_name: "客服{name}",
   customer: "客户信息", no_customer: "未选择会话", orders: "订单", no_orders: "该客户在本店暂无订单",
   earlier_conversations: "历史会话", none: "无", tags: "标签", notes: "备注", add: "添加",
   add_tag: "添加标签", add_note: "添加备注", remove_tag: "删除标签 {tag}", entry_card: "来源页面",

@@ -133,6 +133,7 @@ def test_buyer_bot_handoff_agent_reply_rating_and_monitor(
     theirs = buyer.locator("li.msg[data-role='agent'] .bubble")
     expect(theirs).to_have_count(2)
     expect(theirs.nth(1)).to_have_text("羽绒服已经发货了\n在上海转运中心")
+    expect(buyer.locator("li.msg[data-role='agent'] .meta").first).to_contain_text("客服小美")
     # The buyer's screen is open, so it reads; the agent sees 已读 on both replies.
     expect(agent.locator("li.msg.mine .status").last).to_have_text("已读")
     buyer.screenshot(path=artifacts / "3-buyer-sees-reply.png")
@@ -324,7 +325,6 @@ def test_storefront_embed_opens_the_chat_with_the_product_card(
     expect(chat.locator("#queue")).to_contain_text("留言")
     storefront.screenshot(path=artifacts / "storefront.png")
     storefront.set_viewport_size({"width": 390, "height": 844})  # a phone: full screen
-    box = storefront.locator("iframe").bounding_box()
-    assert box is not None and box["width"] == 390
+    expect(storefront.locator("iframe")).to_have_css("width", "390px")
     storefront.close()
     server.shutdown()
