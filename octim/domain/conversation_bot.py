@@ -15,7 +15,6 @@ from octim.domain.bot import TRANSCRIPT, BotSettings, handoff_reason
 from octim.domain.context import EngineContext
 from octim.domain.conversation_model import (
     QUEUED,
-    event_frame,
     message_key,
     msg_frame,
     preview,
@@ -115,8 +114,5 @@ class BotTurns:
 
     async def _assist(self, asked: dict[str, Any]) -> None:
         """Agent assist: the best KB answers for the buyer's latest question, to the agent."""
-        items = await self._kb(AssistKb(asked["body"]["text"], self.meta["shop"]))
-        if items:
-            self.context.fanout.publish(
-                event_frame(self.id, "suggestions", {"for_seq": asked["seq"], "items": items}),
-                [self.meta["agent"]])
+        await self._kb_tell(AssistKb(asked["body"]["text"], self.meta["shop"], self.id,
+                                     asked["seq"], self.meta["agent"]))

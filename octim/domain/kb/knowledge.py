@@ -15,6 +15,7 @@ from typing import Any
 
 from octim.actors import Actor, ActorKind, Address, Message, record, thaw
 from octim.domain.context import EngineContext
+from octim.domain.conversation_model import event_frame
 from octim.domain.kb.matcher import Matcher
 from octim.errors import InvalidInput, NotFound
 from octim.store import Delete, Put, pack
@@ -173,10 +174,15 @@ class KnowledgeBase:
 
 @record
 class AssistKb(Message):
-    """The top entries, with answers, for an agent's one-click use."""
+    """The top entries, with answers, for an agent's one-click use: sent with ``tell``;
+    the knowledge base pushes them to ``agent`` as a ``suggestions`` event itself, so
+    the conversation never waits for the lookup."""
 
     question: str
     shop: str | None
+    conversation: str
+    for_seq: int
+    agent: str
 
 
 @record
@@ -260,7 +266,12 @@ class KbActor(Actor[EngineContext]):
             case AskKb(question=question, shop=shop):
                 return self.kb.ask(question, shop)
             case AssistKb(question=question, shop=shop):
-                return self.kb.top(question, shop)
+                items = self.kb.top(question, shop)
+                if items:
+                    self.context.fanout.publish(event_frame(
+                        message.conversation, "suggestions",
+                        {"for_seq": message.for_seq, "items": items}), [message.agent])
+                return None
             case RecordUnanswered(question=question, shop=shop, handed_off=handed_off):
                 await self._record_unanswered(question, shop, handed_off)
                 return None
