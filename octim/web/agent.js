@@ -2,11 +2,12 @@
 // customer 360 panel. Speaks protocol v1 over the gateway; HTTP for context,
 // canned replies, uploads and the team list.
 import {
-  EMOJI, Gateway, Thread, api, applyI18n, beep, clockTime, currentLang, duration, el, newId,
-  renderBody, setLang, syncThread, t, takeToken, tokenClaims, upload,
+  EMOJI, Gateway, Thread, api, applyI18n, beep, bindComposer, clockTime, currentLang, duration,
+  el, newId, renderBody, setLang, syncThread, t, takeToken, toaster, tokenClaims, upload,
 } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
+const toast = toaster($("toast"));
 const RECALL_WINDOW_MS = 120_000;
 const OPEN_STATES = new Set(["assigned", "queued", "bot"]);
 
@@ -21,7 +22,6 @@ const state = {
   handoffs: new Map(), // conversation → handoff data from the assigned event
   canned: [],
   typingTimer: null,
-  lastTypingSent: 0,
 };
 
 // -- start ---------------------------------------------------------------------------
@@ -371,38 +371,10 @@ function insertText(text) {
   input.selectionStart = input.selectionEnd = at + text.length;
 }
 
-$("input").addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-    event.preventDefault();
-    $("compose").requestSubmit();
-  }
-});
-
-$("input").addEventListener("input", () => {
-  if (!state.current || Date.now() - state.lastTypingSent < 2000) return;
-  state.lastTypingSent = Date.now();
-  state.gw.send({ type: "typing", conversation: state.current });
-});
-
-$("input").addEventListener("paste", (event) => {
-  const files = [...(event.clipboardData?.files || [])].filter((f) => f.type.startsWith("image/"));
-  if (!files.length) return;
-  event.preventDefault();
-  for (const file of files) sendFile(file);
-});
-
-$("compose").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const text = $("input").value.trim();
-  if (!text || !state.current) return;
-  $("input").value = "";
-  state.lastTypingSent = 0; // the next keystroke starts a new typing notice
-  sendMessage("text", { text });
-});
-
-$("image-input").addEventListener("change", () => {
-  for (const file of $("image-input").files) sendFile(file);
-  $("image-input").value = "";
+bindComposer({
+  input: $("input"), form: $("compose"), picker: $("image-input"), onFile: sendFile,
+  onText: (text) => { if (state.current) sendMessage("text", { text }); },
+  onTyping: () => { if (state.current) state.gw.send({ type: "typing", conversation: state.current }); },
 });
 
 async function sendFile(file) {
@@ -601,10 +573,3 @@ async function addNote(text) {
 
 function renderAll() { renderFilters(); renderInbox(); renderChatHead(); renderMessages(); renderCanned(); if (state.current) loadCustomer(state.current); }
 
-let toastTimer = null;
-function toast(text) {
-  $("toast").textContent = text;
-  $("toast").hidden = false;
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => { $("toast").hidden = true; }, 4000);
-}

@@ -2,18 +2,19 @@
 // with the buyer's token in the fragment (#token=…) the first time; it stays in
 // localStorage so a reload resumes the same conversation.
 import {
-  EMOJI, Gateway, Thread, applyI18n, clockTime, currentLang, duration, el, newId, renderBody,
-  setLang, syncThread, t, takeToken, tokenClaims, upload,
+  EMOJI, Gateway, Thread, applyI18n, bindComposer, clockTime, currentLang, duration, el, newId,
+  renderBody, setLang, syncThread, t, takeToken, toaster, tokenClaims, upload,
 } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
+const toast = toaster($("toast"));
 const params = new URLSearchParams(location.search);
 const shop = params.get("shop");
 const CONTEXT_FIELDS = ["product", "order", "title", "price", "image", "page", "category", "status"];
 
 const state = {
   token: null, me: null, gw: null, conversation: null, thread: null, convState: null,
-  pending: new Map(), names: new Map(), peerRead: 0, score: 0, rated: false, typingTimer: null, lastTypingSent: 0,
+  pending: new Map(), names: new Map(), peerRead: 0, score: 0, rated: false, typingTimer: null,
 };
 
 applyI18n(document);
@@ -213,38 +214,10 @@ async function send(kind, body, extra = {}) {
 
 function sendText(text) { return send("text", { text }); }
 
-$("compose").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const text = $("input").value.trim();
-  if (!text) return;
-  $("input").value = "";
-  state.lastTypingSent = 0; // the next keystroke starts a new typing notice
-  sendText(text);
-});
-
-$("input").addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-    event.preventDefault();
-    $("compose").requestSubmit();
-  }
-});
-
-$("input").addEventListener("input", () => {
-  if (!state.conversation || Date.now() - state.lastTypingSent < 2000) return;
-  state.lastTypingSent = Date.now();
-  state.gw.send({ type: "typing", conversation: state.conversation });
-});
-
-$("input").addEventListener("paste", (event) => {
-  const files = [...(event.clipboardData?.files || [])].filter((f) => f.type.startsWith("image/"));
-  if (!files.length) return;
-  event.preventDefault();
-  for (const file of files) sendFile(file);
-});
-
-$("image-input").addEventListener("change", () => {
-  for (const file of $("image-input").files) sendFile(file);
-  $("image-input").value = "";
+bindComposer({
+  input: $("input"), form: $("compose"), picker: $("image-input"), onFile: sendFile,
+  onText: sendText,
+  onTyping: () => { if (state.conversation) state.gw.send({ type: "typing", conversation: state.conversation }); },
 });
 
 async function sendFile(file) {
@@ -277,10 +250,3 @@ $("rating-submit").addEventListener("click", () => {
     });
 });
 
-let toastTimer = null;
-function toast(text) {
-  $("toast").textContent = text;
-  $("toast").hidden = false;
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => { $("toast").hidden = true; }, 4000);
-}

@@ -266,6 +266,52 @@ export const EMOJI = ["😀", "😂", "😊", "😍", "🤔", "😅", "😭", "�
   "❤️", "🎉", "🌹", "💪", "👏", "🤝", "😘", "😉", "😳", "🥰", "😴", "🤗", "📦", "🚚", "💰", "🎁",
   "✅", "❌", "⏰", "📷"];
 
+// The compose box both pages share: Enter sends and Shift+Enter is a new line (not while an
+// IME is composing), a typing notice at most every 2 s, images by paste or by the picker.
+export function bindComposer({ input, form, picker, onText, onFile, onTyping }) {
+  let lastTyping = 0;
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  input.addEventListener("input", () => {
+    if (Date.now() - lastTyping < 2000) return;
+    lastTyping = Date.now();
+    onTyping();
+  });
+  input.addEventListener("paste", (event) => {
+    const files = [...(event.clipboardData?.files || [])].filter((f) => f.type.startsWith("image/"));
+    if (!files.length) return;
+    event.preventDefault();
+    for (const file of files) onFile(file);
+  });
+  picker.addEventListener("change", () => {
+    for (const file of picker.files) onFile(file);
+    picker.value = "";
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    lastTyping = 0; // the next keystroke starts a new typing notice
+    onText(text);
+  });
+}
+
+// A message at the bottom of the page for four seconds.
+export function toaster(node) {
+  let timer = null;
+  return (text) => {
+    node.textContent = text;
+    node.hidden = false;
+    clearTimeout(timer);
+    timer = setTimeout(() => { node.hidden = true; }, 4000);
+  };
+}
+
 // A short beep with WebAudio (no sound file to ship).
 export function beep() {
   try {
