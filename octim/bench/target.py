@@ -13,12 +13,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+LOG_LINES = 200  # server log lines kept (for the error when it fails to start)
 NOFILE = 1 << 17  # file descriptors for a server holding tens of thousands of connections
 
 
@@ -74,7 +76,7 @@ class Target:
     pid: int | None = None
     process: subprocess.Popen[str] | None = None
     data: Path | None = None
-    log: list[str] = field(default_factory=list)
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES))
 
     def cpu(self) -> float | None:
         return cpu_seconds(self.pid) if self.pid else None
@@ -112,12 +114,12 @@ class Target:
 
 
 def _spawn(args: list[str], env: dict[str, str], ready_key: str) -> tuple[
-        subprocess.Popen[str], dict[str, Any], list[str]]:
+        subprocess.Popen[str], dict[str, Any], deque[str]]:
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, env={**os.environ, **env},
                                preexec_fn=raise_nofile)
     assert process.stderr is not None
-    seen: list[str] = []
+    seen: deque[str] = deque(maxlen=LOG_LINES)  # the server's latest log lines
     for line in process.stderr:
         seen.append(line.rstrip())
         if line.startswith("{"):
@@ -130,7 +132,7 @@ def _spawn(args: list[str], env: dict[str, str], ready_key: str) -> tuple[
 
                 threading.Thread(target=drain, daemon=True).start()
                 return process, record, seen
-    raise RuntimeError("the server exited before it was ready:\n" + "\n".join(seen[-20:]))
+    raise RuntimeError("the server exited before it was ready:\n" + "\n".join(list(seen)[-20:]))
 
 
 def start_engine(settings: dict[str, str], cpus: str | None) -> Target:

@@ -125,6 +125,10 @@ class Run:
             if waiter is not None:
                 waiter.set()
 
+    async def on_buyer(self, conn: Conn, frame: Frame) -> None:
+        """A buyer's connection: acks, errors, assigned/resolved events."""
+        self.on_common(frame)
+
     def on_deliver(self, frame: Frame) -> None:
         if frame.get("type") == "msg" and "." in frame.get("id", ""):
             self.delivers.append((due_of(frame["id"]), time.time() - due_of(frame["id"])))
@@ -177,9 +181,6 @@ async def steady(run: Run, nursery: trio.Nursery, go: Callable[[dict[str, Any]],
         run.on_deliver(frame)
         run.on_common(frame)
 
-    async def buyer_frame(conn: Conn, frame: Frame) -> None:
-        run.on_common(frame)
-
     for agent, shops in c["agents"]:
         conn = await run.connect(nursery, agent, "agent", tuple(shops))
         nursery.start_soon(run.read, conn, agent_frame)
@@ -197,7 +198,7 @@ async def steady(run: Run, nursery: trio.Nursery, go: Callable[[dict[str, Any]],
                 pass
             conversation = opened["conversation"]
             waiter = run.waiting.setdefault(f"assigned:{conversation}", trio.Event())
-            nursery.start_soon(run.read, conn, buyer_frame)
+            nursery.start_soon(run.read, conn, run.on_buyer)
             await conn.send({"type": "send", "conversation": conversation,
                              "id": f"{buyer}-hello", "kind": "text", "body": {"text": "你好"}})
             with trio.move_on_after(60):
@@ -262,7 +263,7 @@ async def peak(run: Run, nursery: trio.Nursery,
                 conv = opened["conversation"]
                 assigned = run.waiting.setdefault(f"assigned:{conv}", trio.Event())
                 resolved = run.waiting.setdefault(f"resolved:{conv}", trio.Event())
-                own.start_soon(run.read, conn, common)
+                own.start_soon(run.read, conn, run.on_buyer)
                 for i, text in enumerate(c["texts"]):
                     if i:
                         await trio.sleep(c["interval"])
@@ -306,11 +307,6 @@ async def peak(run: Run, nursery: trio.Nursery,
 
     nursery.start_soon(burst)
     await open_loop(start, c["duration"], rate_at, arrive)
-
-
-async def common(conn: Conn, frame: Frame) -> None:
-    """Buyers in the peak: acks, errors, assigned/resolved events."""
-    RUN.on_common(frame)
 
 
 async def connections(run: Run, nursery: trio.Nursery,
@@ -365,7 +361,7 @@ async def fanout(run: Run, nursery: trio.Nursery,
             pass
         conversation = opened["conversation"]
         waiter = run.waiting.setdefault(f"assigned:{conversation}", trio.Event())
-        nursery.start_soon(run.read, buyer, common)
+        nursery.start_soon(run.read, buyer, run.on_buyer)
         await buyer.send({"type": "send", "conversation": conversation, "id": "fanout-hello",
                           "kind": "text", "body": {"text": "你好"}})
         with trio.move_on_after(30):
@@ -385,14 +381,12 @@ async def fanout(run: Run, nursery: trio.Nursery,
     await open_loop(start, c["duration"], lambda t: c["rate"], send)
 
 
-RUN: Run  # this process's run (one per worker process)
 SCENARIOS = {"steady": steady, "peak": peak, "connections": connections, "fanout": fanout}
 
 
 async def main_async() -> None:
-    global RUN
     config = json.loads(sys.stdin.readline())["config"]
-    run = RUN = Run(config)
+    run = Run(config)
     stdin = trio.lowlevel.FdStream(0)
     buffer = b""
 

@@ -445,20 +445,21 @@ class Session:
         staff = p.role in STAFF_ROLES
         prefix = pair_key(p.user, "")
         entries = []
-        names: dict[str, str] = {}
+        shop_names: dict[str, str] = {}
+        agent_names: dict[str, str] = {}
         for key, shop in store.scan("idx_user_conversations", prefix, prefix[:-1] + b"\x01"):
             conversation = key[len(prefix):].decode()
             meta = store.get("conversations", conversation.encode())
             if meta is None:
                 continue
-            if shop not in names:
-                names[shop] = (store.get("shops", shop.encode()) or {}).get("name", shop)
+            if shop not in shop_names:
+                shop_names[shop] = (store.get("shops", shop.encode()) or {}).get("name", shop)
             reads = meta.get("reads", {})
             read = reads.get(p.user, 0)
             # how far the other side has read: the buyer for staff, any staff for the buyer
             peer_read = reads.get(meta["buyer"], 0) if staff else max(
                 [upto for user, upto in reads.items() if user != p.user], default=0)
-            entry = {"conversation": conversation, "shop": shop, "shop_name": names[shop],
+            entry = {"conversation": conversation, "shop": shop, "shop_name": shop_names[shop],
                      "state": meta["state"], "last_seq": meta["last_seq"], "read": read,
                      "unread": max(0, meta["last_seq"] - read), "peer_read": peer_read,
                      "updated": meta["updated"],
@@ -466,9 +467,10 @@ class Session:
                      "preview": meta.get("preview", ""), "rated": bool(meta.get("rating"))}
             agent = meta.get("agent") or meta.get("last_agent")
             if agent:
-                names.setdefault("agent:" + agent, (store.get("agents", agent.encode())
-                                                    or {}).get("name", agent))
-                entry["agent_name"] = names["agent:" + agent]
+                if agent not in agent_names:
+                    agent_names[agent] = (store.get("agents", agent.encode()) or {}).get(
+                        "name", agent)
+                entry["agent_name"] = agent_names[agent]
                 entry["last_agent"] = agent
             if staff:  # what the workbench sorts and filters by
                 buyer = meta["buyer"]

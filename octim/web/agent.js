@@ -552,22 +552,22 @@ function orderItem(order, highlighted, reason) {
         onclick: () => sendMessage("product", { product: item.sku, title: item.name, price: item.price }) }))));
 }
 
-async function setTags(tags) {
+// Tags and notes are the shop's own, about the conversation's buyer.
+async function updateCustomer(what, method, json) {
   const ctx = state.context;
+  const buyer = encodeURIComponent(ctx.profile.id || state.entries.get(state.current).buyer);
   try {
-    await api(state.token, `/api/shops/${ctx.shop}/customers/${encodeURIComponent(ctx.profile.id || state.entries.get(state.current).buyer)}/tags`, { method: "PUT", json: { tags } });
-  } catch (error) { return toast(error.message); }
+    await api(state.token, `/api/shops/${ctx.shop}/customers/${buyer}/${what}`, { method, json });
+  } catch (error) { toast(error.message); return false; }
   loadCustomer(state.current);
-  state.gw.send({ type: "inbox" });
+  return true;
 }
 
-async function addNote(text) {
-  const ctx = state.context;
-  try {
-    await api(state.token, `/api/shops/${ctx.shop}/customers/${encodeURIComponent(ctx.profile.id || state.entries.get(state.current).buyer)}/notes`, { method: "POST", json: { text } });
-  } catch (error) { return toast(error.message); }
-  loadCustomer(state.current);
+async function setTags(tags) {
+  if (await updateCustomer("tags", "PUT", { tags })) state.gw.send({ type: "inbox" }); // tags show in the inbox
 }
+
+function addNote(text) { return updateCustomer("notes", "POST", { text }); }
 
 // -- misc -----------------------------------------------------------------------------
 
