@@ -17,6 +17,8 @@ from octim.errors import OctimError
 
 ROLES = ("buyer", "agent", "shop_admin", "platform_admin")
 ALGORITHM = "HS256"
+MAX_ID_CHARS = 128
+MAX_TOKEN_SHOPS = 1000
 
 
 class AuthError(OctimError):
@@ -49,14 +51,18 @@ def verify_token(token: Any, secret: str, *, leeway: float = 5.0) -> Principal:
     role, sub, shops = claims["role"], claims["sub"], claims.get("shops", [])
     if role not in ROLES:
         raise AuthError(f"invalid token: unknown role {role!r}")
-    if not isinstance(sub, str) or not sub:
-        raise AuthError("invalid token: sub must be a non-empty string")
-    if not isinstance(shops, list) or not all(isinstance(s, str) for s in shops):
-        raise AuthError("invalid token: shops must be a list of strings")
+    # Ids become parts of store keys (LMDB keys are at most 511 bytes).
+    if not isinstance(sub, str) or not 0 < len(sub) <= MAX_ID_CHARS or not sub.isprintable():
+        raise AuthError(f"invalid token: sub must be 1-{MAX_ID_CHARS} printable characters")
+    if not isinstance(shops, list) or len(shops) > MAX_TOKEN_SHOPS or not all(
+            isinstance(s, str) and 0 < len(s) <= MAX_ID_CHARS for s in shops):
+        raise AuthError(f"invalid token: shops must be at most {MAX_TOKEN_SHOPS} ids of "
+                        f"1-{MAX_ID_CHARS} characters")
     level = claims.get("level", 0)
     if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= 100:
         raise AuthError("invalid token: level must be an integer 0-100")
-    return Principal(sub, role, tuple(shops), level)
+    # Shops make sense for staff only: a buyer's token naming shops gains nothing.
+    return Principal(sub, role, () if role == "buyer" else tuple(shops), level)
 
 
 def issue_token(secret: str, user: str, role: str, *, shops: tuple[str, ...] = (),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--ws", help="WebSocket gateway address host:port (default 127.0.0.1:8081)")
         p.add_argument("--config", type=Path, help="TOML configuration file")
         p.add_argument("--log-format", choices=["json", "text"], help="log line format")
+        p.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS and WSS")
+        p.add_argument("--tls-key", help="PEM private key of --tls-cert")
 
     serve = commands.add_parser("serve", help="run the engine")
     server_flags(serve, data_required=True)
@@ -46,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("version", help="print the version")
     kb = commands.add_parser("kb", help="knowledge base: import, export, ask")
     kb_commands = kb.add_subparsers(dest="kb_command", required=True, metavar="KB_COMMAND")
+    rekey = commands.add_parser(
+        "rekey", help="seal every value and upload under the current data key (resumable)")
+    rekey.add_argument("--data", type=Path, required=True, help="data directory")
+    rekey.add_argument("--key-file", help="the data keys (else OCTIM_DATA_KEY / _FILE)")
     kb_import = kb_commands.add_parser("import", help="upsert entries from a JSON Lines file")
     kb_import.add_argument("file", type=Path)
     kb_import.add_argument("--data", type=Path, required=True)
@@ -62,7 +70,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     return {"data": args.data, "http": args.http, "ws": args.ws,
-            "log_format": args.log_format}
+            "log_format": args.log_format, "tls_cert": args.tls_cert, "tls_key": args.tls_key}
+
+
+def _rekey(data: Path, key_file: str | None) -> int:
+    from octim.store.crypto import load_keys
+    from octim.store.rekey import rekey
+
+    keys = load_keys("" if key_file else os.environ.get("OCTIM_DATA_KEY", ""),
+                     key_file or os.environ.get("OCTIM_DATA_KEY_FILE", ""))
+    if not keys:
+        raise ConfigError("data_key (OCTIM_DATA_KEY)", "rekey needs the data keys")
+    report = rekey(data, keys)
+    print(json.dumps({"kid": report.kid, "values": report.values, "blobs": report.blobs}))
+    return 0
 
 
 OnReady = Callable[[Engine, Listening], Awaitable[None]]
@@ -142,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "backup":
             return _backup(args.data, args.dest)
+        if args.command == "rekey":
+            return _rekey(args.data, args.key_file)
         if args.command == "kb":
             from octim import kb_cli
 

@@ -8,7 +8,10 @@ one setting that is wrong, so start-up fails with one clear line.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from octim.errors import ConfigError
+from octim.store.crypto import load_keys
 
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\.?")
 MIN_SECRET_BYTES = 32  # HS256 needs a key at least as long as its hash (RFC 7518 §3.2)
 MIN_API_KEY_CHARS = 16
 DEFAULT_GC_THRESHOLD = 50_000
@@ -70,14 +75,32 @@ class Settings:
     presence_grace: float = 30.0  # seconds after an agent's last connection drops → offline
     routing_tick: float = 1.0  # seconds between routing timer checks
     monitor_interval: float = 1.0  # seconds between live monitor updates to a screen
-    public_ws_url: str = ""  # the gateway URL browsers use (default: the page's host, --ws port)
+    public_ws_url: str = ""  # the gateway URL browsers use (default: the bound --ws address)
     # webhooks
     webhook_timeout: float = 5.0  # seconds per delivery attempt
     webhook_attempts: int = 6  # attempts before a delivery goes to the dead letters
     webhook_backoff: float = 2.0  # seconds before the first retry; doubles each time
+    webhook_allow: str = ""  # hosts or networks webhooks may reach although private (a,b/24)
     # uploads
     max_image_bytes: int = 10 * 1024 * 1024
     max_voice_bytes: int = 5 * 1024 * 1024
+    # trust (docs/security.md)
+    max_json_body_bytes: int = 256 * 1024  # HTTP JSON bodies; larger ones answer 413
+    max_connections_per_user: int = 20  # WebSocket sessions per user; more close with 4009
+    image_hosts: str = ""  # hosts card images may come from besides our uploads (a.com,b.com)
+    trusted_proxies: str = ""  # addresses/networks whose X-Forwarded-* headers are believed
+    cross_shop_transfer: bool = False  # staff may transfer to shops they do not serve
+    tls_cert: str = ""  # PEM certificate chain: serve HTTPS and WSS (with tls_key)
+    tls_key: str = ""  # PEM private key of tls_cert
+    data_key: str = ""  # at-rest encryption keys "id:base64key[,id:base64key…]"; first is current
+    data_key_file: str = ""  # ... or a file holding them, one per line
+
+
+@functools.cache
+def host_list(value: str) -> frozenset[str]:
+    """A comma-separated list setting as lower-case host names."""
+    return frozenset(part.strip().lower().rstrip(".") for part in value.split(",")
+                     if part.strip())
 
 
 def env_var(name: str) -> str:
@@ -150,7 +173,22 @@ def _convert(name: str, value: Any) -> Any:
         raise ConfigError(label, f"expected a ws:// or wss:// URL, got {value!r}")
     if name == "log_format" and value not in {"json", "text"}:
         raise ConfigError(label, f"expected json or text, got {value!r}")
+    if name in ("webhook_allow", "trusted_proxies") and value:
+        _check_networks(label, value)
     return value
+
+
+def _check_networks(label: str, value: str) -> None:
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            if label.startswith("trusted_proxies") or not _HOST_NAME.fullmatch(part):
+                raise ConfigError(label, f"{part!r} is not an address, network or host name"
+                                  ) from None
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -189,5 +227,11 @@ def load_settings(*, config_file: Path | None = None, env: Mapping[str, str] | N
     if len(values["api_key"]) < MIN_API_KEY_CHARS:
         raise ConfigError("api_key (OCTIM_API_KEY)",
                           f"must be at least {MIN_API_KEY_CHARS} characters")
+    if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
+        raise ConfigError("tls_cert (OCTIM_TLS_CERT)", "tls_cert and tls_key go together")
+    for name in ("tls_cert", "tls_key", "data_key_file"):
+        if values.get(name) and not Path(values[name]).is_file():
+            raise ConfigError(f"{name} ({env_var(name)})", f"no file {values[name]}")
+    load_keys(values.get("data_key", ""), values.get("data_key_file", ""))  # fail now
     return Settings(**values)
 

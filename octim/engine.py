@@ -49,6 +49,7 @@ from octim.events import EventBus
 from octim.gateway import Gateway
 from octim.gateway.fanout import Fanout
 from octim.store import Store, open_store
+from octim.store.crypto import load_keys
 
 log = logging.getLogger("octim.engine")
 
@@ -59,14 +60,15 @@ class Listening:
 
     http: HostPort
     ws: HostPort
+    tls: bool = False
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.http}"
+        return f"{'https' if self.tls else 'http'}://{self.http}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.ws}/ws"
+        return f"{'wss' if self.tls else 'ws'}://{self.ws}/ws"
 
 
 def tune_interpreter(gc_threshold: int, freeze: bool, switch_interval: float) -> None:
@@ -229,8 +231,8 @@ class Engine:
                   ) -> None:
         """Run until :meth:`stop`; reports where it listens once ready."""
         s = self.settings
-        async with open_store(s.data, map_size=s.map_size,
-                              max_batch=s.commit_max_batch) as store:
+        async with open_store(s.data, map_size=s.map_size, max_batch=s.commit_max_batch,
+                              keys=load_keys(s.data_key, s.data_key_file)) as store:
             context = EngineContext(s, store, self.fanout)
             self.events = EventBus(s, store)
             context.emit = self.events.emit
@@ -257,8 +259,8 @@ class Engine:
         s = self.settings
         async with trio.open_nursery() as servers:
             http = await servers.start(
-                partial(serve_http, grace=s.shutdown_grace), create_app(self), s.http,
-                self._stop.wait)
+                partial(serve_http, grace=s.shutdown_grace, certfile=s.tls_cert or None,
+                        keyfile=s.tls_key or None), create_app(self), s.http, self._stop.wait)
             ws = await servers.start(self.gateway.serve, s.ws)
             self.ws_bound = ws
             # jieba loads its dictionary on first use (~0.7 s of CPU): do it now, not
@@ -269,7 +271,7 @@ class Engine:
             servers.start_soon(self._sweep_forever, sweeper)
             servers.start_soon(self._tick_forever, ticker)
             tune_interpreter(s.gc_threshold, s.gc_freeze, s.switch_interval)
-            listening = Listening(http, ws)
+            listening = Listening(http, ws, bool(s.tls_cert))
             self.ready = True
             log.info("ready", extra={"http": listening.http_url, "ws": listening.ws_url,
                                      "data": str(s.data)})

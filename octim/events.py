@@ -20,7 +20,15 @@ import trio
 
 from octim.config import Settings
 from octim.store import Delete, Put, Store, pack
-from octim.webhooks import EVENTS, Publish, Resend, SetEndpoints, Tick, WebhookSender
+from octim.webhooks import (
+    EVENTS,
+    Publish,
+    Resend,
+    SetEndpoints,
+    TargetPolicy,
+    Tick,
+    WebhookSender,
+)
 
 log = logging.getLogger("octim.events")
 WEBHOOK_BACKLOG = 10_000  # events waiting for the webhook sender before new ones are dropped
@@ -60,7 +68,8 @@ class EventBus:
         self._sender = WebhookSender.start(
             timeout=settings.webhook_timeout, attempts=settings.webhook_attempts,
             backoff=settings.webhook_backoff, dead=self._dead,
-            token=trio.lowlevel.current_trio_token())
+            token=trio.lowlevel.current_trio_token(),
+            allow=TargetPolicy.from_setting(settings.webhook_allow))
         self._sender.tell(SetEndpoints(dict(self._endpoints)))
         self._backlog = threading.BoundedSemaphore(WEBHOOK_BACKLOG)
         self.dropped = 0

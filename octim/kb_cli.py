@@ -7,6 +7,7 @@ These open the data directory directly. Import is all-or-nothing unless
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +18,7 @@ import trio
 from octim.domain.kb.knowledge import KnowledgeBase, export_line, validate_entry
 from octim.errors import OctimError
 from octim.store import Environment, Put, open_store, pack, unpack
+from octim.store.crypto import load_keys
 
 
 def _read_entries(data: Path) -> list[dict[str, Any]]:
@@ -53,7 +55,8 @@ def import_file(path: Path, data: Path, *, skip_bad: bool, out: TextIO) -> int:
     existing = {e["id"] for e in _read_entries(data)} if (data / "data.mdb").exists() else set()
 
     async def write() -> None:
-        async with open_store(data) as store:
+        async with open_store(data, keys=load_keys(os.environ.get("OCTIM_DATA_KEY", ""),
+                              os.environ.get("OCTIM_DATA_KEY_FILE", ""))) as store:
             await store.write([Put("kb", e["id"].encode(), pack(e)) for e in good])
 
     trio.run(write)

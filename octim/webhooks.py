@@ -8,6 +8,14 @@ trio loop. Each delivery is a POST of the JSON event with
 * ``X-Octim-Timestamp``: seconds since the epoch,
 * ``X-Octim-Signature``: ``sha256=`` + HMAC-SHA256(secret, ``timestamp + "." + body``).
 
+Deliveries never reach the engine's own network by default (server-side
+request forgery): the sender resolves the host itself, refuses loopback,
+private, link-local and other non-global addresses unless ``webhook_allow``
+lists them (networks, or host names), and connects to exactly the address it
+checked (the ``Host`` header and TLS server name keep the URL's host name), so
+DNS rebinding cannot swap in another address between the check and the
+connection. A refused address counts as a failed attempt.
+
 A 2xx answer is success. Otherwise the delivery is retried after
 ``webhook_backoff`` seconds, doubling each time, up to ``webhook_attempts``
 attempts; then it is reported back to trio, which keeps it in the
@@ -20,22 +28,84 @@ from __future__ import annotations
 import hashlib
 import heapq
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pykka
 import trio
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 log = logging.getLogger("octim.webhooks")
 
 EVENTS = ("conversation.opened", "conversation.assigned", "conversation.transferred",
           "conversation.resolved", "conversation.closed", "message.sent", "rating.given")
+
+
+class TargetRefused(Exception):
+    """A webhook URL resolves to an address the policy refuses."""
+
+
+@dataclass(frozen=True)
+class TargetPolicy:
+    """Which addresses webhooks may reach: global ones, plus what ``webhook_allow`` lists."""
+
+    networks: tuple[Network, ...] = ()
+    hosts: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_setting(cls, value: str) -> TargetPolicy:
+        """``"10.0.0.0/8, hooks.internal"``: networks and host names."""
+        networks, hosts = [], set()
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                hosts.add(part.lower().rstrip("."))
+        return cls(tuple(networks), frozenset(hosts))
+
+    def allowed(self, address: str, host: str) -> bool:
+        """Whether connecting to ``address`` (resolved from ``host``) is allowed."""
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if host.lower().rstrip(".") in self.hosts or any(ip in n for n in self.networks):
+            return True
+        return ip.is_global and not ip.is_multicast
+
+    def pin(self, url: str) -> tuple[str, str, dict[str, Any]]:
+        """Resolve ``url``'s host, check the address, and return the URL to connect to
+        (the address itself), its ``Host`` header and the TLS server name."""
+        parts = urlsplit(url)
+        host = parts.hostname
+        if parts.scheme not in ("http", "https") or not host:
+            raise TargetRefused(f"not an http(s) URL: {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise TargetRefused(f"cannot resolve {host!r}: {exc}") from None
+        address = str(infos[0][4][0])
+        if not self.allowed(address, host):
+            raise TargetRefused(f"{host} resolves to {address}, which is not a public "
+                                "address (allow it with the webhook_allow setting)")
+        literal = f"[{address}]" if ":" in address else address
+        pinned = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path or "/",
+                             parts.query, ""))
+        host_header = parts.netloc.rpartition("@")[2]
+        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+        return pinned, host_header, extensions
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -97,8 +167,10 @@ class WebhookSender(pykka.ThreadingActor):
 
     def __init__(self, *, timeout: float, attempts: int, backoff: float,
                  dead: Callable[[dict[str, Any]], None], token: trio.lowlevel.TrioToken,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 allow: TargetPolicy | None = None) -> None:
         super().__init__()
+        self._policy = allow or TargetPolicy.from_setting("")
         self._endpoints: dict[str, dict[str, Any]] = {}
         self._queue = _Queue()
         self._attempts, self._backoff = attempts, backoff
@@ -137,13 +209,18 @@ class WebhookSender(pykka.ThreadingActor):
         delivery.attempts += 1
         timestamp = str(int(time.time()))
         try:
-            response = self._client.post(delivery.url, content=delivery.body, headers={
+            url, host_header, extensions = self._policy.pin(delivery.url)
+            response = self._client.post(url, content=delivery.body, headers={
+                "Host": host_header,
                 "Content-Type": "application/json", "X-Octim-Event": delivery.event,
                 "X-Octim-Delivery": delivery.id, "X-Octim-Timestamp": timestamp,
-                "X-Octim-Signature": sign(delivery.secret, timestamp, delivery.body)})
+                "X-Octim-Signature": sign(delivery.secret, timestamp, delivery.body)},
+                extensions=extensions)
             if 200 <= response.status_code < 300:
                 return
             delivery.last_error = f"HTTP {response.status_code}"
+        except TargetRefused as exc:
+            delivery.last_error = f"refused: {exc}"[:300]
         except httpx.HTTPError as exc:
             delivery.last_error = f"{type(exc).__name__}: {exc}"[:300]
         if delivery.attempts >= self._attempts:

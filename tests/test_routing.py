@@ -234,6 +234,7 @@ async def test_transfer_to_another_shop_keeps_the_history(running: Running) -> N
     await setup(listening, agents={"b": {}}, shop="s2")
     with trio.fail_after(20):
         async with connect(listening.ws_url, token("a", "agent", SHOP)) as a, \
+                connect(listening.ws_url, token("a", "agent", SHOP, "s2")) as a2, \
                 connect(listening.ws_url, token("b", "agent", "s2")) as b, \
                 connect(listening.ws_url, token("buyer-x")) as buyer:
             conv = await arrive(buyer, "这个问题其实要问另一家店")
@@ -241,8 +242,16 @@ async def test_transfer_to_another_shop_keeps_the_history(running: Running) -> N
             await b.send({"type": "transfer", "conversation": conv, "to_shop": SHOP,
                           "ref": "nope"})
             assert (await b.expect("error", ref="nope"))["code"] == "not_found"
-            await a.send({"type": "transfer", "conversation": conv, "to_shop": "s2",
-                          "note": "买家问的是s2的商品"})
+            # Only into a shop the agent serves; an unknown shop answers the same, so
+            # shop ids cannot be probed.
+            for target in ("s2", "no-such-shop"):
+                await a.send({"type": "transfer", "conversation": conv, "to_shop": target,
+                              "ref": target})
+                refused = await a.expect("error", ref=target)
+                assert refused["code"] == "forbidden", refused
+                assert "exist" not in refused["message"]
+            await a2.send({"type": "transfer", "conversation": conv, "to_shop": "s2",
+                           "note": "买家问的是s2的商品"})
             moved = await buyer.expect("event", event="transferred")
             assert moved["data"]["to_shop"] == "s2" and moved["data"]["note"]
             got = await b.expect("event", event="assigned", conversation=conv)
@@ -250,9 +259,12 @@ async def test_transfer_to_another_shop_keeps_the_history(running: Running) -> N
             history = await b.sync(conv)
             assert history[0]["body"]["text"] == "这个问题其实要问另一家店"
             assert history[-1]["kind"] == "system" and history[-1]["body"]["text"]
-            # The first shop's staff no longer see it.
+            # The first shop's staff no longer see it, nor does it stay in a's inbox.
             await a.send({"type": "sync", "conversation": conv, "ref": "old"})
             assert (await a.expect("error", ref="old"))["code"] == "not_found"
+            await a2.send({"type": "inbox"})
+            listed = (await a2.expect("inbox"))["conversations"]
+            assert conv not in [c["conversation"] for c in listed]
 
 
 async def test_routing_api_and_trace_permissions(running: Running) -> None:

@@ -71,6 +71,7 @@ async def until(predicate: Any, timeout: float = 10) -> None:
 async def test_signed_deliveries_retries_dead_letters_and_resend(
         tmp_path: Path, receiver: Receiver) -> None:
     async with open_engine(tmp_path / "d", routing_tick=0.05, webhook_backoff=0.05,
+                           webhook_allow="127.0.0.1",
                            webhook_attempts=3) as (_, listening):
         async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers={
                 "Authorization": f"Bearer {TEST_API_KEY}"}) as http:
@@ -136,6 +137,7 @@ async def test_signed_deliveries_retries_dead_letters_and_resend(
 async def test_a_receiver_that_recovers_gets_the_delivery_once(
         tmp_path: Path, receiver: Receiver) -> None:
     async with open_engine(tmp_path / "d", routing_tick=0.05, webhook_backoff=0.05,
+                           webhook_allow="127.0.0.1",
                            webhook_attempts=5) as (engine, listening):
         async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers={
                 "Authorization": f"Bearer {TEST_API_KEY}"}) as http:
@@ -161,3 +163,46 @@ async def test_a_receiver_that_recovers_gets_the_delivery_once(
         ids = [r["headers"]["X-Octim-Delivery"] for r in receiver.received]
         assert ids.count(ids[0]) == 3  # two failures, then success, same delivery id
         assert engine.events.dead("main") == []
+
+
+async def test_webhooks_never_reach_private_addresses_by_default(
+        tmp_path: Path, receiver: Receiver) -> None:
+    # The same receiver, but without webhook_allow: loopback is refused, by IP and
+    # by a name that resolves to it, and nothing arrives.
+    async with open_engine(tmp_path / "d", routing_tick=0.05, webhook_backoff=0.05,
+                           webhook_attempts=2) as (engine, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers={
+                "Authorization": f"Bearer {TEST_API_KEY}"}) as http:
+            (await http.put("/api/shops/s1", json={"name": "s1", "bot": {"mode": "off"}})
+             ).raise_for_status()
+            port = receiver.server.server_port
+            for name, url in (("ip", receiver.url), ("name", f"http://localhost:{port}")):
+                (await http.put(f"/api/webhooks/{name}", json={
+                    "url": f"{url}/{name}", "events": ["*"], "secret": SECRET})
+                 ).raise_for_status()
+        async with connect(listening.ws_url, token("buyer-s")) as buyer:
+            await buyer.open("s1")
+        await until(lambda: engine.events.dead("ip") and engine.events.dead("name"))
+        for name in ("ip", "name"):
+            letter = engine.events.dead(name)[0]
+            assert letter["last_error"].startswith("refused:"), letter
+            assert "webhook_allow" in letter["last_error"]
+        assert receiver.received == []
+
+
+def test_target_policy_checks_the_address_it_connects_to() -> None:
+    from octim.webhooks import TargetPolicy, TargetRefused
+
+    policy = TargetPolicy.from_setting("10.1.0.0/16, hooks.internal")
+    for address in ("127.0.0.1", "10.0.0.1", "192.168.1.1", "169.254.169.254", "::1",
+                    "fe80::1", "::ffff:127.0.0.1", "0.0.0.0", "100.64.0.1"):
+        assert not policy.allowed(address, "example.com"), address
+    assert policy.allowed("8.8.8.8", "example.com")
+    assert policy.allowed("10.1.2.3", "example.com")  # an allowed network
+    assert policy.allowed("10.9.9.9", "hooks.internal")  # an allowed host name
+    with pytest.raises(TargetRefused):
+        policy.pin("http://127.0.0.1:9/x")
+    # The URL to connect to is the checked address; Host keeps the name.
+    url, host, ext = TargetPolicy.from_setting("127.0.0.0/8").pin("https://localhost:8443/h?q=1")
+    assert url in ("https://127.0.0.1:8443/h?q=1", "https://[::1]:8443/h?q=1")
+    assert host == "localhost:8443" and ext == {"sni_hostname": "localhost"}

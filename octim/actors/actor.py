@@ -19,11 +19,17 @@ Failure policy (the supervision rules, enforced by ``_ActorCell``):
 * ``on_start`` raises an :class:`~octim.errors.OctimError` (typically
   ``NotFound``) → queued asks get that error and the actor stops; the next
   message tries to activate it again.
-* More than ``max_restarts`` failures within ``within`` seconds, or ``on_start``
-  raising anything else → the failure **escalates** to the Directory, which stops that
-  one actor (pending asks get :class:`~octim.errors.ActorStopped`) and refuses
-  to activate its address again for ``quarantine`` seconds. Nothing propagates
+* ``on_start`` raising anything else (the actor cannot load its state, so it
+  could serve nobody) **escalates** to the Directory, which stops that one
+  actor (pending asks get :class:`~octim.errors.ActorStopped`) and refuses to
+  activate its address again for ``quarantine`` seconds. Nothing propagates
   further: one broken conversation never takes the engine down.
+* Crashes in ``receive`` never escalate, however often they repeat. A crash is
+  charged to the message that caused it, and messages come from clients: a
+  shop, a dispatcher or a conversation serves many of them, so one client that
+  keeps sending a message that crashes it must cost only that client its
+  answers, never quarantine an actor the others depend on. Repeated crashes
+  are logged (``crash_loop``) for the operator instead.
 """
 
 from __future__ import annotations
@@ -63,9 +69,8 @@ class Address(NamedTuple):
 class SupervisionPolicy:
     """How an actor kind reacts to failures; see the module docstring."""
 
-    max_restarts: int = 3
-    within: float = 60.0
-    quarantine: float = 30.0
+    quarantine: float = 30.0  # seconds an address stays stopped after on_start failed
+    crash_window: float = 60.0  # crashes counted within this many seconds for the log
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,14 +262,13 @@ class _ActorCell:
             await actor.on_failure(exc)
         except Exception as hook_exc:
             log.error("on_failure raised", exc_info=hook_exc, extra={"actor": str(self.address)})
-        policy = self.kind.policy
         now = trio.current_time()
         self.failures.append(now)
-        while self.failures and self.failures[0] < now - policy.within:
+        while self.failures and self.failures[0] < now - self.kind.policy.crash_window:
             self.failures.popleft()
-        if len(self.failures) > policy.max_restarts:
-            self.directory._escalate(self, exc)
-            return None
+        if len(self.failures) > 1:
+            log.warning("crash_loop", extra={"actor": str(self.address),
+                                              "crashes": len(self.failures)})
         log.info("actor restarting", extra={"actor": str(self.address)})
         return await self._start()
 

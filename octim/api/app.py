@@ -16,6 +16,7 @@ from octim._version import __version__
 from octim.api import canned, customers, kb, routing, uploads, web, webhooks
 from octim.api.auth import Auth
 from octim.api.errors import error_response, install_error_handlers
+from octim.api.guard import RequestGuard
 from octim.api.kb import BotSettingsBody
 from octim.api.routing import RoutingPolicyBody
 from octim.domain.shops import KIND as SHOP
@@ -64,6 +65,7 @@ def create_app(engine: Engine) -> FastAPI:
     app = FastAPI(title="OctIM", version=__version__,
                   description="Customer-service chat engine for multi-merchant marketplaces.")
     install_error_handlers(app)
+    app.add_middleware(RequestGuard, settings=engine.settings)
 
     auth = Auth(engine.settings)
     platform = auth.platform

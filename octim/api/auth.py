@@ -11,6 +11,17 @@ from fastapi import Header
 
 from octim.auth import AuthError, Principal, check_api_key, verify_token
 from octim.config import Settings
+from octim.domain.conversation_model import STAFF_ROLES, Forbidden
+from octim.errors import NotFound
+
+
+def require_staff_of(who: Principal, shop: str) -> None:
+    """Staff of ``shop`` (or platform admins); ``forbidden`` for buyers, ``not_found``
+    for staff of other shops (so shop ids cannot be probed)."""
+    if who.role not in STAFF_ROLES:
+        raise Forbidden("staff only")
+    if who.role != "platform_admin" and shop not in who.shops:
+        raise NotFound("not found")
 
 
 class Auth:

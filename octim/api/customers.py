@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from octim.api.auth import require_staff_of
 from octim.auth import Principal
 from octim.domain.audit import audit_op
 from octim.domain.conversation_model import Forbidden, is_participant
@@ -131,12 +132,6 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         source = request.client.host if request.client else None
         await engine.store.write((audit_op(who.user, who.role, what, source, **about),))
 
-    def staff_of(who: Principal, shop: str) -> None:
-        if who.role not in ("agent", "shop_admin", "platform_admin"):
-            raise Forbidden("staff only")
-        if who.role != "platform_admin" and shop not in who.shops:
-            raise NotFound("not found")
-
     @api.put("/api/customers/{customer_id}", dependencies=[Depends(platform)])
     async def put_customer(customer_id: Ref, body: CustomerBody) -> Any:
         """Create or replace a buyer (one id across every shop)."""
@@ -184,14 +179,14 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         """A private note of this shop's staff about a buyer."""
         if who is None:
             raise InvalidInput("notes are written by staff with their token")
-        staff_of(who, shop)
+        require_staff_of(who, shop)
         return await customer(customer_id).ask(AddNote(shop, who.user, body.text))
 
     @api.put("/api/shops/{shop}/customers/{customer_id}/tags")
     async def set_tags(shop: Ref, customer_id: Ref, body: TagsBody, who: Caller) -> Any:
         """This shop's tags on a buyer (the API key or the shop's staff)."""
         if who is not None:
-            staff_of(who, shop)
+            require_staff_of(who, shop)
         return await customer(customer_id).ask(SetTags(shop, tuple(body.tags)))
 
     @api.get("/api/conversations/{conversation}/context")

@@ -3,7 +3,11 @@
 Writes: the platform (API key) for any entry; a shop admin (JWT) for their
 shop's entries; a platform admin (JWT) for platform-wide ones. Reads: the
 platform and staff (platform-wide entries, or their shops' entries).
-Asking: any authenticated caller.
+Asking (``POST /api/kb/ask``): buyers ask one shop and are answered from its
+*public* entries and the platform's, like the bot; staff ask their own shops
+and also get *internal* entries; only the platform (API key) and platform
+admins may ask another shop's internal entries or every shop at once
+(``shop: null``). Staff asking a shop they do not serve get ``forbidden``.
 """
 
 # No ``from __future__ import annotations``: FastAPI evaluates these annotations.
@@ -43,6 +47,7 @@ class EntryBody(BaseModel):
     answer: str = Field(min_length=1, max_length=5000)
     category: str | None = Field(None, max_length=64)
     shop: str | None = Field(None, max_length=128)
+    visibility: Literal["public", "internal"] = "public"
     enabled: bool = True
 
 
@@ -152,6 +157,16 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
     @api.post("/api/kb/ask")
     async def ask(body: AskBody, who: Caller) -> Any:
         """``{"id", "answer", "score", "answered", "suggestions"}`` for a buyer question."""
-        return await kb().ask(AskKb(body.question, body.shop))
+        if who is None or who.role == "platform_admin":
+            staff = True
+        elif body.shop is None:
+            raise Forbidden("asking every shop at once is for platform admins; name a shop")
+        elif who.role == "buyer":
+            staff = False
+        elif body.shop in who.shops:
+            staff = True
+        else:
+            raise Forbidden("staff ask only the knowledge base of the shops they serve")
+        return await kb().ask(AskKb(body.question, body.shop, staff))
 
     return api

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from octim.api.auth import require_staff_of
 from octim.auth import Principal
 from octim.domain.conversation_model import Forbidden
 from octim.domain.routing.dispatcher import ID, KIND
@@ -132,8 +133,8 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
                    who: Annotated[Principal | None, Depends(auth.platform_or_person)]) -> Any:
         """Who works the shop right now (agents with status and load) and its skill
         groups: what the workbench offers as transfer targets. The shop's staff only."""
-        if who is not None and who.role != "platform_admin" and shop not in who.shops:
-            raise NotFound(f"no shop {shop!r}")
+        if who is not None:
+            require_staff_of(who, shop)
         if engine.store.get("shops", shop.encode()) is None:
             raise NotFound(f"no shop {shop!r}")
         view = (await dispatcher().ask(MonitorView((shop,))))[shop]

@@ -14,12 +14,13 @@ from octim.config import HostPort
 
 
 async def serve_http(app: FastAPI, bind: HostPort, shutdown: Callable[[], Awaitable[None]],
-                     *, grace: float = 5.0,
+                     *, grace: float = 5.0, certfile: str | None = None,
+                     keyfile: str | None = None,
                      task_status: trio.TaskStatus[HostPort] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``app`` until ``shutdown()`` returns; report the bound address when listening.
 
     On shutdown the listener closes first and in-flight requests get ``grace``
-    seconds to finish.
+    seconds to finish. With ``certfile`` and ``keyfile`` it serves HTTPS only.
     """
     config = Config()
     config.bind = [str(bind) if ":" not in bind.host else f"[{bind.host}]:{bind.port}"]
@@ -27,6 +28,8 @@ async def serve_http(app: FastAPI, bind: HostPort, shutdown: Callable[[], Awaita
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # into our structured logs
     config.keep_alive_timeout = 30
+    if certfile:
+        config.certfile, config.keyfile = certfile, keyfile
 
     async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
         await serve(app, config, shutdown_trigger=shutdown,  # type: ignore[arg-type]
@@ -34,5 +37,5 @@ async def serve_http(app: FastAPI, bind: HostPort, shutdown: Callable[[], Awaita
 
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(started)
-        host, _, port = binds[0].removeprefix("http://").rpartition(":")
+        host, _, port = binds[0].removeprefix("http://").removeprefix("https://").rpartition(":")
         task_status.started(HostPort(host.strip("[]"), int(port)))

@@ -48,7 +48,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
     """The upload routes."""
     person = auth.person
     api = APIRouter(tags=["uploads"])
-    blobs = BlobStore(engine.settings.data / "blobs")
+    blobs = BlobStore(engine.settings.data / "blobs", engine.store.sealer)
 
     @api.post("/api/uploads", response_model=Upload, status_code=201)
     async def upload(request: Request, who: Annotated[Principal, Depends(person)],
@@ -92,9 +92,13 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         if meta is None or not _may_read(store, meta, who):
             raise NotFound(f"no upload {upload_id!r}")
         data = await trio.to_thread.run_sync(blobs.get, meta["sha256"])
-        return Response(data, media_type=meta["mime"], headers={
+        mime = meta["mime"]
+        inline = mime.startswith(("image/", "audio/"))
+        return Response(data, media_type=mime, headers={
             "X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=86400",
-            "Content-Disposition": "inline"})
+            # Never a document that runs in our origin, even if sniffing were fooled.
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Content-Disposition": "inline" if inline else "attachment"})
 
     return api
 

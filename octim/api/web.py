@@ -8,12 +8,14 @@ ask ``/api/client-config`` where the gateway is.
 # No ``from __future__ import annotations``: FastAPI evaluates these annotations.
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from octim._version import __version__
+from octim.config import host_list
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -23,9 +25,10 @@ if TYPE_CHECKING:
 WEB = Path(__file__).resolve().parent.parent / "web"
 PAGES = {"/agent": "agent.html", "/chat": "chat.html", "/monitor": "monitor.html"}
 # The pages load only their own scripts and styles; images come from uploads
-# (blob: URLs) or product pictures the platform links (https:).
-CSP = ("default-src 'self'; img-src 'self' blob: data: https: http:; media-src 'self' blob:; "
-       "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; ")
+# (blob: URLs) or the platform's image hosts (setting ``image_hosts``), never
+# from any URL a buyer chooses.
+CSP = ("default-src 'self'; img-src 'self' blob: data:{hosts}; media-src 'self' blob:; "
+       "connect-src 'self' {ws}; style-src 'self'; script-src 'self'; ")
 # Storefronts frame the buyer chat (widget.js); staff pages are never framed (clickjacking).
 FRAMING = {"/chat": "frame-ancestors *", "/agent": "frame-ancestors 'none'",
            "/monitor": "frame-ancestors 'none'"}
@@ -35,10 +38,31 @@ def mount(app: "FastAPI", engine: "Engine") -> None:
     """Add the web client's routes and static files to ``app``."""
     api = APIRouter(tags=["web client"])
 
+    settings = engine.settings
+
+    def ws_url() -> str:
+        """The configured public gateway URL, else the bound address: never the
+        request's Host header, which a client (or a poisoned cache) chooses."""
+        if settings.public_ws_url:
+            return settings.public_ws_url
+        bound = engine.ws_bound
+        host, port = (bound.host, bound.port) if bound else (settings.ws.host, settings.ws.port)
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        scheme = "wss" if settings.tls_cert else "ws"
+        return f"{scheme}://{host}:{port}/ws"
+
+    def csp() -> str:
+        hosts = "".join(f" https://{h} https://*.{h}" for h in sorted(
+            host_list(settings.image_hosts)))
+        url = urlsplit(ws_url())
+        return CSP.format(hosts=hosts, ws=f"{url.scheme}://{url.netloc}")
+
     def page(name: str, framing: str) -> Any:
         async def serve() -> FileResponse:
             return FileResponse(WEB / name, media_type="text/html", headers={
-                "Content-Security-Policy": CSP + framing, "Cache-Control": "no-cache",
+                "Content-Security-Policy": csp() + framing, "Cache-Control": "no-cache",
                 "X-Content-Type-Options": "nosniff"})
         return serve
 
@@ -52,16 +76,10 @@ def mount(app: "FastAPI", engine: "Engine") -> None:
                             headers={"Cache-Control": "no-cache"})
 
     @api.get("/api/client-config")
-    async def client_config(request: Request) -> Any:
-        """Where the browser finds the gateway (``public_ws_url`` if set, else this
-        page's host name on the gateway's port)."""
-        url = engine.settings.public_ws_url
-        if not url:
-            bound = engine.ws_bound
-            port = bound.port if bound else engine.settings.ws.port
-            host = request.url.hostname or "127.0.0.1"
-            url = f"ws://{host}:{port}/ws"
-        return {"ws_url": url, "version": __version__}
+    async def client_config() -> Any:
+        """Where the browser finds the gateway (``public_ws_url`` if set, else the
+        gateway's bound address)."""
+        return {"ws_url": ws_url(), "version": __version__}
 
     app.include_router(api)
     app.mount("/static", StaticFiles(directory=WEB), name="static")

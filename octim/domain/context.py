@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from octim.config import host_list
+
 if TYPE_CHECKING:
     from octim.actors import Directory
     from octim.config import Settings
@@ -25,6 +27,11 @@ class EngineContext:
     clock: Callable[[], float] = field(default=time.time)  # wall time in seconds; tests inject
     # Where domain events go once durable (webhooks, embedding subscribers).
     emit: Callable[[str, dict[str, Any]], None] = field(default=lambda event, data: None)
+
+    @property
+    def image_hosts(self) -> frozenset[str]:
+        """The hosts card images may come from (setting ``image_hosts``)."""
+        return host_list(self.settings.image_hosts)
 
     def now_ms(self) -> int:
         """Wall time in milliseconds (the ``ts`` of frames and records)."""

@@ -119,8 +119,22 @@ def _url(body: dict[str, Any], field: str, *, required: bool = True) -> str | No
     return url
 
 
-def validate_body(kind: str, body: Any, max_text_chars: int) -> dict[str, Any]:
-    """The normalised body of a client message, or an error; unknown fields are dropped."""
+def image_host_allowed(url: str, hosts: frozenset[str]) -> bool:
+    """Whether a card image may load in staff browsers: https on a configured image host
+    (``alicdn.com`` also allows its subdomains). Anything else could track when and
+    where agents read, or reach into their network."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    return parts.scheme == "https" and not parts.username and any(
+        host == allowed or host.endswith("." + allowed) for allowed in hosts)
+
+
+def validate_body(kind: str, body: Any, max_text_chars: int,
+                  image_hosts: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The normalised body of a client message, or an error; unknown fields are dropped.
+
+    A card's ``image`` must be on one of ``image_hosts`` (see :func:`image_host_allowed`).
+    """
     if kind not in KINDS:
         raise UnknownKind(f"unknown message kind {kind!r}; known: {', '.join(CLIENT_KINDS)}")
     if kind == "system":
@@ -154,6 +168,9 @@ def validate_body(kind: str, body: Any, max_text_chars: int) -> dict[str, Any]:
                 out[field] = value
         image = _url(body, "image", required=False)
         if image is not None:
+            if not image_host_allowed(image, image_hosts):
+                raise InvalidBody("body.image must be an https URL on one of the platform's "
+                                  "image hosts (setting image_hosts)")
             out["image"] = image
         price = body.get("price")
         if price is not None:
@@ -163,13 +180,15 @@ def validate_body(kind: str, body: Any, max_text_chars: int) -> dict[str, Any]:
     return out
 
 
-def card_from_context(context: Any) -> tuple[str, dict[str, Any]] | None:
+def card_from_context(context: Any, image_hosts: frozenset[str] = frozenset()
+                      ) -> tuple[str, dict[str, Any]] | None:
     """The product or order card a conversation opened from that page carries."""
     if not isinstance(context, dict):
         return None
     for kind in ("order", "product"):
         if kind in context:
-            return kind, validate_body(kind, {**context, kind: context[kind]}, MAX_FIELD_CHARS)
+            return kind, validate_body(kind, {**context, kind: context[kind]}, MAX_FIELD_CHARS,
+                                       image_hosts)
     return None
 
 
@@ -194,6 +213,14 @@ def preview(kind: str, body: dict[str, Any]) -> str:
 def event_frame(conversation: str, event: str, data: dict[str, Any]) -> dict[str, Any]:
     """An ``event`` frame."""
     return {"type": "event", "conversation": conversation, "event": event, "data": data}
+
+
+def may_transfer_to(role: str, shops: tuple[str, ...], shop: str, settings: Any) -> bool:
+    """Whether staff may move a conversation into ``shop``: a shop they serve, any shop
+    for platform staff, or any shop when the platform allows it (``cross_shop_transfer``)."""
+    if role == "platform_admin" or "*" in shops or settings.cross_shop_transfer:
+        return True
+    return shop in shops
 
 
 def is_participant(meta: dict[str, Any], user: str, role: str, shops: tuple[str, ...]) -> bool:

@@ -51,6 +51,7 @@ from octim.domain.conversation_model import (
     event_frame,
     event_key,
     is_participant,
+    may_transfer_to,
     message_key,
     msg_frame,
     pair_key,
@@ -234,14 +235,19 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
     async def _send(self, m: SendMessage) -> Reply[dict[str, Any]]:
         self._check_member(m.user, m.role, m.shops)
         reply: Reply[dict[str, Any]] = Reply()
-        seen = self._seen(m.client_id)
+        # Dedupe per (sender, client id): one participant can never collide with,
+        # or learn about, another's message ids. Client ids are printable ASCII,
+        # so the separator cannot occur in them.
+        dedupe = f"{m.user}\x1f{m.client_id}"
+        seen = self._seen(dedupe)
         if seen is not None:
             if isinstance(seen, Reply):
                 return seen
             reply.fill(self._ack(m.client_id, *seen))
             return reply
         # Everything that can refuse the message comes before any change of state.
-        body = validate_body(m.kind, thaw(m.body), self.context.settings.max_text_chars)
+        body = validate_body(m.kind, thaw(m.body), self.context.settings.max_text_chars,
+                             self.context.image_hosts)
         ops: list[Op] = []
         if m.kind in ("image", "voice"):
             ops += self._attach_upload(m, body)
@@ -277,18 +283,18 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
             route = self._route("first_message")
         ops += [
             Put("messages", message_key(self.id, seq), pack(stored)),
-            Put("client_ids", pair_key(self.id, m.client_id), pack([seq, ts])),
+            Put("client_ids", pair_key(self.id, dedupe), pack([seq, ts])),
             Put("idx_open_conversations", self.id.encode(), pack(ts)),
             self._meta_op(),
         ]
         frames.append((msg_frame(self.id, stored), m.conn))
-        self.pending[m.client_id] = reply
+        self.pending[dedupe] = reply
         client_id = m.client_id
 
         def settle(ok: bool) -> None:
-            self.pending.pop(client_id, None)
+            self.pending.pop(dedupe, None)
             if ok:
-                self.acked[client_id] = (seq, ts)
+                self.acked[dedupe] = (seq, ts)
                 if len(self.acked) > ACK_CACHE:
                     self.acked.popitem(last=False)
 
@@ -319,12 +325,13 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                             self._meta_op()], [(msg_frame(self.id, said), None)], done, said)
         return dict(await done.wait())
 
-    def _seen(self, client_id: str) -> tuple[int, int] | Reply[dict[str, Any]] | None:
-        if client_id in self.pending:
-            return self.pending[client_id]
-        if client_id in self.acked:
-            return self.acked[client_id]
-        stored = self.context.store.get("client_ids", pair_key(self.id, client_id))
+    def _seen(self, dedupe: str) -> tuple[int, int] | Reply[dict[str, Any]] | None:
+        """An earlier send with this ``sender \x1f client id``: pending, or (seq, ts)."""
+        if dedupe in self.pending:
+            return self.pending[dedupe]
+        if dedupe in self.acked:
+            return self.acked[dedupe]
+        stored = self.context.store.get("client_ids", pair_key(self.id, dedupe))
         return None if stored is None else (stored[0], stored[1])
 
     def _ack(self, client_id: str, seq: int, ts: int) -> dict[str, Any]:
@@ -472,8 +479,13 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
             raise InvalidState(f"conversation is {self.meta['state']}")
         store, old_shop = self.context.store, self.meta["shop"]
         shop = m.to_shop or old_shop
-        if shop != old_shop and store.get("shops", shop.encode()) is None:
-            raise NotFound(f"no shop {shop!r}")
+        if shop != old_shop:
+            # Checked before existence, with the same answer for both, so that
+            # no agent can probe which shop ids exist.
+            if not may_transfer_to(m.role, m.shops, shop, self.context.settings):
+                raise Forbidden(f"you may not transfer to shop {shop!r}")
+            if store.get("shops", shop.encode()) is None:
+                raise Forbidden(f"you may not transfer to shop {shop!r}")
         if m.to_group and store.get("groups", pair_key(shop, m.to_group)) is None:
             raise NotFound(f"no group {m.to_group!r} in shop {shop!r}")
         if m.to_agent:

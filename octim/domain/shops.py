@@ -129,7 +129,7 @@ class ShopActor(Actor[EngineContext]):
             meta = store.get("conversations", current.encode())
             if meta is not None and meta["state"] != CLOSED:
                 return {"conversation": current, "state": meta["state"], "created": False}
-        card = card_from_context(context)
+        card = card_from_context(context, self.context.image_hosts)
         now = self.context.now_ms()
         conversation = new_conversation_id(now / 1000)
         settings = BotSettings.from_record(self.record.get("bot"))

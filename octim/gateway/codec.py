@@ -12,6 +12,7 @@ from typing import Any
 import msgpack
 
 from octim.errors import OctimError
+from octim.values import Unstorable, check_storable, loads_json
 
 JSON = "octim.v1.json"
 MSGPACK = "octim.v1.msgpack"
@@ -36,15 +37,30 @@ class FrameCodec:
         self.binary = subprotocol == MSGPACK
 
     def decode(self, data: str | bytes) -> dict[str, Any]:
-        """A frame as a dict with a string ``type``; raises :class:`BadFrame`."""
+        """A frame as a dict with a string ``type``.
+
+        Raises :class:`BadFrame` if it cannot be decoded, and
+        :class:`~octim.values.Unstorable` (``invalid_body``) if it holds a value
+        outside the storable subset (:mod:`octim.values`): every field of every
+        frame is checked here, before any actor sees it.
+        """
         if self.binary != isinstance(data, bytes):
             kind = "binary" if self.binary else "text"
             raise BadFrame(f"{self.subprotocol} expects {kind} frames")
-        try:
-            frame = (msgpack.unpackb(data, raw=False, strict_map_key=True) if self.binary
-                     else json.loads(data))
-        except (ValueError, msgpack.UnpackException) as exc:
-            raise BadFrame(f"undecodable frame: {exc}") from None
+        if self.binary:
+            try:
+                frame = msgpack.unpackb(data, raw=False, strict_map_key=True)
+            except (ValueError, msgpack.UnpackException) as exc:
+                # StackError (nesting past msgpack's own limit) is a ValueError too.
+                raise BadFrame(f"undecodable frame: {exc}") from None
+            check_storable(frame, where="frame")
+        else:
+            try:
+                frame = loads_json(data, where="frame")
+            except Unstorable:
+                raise
+            except OctimError as exc:
+                raise BadFrame(f"undecodable frame: {exc}") from None
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             raise BadFrame("a frame must be a map with a string 'type'")
         return frame

@@ -11,6 +11,7 @@ shutdown it stops listening and closes every connection with 1001.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -88,7 +89,8 @@ class Gateway:
             async def listen(*, task_status: trio.TaskStatus[Any]) -> None:
                 with listener:
                     await serve_websocket(
-                        self._handle, bind.host, bind.port, None, handler_nursery=handlers,
+                        self._handle, bind.host, bind.port, self._ssl_context(),
+                        handler_nursery=handlers,
                         max_message_size=self.engine.settings.max_frame_bytes,
                         message_queue_size=16,
                         task_status=task_status)
@@ -102,6 +104,16 @@ class Gateway:
                     for ws in list(self._connections):
                         closers.start_soon(ws.aclose, CLOSE_GOING_AWAY, "server shutting down")
             handlers.cancel_scope.cancel()
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        """WSS with the configured certificate (``tls_cert`` / ``tls_key``), else plain."""
+        settings = self.engine.settings
+        if not settings.tls_cert:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        return context
 
     def close(self) -> None:
         """Begin closing: :meth:`serve` returns once connections are closed."""

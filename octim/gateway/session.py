@@ -33,6 +33,8 @@ from octim.actors import Reply
 from octim.auth import AuthError, Principal, verify_token
 from octim.domain.audit import audit_op
 from octim.domain.conversation_model import (
+    CLOSED,
+    RESOLVED,
     STAFF_ROLES,
     Forbidden,
     InvalidBody,
@@ -58,7 +60,7 @@ from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import OpenConversation
 from octim.errors import ActorCrashed, MailboxFull, NotFound, OctimError
 from octim.gateway import frames as f
-from octim.gateway.codec import BadFrame, FrameCodec
+from octim.gateway.codec import FrameCodec
 from octim.gateway.fanout import Connection
 
 if TYPE_CHECKING:
@@ -70,6 +72,7 @@ HELLO_TIMEOUT = 10.0
 CLOSE_IDLE = 4000
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_TOO_SLOW = 4008
+CLOSE_TOO_MANY = 4009  # the user already has max_connections_per_user sessions
 CLOSE_FLOODING = 4029
 DRAIN_BATCH = 64
 #: Error codes that describe the client's request (docs/protocol.md); any other
@@ -115,12 +118,15 @@ class Session:
         if principal is None:
             return
         fanout = self.engine.fanout
+        # No await between the connection cap's check and here: the cap is exact.
         self.conn = fanout.attach(principal.user, principal.role, principal.shops, self.codec,
                                   self._wake)
         gateway = self.engine.gateway
         gateway.sessions.add(self)
-        await self._tell_connections()
         try:
+            await self.ws.send_message(self.codec.encode(
+                {"type": "welcome", "user": principal.user, "role": principal.role}))
+            await self._tell_connections()
             await self._reader()
         except ConnectionClosed:
             pass
@@ -152,12 +158,14 @@ class Session:
                 if frame["type"] != "hello":
                     raise AuthError("the first frame must be hello")
                 principal = verify_token(frame.get("token"), self.settings.secret)
-            except (AuthError, BadFrame) as exc:
+            except OctimError as exc:  # AuthError, BadFrame, Unstorable
                 await self.ws.aclose(CLOSE_UNAUTHORIZED, str(exc)[:120])
                 return None
+            cap = self.settings.max_connections_per_user
+            if len(self.engine.fanout.connections_of(principal.user)) >= cap:
+                await self.ws.aclose(CLOSE_TOO_MANY, f"more than {cap} connections of one user")
+                return None
             self.principal = principal
-            await self.ws.send_message(self.codec.encode(
-                {"type": "welcome", "user": principal.user, "role": principal.role}))
             return principal
         await self.ws.aclose(CLOSE_UNAUTHORIZED, "no hello within time")
         return None
@@ -268,7 +276,7 @@ class Session:
                 continue
             try:
                 frame = self.codec.decode(data)
-            except BadFrame as exc:
+            except OctimError as exc:  # BadFrame, or Unstorable (invalid_body)
                 await self._error(exc, None)
                 continue
             ref = frame.get("id", frame.get("ref"))
@@ -450,7 +458,12 @@ class Session:
         for key, shop in store.scan("idx_user_conversations", prefix, prefix[:-1] + b"\x01"):
             conversation = key[len(prefix):].decode()
             meta = store.get("conversations", conversation.encode())
-            if meta is None:
+            # The index remembers everyone who ever took part; a list shows only
+            # what the caller may see now (a transfer moves a conversation away).
+            if meta is None or not is_participant(meta, p.user, p.role, p.shops):
+                continue
+            shop = meta["shop"]
+            if p.role == "agent" and not _agent_keeps(meta, p.user):
                 continue
             if shop not in shop_names:
                 shop_names[shop] = (store.get("shops", shop.encode()) or {}).get("name", shop)
@@ -483,6 +496,14 @@ class Session:
             entries.append(entry)
         entries.sort(key=lambda e: e["updated"], reverse=True)
         return entries
+
+
+def _agent_keeps(meta: dict[str, Any], agent: str) -> bool:
+    """An agent's inbox: what is assigned to them now, and what they handled last
+    that has since ended; not what was transferred (or reassigned) away from them."""
+    if meta.get("agent"):
+        return bool(meta["agent"] == agent)
+    return meta.get("last_agent") == agent and meta["state"] in (RESOLVED, CLOSED)
 
 
 class _UnknownType(OctimError):

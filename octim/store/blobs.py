@@ -13,12 +13,19 @@ import os
 import tempfile
 from pathlib import Path
 
+from octim.store.crypto import DataKeyMissing, Sealer, is_sealed
+
 
 class BlobStore:
-    """Content-addressed files under ``root``."""
+    """Content-addressed files under ``root``, sealed when the store has a data key.
 
-    def __init__(self, root: Path) -> None:
+    Names stay the SHA-256 of the clear bytes (so the same file is stored once);
+    the contents are sealed with the associated data ``blob ‖ digest``.
+    """
+
+    def __init__(self, root: Path, sealer: Sealer | None = None) -> None:
         self.root = root
+        self.sealer = sealer
 
     def path(self, digest: str) -> Path:
         """Where the blob with this SHA-256 hex digest lives."""
@@ -33,6 +40,8 @@ class BlobStore:
         if final.exists():
             return digest
         final.parent.mkdir(parents=True, exist_ok=True)
+        if self.sealer is not None:
+            data = self.sealer.seal(data, blob_aad(digest))
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -51,5 +60,15 @@ class BlobStore:
         return digest
 
     def get(self, digest: str) -> bytes:
-        """The bytes of a stored blob."""
-        return self.path(digest).read_bytes()
+        """The clear bytes of a stored blob."""
+        raw = self.path(digest).read_bytes()
+        if is_sealed(raw):
+            if self.sealer is None:
+                raise DataKeyMissing("the blob is encrypted and no data key is set")
+            return self.sealer.open(raw, blob_aad(digest))
+        return raw
+
+
+def blob_aad(digest: str) -> bytes:
+    """The associated data of a sealed blob."""
+    return b"blob\0" + digest.encode()

@@ -17,6 +17,7 @@ import lmdb
 import msgpack
 
 from octim.errors import SchemaMismatch, StoreError
+from octim.store.crypto import DataKeyMissing, Sealer, next_epoch
 
 SCHEMA_VERSION = 1
 
@@ -32,7 +33,7 @@ DATABASES: tuple[str, ...] = (
     "tickets",
     "kb",
     "events",  # append-only log feeding analytics; key: ("events", seq)
-    "client_ids",  # key: conversation \0 client message id → [seq, ts] (dedupe)
+    "client_ids",  # key: conversation \0 sender \x1f client message id → [seq, ts] (dedupe)
     "uploads",  # upload id → metadata; the bytes live in the blob directory
     "idx_customer_conversations",  # buyer \0 shop → the buyer's current conversation
     "idx_user_conversations",  # user \0 conversation → shop (inboxes)
@@ -56,6 +57,8 @@ DATABASES: tuple[str, ...] = (
 
 DEFAULT_MAP_SIZE = 64 << 20
 _SCHEMA_KEY = b"schema_version"
+_EPOCH_KEY = b"nonce_epoch"  # the last nonce epoch handed to a Sealer (octim.store.crypto)
+_ENCRYPTED_KEY = b"encrypted"  # present once a data key has been used on this store
 
 
 def pack(value: Any) -> bytes:
@@ -198,6 +201,24 @@ class Environment:
         """Hot, compacted copy of the environment into the empty directory ``dest``."""
         Path(dest).mkdir(parents=True, exist_ok=True)
         self.env.copy(str(dest), compact=True)
+
+    def open_sealer(self, keys: dict[str, bytes]) -> Sealer | None:
+        """The sealer for this open (raising the durable nonce epoch first), or None
+        without keys; refuses to run keyless over a store that holds sealed data."""
+        meta = self.dbs["meta"]
+        with self.env.begin(write=bool(keys)) as txn:
+            encrypted = txn.get(_ENCRYPTED_KEY, db=meta) is not None
+            if not keys:
+                if encrypted:
+                    raise DataKeyMissing(
+                        f"the store at {self.path} holds encrypted data: configure its "
+                        "data key (OCTIM_DATA_KEY or OCTIM_DATA_KEY_FILE)")
+                return None
+            raw = txn.get(_EPOCH_KEY, db=meta)
+            epoch = next_epoch(0 if raw is None else int(unpack(raw)))
+            txn.put(_EPOCH_KEY, pack(epoch), db=meta)
+            txn.put(_ENCRYPTED_KEY, b"\x01", db=meta)
+        return Sealer(keys, epoch)
 
     def close(self) -> None:
         """Close the environment (the writer must already be stopped)."""

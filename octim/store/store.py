@@ -20,6 +20,7 @@ import trio
 
 from octim.actors.bridge import Reply
 from octim.errors import StoreClosed, StoreError
+from octim.store.crypto import MAGIC, SEALED, DataKeyMissing, Sealer, aad
 from octim.store.env import DATABASES, DEFAULT_MAP_SIZE, Environment, pack, unpack
 from octim.store.keys import encode_key, scope_bounds
 from octim.store.writer import CommitBatch, Delete, Op, Put, StopWriter, StoreWriter, WriterStats
@@ -27,6 +28,7 @@ from octim.store.writer import CommitBatch, Delete, Op, Put, StopWriter, StoreWr
 __all__ = ["Delete", "Op", "Put", "Store", "open_store"]
 
 _KNOWN_DBS = frozenset(DATABASES)
+_SEALED_BYTE = bytes((MAGIC,))
 log = logging.getLogger("octim.store")
 
 #: Called on the trio thread when a submitted write is durable (None) or failed (a reason).
@@ -50,8 +52,10 @@ class Store:
     """Durable state of one engine. Create it with :func:`open_store`."""
 
     def __init__(self, env: Environment, writer: pykka.ActorRef[StoreWriter],
-                 stats: WriterStats, max_batch: int, max_inflight: int) -> None:
+                 stats: WriterStats, max_batch: int, max_inflight: int,
+                 sealer: Sealer | None = None) -> None:
         self._env = env
+        self._sealer = sealer
         self._writer = writer
         self._stats = stats
         self._max_batch = max_batch
@@ -96,10 +100,20 @@ class Store:
         batch, index = await self._enqueue(ops)
         batch.callbacks.append((index, on_durable))
 
+    @property
+    def sealer(self) -> Sealer | None:
+        """The at-rest encryption of this store (None without a data key)."""
+        return self._sealer
+
     async def _enqueue(self, ops: Sequence[Op]) -> tuple[_Batch, int]:
         for op in ops:
             if op.db not in _KNOWN_DBS:
                 raise StoreError(f"unknown database {op.db!r}")
+        sealer = self._sealer
+        if sealer is not None:
+            # Sealed here, on the trio thread, in submission order: one nonce counter.
+            ops = [Put(op.db, op.key, sealer.seal(op.value, aad(op.db, op.key)))
+                   if type(op) is Put and op.db in SEALED else op for op in ops]
         if self._closed:
             raise StoreClosed("the store is closed")
         try:
@@ -157,7 +171,14 @@ class Store:
         """The decoded value under ``key``, or ``None``."""
         with self._env.read() as txn:
             raw = txn.get(key, db=self._env.dbs[db])
-        return None if raw is None else unpack(raw)
+        return None if raw is None else self._decode(db, key, raw)
+
+    def _decode(self, db: str, key: bytes, raw: bytes) -> Any:
+        if raw[:1] == _SEALED_BYTE:
+            if self._sealer is None:
+                raise DataKeyMissing("the store holds encrypted data and no data key is set")
+            raw = self._sealer.open(raw, aad(db, key))
+        return unpack(raw)
 
     def scan(self, db: str, lo: bytes = b"", hi: bytes | None = None,
              *, limit: int | None = None, reverse: bool = False) -> list[tuple[bytes, Any]]:
@@ -168,7 +189,7 @@ class Store:
         out: list[tuple[bytes, Any]] = []
         with self._env.read() as txn:
             for key, raw in _iterate(txn.cursor(db=self._env.dbs[db]), lo, hi, reverse):
-                out.append((key, unpack(raw)))
+                out.append((key, self._decode(db, key, raw)))
                 if limit is not None and len(out) >= limit:
                     break
         return out
@@ -255,16 +276,22 @@ def _iterate(cursor: Any, lo: bytes, hi: bytes | None,
 
 @asynccontextmanager
 async def open_store(path: str | os.PathLike[str], *, map_size: int = DEFAULT_MAP_SIZE,
-                     max_batch: int = 4096, max_inflight: int = 65536) -> AsyncIterator[Store]:
-    """Open (or create) the store in ``path`` for the current trio run."""
+                     max_batch: int = 4096, max_inflight: int = 65536,
+                     keys: dict[str, bytes] | None = None) -> AsyncIterator[Store]:
+    """Open (or create) the store in ``path`` for the current trio run.
+
+    With ``keys`` (:func:`octim.store.crypto.load_keys`) the sealed databases are
+    encrypted at rest; without, a store that holds encrypted data is refused.
+    """
     env = Environment(path, map_size=map_size)
     stats = WriterStats()
     try:
+        sealer = env.open_sealer(keys or {})
         writer = StoreWriter.start(env, trio.lowlevel.current_trio_token(), stats)
     except BaseException:
         env.close()
         raise
-    store = Store(env, writer, stats, max_batch, max_inflight)
+    store = Store(env, writer, stats, max_batch, max_inflight, sealer)
     try:
         yield store
     finally:

@@ -21,7 +21,10 @@ from octim.errors import InvalidInput, NotFound
 from octim.store import Delete, Put, pack
 
 KIND, ID = "kb", "main"
-FIELDS = ("id", "question", "similar", "answer", "category", "shop")
+FIELDS = ("id", "question", "similar", "answer", "category", "shop", "visibility")
+#: ``public``: the bot may tell buyers; ``internal``: that shop's staff only (agent
+#: assist, workbench search), or every shop's staff for a platform-wide entry.
+VISIBILITIES = ("public", "internal")
 SHOP_BOOST = 1.1  # a shop's own entries win ties against platform-wide ones
 
 
@@ -52,11 +55,15 @@ def validate_entry(raw: Any) -> dict[str, Any]:
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
         raise InvalidInput("enabled must be true or false")
+    visibility = raw.get("visibility") or "public"
+    if visibility not in VISIBILITIES:
+        raise InvalidInput("visibility must be 'public' or 'internal'")
     return {"id": entry_id, "question": text("question", 200),
             "similar": [s.strip() for s in similar], "answer": text("answer", 5000),
             "category": text("category", 64, optional=True), "shop": text("shop", 128,
                                                                           optional=True),
-            "enabled": enabled, "updated": raw.get("updated") or int(time.time() * 1000)}
+            "visibility": visibility, "enabled": enabled,
+            "updated": raw.get("updated") or int(time.time() * 1000)}
 
 
 def export_line(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,6 +72,7 @@ def export_line(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 ALL, PLATFORM = "\0all", "\0platform"  # view keys that no shop id can take
+STAFF = "\0staff"  # suffix of the views that include internal entries
 
 
 class KnowledgeBase:
@@ -92,6 +100,8 @@ class KnowledgeBase:
         return self._view(ALL)
 
     def _view(self, key: str) -> Matcher:
+        """The index of one view: ``scope`` (a shop, PLATFORM or ALL) for buyers and
+        the bot (public entries only), ``scope + STAFF`` for staff (all entries)."""
         view = self.views.get(key)
         if view is None:
             view = self.views[key] = Matcher(**self._matcher_options)
@@ -102,7 +112,10 @@ class KnowledgeBase:
 
     @staticmethod
     def _belongs(entry: Mapping[str, Any], key: str) -> bool:
-        return key == ALL or entry["shop"] is None or entry["shop"] == key
+        scope, staff = key.removesuffix(STAFF), key.endswith(STAFF)
+        if not staff and entry.get("visibility", "public") != "public":
+            return False
+        return scope == ALL or entry["shop"] is None or entry["shop"] == scope
 
     @staticmethod
     def _index(view: Matcher, entry: Mapping[str, Any]) -> None:
@@ -115,15 +128,13 @@ class KnowledgeBase:
         """Add or replace an entry (disabled entries are kept but not indexed)."""
         old = self.entries.get(entry["id"])
         self.entries[entry["id"]] = entry
-        if old is not None and old["shop"] != entry["shop"]:
-            for key, view in self.views.items():
-                if self._belongs(old, key) and not self._belongs(entry, key):
-                    view.remove(entry["id"])
         if entry["shop"] is not None:
             self._view(entry["shop"])
         for key, view in self.views.items():
             if self._belongs(entry, key):
                 self._index(view, entry)
+            elif old is not None and self._belongs(old, key):
+                view.remove(entry["id"])  # e.g. made internal: out of the buyers' views
 
     def delete(self, entry_id: str) -> None:
         self.entries.pop(entry_id, None)
@@ -131,27 +142,34 @@ class KnowledgeBase:
             view.remove(entry_id)
 
     def top(self, question: str, shop: str | None, k: int = 3) -> list[dict[str, Any]]:
-        """The best ``k`` entries with their answers (agent assist)."""
-        result = self.ask(question, shop, suggestions=k)
+        """The best ``k`` entries with their answers, internal ones included (agent assist)."""
+        result = self.ask(question, shop, suggestions=k, staff=True)
         ids = ([result["id"]] if result["answered"] else []) + [s["id"] for s in
                                                                  result["suggestions"]]
         return [{"id": i, "question": self.entries[i]["question"],
                  "answer": self.entries[i]["answer"]} for i in ids[:k]]
 
-    def ask(self, question: str, shop: str | None = None, *, suggestions: int = 3
-            ) -> dict[str, Any]:
+    def ask(self, question: str, shop: str | None = None, *, suggestions: int = 3,
+            staff: bool = False) -> dict[str, Any]:
         """``{"id", "answer", "score", "answered", "suggestions"}`` for one question.
 
         With a shop: that shop's entries (slightly preferred) and platform-wide ones;
-        without: every entry. Under the threshold ``id`` is the best guess (or
-        null) and ``suggestions`` lists related questions to offer instead.
+        without: every entry. Public entries only unless ``staff``. Under the
+        threshold ``id`` is the best guess (or null) and ``suggestions`` lists
+        related questions to offer instead.
         """
+        suffix = STAFF if staff else ""
         if shop is None:
-            view, boost = self._view(ALL), None
+            view, boost = self._view(ALL + suffix), None
         else:
-            view = self.views.get(shop) or self._view(PLATFORM)
+            own = shop + suffix
+            platform = self._view(PLATFORM + suffix)
+            existing = self.views.get(own)
+            if existing is None:  # a shop with entries always has its public view
+                existing = self._view(own) if shop in self.views else platform
+            view = existing
             boost = {entry_id: SHOP_BOOST for entry_id, e in self.entries.items()
-                     if e["shop"] == shop} if view is not self.views.get(PLATFORM) else {}
+                     if e["shop"] == shop} if view is not platform else {}
         if not len(view):  # nothing to match against: skip segmenting the question
             return {"id": None, "answer": None, "score": 0.0, "answered": False,
                     "suggestions": []}
@@ -164,6 +182,7 @@ class KnowledgeBase:
             # Nothing related: offer the first questions the buyer can ask about.
             related = sorted(e["id"] for e in self.entries.values()
                              if e.get("enabled", True) and e["shop"] in (None, shop)
+                             and (staff or e.get("visibility", "public") == "public")
                              )[:suggestions]
         return {"id": entry["id"] if entry else None,
                 "answer": entry["answer"] if entry and answered else None,
@@ -234,6 +253,7 @@ class ListEntries(Message):
 class AskKb(Message):
     question: str
     shop: str | None
+    staff: bool = False  # internal entries too (the caller is that shop's staff)
 
 
 class KbActor(Actor[EngineContext]):
@@ -263,8 +283,8 @@ class KbActor(Actor[EngineContext]):
                 return self.kb.entries[entry_id]
             case ListEntries(shop=shop):
                 return [e for e in self.kb.entries.values() if shop is None or e["shop"] == shop]
-            case AskKb(question=question, shop=shop):
-                return self.kb.ask(question, shop)
+            case AskKb(question=question, shop=shop, staff=staff):
+                return self.kb.ask(question, shop, staff=staff)
             case AssistKb(question=question, shop=shop):
                 items = self.kb.top(question, shop)
                 if items:

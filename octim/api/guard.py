@@ -1,0 +1,191 @@
+"""The HTTP edge's guard, an ASGI middleware in front of FastAPI.
+
+It runs before any route and before a byte of the body is read:
+
+1. **Proxies.** ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed only
+   when the peer is one of the configured ``trusted_proxies``; otherwise the
+   socket's own address is the client's.
+2. **Credentials first.** A request that carries a body (``POST``, ``PUT``,
+   ``PATCH``, ``DELETE`` under ``/api/``) must present a credential that
+   verifies (the API key or a person's JWT) in its headers; otherwise 401 with
+   nothing read. Which role a route needs is still the route's own check.
+3. **Size while streaming.** A declared ``Content-Length`` over the route's
+   limit is answered 413 at once; a body that grows past it is cut off at the
+   limit with 413. JSON routes take ``max_json_body_bytes`` (so no parse holds
+   the loop for more than a few milliseconds); uploads their own per-kind limit.
+4. **Storable JSON.** A JSON body is parsed and checked by
+   :func:`octim.values.loads_json` (no NaN, lone surrogates, integers past 64
+   bits, deep nesting): ``422 invalid_body`` here, never a 500 inside.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from octim.auth import AuthError, check_api_key, verify_token
+from octim.config import Settings
+from octim.errors import OctimError
+from octim.values import loads_json
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Routes whose body is not JSON (each checks its own size limit while streaming).
+RAW_BODIES = frozenset({"/api/uploads"})
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """``"10.0.0.0/8, 127.0.0.1"`` as networks (a bare address is a /32 or /128)."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                 for part in text.split(",") if part.strip())
+
+
+def in_networks(address: str, networks: tuple[Network, ...]) -> bool:
+    """Whether ``address`` (an IP literal) lies in one of ``networks``."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def forwarded_client(peer: str | None, forwarded_for: str | None,
+                     trusted: tuple[Network, ...]) -> str | None:
+    """The client's address: the rightmost ``X-Forwarded-For`` hop that is not a
+    trusted proxy, if the peer itself is trusted; else the peer."""
+    if peer is None or not forwarded_for or not in_networks(peer, trusted):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not in_networks(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+class RequestGuard:
+    """See the module docstring."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.trusted = parse_networks(settings.trusted_proxies)
+        self.upload_limit = max(settings.max_image_bytes, settings.max_voice_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        if self.trusted:
+            self._apply_proxy_headers(scope, headers)
+        path: str = scope["path"]
+        if scope["method"] not in BODY_METHODS or not path.startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            self._authenticate(headers.get("authorization"))
+        except AuthError as exc:
+            await _answer(send, 401, exc.code, str(exc), {"www-authenticate": "Bearer"})
+            return
+        raw = path in RAW_BODIES
+        limit = self.upload_limit if raw else self.settings.max_json_body_bytes
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(send, limit)
+            return
+        if raw:  # the upload route streams and checks its own per-kind limit
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive, limit)
+        if body is None:
+            await _too_large(send, limit)
+            return
+        if body.strip():
+            try:
+                loads_json(body)
+            except OctimError as exc:
+                await _answer(send, 422, "invalid_body", str(exc))
+                return
+        await self.app(scope, _replay(body, receive), send)
+
+    def _authenticate(self, header: str | None) -> None:
+        if not header or not header.startswith("Bearer "):
+            raise AuthError("missing API key or token (Authorization: Bearer …)")
+        try:
+            check_api_key(header, self.settings.api_key)
+        except AuthError:
+            verify_token(header[len("Bearer "):], self.settings.secret)
+
+    def _apply_proxy_headers(self, scope: Scope, headers: dict[str, str]) -> None:
+        client = scope.get("client")
+        peer = client[0] if client else None
+        if peer is None or not in_networks(peer, self.trusted):
+            return
+        address = forwarded_client(peer, headers.get("x-forwarded-for"), self.trusted)
+        if address is not None and address != peer:
+            scope["client"] = (address, 0)
+        proto = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        if proto in ("http", "https"):
+            scope["scheme"] = proto
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in scope.get("headers", ()):
+        out.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+    return out
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes ``limit`` (the rest is not read)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return replay
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    await _answer(send, 413, "too_large", f"the body is limited to {limit} bytes",
+                  {"connection": "close"})
+
+
+async def _answer(send: Send, status: int, code: str, message: str,
+                  extra: dict[str, str] | None = None) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,101 @@
+"""``octim rekey``: seal every value and blob under the current data key, in place.
+
+Values sealed with an older key (or still in clear, for a store that just got
+its first key) are re-sealed with the current one, a bounded batch per write
+transaction, so memory stays flat and the engine may keep running meanwhile
+(LMDB serialises writers across processes; this process takes its own nonce
+epoch). Values already under the current key are skipped, so a rekey that was
+stopped resumes where it left off: run it again.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from octim.store.blobs import blob_aad
+from octim.store.crypto import SEALED, Sealer, aad, is_sealed, sealed_kid
+from octim.store.env import Environment
+
+BATCH = 1000  # values re-sealed per write transaction
+
+
+@dataclass
+class RekeyReport:
+    """What a rekey did: values and blobs re-sealed, per database."""
+
+    kid: str
+    values: dict[str, int] = field(default_factory=dict)
+    blobs: int = 0
+
+
+def rekey(data: Path, keys: dict[str, bytes], *, batch: int = BATCH) -> RekeyReport:
+    """Re-seal the store in ``data`` under the first of ``keys`` (see the module)."""
+    env = Environment(data)
+    try:
+        sealer = env.open_sealer(keys)
+        assert sealer is not None
+        report = RekeyReport(sealer.kid)
+        for db in sorted(SEALED):
+            report.values[db] = _rekey_db(env, sealer, db, batch)
+        report.blobs = _rekey_blobs(data / "blobs", sealer)
+    finally:
+        env.close()
+    return report
+
+
+def _current(raw: bytes, sealer: Sealer) -> bool:
+    return is_sealed(raw) and sealed_kid(raw) == sealer.kid
+
+
+def _rekey_db(env: Environment, sealer: Sealer, db: str, batch: int) -> int:
+    handle, done, start = env.dbs[db], 0, b""
+    while True:
+        changed, last = 0, None
+        with env.env.begin(write=True) as txn:
+            cursor = txn.cursor(db=handle)
+            found = cursor.set_range(start) if start else cursor.first()
+            while found and changed < batch:
+                key, raw = bytes(cursor.key()), bytes(cursor.value())
+                last = key
+                if not _current(raw, sealer):
+                    clear = sealer.open(raw, aad(db, key)) if is_sealed(raw) else raw
+                    cursor.put(key, sealer.seal(clear, aad(db, key)))  # stays on key
+                    changed += 1
+                found = cursor.next()
+            more = found
+        done += changed
+        if not more or last is None:
+            return done
+        start = last + b"\0"  # the next key after the last one handled
+
+
+def _rekey_blobs(root: Path, sealer: Sealer) -> int:
+    if not root.is_dir():
+        return 0
+    count = 0
+    for path in sorted(root.glob("??/*")):
+        if path.name.startswith(".tmp-") or len(path.name) != 64:
+            continue
+        raw = path.read_bytes()
+        if _current(raw, sealer):
+            continue
+        clear = sealer.open(raw, blob_aad(path.name)) if is_sealed(raw) else raw
+        _replace(path, sealer.seal(clear, blob_aad(path.name)))
+        count += 1
+    return count
+
+
+def _replace(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
