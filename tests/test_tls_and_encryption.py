@@ -69,7 +69,8 @@ async def store_secrets(data: Path, **settings: str) -> None:
                 "Authorization": f"Bearer {TEST_API_KEY}"}) as http:
             (await http.put(f"/api/shops/{SHOP}", json={"name": SHOP})).raise_for_status()
             (await http.put("/api/customers/buyer-e", json={
-                "nickname": SECRET_TEXT, "attributes": {"address": SECRET_TEXT}})).raise_for_status()
+                "nickname": SECRET_TEXT, "attributes": {"address": SECRET_TEXT}})
+             ).raise_for_status()
             (await http.put(f"/api/shops/{SHOP}/customers/buyer-e/tags",
                             json={"tags": [SECRET_TEXT[:20]]})).raise_for_status()
         async with httpx.AsyncClient(base_url=listening.http_url, headers={
@@ -111,7 +112,7 @@ async def test_encryption_at_rest_hides_plaintext_and_rekey_rotates(tmp_path: Pa
     try:
         async with open_engine(sealed):
             raise AssertionError("started without the data key")
-    except Exception as exc:  # noqa: BLE001 - the engine's start-up error
+    except Exception as exc:  # the engine's start-up error
         assert "data key" in str(exc) or any("data key" in str(e) for e in getattr(
             exc, "exceptions", ()))
     # Rotate: a new current key; rekey re-seals everything; the old key can go.
@@ -124,7 +125,7 @@ async def test_encryption_at_rest_hides_plaintext_and_rekey_rotates(tmp_path: Pa
         assert engine.store.get("customers", b"buyer-e")["nickname"] == SECRET_TEXT
         async with httpx.AsyncClient(base_url=listening.http_url, headers={
                 "Authorization": f"Bearer {token('buyer-e')}"}) as buyer_http:
-            meta = [v for _, v in engine.store.scan("uploads")][0]
+            meta = next(v for _, v in engine.store.scan("uploads"))
             got = await buyer_http.get(f"/api/uploads/{meta['id']}")
             assert got.content.startswith(PNG) and needle in got.content
     assert files_contain(sealed, needle) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -66,19 +67,19 @@ async def raw_json(client: Client, text: str) -> dict[str, Any]:
 
 async def test_unstorable_values_are_refused_at_the_edge_and_no_shop_goes_offline(
         running: Running) -> None:
-    engine, listening = running
+    _, listening = running
     with trio.fail_after(30):
         async with connect(listening.ws_url, token("attacker")) as attacker:
             # Far more than the old four-failure quarantine, through open and send.
             for value in HOSTILE_JSON * 2:
-                refused = await raw_json(attacker, '{"type":"open","shop":"%s","ref":"x",'
-                                         '"context":{"note":%s}}' % (SHOP, value))
+                refused = await raw_json(attacker, f'{{"type":"open","shop":"{SHOP}","ref":"x",'
+                                         f'"context":{{"note":{value}}}}}')
                 assert refused["code"] == "invalid_body", refused
             conv = (await attacker.open(SHOP, ref="ok"))["conversation"]
             for value in HOSTILE_JSON:
                 refused = await raw_json(attacker, json.dumps({
                     "type": "send", "conversation": conv, "id": "h", "kind": "product",
-                    "body": {"product": "p1"}}).replace('"p1"}', '"p1", "price": %s}' % value))
+                    "body": {"product": "p1"}}).replace('"p1"}', f'"p1", "price": {value}}}'))
                 assert refused["code"] == "invalid_body", refused
             ack = await attacker.say(conv, "fine", "still works")
             assert ack["seq"] == 1  # none of the hostile sends was stored
@@ -87,7 +88,7 @@ async def test_unstorable_values_are_refused_at_the_edge_and_no_shop_goes_offlin
         ok = await http.put("/api/customers/c1", json={"nickname": "n", "attributes": {"x": 1}})
         assert ok.status_code == 200, ok.text  # the same body with a storable value
         for value in HOSTILE_JSON:
-            body = '{"nickname": "n", "attributes": {"x": %s}}' % value
+            body = f'{{"nickname": "n", "attributes": {{"x": {value}}}}}'
             answer = await http.put("/api/customers/c1", content=body,
                                     headers={"Content-Type": "application/json"})
             assert answer.status_code == 422, (value, answer.text)
@@ -267,9 +268,9 @@ async def test_hardening_headers_roles_caps_and_hosts(running: Running) -> None:
                                      "ack", id="good")
             assert ok["seq"] == 1  # the refused cards were not stored
         # The per-user connection cap: the sixth session of one user is closed with 4009.
-        async with connect(listening.ws_url, token("many")) as c1, \
-                connect(listening.ws_url, token("many")), connect(listening.ws_url, token("many")), \
-                connect(listening.ws_url, token("many")), connect(listening.ws_url, token("many")):
+        async with AsyncExitStack() as stack:
+            c1, *_ = [await stack.enter_async_context(connect(listening.ws_url, token("many")))
+                      for _ in range(5)]
             async with open_websocket_url(listening.ws_url, subprotocols=["octim.v1.json"]) as ws:
                 await ws.send_message(json.dumps({"type": "hello", "token": token("many")}))
                 with pytest.raises(ConnectionClosed) as closed:
