@@ -67,7 +67,12 @@ DEMO_KB: tuple[dict[str, Any], ...] = _kb("demo", None, (
     ("鞋子偏码吗", ["尺码准不准", "要不要拍大一码"], "本店鞋子标准码，脚背高建议拍大半码。", "商品"),
     ("可以换尺码吗", ["买小了能换吗", "尺码不合适怎么办"], "签收7天内可免费换码一次，鞋盒需完好。", "售后"),
     ("跑鞋适合跑马拉松吗", ["能跑全马吗", "适合长跑吗"], "竞速系列适合半马和全马，缓震系列适合日常训练。", "商品"),
-))
+)) + (
+    # Internal (知识库权限): agent assist and staff asks see it, the bot and buyers never do.
+    {"id": "uniqlo-internal-1", "question": "退货地址是哪里", "similar": ["退货寄到哪", "退回地址"],
+     "answer": "【内部】退货寄杭州仓三号门，收件人售后组，勿向买家透露仓库电话。", "category": "售后",
+     "shop": "uniqlo-style", "visibility": "internal"},
+)
 DEMO_GROUPS = (("pre_sales", "售前"), ("after_sales", "售后"), ("logistics", "物流"))
 DEMO_AGENTS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("agent-1", "小美", ("uniqlo-style", "digital-port"), ("pre_sales", "after_sales")),
@@ -209,6 +214,11 @@ def demo_links(settings: Settings, listening: Listening, conversation: str) -> s
         "(protocol: docs/protocol.md)",
         "  as a buyer, open a shop whose agents are offline and ask 几天能发货: the bot "
         "answers; say 转人工 to be handed to a person",
+        f"  knowledge-base visibility: POST {http}/api/kb/ask {{\"question\":\"退货寄到哪\","
+        f"\"shop\":\"{shop}\"}} with the agent token finds the internal entry, with the "
+        "buyer token it does not",
+        "  security: docs/security.md (TLS with --tls-cert/--tls-key, encryption at rest "
+        "with OCTIM_DATA_KEY, octim rekey)",
         "",
     ]
     return "\n".join(lines)

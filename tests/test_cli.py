@@ -173,4 +173,13 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
         assert [o["id"] for o in context["orders"]] == ["demo-o1", "demo-o2"]
         assert context["orders"][0]["logistics"][-1]["status"] == "运输中"
         assert "蓝牙耳机" not in str(context)  # the other shop's order
+        # The demo's internal entry: staff find it, buyers never do.
+        with httpx.Client(base_url=http, timeout=10) as client:
+            ask = {"question": "退货寄到哪", "shop": "uniqlo-style"}
+            staff = client.post("/api/kb/ask", json=ask,
+                                headers={"Authorization": f"Bearer {token}"}).json()
+            buyer_view = client.post("/api/kb/ask", json=ask, headers={
+                "Authorization": f"Bearer {printed['buyer token'][-1]}"}).json()
+        assert staff["id"] == "uniqlo-internal-1" and staff["answered"]
+        assert "内部" not in str(buyer_view) and buyer_view["id"] != "uniqlo-internal-1"
         assert demo.stop(signal.SIGINT) == 0
