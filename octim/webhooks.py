@@ -43,7 +43,7 @@ import httpx
 import pykka
 import trio
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from octim.proxies import Network
 
 log = logging.getLogger("octim.webhooks")
 

@@ -307,5 +307,16 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path: Pat
                     "X-Forwarded-For": "203.0.113.9"}) as http:
                 answer = await http.get(f"/api/conversations/{conv}/context")
                 assert answer.status_code == 200, answer.text
-            sources = [v.get("from") for _, v in engine.store.scan("audit")]
-            assert sources == [expected], sources
+            # The gateway follows the same rule for staff reads over WebSocket.
+            async with open_websocket_url(listening.ws_url, subprotocols=["octim.v1.json"],
+                                          extra_headers=[(b"X-Forwarded-For",
+                                                          b"203.0.113.9")]) as ws:
+                admin = Client(ws, "octim.v1.json")
+                await admin.request({"type": "hello", "token": token("root", "platform_admin")},
+                                    "welcome")
+                await admin.sync(conv)
+            with trio.fail_after(5):  # the read's audit row is written without waiting
+                while len(rows := [v for _, v in engine.store.scan("audit")]) < 2:
+                    await trio.sleep(0.01)
+            assert [(r["what"], r["from"]) for r in rows] == [
+                ("context", expected), ("messages", expected)], rows

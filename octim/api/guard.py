@@ -20,7 +20,6 @@ It runs before any route and before a byte of the body is read:
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 from octim.auth import AuthError, check_api_key, verify_token
 from octim.config import Settings
 from octim.errors import OctimError
+from octim.proxies import forwarded_client, in_networks, parse_networks
 from octim.values import loads_json
 
 Scope = MutableMapping[str, Any]
@@ -39,37 +39,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Routes whose body is not JSON (each checks its own size limit while streaming).
 RAW_BODIES = frozenset({"/api/uploads"})
-
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(text: str) -> tuple[Network, ...]:
-    """``"10.0.0.0/8, 127.0.0.1"`` as networks (a bare address is a /32 or /128)."""
-    return tuple(ipaddress.ip_network(part.strip(), strict=False)
-                 for part in text.split(",") if part.strip())
-
-
-def in_networks(address: str, networks: tuple[Network, ...]) -> bool:
-    """Whether ``address`` (an IP literal) lies in one of ``networks``."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    return any(ip in net for net in networks)
-
-
-def forwarded_client(peer: str | None, forwarded_for: str | None,
-                     trusted: tuple[Network, ...]) -> str | None:
-    """The client's address: the rightmost ``X-Forwarded-For`` hop that is not a
-    trusted proxy, if the peer itself is trusted; else the peer."""
-    if peer is None or not forwarded_for or not in_networks(peer, trusted):
-        return peer
-    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if not in_networks(hop, trusted):
-            return hop
-    return hops[0] if hops else peer
 
 
 class RequestGuard:

@@ -26,6 +26,7 @@ from trio_websocket import (
 from octim.config import HostPort
 from octim.gateway.codec import JSON, SUBPROTOCOLS, FrameCodec
 from octim.gateway.session import Session
+from octim.proxies import forwarded_client, parse_networks
 
 if TYPE_CHECKING:
     from octim.engine import Engine
@@ -46,6 +47,7 @@ class Gateway:
         self._closing = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.sessions: set[Session] = set()  # authenticated sessions (for the heartbeat)
+        self.trusted_proxies = parse_networks(engine.settings.trusted_proxies)
 
     def spawn(self, task: Callable[[], Awaitable[None]]) -> None:
         """Run a session's short-lived task (a writer, a monitor screen); a failure is
@@ -129,10 +131,15 @@ class Gateway:
             await request.reject(400, body=f"unsupported subprotocol; use one of "
                                  f"{', '.join(SUBPROTOCOLS)}".encode())
             return
+        address = getattr(request.remote, "address", None)
+        peer = None if address is None else str(address)
+        forwarded = next((value.decode("latin-1") for name, value in request.headers
+                          if name.lower() == b"x-forwarded-for"), None)
+        client = forwarded_client(peer, forwarded, self.trusted_proxies)
         ws = await request.accept(subprotocol=chosen)
         self._connections.add(ws)
         try:
-            await Session(self.engine, ws, FrameCodec(chosen or JSON)).run()
+            await Session(self.engine, ws, FrameCodec(chosen or JSON), client).run()
         except ConnectionClosed:
             pass
         except Exception as exc:  # one broken session never takes down the gateway

@@ -88,12 +88,14 @@ PENDING_ACKS = 256  # sends awaiting their commit per connection; more waits (ba
 class Session:
     """See the module docstring."""
 
-    __slots__ = ("codec", "conn", "engine", "known", "last_frame", "monitor_scope", "monitoring",
-                 "next_ping", "pending", "principal", "refilled", "settings", "tokens",
+    __slots__ = ("client_address", "codec", "conn", "engine", "known", "last_frame",
+                 "monitor_scope", "monitoring", "next_ping", "pending", "principal", "refilled", "settings", "tokens",
                  "unblocked", "writing", "ws")
 
-    def __init__(self, engine: Engine, ws: WebSocketConnection, codec: FrameCodec) -> None:
+    def __init__(self, engine: Engine, ws: WebSocketConnection, codec: FrameCodec,
+                 client_address: str | None = None) -> None:
         self.engine = engine
+        self.client_address = client_address  # for audit records (octim.proxies)
         self.settings = engine.settings
         self.ws = ws
         self.codec = codec
@@ -433,9 +435,8 @@ class Session:
         meta = self._meta(conversation)  # reads check afresh (a transfer moves the shop)
         p = self.principal
         if p is not None and p.role in STAFF_ROLES:  # staff reading a buyer's messages
-            address = getattr(self.ws.remote, "address", None)
             await self.engine.store.submit((audit_op(
-                p.user, p.role, "messages", None if address is None else str(address),
+                p.user, p.role, "messages", self.client_address,
                 conversation=conversation, customer=meta["buyer"], shop=meta["shop"]),),
                 lambda error: None)
         records = self.engine.store.scan_scope("messages", conversation, after=after,
