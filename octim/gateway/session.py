@@ -89,8 +89,8 @@ class Session:
     """See the module docstring."""
 
     __slots__ = ("client_address", "codec", "conn", "engine", "known", "last_frame",
-                 "monitor_scope", "monitoring", "next_ping", "pending", "principal", "refilled", "settings", "tokens",
-                 "unblocked", "writing", "ws")
+                 "monitor_scope", "monitoring", "next_ping", "pending", "principal", "refilled",
+                 "settings", "tokens", "unblocked", "writing", "ws")
 
     def __init__(self, engine: Engine, ws: WebSocketConnection, codec: FrameCodec,
                  client_address: str | None = None) -> None:
