@@ -23,6 +23,9 @@ from octim.testing.client import Client, connect
 Running = tuple[Engine, Listening]
 SHOP, OTHER = "s1", "s2"
 
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06"
+       b"\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\nIDATx\x9cc\x00\x01\x00\x00\x05\x00"
+       b"\x01\r\n-\xb4\x00\x00\x00\x00IEND\xaeB`\x82")
 #: Values the store cannot hold, as JSON text (lone surrogate, > 64 bits, NaN, ∞).
 HOSTILE_JSON = ('"\\ud800"', str(2**70), "NaN", "Infinity", "-Infinity", str(-(2**64)))
 
@@ -267,6 +270,25 @@ async def test_hardening_headers_roles_caps_and_hosts(running: Running) -> None:
                                           "product": "p", "image": "https://cdn.img.example.com/a.png"}},
                                      "ack", id="good")
             assert ok["seq"] == 1  # the refused cards were not stored
+            # Or a picture of one's own upload, which the other side may then read.
+            async with httpx.AsyncClient(base_url=listening.http_url, headers={
+                    "Authorization": f"Bearer {token('img-buyer')}"}) as mine:
+                upload = (await mine.post("/api/uploads?kind=image", content=PNG)).json()
+            own = await buyer.request({"type": "send", "conversation": conv, "id": "own",
+                                       "kind": "product", "body": {
+                                           "product": "p", "image": upload["url"]}},
+                                      "ack", id="own")
+            async with httpx.AsyncClient(base_url=listening.http_url, headers={
+                    "Authorization": f"Bearer {token('a', 'agent', SHOP)}"}) as staff:
+                assert (await staff.get(upload["url"])).content == PNG
+            async with httpx.AsyncClient(base_url=listening.http_url, headers={
+                    "Authorization": f"Bearer {token('other-buyer')}"}) as other:
+                theirs = (await other.post("/api/uploads?kind=image", content=PNG)).json()
+            await buyer.send({"type": "send", "conversation": conv, "id": "theirs",
+                              "kind": "product", "body": {"product": "p",
+                                                          "image": theirs["url"]}})
+            assert (await buyer.expect("error"))["code"] == "not_found"  # not your upload
+            assert own["seq"] == 2
         # The per-user connection cap: the sixth session of one user is closed with 4009.
         async with AsyncExitStack() as stack:
             c1, *_ = [await stack.enter_async_context(connect(listening.ws_url, token("many")))
@@ -281,9 +303,7 @@ async def test_hardening_headers_roles_caps_and_hosts(running: Running) -> None:
 
 async def test_uploads_are_served_sandboxed(running: Running) -> None:
     _, listening = running
-    png = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06"
-           b"\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\nIDATx\x9cc\x00\x01\x00\x00\x05\x00"
-           b"\x01\r\n-\xb4\x00\x00\x00\x00IEND\xaeB`\x82")
+    png = PNG
     bearer = {"Authorization": f"Bearer {token('up')}"}
     async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
         made = (await http.post("/api/uploads?kind=image", content=png, headers=bearer)).json()

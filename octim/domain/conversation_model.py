@@ -25,6 +25,7 @@ CLIENT_KINDS = ("text", "image", "voice", "link", "product", "order")
 KINDS = (*CLIENT_KINDS, "system")
 MAX_ID_CHARS = 128
 UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+UPLOAD_PATH = "/api/uploads/"
 MAX_FIELD_CHARS = 500
 
 
@@ -130,10 +131,12 @@ def image_host_allowed(url: str, hosts: frozenset[str]) -> bool:
 
 
 def validate_body(kind: str, body: Any, max_text_chars: int,
-                  image_hosts: frozenset[str] = frozenset()) -> dict[str, Any]:
+                  image_hosts: frozenset[str] = frozenset(), *,
+                  uploads: bool = True) -> dict[str, Any]:
     """The normalised body of a client message, or an error; unknown fields are dropped.
 
-    A card's ``image`` must be on one of ``image_hosts`` (see :func:`image_host_allowed`).
+    A card's ``image`` is one of the sender's uploads (``/api/uploads/<id>``, when
+    ``uploads``) or an https URL on one of ``image_hosts`` (:func:`image_host_allowed`).
     """
     if kind not in KINDS:
         raise UnknownKind(f"unknown message kind {kind!r}; known: {', '.join(CLIENT_KINDS)}")
@@ -166,11 +169,18 @@ def validate_body(kind: str, body: Any, max_text_chars: int,
             value = _text(body, field, MAX_FIELD_CHARS, required=False)
             if value is not None:
                 out[field] = value
-        image = _url(body, "image", required=False)
-        if image is not None:
+        image = body.get("image")
+        if isinstance(image, str) and image.startswith(UPLOAD_PATH) and uploads:
+            if not UPLOAD_ID.fullmatch(image[len(UPLOAD_PATH):]):
+                raise InvalidBody("body.image: not an upload of POST /api/uploads")
+            out["image"] = image  # the actor checks that the sender owns this image
+        elif image is not None:
+            image = _url(body, "image")
+            assert image is not None
             if not image_host_allowed(image, image_hosts):
-                raise InvalidBody("body.image must be an https URL on one of the platform's "
-                                  "image hosts (setting image_hosts)")
+                raise InvalidBody("body.image must be one of your uploads (/api/uploads/…) "
+                                  "or an https URL on one of the platform's image hosts "
+                                  "(setting image_hosts)")
             out["image"] = image
         price = body.get("price")
         if price is not None:
@@ -188,7 +198,7 @@ def card_from_context(context: Any, image_hosts: frozenset[str] = frozenset()
     for kind in ("order", "product"):
         if kind in context:
             return kind, validate_body(kind, {**context, kind: context[kind]}, MAX_FIELD_CHARS,
-                                       image_hosts)
+                                       image_hosts, uploads=False)
     return None
 
 

@@ -43,6 +43,7 @@ from octim.domain.conversation_model import (
     QUEUED,
     RESOLVED,
     STAFF_ROLES,
+    UPLOAD_PATH,
     ConversationClosed,
     Forbidden,
     InvalidBody,
@@ -251,6 +252,9 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         ops: list[Op] = []
         if m.kind in ("image", "voice"):
             ops += self._attach_upload(m, body)
+        elif str(body.get("image", "")).startswith(UPLOAD_PATH):  # a card with our picture
+            ops += self._attach_upload(m, {"upload": body["image"][len(UPLOAD_PATH):]},
+                                       kind="image")
         frames: list[Any] = []
         ops += await self._prepare_state_for_send(m.role, frames)
         # frames holds the reopened event if this send reopened the conversation.
@@ -354,12 +358,15 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         ops += self._event("reopened", {"state": QUEUED}, frames)
         return ops
 
-    def _attach_upload(self, m: SendMessage, body: dict[str, Any]) -> list[Op]:
+    def _attach_upload(self, m: SendMessage, body: dict[str, Any], kind: str = "") -> list[Op]:
+        """Check the sender owns the upload, of the right kind, and let the other
+        participants read it (they are allowed through its conversations)."""
+        kind = kind or m.kind
         upload = self.context.store.get("uploads", body["upload"].encode())
         if upload is None or upload["owner"] != m.user:
             raise NotFound(f"no upload {body['upload']!r} of yours")
-        if upload["kind"] != m.kind:
-            raise InvalidBody(f"upload {body['upload']!r} is a {upload['kind']}, not a {m.kind}")
+        if upload["kind"] != kind:
+            raise InvalidBody(f"upload {body['upload']!r} is a {upload['kind']}, not a {kind}")
         body.update({"mime": upload["mime"], "size": upload["size"],
                      "url": f"/api/uploads/{upload['id']}"})
         if self.id in upload["conversations"]:

@@ -327,6 +327,14 @@ export function beep() {
   } catch { /* no audio device: the notification still shows */ }
 }
 
+// A card's picture: one of our uploads (fetched with the token) or a platform image host.
+function cardImage(src, token) {
+  if (!src.startsWith("/api/uploads/")) return el("img.card-image", { src, alt: "" });
+  const img = el("img.card-image", { alt: "" });
+  uploadUrl(token, src).then((url) => { img.src = url; }).catch(() => { img.alt = t("image_unavailable"); });
+  return img;
+}
+
 // Renders a message body (text, image, voice, link, product and order cards, system).
 export function renderBody(msg, token) {
   const body = msg.body || {};
@@ -350,7 +358,7 @@ export function renderBody(msg, token) {
       const label = msg.kind === "product" ? t("product_card") : t("order_card");
       const id = body[msg.kind];
       return el("div.card", { dataset: { kind: msg.kind } },
-        body.image ? el("img.card-image", { src: body.image, alt: "" }) : null,
+        body.image ? cardImage(body.image, token) : null,
         el("div.card-text",
           el("div.card-label", { text: `${label} · ${id}` }),
           body.title ? el("div.card-title", { text: body.title }) : null,
