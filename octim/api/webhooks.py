@@ -1,11 +1,15 @@
 """Webhook endpoints and dead letters (the platform's API key)."""
 
 # No ``from __future__ import annotations``: FastAPI evaluates these annotations.
+import ipaddress
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+
+from octim.errors import InvalidInput
+from octim.webhooks import TargetPolicy
 
 if TYPE_CHECKING:
     from octim.api.auth import Auth
@@ -25,9 +29,22 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
     """The webhook routes (docs/embedding.md describes deliveries)."""
     api = APIRouter(tags=["webhooks"], dependencies=[Depends(auth.platform)])
 
+    policy = TargetPolicy.from_setting(engine.settings.webhook_allow)
+
     @api.put("/api/webhooks/{endpoint}")
     async def put_endpoint(endpoint: Ref, body: EndpointBody) -> Any:
-        """Register (or replace) an endpoint for some events (``*`` = all)."""
+        """Register (or replace) an endpoint for some events (``*`` = all). A URL whose
+        host is a non-public address is refused now; a host name is checked (and pinned)
+        at every delivery, since what it resolves to can change."""
+        host = body.url.host or ""
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            pass  # a name: checked when delivering
+        else:
+            if not policy.allowed(host.strip("[]"), host):
+                raise InvalidInput(f"url: {host} is not a public address (allow it with the "
+                                   "webhook_allow setting)")
         return await engine.events.put_endpoint(endpoint, str(body.url), body.events,
                                                 body.secret)
 
