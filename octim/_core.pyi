@@ -9,6 +9,8 @@ __all__ = [
     "FanoutHub",
     "__version__",
     "assign_batch",
+    "check_json",
+    "check_msgpack",
     "decode_key",
     "encode_key",
     "encode_key_run",
@@ -29,6 +31,12 @@ def encode_key_run(scope: str, first: int, count: int) -> bytes:
 
 def scope_bounds(scope: str) -> tuple[bytes, bytes]:
     """The half-open byte range ``(lo, hi)`` holding every key of ``scope``."""
+
+def check_json(data: str | bytes, max_depth: int, max_nodes: int) -> tuple[int, str] | None:
+    """``None`` if the JSON text is storable, else ``(byte offset, reason)``."""
+
+def check_msgpack(data: bytes, max_depth: int, max_nodes: int) -> tuple[int, str] | None:
+    """``None`` if the msgpack value is storable, else ``(byte offset, reason)``."""
 
 @final
 class FanoutHub:

@@ -128,6 +128,8 @@ async def test_deep_frames_get_the_protocol_error_not_1011(running: Running) -> 
                                                         "context": {"x": nested}}))
             assert (await client.expect("error"))["code"] == "invalid_body"
             await client.ws.send_message(b"\x91" * 3000 + b"\x01")
+            assert (await client.expect("error"))["code"] == "invalid_body"
+            await client.ws.send_message(b"\x92\x01")  # truncated: the decoder's verdict
             assert (await client.expect("error"))["code"] == "bad_frame"
             await client.ws.send_message(msgpack.packb({"type": "ping", "b": b"bytes"}))
             assert (await client.expect("error"))["code"] == "invalid_body"

@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 
 from octim.errors import OctimError
-from octim.values import Unstorable, check_storable, loads_json
+from octim.values import Unstorable, loads_json, loads_msgpack
 
 JSON = "octim.v1.json"
 MSGPACK = "octim.v1.msgpack"
@@ -47,20 +47,13 @@ class FrameCodec:
         if self.binary != isinstance(data, bytes):
             kind = "binary" if self.binary else "text"
             raise BadFrame(f"{self.subprotocol} expects {kind} frames")
-        if self.binary:
-            try:
-                frame = msgpack.unpackb(data, raw=False, strict_map_key=True)
-            except (ValueError, msgpack.UnpackException) as exc:
-                # StackError (nesting past msgpack's own limit) is a ValueError too.
-                raise BadFrame(f"undecodable frame: {exc}") from None
-            check_storable(frame, where="frame")
-        else:
-            try:
-                frame = loads_json(data, where="frame")
-            except Unstorable:
-                raise
-            except OctimError as exc:
-                raise BadFrame(f"undecodable frame: {exc}") from None
+        try:
+            frame = (loads_msgpack(data, where="frame") if isinstance(data, bytes)
+                     else loads_json(data, where="frame"))
+        except Unstorable:
+            raise
+        except OctimError as exc:
+            raise BadFrame(f"undecodable frame: {exc}") from None
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             raise BadFrame("a frame must be a map with a string 'type'")
         return frame

@@ -8,6 +8,7 @@ pub mod error;
 pub mod fanout;
 pub mod scorer;
 pub mod keys;
+pub mod storable;
 
 #[cfg(feature = "python")]
 mod py;

@@ -4,6 +4,7 @@
 mod errors;
 mod fanout;
 mod scorer;
+mod storable;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -56,5 +57,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_key, m)?)?;
     m.add_function(wrap_pyfunction!(encode_key_run, m)?)?;
     m.add_function(wrap_pyfunction!(scope_bounds, m)?)?;
+    m.add_function(wrap_pyfunction!(storable::check_json, m)?)?;
+    m.add_function(wrap_pyfunction!(storable::check_msgpack, m)?)?;
     Ok(())
 }
