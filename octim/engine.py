@@ -50,6 +50,7 @@ from octim.gateway import Gateway
 from octim.gateway.fanout import Fanout
 from octim.store import Store, open_store
 from octim.store.crypto import load_keys
+from octim.values import check_storable
 
 log = logging.getLogger("octim.engine")
 
@@ -126,6 +127,7 @@ class Engine:
         return directory
 
     # -- the platform API for embedding programs (the same operations as HTTP) -------
+    # Free-form values pass the same storable check as HTTP bodies (octim.values).
 
     async def put_shop(self, shop: str, name: str, *, categories: tuple[str, ...] = (),
                        settings: dict[str, Any] | None = None,
@@ -137,6 +139,7 @@ class Engine:
         from octim.domain.shops import KIND as SHOP
         from octim.domain.shops import UpsertShop, validate_shop_id
 
+        check_storable({"settings": settings, "routing": routing, "bot": bot}, where="shop")
         policy = RoutingPolicyBody.model_validate(routing).as_record() if routing else None
         bot_settings = BotSettingsBody.model_validate(bot).model_dump(exclude_none=True) \
             if bot else None
@@ -181,6 +184,7 @@ class Engine:
         from octim.domain.customers import KIND as CUSTOMER
         from octim.domain.customers import UpsertCustomer
 
+        check_storable(fields, where="customer")
         body = CustomerBody.model_validate(fields).model_dump()
         return dict(await self.directory.ref(CUSTOMER, customer).ask(UpsertCustomer(body)))
 
@@ -190,6 +194,7 @@ class Engine:
         from octim.domain.customers import KIND as CUSTOMER
         from octim.domain.customers import UpsertOrder
 
+        check_storable(fields, where="order")
         body = OrderBody.model_validate(fields).model_dump()
         return dict(await self.directory.ref(CUSTOMER, body["customer"]).ask(
             UpsertOrder({"id": order, **body})))
@@ -200,6 +205,7 @@ class Engine:
         from octim.domain.shops import KIND as SHOP
         from octim.domain.shops import OpenConversation
 
+        check_storable(context or {}, where="context")
         opened = await self.directory.ref(SHOP, shop).ask(
             OpenConversation(shop, buyer, level, context or {}))
         return str(opened["conversation"])

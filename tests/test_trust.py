@@ -19,6 +19,7 @@ from octim import Engine, Listening
 from octim.gateway.codec import MSGPACK
 from octim.testing import TEST_API_KEY, open_engine, token
 from octim.testing.client import Client, connect
+from octim.values import Unstorable
 
 Running = tuple[Engine, Listening]
 SHOP, OTHER = "s1", "s2"
@@ -342,3 +343,13 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path: Pat
                     await trio.sleep(0.01)
             assert [(r["what"], r["from"]) for r in rows] == [
                 ("context", expected), ("messages", expected)], rows
+
+
+async def test_the_python_api_refuses_unstorable_values_too(running: Running) -> None:
+    engine, listening = running
+    for call in (lambda: engine.upsert_customer("c9", attributes={"x": float("nan")}),
+                 lambda: engine.put_shop(SHOP, SHOP, settings={"x": 2**70}),
+                 lambda: engine.open_conversation(SHOP, "b9", context={"x": "\ud800"})):
+        with pytest.raises(Unstorable):
+            await call()
+    await exchange_works(listening, "after-python-api")
