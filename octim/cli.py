@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         "rekey", help="seal every value and upload under the current data key (resumable)")
     rekey.add_argument("--data", type=Path, required=True, help="data directory")
     rekey.add_argument("--key-file", help="the data keys (else OCTIM_DATA_KEY / _FILE)")
+    rekey.add_argument("--compact", action="store_true",
+                       help="then rewrite the file without free pages that may still hold old "
+                            "plaintext or ciphertext (the engine must be stopped)")
     kb_import = kb_commands.add_parser("import", help="upsert entries from a JSON Lines file")
     kb_import.add_argument("file", type=Path)
     kb_import.add_argument("--data", type=Path, required=True)
@@ -73,7 +76,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
             "log_format": args.log_format, "tls_cert": args.tls_cert, "tls_key": args.tls_key}
 
 
-def _rekey(data: Path, key_file: str | None) -> int:
+def _rekey(data: Path, key_file: str | None, compact: bool) -> int:
     from octim.store.crypto import load_keys
     from octim.store.rekey import rekey
 
@@ -81,8 +84,9 @@ def _rekey(data: Path, key_file: str | None) -> int:
                      key_file or os.environ.get("OCTIM_DATA_KEY_FILE", ""))
     if not keys:
         raise ConfigError("data_key (OCTIM_DATA_KEY)", "rekey needs the data keys")
-    report = rekey(data, keys)
-    print(json.dumps({"kid": report.kid, "values": report.values, "blobs": report.blobs}))
+    report = rekey(data, keys, compact=compact)
+    print(json.dumps({"kid": report.kid, "values": report.values, "blobs": report.blobs,
+                      "compacted": report.compacted}))
     return 0
 
 
@@ -164,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "backup":
             return _backup(args.data, args.dest)
         if args.command == "rekey":
-            return _rekey(args.data, args.key_file)
+            return _rekey(args.data, args.key_file, args.compact)
         if args.command == "kb":
             from octim import kb_cli
 

@@ -183,3 +183,41 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
         assert staff["id"] == "uniqlo-internal-1" and staff["answered"]
         assert "内部" not in str(buyer_view) and buyer_view["id"] != "uniqlo-internal-1"
         assert demo.stop(signal.SIGINT) == 0
+
+
+def test_rekey_command_seals_a_clear_store_and_reports(tmp_path: Path) -> None:
+    from octim.store.crypto import new_key_line
+
+    data = tmp_path / "d"
+    env = {"OCTIM_SECRET": "s" * 40, "OCTIM_API_KEY": "k" * 20}
+    with EngineProcess(["serve", "--data", str(data), *PORTS, "--log-format", "json"],
+                       env) as engine:
+        http = engine.wait_ready()["http"]
+        with httpx.Client(base_url=http, headers={"Authorization": f"Bearer {'k' * 20}"}) as c:
+            c.put("/api/customers/c1", json={"nickname": "明文昵称"}).raise_for_status()
+        assert engine.stop() == 0
+    assert "明文昵称".encode() in (data / "data.mdb").read_bytes()
+    missing = octim("rekey", "--data", str(data), env={})
+    assert missing.returncode != 0 and "data key" in missing.stderr
+    key = new_key_line("k1")
+    done = octim("rekey", "--data", str(data), env={"OCTIM_DATA_KEY": key})
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["kid"] == "k1" and report["values"]["customers"] == 1
+    # Re-sealed, but LMDB's copy-on-write left the old page behind as a free page.
+    assert "明文昵称".encode() in (data / "data.mdb").read_bytes()
+    again = octim("rekey", "--data", str(data), "--compact", env={"OCTIM_DATA_KEY": key})
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert sum(report["values"].values()) == 0 and report["compacted"]  # resumable: no work
+    assert "明文昵称".encode() not in (data / "data.mdb").read_bytes()
+    # Compaction refuses to run under a live engine (it would replace its file).
+    env["OCTIM_DATA_KEY"] = key
+    with EngineProcess(["serve", "--data", str(data), *PORTS, "--log-format", "json"],
+                       env) as engine:
+        engine.wait_ready()
+        busy = octim("rekey", "--data", str(data), "--compact", env={"OCTIM_DATA_KEY": key})
+        assert busy.returncode != 0 and "in use" in busy.stderr
+        online = octim("rekey", "--data", str(data), env={"OCTIM_DATA_KEY": key})
+        assert online.returncode == 0, online.stderr  # re-sealing runs beside the engine
+        assert engine.stop() == 0

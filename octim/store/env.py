@@ -6,12 +6,13 @@ UTF-8 ids or ordered ``(scope, seq)`` keys from :mod:`octim.store.keys`.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import lmdb
 import msgpack
@@ -57,6 +58,7 @@ DATABASES: tuple[str, ...] = (
 
 DEFAULT_MAP_SIZE = 64 << 20
 _SCHEMA_KEY = b"schema_version"
+LOCK_FILE = "octim.lock"
 _EPOCH_KEY = b"nonce_epoch"  # the last nonce epoch handed to a Sealer (octim.store.crypto)
 _ENCRYPTED_KEY = b"encrypted"  # present once a data key has been used on this store
 
@@ -138,6 +140,9 @@ class Environment:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
         self.gate = ResizeGate()
         self.dbs: dict[str, Any] = {}
+        # Every writable open holds the data directory's lock shared; only a
+        # compaction that replaces data.mdb needs it alone (octim rekey --compact).
+        self._lock = None if readonly else hold_lock(self.path, exclusive=False)
         try:
             if readonly:
                 self._open_existing()
@@ -145,6 +150,7 @@ class Environment:
                 self._open_or_create()
         except Exception:
             self.env.close()
+            self._release()
             raise
 
     def _open_or_create(self) -> None:
@@ -223,3 +229,21 @@ class Environment:
     def close(self) -> None:
         """Close the environment (the writer must already be stopped)."""
         self.env.close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def hold_lock(path: Path, *, exclusive: bool) -> IO[bytes]:
+    """Take the data directory's advisory lock; ``StoreError`` if it is held against us."""
+    handle = (path / LOCK_FILE).open("ab")
+    try:
+        fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StoreError(f"the store at {path} is in use by another process (an engine?); "
+                         "stop it first") from None
+    return handle

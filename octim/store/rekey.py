@@ -6,6 +6,11 @@ transaction, so memory stays flat and the engine may keep running meanwhile
 (LMDB serialises writers across processes; this process takes its own nonce
 epoch). Values already under the current key are skipped, so a rekey that was
 stopped resumes where it left off: run it again.
+
+LMDB writes copy-on-write: the pages a value was on before it was re-sealed
+stay in the file as free pages until reused, so the old plaintext (or the old
+key's ciphertext) can linger. ``compact=True`` then rewrites the file with live
+pages only (and needs the engine stopped: it takes the directory's lock alone).
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import lmdb
+
 from octim.store.blobs import blob_aad
 from octim.store.crypto import SEALED, Sealer, aad, is_sealed, sealed_kid
-from octim.store.env import Environment
+from octim.store.env import DATABASES, Environment, hold_lock
 
 BATCH = 1000  # values re-sealed per write transaction
 
@@ -29,9 +36,11 @@ class RekeyReport:
     kid: str
     values: dict[str, int] = field(default_factory=dict)
     blobs: int = 0
+    compacted: bool = False
 
 
-def rekey(data: Path, keys: dict[str, bytes], *, batch: int = BATCH) -> RekeyReport:
+def rekey(data: Path, keys: dict[str, bytes], *, batch: int = BATCH,
+          compact: bool = False) -> RekeyReport:
     """Re-seal the store in ``data`` under the first of ``keys`` (see the module)."""
     env = Environment(data)
     try:
@@ -43,7 +52,38 @@ def rekey(data: Path, keys: dict[str, bytes], *, batch: int = BATCH) -> RekeyRep
         report.blobs = _rekey_blobs(data / "blobs", sealer)
     finally:
         env.close()
+    if compact:
+        compact_in_place(data)
+        report.compacted = True
     return report
+
+
+def compact_in_place(data: Path) -> None:
+    """Rewrite ``data.mdb`` with its live pages only (no engine may have it open)."""
+    lock = hold_lock(data, exclusive=True)
+    try:
+        env = lmdb.open(str(data), max_dbs=len(DATABASES) + 2, readonly=True, lock=True)
+        tmp = Path(tempfile.mkdtemp(dir=data, prefix=".compact-"))
+        try:
+            env.copy(str(tmp), compact=True)
+            env.close()
+            fd = os.open(tmp / "data.mdb", os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp / "data.mdb", data / "data.mdb")
+            dir_fd = os.open(data, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        finally:
+            for leftover in tmp.iterdir():
+                leftover.unlink()
+            tmp.rmdir()
+    finally:
+        lock.close()
 
 
 def _current(raw: bytes, sealer: Sealer) -> bool:
