@@ -42,21 +42,7 @@ class BlobStore:
         final.parent.mkdir(parents=True, exist_ok=True)
         if self.sealer is not None:
             data = self.sealer.seal(data, blob_aad(digest))
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_durably(final, data)
         return digest
 
     def get(self, digest: str) -> bytes:
@@ -67,6 +53,31 @@ class BlobStore:
                 raise DataKeyMissing("the blob is encrypted and no data key is set")
             return self.sealer.open(raw, blob_aad(digest))
         return raw
+
+
+def write_durably(final: Path, data: bytes) -> None:
+    """Replace ``final`` with ``data`` atomically: a fsynced temporary file renamed
+    into place, then the directory fsynced, so the file is whole or as it was."""
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(final.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable."""
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def blob_aad(digest: str) -> bytes:

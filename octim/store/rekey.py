@@ -22,7 +22,7 @@ from pathlib import Path
 
 import lmdb
 
-from octim.store.blobs import blob_aad
+from octim.store.blobs import blob_aad, fsync_dir, write_durably
 from octim.store.crypto import SEALED, Sealer, aad, is_sealed, sealed_kid
 from octim.store.env import DATABASES, Environment, hold_lock
 
@@ -73,11 +73,7 @@ def compact_in_place(data: Path) -> None:
             finally:
                 os.close(fd)
             os.replace(tmp / "data.mdb", data / "data.mdb")
-            dir_fd = os.open(data, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_dir(data)
         finally:
             for leftover in tmp.iterdir():
                 leftover.unlink()
@@ -123,19 +119,6 @@ def _rekey_blobs(root: Path, sealer: Sealer) -> int:
         if _current(raw, sealer):
             continue
         clear = sealer.open(raw, blob_aad(path.name)) if is_sealed(raw) else raw
-        _replace(path, sealer.seal(clear, blob_aad(path.name)))
+        write_durably(path, sealer.seal(clear, blob_aad(path.name)))
         count += 1
     return count
-
-
-def _replace(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
