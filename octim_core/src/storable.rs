@@ -170,27 +170,22 @@ impl Json<'_> {
         let start = self.at;
         self.budget.value(stack.len() + 1, start)?;
         match self.peek() {
-            Some(b'[') => {
+            Some(open @ (b'[' | b'{')) => {
+                let (frame, close) = if open == b'[' {
+                    (Frame::Array, b']')
+                } else {
+                    (Frame::Object, b'}')
+                };
                 self.at += 1;
                 self.skip_ws();
-                stack.push(Frame::Array);
-                if self.peek() == Some(b']') {
+                if self.peek() == Some(close) {
                     self.at += 1;
-                    stack.pop();
-                    return Ok(());
+                    return Ok(()); // empty: nothing to push
                 }
-                self.value_start(stack)
-            }
-            Some(b'{') => {
-                self.at += 1;
-                self.skip_ws();
-                stack.push(Frame::Object);
-                if self.peek() == Some(b'}') {
-                    self.at += 1;
-                    stack.pop();
-                    return Ok(());
+                stack.push(frame);
+                if frame == Frame::Object {
+                    self.key()?;
                 }
-                self.key()?;
                 self.value_start(stack)
             }
             Some(b'"') => self.string(),
