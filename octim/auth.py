@@ -13,7 +13,7 @@ from typing import Any
 
 import jwt
 
-from octim.errors import OctimError
+from octim.errors import ClientError
 
 ROLES = ("buyer", "agent", "shop_admin", "platform_admin")
 ALGORITHM = "HS256"
@@ -21,10 +21,11 @@ MAX_ID_CHARS = 128
 MAX_TOKEN_SHOPS = 1000
 
 
-class AuthError(OctimError):
+class AuthError(ClientError):
     """A token or key was missing, malformed, expired or wrongly signed."""
 
     code = "unauthorized"
+    status = 401
 
 
 @dataclass(frozen=True, slots=True)

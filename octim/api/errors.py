@@ -13,24 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from octim.errors import OctimError
+from octim.errors import OctimError, public_error
 
 log = logging.getLogger("octim.api")
-
-STATUS_BY_CODE = {
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "invalid_body": 422,
-    "invalid_key": 422,
-    "unknown_kind": 422,
-    "too_large": 413,
-    "invalid_state": 409,
-    "conversation_closed": 409,
-    "rate_limited": 429,
-    "unavailable": 503,
-    "store_closed": 503,
-}
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -43,12 +28,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OctimError)
     async def octim_error(request: Request, exc: OctimError) -> JSONResponse:
-        status = STATUS_BY_CODE.get(exc.code, 500)
-        if status == 500:
+        told = public_error(exc)  # the one error table (octim.errors)
+        if told is None:
             log.error("request failed", exc_info=exc, extra={"path": request.url.path})
             return error_response(500, "internal", "internal error")
+        status, code, message = told
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        response = error_response(status, exc.code, str(exc))
+        response = error_response(status, code, message)
         if headers:
             response.headers.update(headers)
         return response

@@ -12,7 +12,7 @@ import zlib
 from typing import Any
 from urllib.parse import urlsplit
 
-from octim.errors import OctimError
+from octim.errors import ClientError
 from octim.store.keys import encode_key
 
 # States and the order they normally follow.
@@ -29,40 +29,46 @@ UPLOAD_PATH = "/api/uploads/"
 MAX_FIELD_CHARS = 500
 
 
-class Forbidden(OctimError):
+class Forbidden(ClientError):
     """The caller may not do this (not a participant, wrong role, not the author)."""
 
     code = "forbidden"
+    status = 403
 
 
-class InvalidBody(OctimError):
+class InvalidBody(ClientError):
     """A frame's fields have the wrong types or values."""
 
     code = "invalid_body"
+    status = 422
 
 
-class UnknownKind(OctimError):
+class UnknownKind(ClientError):
     """A message kind OctIM does not know; the message is not stored."""
 
     code = "unknown_kind"
+    status = 422
 
 
-class TooLarge(OctimError):
+class TooLarge(ClientError):
     """A message body is over its size limit."""
 
     code = "too_large"
+    status = 413
 
 
-class ConversationClosed(OctimError):
+class ConversationClosed(ClientError):
     """The conversation is closed; open a new one."""
 
     code = "conversation_closed"
+    status = 409
 
 
-class InvalidState(OctimError):
+class InvalidState(ClientError):
     """The conversation is not in a state that allows this."""
 
     code = "invalid_state"
+    status = 409
 
 
 def coalesce_key(*parts: str) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgpack
 
-from octim.errors import OctimError
+from octim.errors import ClientError, OctimError
 from octim.values import Unstorable, loads_json, loads_msgpack
 
 JSON = "octim.v1.json"
@@ -19,7 +19,7 @@ MSGPACK = "octim.v1.msgpack"
 SUBPROTOCOLS = (MSGPACK, JSON)
 
 
-class BadFrame(OctimError):
+class BadFrame(ClientError):
     """A frame could not be decoded, or is not a map with a string ``type``."""
 
     code = "bad_frame"

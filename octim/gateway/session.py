@@ -58,7 +58,7 @@ from octim.domain.routing.dispatcher import KIND as DISPATCHER
 from octim.domain.routing.messages import AgentConnections, SetPresence
 from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import OpenConversation
-from octim.errors import ActorCrashed, MailboxFull, NotFound, OctimError
+from octim.errors import ActorCrashed, ClientError, MailboxFull, NotFound, OctimError, public_error
 from octim.gateway import frames as f
 from octim.gateway.codec import FrameCodec
 from octim.gateway.fanout import Connection
@@ -75,12 +75,6 @@ CLOSE_TOO_SLOW = 4008
 CLOSE_TOO_MANY = 4009  # the user already has max_connections_per_user sessions
 CLOSE_FLOODING = 4029
 DRAIN_BATCH = 64
-#: Error codes that describe the client's request (docs/protocol.md); any other
-#: error is reported as ``internal``.
-CLIENT_ERROR_CODES = frozenset({
-    "bad_frame", "unknown_type", "invalid_body", "unknown_kind", "too_large", "forbidden",
-    "not_found", "invalid_state", "conversation_closed", "rate_limited", "unavailable",
-})
 KNOWN_CONVERSATIONS = 256  # membership remembered per connection (then forgotten)
 PENDING_ACKS = 256  # sends awaiting their commit per connection; more waits (backpressure)
 
@@ -245,11 +239,12 @@ class Session:
 
     @staticmethod
     def _error_frame(exc: BaseException, ref: Any) -> dict[str, Any]:
-        code = getattr(exc, "code", "internal")
-        message = str(exc)
-        if code not in CLIENT_ERROR_CODES:  # a server fault: say so, reveal nothing
+        told = public_error(exc)  # the one error table (octim.errors)
+        if told is None:  # a server fault: say so, reveal nothing
             log.error("frame failed", exc_info=exc)
             code, message = "internal", "internal error"
+        else:
+            _, code, message = told
         frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
         if ref is not None:
             frame["ref"] = ref
@@ -507,5 +502,5 @@ def _agent_keeps(meta: dict[str, Any], agent: str) -> bool:
     return meta.get("last_agent") == agent and meta["state"] in (RESOLVED, CLOSED)
 
 
-class _UnknownType(OctimError):
+class _UnknownType(ClientError):
     code = "unknown_type"
