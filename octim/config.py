@@ -87,6 +87,8 @@ class Settings:
     # trust (docs/security.md)
     max_json_body_bytes: int = 256 * 1024  # HTTP JSON bodies; larger ones answer 413
     max_connections_per_user: int = 20  # WebSocket sessions per user; more close with 4009
+    read_timeout: float = 30.0  # seconds an HTTP connection may send nothing mid-request
+    handshake_timeout: float = 10.0  # seconds for a TLS or WebSocket opening handshake
     image_hosts: str = ""  # hosts card images may come from besides our uploads (a.com,b.com)
     trusted_proxies: str = ""  # addresses/networks whose X-Forwarded-* headers are believed
     cross_shop_transfer: bool = False  # staff may transfer to shops they do not serve

@@ -266,7 +266,9 @@ class Engine:
         async with trio.open_nursery() as servers:
             http = await servers.start(
                 partial(serve_http, grace=s.shutdown_grace, certfile=s.tls_cert or None,
-                        keyfile=s.tls_key or None), create_app(self), s.http, self._stop.wait)
+                        keyfile=s.tls_key or None, read_timeout=s.read_timeout,
+                        handshake_timeout=s.handshake_timeout),
+                create_app(self), s.http, self._stop.wait)
             ws = await servers.start(self.gateway.serve, s.ws)
             self.ws_bound = ws
             # jieba loads its dictionary on first use (~0.7 s of CPU): do it now, not

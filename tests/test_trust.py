@@ -351,3 +351,27 @@ async def test_the_python_api_refuses_unstorable_values_too(running: Running) ->
         with pytest.raises(Unstorable):
             await call()
     await exchange_works(listening, "after-python-api")
+
+
+async def test_slow_clients_are_cut_off(tmp_path: Path) -> None:
+    async with open_engine(tmp_path / "d", read_timeout=1.0, handshake_timeout=1.0) as (
+            _, listening):
+        with trio.fail_after(10):
+            # HTTP: half the headers, then silence (slowloris); or a body that stalls.
+            for sent in (b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+                         b"PUT /api/shops/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                         b"Authorization: Bearer " + TEST_API_KEY.encode() + b"\r\n\r\n{"):
+                stream = await trio.open_tcp_stream(listening.http.host, listening.http.port)
+                await stream.send_all(sent)
+                started = trio.current_time()
+                try:
+                    while await stream.receive_some(1024):
+                        pass  # the server may answer the broken request, then closes
+                except trio.BrokenResourceError:
+                    pass
+                assert trio.current_time() - started < 5
+            # WebSocket: a TCP connection that never starts its opening handshake.
+            stream = await trio.open_tcp_stream(listening.ws.host, listening.ws.port)
+            started = trio.current_time()
+            assert await stream.receive_some(1024) == b""
+            assert trio.current_time() - started < 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -15,7 +16,8 @@ from octim.config import HostPort
 
 async def serve_http(app: FastAPI, bind: HostPort, shutdown: Callable[[], Awaitable[None]],
                      *, grace: float = 5.0, certfile: str | None = None,
-                     keyfile: str | None = None,
+                     keyfile: str | None = None, read_timeout: float = 30.0,
+                     handshake_timeout: float = 10.0,
                      task_status: trio.TaskStatus[HostPort] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``app`` until ``shutdown()`` returns; report the bound address when listening.
 
@@ -27,7 +29,11 @@ async def serve_http(app: FastAPI, bind: HostPort, shutdown: Callable[[], Awaita
     config.graceful_timeout = grace
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # into our structured logs
-    config.keep_alive_timeout = 30
+    # Slow clients (slowloris) must not hold connections open for ever: silence
+    # between requests (keep-alive, also half-sent headers) and inside one (a body).
+    config.keep_alive_timeout = read_timeout
+    config.read_timeout = max(1, math.ceil(read_timeout))  # hypercorn takes whole seconds
+    config.ssl_handshake_timeout = handshake_timeout
     if certfile:
         config.certfile, config.keyfile = certfile, keyfile
 

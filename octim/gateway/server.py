@@ -95,6 +95,8 @@ class Gateway:
                         handler_nursery=handlers,
                         max_message_size=self.engine.settings.max_frame_bytes,
                         message_queue_size=16,
+                        # the opening handshake (TLS included) of a slow client
+                        connect_timeout=self.engine.settings.handshake_timeout,
                         task_status=task_status)
 
             server = await handlers.start(listen)
