@@ -6,6 +6,7 @@ from typing_extensions import Buffer
 
 __all__ = [
     "MAX_SCOPE_LEN",
+    "SOURCE_DIGEST",
     "FanoutHub",
     "__version__",
     "assign_batch",
@@ -19,6 +20,7 @@ __all__ = [
 
 __version__: str
 MAX_SCOPE_LEN: int
+SOURCE_DIGEST: str
 
 def encode_key(scope: str, seq: int) -> bytes:
     """Encode one ``(scope, seq)`` store key."""

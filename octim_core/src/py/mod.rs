@@ -50,6 +50,7 @@ fn scope_bounds<'py>(
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", crate::VERSION)?;
+    m.add("SOURCE_DIGEST", crate::SOURCE_DIGEST)?;
     m.add("MAX_SCOPE_LEN", keys::MAX_SCOPE_LEN)?;
     m.add_class::<fanout::FanoutHub>()?;
     m.add_function(wrap_pyfunction!(scorer::assign_batch, m)?)?;
