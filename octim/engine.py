@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import jieba
@@ -50,6 +51,7 @@ from octim.gateway import Gateway
 from octim.gateway.fanout import Fanout
 from octim.store import Store, open_store
 from octim.store.crypto import load_keys
+from octim.store.env import ENGINE_LOCK_FILE, hold_lock
 from octim.values import check_storable
 
 log = logging.getLogger("octim.engine")
@@ -236,6 +238,19 @@ class Engine:
     async def run(self, *, task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         """Run until :meth:`stop`; reports where it listens once ready."""
+        s = self.settings
+        Path(s.data).mkdir(parents=True, exist_ok=True)
+        # One engine per data directory: a second one would assign the same
+        # sequence numbers to different messages. Tools (kb import, rekey) may
+        # still open the store beside it.
+        lock = hold_lock(Path(s.data), exclusive=True, name=ENGINE_LOCK_FILE,
+                         holder="another engine")
+        try:
+            await self._run(task_status)
+        finally:
+            lock.close()
+
+    async def _run(self, task_status: trio.TaskStatus[Listening]) -> None:
         s = self.settings
         async with open_store(s.data, map_size=s.map_size, max_batch=s.commit_max_batch,
                               keys=load_keys(s.data_key, s.data_key_file)) as store:

@@ -375,3 +375,25 @@ async def test_slow_clients_are_cut_off(tmp_path: Path) -> None:
             started = trio.current_time()
             assert await stream.receive_some(1024) == b""
             assert trio.current_time() - started < 5
+
+
+async def test_one_engine_per_data_directory(tmp_path: Path) -> None:
+    from octim.errors import StoreError
+
+    async with open_engine(tmp_path / "d") as (_, listening):
+        with pytest.raises(BaseException) as info:  # from the engine's nursery
+            async with open_engine(tmp_path / "d"):
+                pass
+        error = info.value
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+        assert isinstance(error, StoreError) and "another engine" in str(error)
+        await exchange_works_without_setup(listening)
+    async with open_engine(tmp_path / "d"):
+        pass  # the lock went with the first engine
+
+
+async def exchange_works_without_setup(listening: Listening) -> None:
+    async with api(listening) as http:
+        (await http.put(f"/api/shops/{SHOP}", json={"name": SHOP})).raise_for_status()
+        assert (await http.get(f"/api/shops/{SHOP}")).status_code == 200

@@ -59,6 +59,7 @@ DATABASES: tuple[str, ...] = (
 DEFAULT_MAP_SIZE = 64 << 20
 _SCHEMA_KEY = b"schema_version"
 LOCK_FILE = "octim.lock"
+ENGINE_LOCK_FILE = "engine.lock"
 _EPOCH_KEY = b"nonce_epoch"  # the last nonce epoch handed to a Sealer (octim.store.crypto)
 _ENCRYPTED_KEY = b"encrypted"  # present once a data key has been used on this store
 
@@ -237,13 +238,15 @@ class Environment:
             self._lock = None
 
 
-def hold_lock(path: Path, *, exclusive: bool) -> IO[bytes]:
-    """Take the data directory's advisory lock; ``StoreError`` if it is held against us."""
-    handle = (path / LOCK_FILE).open("ab")
+def hold_lock(path: Path, *, exclusive: bool, name: str = LOCK_FILE,
+              holder: str = "another process (an engine?)") -> IO[bytes]:
+    """Take one of the data directory's advisory locks; ``StoreError`` if it is held
+    against us. ``octim.lock``: every writer shared, a compaction alone;
+    ``engine.lock``: one engine alone."""
+    handle = (path / name).open("ab")
     try:
         fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise StoreError(f"the store at {path} is in use by another process (an engine?); "
-                         "stop it first") from None
+        raise StoreError(f"the store at {path} is in use by {holder}; stop it first") from None
     return handle
