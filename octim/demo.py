@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -143,7 +142,7 @@ async def seed_demo(engine: Engine) -> str:
     kb = directory.ref(KB, KB_ID)
     for entry in DEMO_KB:
         await kb.ask(UpsertEntry(entry))
-    now = int(time.time() * 1000)
+    now = engine.context.now_ms()
     for canned_shop, reply_id, title, text in DEMO_CANNED:
         await canned.put(engine.store, reply_id, shop=canned_shop, user="", title=title,
                          text=text, now_ms=now)

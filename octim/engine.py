@@ -13,7 +13,6 @@ import gc
 import logging
 import os
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -255,7 +254,8 @@ class Engine:
         async with open_store(s.data, map_size=s.map_size, max_batch=s.commit_max_batch,
                               keys=load_keys(s.data_key, s.data_key_file)) as store:
             context = EngineContext(s, store, self.fanout)
-            self.events = EventBus(s, store)
+            # Through the context, so a clock a test injects later is the one read.
+            self.events = EventBus(s, store, lambda: context.clock())
             context.emit = self.events.emit
             async with open_directory(context) as directory:
                 context.directory = directory
@@ -328,7 +328,7 @@ class Engine:
         the webhook sender retry what is due. Runs every ``routing_tick``; tests
         call it directly after moving the clock."""
         await self.directory.ref(DISPATCHER, DISPATCHER_ID).ask(Tick())
-        self.events.tick(time.monotonic())
+        self.events.tick(self.context.clock())
         await self.monitor.flush()
 
     async def sweep(self) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -60,7 +60,8 @@ class Subscription:
 class EventBus:
     """See the module docstring."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, clock: Callable[[], float]) -> None:
+        """``clock``: the engine's (wall seconds), for delivery timestamps and retries."""
         self._store = store
         self._subscriptions: set[Subscription] = set()
         self._endpoints: dict[str, dict[str, Any]] = {
@@ -69,7 +70,7 @@ class EventBus:
             timeout=settings.webhook_timeout, attempts=settings.webhook_attempts,
             backoff=settings.webhook_backoff, dead=self._dead,
             token=trio.lowlevel.current_trio_token(),
-            allow=TargetPolicy.from_setting(settings.webhook_allow))
+            allow=TargetPolicy.from_setting(settings.webhook_allow), clock=clock)
         self._sender.tell(SetEndpoints(dict(self._endpoints)))
         self._backlog = threading.BoundedSemaphore(WEBHOOK_BACKLOG)
         self.dropped = 0
@@ -104,7 +105,7 @@ class EventBus:
             self._subscriptions.discard(subscription)
 
     def tick(self, now: float) -> None:
-        """Let the sender retry what is due (``now``: ``time.monotonic()``)."""
+        """Let the sender retry what is due (``now``: the engine's clock, seconds)."""
         self._sender.tell(Tick(now))
 
     def close(self) -> None:

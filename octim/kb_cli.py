@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,7 +44,7 @@ def import_file(path: Path, data: Path, *, skip_bad: bool, out: TextIO) -> int:
         if not line.strip():
             continue
         try:
-            good.append(validate_entry(json.loads(line)))
+            good.append(validate_entry(json.loads(line), int(time.time() * 1000)))
         except (ValueError, OctimError) as exc:
             bad.append((number, str(exc)))
     for number, problem in bad:

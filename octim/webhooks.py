@@ -33,7 +33,6 @@ import json
 import logging
 import secrets
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,8 +167,9 @@ class WebhookSender(pykka.ThreadingActor):
     def __init__(self, *, timeout: float, attempts: int, backoff: float,
                  dead: Callable[[dict[str, Any]], None], token: trio.lowlevel.TrioToken,
                  transport: httpx.BaseTransport | None = None,
-                 allow: TargetPolicy | None = None) -> None:
+                 clock: Callable[[], float], allow: TargetPolicy | None = None) -> None:
         super().__init__()
+        self._clock = clock  # the engine's clock (wall seconds): timestamps and retries
         self._policy = allow or TargetPolicy.from_setting("")
         self._endpoints: dict[str, dict[str, Any]] = {}
         self._queue = _Queue()
@@ -186,7 +186,8 @@ class WebhookSender(pykka.ThreadingActor):
         elif isinstance(message, Publish):
             try:
                 body = json.dumps({"event": message.event, "data": message.payload,
-                                   "ts": int(time.time() * 1000)}, ensure_ascii=False).encode()
+                                   "ts": int(self._clock() * 1000)},
+                                  ensure_ascii=False).encode()
                 for endpoint_id, endpoint in self._endpoints.items():
                     if message.event in endpoint["events"] or "*" in endpoint["events"]:
                         self._try(Delivery("d" + secrets.token_hex(8), endpoint_id,
@@ -207,7 +208,7 @@ class WebhookSender(pykka.ThreadingActor):
 
     def _try(self, delivery: Delivery) -> None:
         delivery.attempts += 1
-        timestamp = str(int(time.time()))
+        timestamp = str(int(self._clock()))
         try:
             url, host_header, extensions = self._policy.pin(delivery.url)
             response = self._client.post(url, content=delivery.body, headers={
@@ -234,5 +235,5 @@ class WebhookSender(pykka.ThreadingActor):
             return
         delay = self._backoff * 2 ** (delivery.attempts - 1)
         self._queue.counter += 1
-        heapq.heappush(self._queue.due, (time.monotonic() + delay, self._queue.counter,
+        heapq.heappush(self._queue.due, (self._clock() + delay, self._queue.counter,
                                          delivery))

@@ -8,7 +8,6 @@
 """
 
 # No ``from __future__ import annotations``: FastAPI evaluates these annotations.
-import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -71,7 +70,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         user = _may_write(who, body.shop)
         return await canned.put(engine.store, reply, shop=body.shop, user=user,
                                 title=body.title, text=body.text,
-                                now_ms=int(time.time() * 1000))
+                                now_ms=engine.context.now_ms())
 
     @api.delete("/api/canned/{reply}", status_code=204)
     async def delete_canned(reply: Ref, who: Annotated[

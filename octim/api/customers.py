@@ -130,7 +130,8 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
 
     async def audit(who: Principal, what: str, request: Request, **about: Any) -> None:
         source = request.client.host if request.client else None
-        await engine.store.write((audit_op(who.user, who.role, what, source, **about),))
+        await engine.store.write((audit_op(who.user, who.role, what, source,
+                                           now=engine.context.clock(), **about),))
 
     @api.put("/api/customers/{customer_id}", dependencies=[Depends(platform)])
     async def put_customer(customer_id: Ref, body: CustomerBody) -> Any:

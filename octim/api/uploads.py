@@ -10,7 +10,6 @@ the participants of conversations the upload was sent in; anyone else gets
 
 # No ``from __future__ import annotations`` here: FastAPI must evaluate the
 # route annotations, which refer to the ``person`` dependency of router().
-import time
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import filetype
@@ -77,7 +76,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         digest = await trio.to_thread.run_sync(blobs.put, data)
         upload_id = new_upload_id()
         meta = {"id": upload_id, "owner": who.user, "kind": kind, "mime": mime, "size": size,
-                "sha256": digest, "created": int(time.time() * 1000), "conversations": []}
+                "sha256": digest, "created": engine.context.now_ms(), "conversations": []}
         await engine.store.put("uploads", upload_id.encode(), meta)
         return Upload(id=upload_id, kind=kind, mime=mime, size=size,
                       url=f"/api/uploads/{upload_id}")

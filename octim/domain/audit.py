@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from octim.store import Put, pack
 
 
-def audit_op(user: str, role: str, what: str, source: str | None, **about: Any) -> Put:
-    """The store write of one audit row, keyed by time so the log reads in order."""
-    now = time.time_ns()
+def audit_op(user: str, role: str, what: str, source: str | None, *, now: float,
+             **about: Any) -> Put:
+    """The store write of one audit row at ``now`` (the engine's clock, seconds), keyed
+    by time so the log reads in order."""
+    now = int(now * 1_000_000_000)
     row = {"who": user, "role": role, "what": what, "at": now // 1_000_000, "from": source,
            **about}
     return Put("audit", now.to_bytes(8, "big") + user.encode()[:64], pack(row))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 import zlib
 from typing import Any
 from urllib.parse import urlsplit
@@ -85,11 +84,6 @@ def new_conversation_id(now: float) -> str:
 def new_upload_id() -> str:
     """Unguessable upload id."""
     return "u" + secrets.token_hex(12)
-
-
-def now_ms() -> int:
-    """Server time in milliseconds since the epoch (the ``ts`` of frames)."""
-    return int(time.time() * 1000)
 
 
 def pair_key(first: str, second: str) -> bytes:

@@ -8,7 +8,6 @@ Reads (the agent's context) go straight to the store; see ``context.py``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,7 +69,7 @@ class CustomerActor(Actor[EngineContext]):
         return self.address.id
 
     async def receive(self, message: Message) -> Any:
-        store, now = self.context.store, int(time.time() * 1000)
+        store, now = self.context.store, self.context.now_ms()
         match message:
             case UpsertCustomer(customer=raw):
                 customer = {**thaw(raw), "id": self.id, "updated": now}

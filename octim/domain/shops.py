@@ -11,7 +11,6 @@ Waiting and assignment belong to the dispatcher (``octim.domain.routing``).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -156,7 +155,7 @@ class ShopActor(Actor[EngineContext]):
                       bot: dict[str, Any]) -> dict[str, Any]:
         if not name.strip() or len(name) > MAX_NAME_CHARS:
             raise InvalidInput(f"shop name must be 1-{MAX_NAME_CHARS} characters")
-        now = time.time()
+        now = self.context.clock()
         created = self.record["created_at"] if self.record else now
         new = {"id": shop_id, "name": name, "settings": settings, "categories": categories,
                "routing": routing, "bot": bot, "created_at": created, "updated_at": now}

@@ -431,7 +431,7 @@ class Session:
         p = self.principal
         if p is not None and p.role in STAFF_ROLES:  # staff reading a buyer's messages
             await self.engine.store.submit((audit_op(
-                p.user, p.role, "messages", self.client_address,
+                p.user, p.role, "messages", self.client_address, now=self.engine.context.clock(),
                 conversation=conversation, customer=meta["buyer"], shop=meta["shop"]),),
                 lambda error: None)
         records = self.engine.store.scan_scope("messages", conversation, after=after,

@@ -9,7 +9,6 @@ stopped or running (a running engine sees imports after a restart).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,8 +27,9 @@ VISIBILITIES = ("public", "internal")
 SHOP_BOOST = 1.1  # a shop's own entries win ties against platform-wide ones
 
 
-def validate_entry(raw: Any) -> dict[str, Any]:
-    """A clean entry, or InvalidInput saying which field is wrong."""
+def validate_entry(raw: Any, now_ms: int) -> dict[str, Any]:
+    """A clean entry, or InvalidInput saying which field is wrong (``now_ms``: its
+    ``updated`` time unless it carries one)."""
     if not isinstance(raw, dict):
         raise InvalidInput("an entry must be a JSON object")
     unknown = set(raw) - {*FIELDS, "enabled", "updated"}
@@ -63,7 +63,7 @@ def validate_entry(raw: Any) -> dict[str, Any]:
             "category": text("category", 64, optional=True), "shop": text("shop", 128,
                                                                           optional=True),
             "visibility": visibility, "enabled": enabled,
-            "updated": raw.get("updated") or int(time.time() * 1000)}
+            "updated": raw.get("updated") or now_ms}
 
 
 def export_line(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -269,7 +269,7 @@ class KbActor(Actor[EngineContext]):
     async def receive(self, message: Message) -> Any:
         match message:
             case UpsertEntry(entry=raw):
-                entry = validate_entry(thaw(raw))
+                entry = validate_entry(thaw(raw), self.context.now_ms())
                 await self.context.store.write((Put("kb", entry["id"].encode(), pack(entry)),))
                 self.kb.put(entry)
                 return entry
