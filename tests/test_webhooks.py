@@ -208,3 +208,23 @@ def test_target_policy_checks_the_address_it_connects_to() -> None:
     url, host, ext = TargetPolicy.from_setting("127.0.0.0/8").pin("https://localhost:8443/h?q=1")
     assert url in ("https://127.0.0.1:8443/h?q=1", "https://[::1]:8443/h?q=1")
     assert host == "localhost:8443" and ext == {"sni_hostname": "localhost"}
+
+
+async def test_deliveries_are_stamped_with_the_engines_clock(
+        tmp_path: Path, receiver: Receiver) -> None:
+    async with open_engine(tmp_path / "d", webhook_allow="127.0.0.1") as (engine, listening):
+        later = time.time() + 86_400  # the engine's clock says tomorrow
+        engine.context.clock = lambda: later
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers={
+                "Authorization": f"Bearer {TEST_API_KEY}"}) as http:
+            (await http.put("/api/shops/s1", json={"name": "s1", "bot": {"mode": "off"}})
+             ).raise_for_status()
+            (await http.put("/api/webhooks/main", json={
+                "url": f"{receiver.url}/main", "events": ["*"], "secret": SECRET})
+             ).raise_for_status()
+        async with connect(listening.ws_url, token("buyer-t")) as buyer:
+            await buyer.open("s1")
+        await until(lambda: bool(receiver.received))
+        delivery = receiver.received[0]
+        assert int(delivery["headers"]["X-Octim-Timestamp"]) == int(later)
+        assert json.loads(delivery["body"])["ts"] == int(later * 1000)
