@@ -228,3 +228,47 @@ async def test_deliveries_are_stamped_with_the_engines_clock(
         delivery = receiver.received[0]
         assert int(delivery["headers"]["X-Octim-Timestamp"]) == int(later)
         assert json.loads(delivery["body"])["ts"] == int(later * 1000)
+
+
+async def test_https_deliveries_keep_tls_verification_while_pinned(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The sender connects to the address it checked, but TLS still verifies the URL's
+    # host name (SNI and the certificate): a receiver with a certificate for localhost,
+    # reached as https://localhost, trusted through a throwaway CA.
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # what the sender's client trusts
+    receiver = Receiver()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    receiver.server.socket = server_ctx.wrap_socket(receiver.server.socket, server_side=True)
+    port = receiver.server.server_port
+    try:
+        async with open_engine(tmp_path / "d", webhook_allow="127.0.0.0/8, ::1",
+                               webhook_attempts=1) as (engine, listening):
+            async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers={
+                    "Authorization": f"Bearer {TEST_API_KEY}"}) as http:
+                (await http.put("/api/shops/s1", json={"name": "s1", "bot": {"mode": "off"}})
+                 ).raise_for_status()
+                for name, host in (("tls", "localhost"), ("mismatch", "127.0.0.1")):
+                    (await http.put(f"/api/webhooks/{name}", json={
+                        "url": f"https://{host}:{port}/{name}", "events": ["*"],
+                        "secret": SECRET})).raise_for_status()
+            async with connect(listening.ws_url, token("buyer-tls")) as buyer:
+                await buyer.open("s1")
+            await until(lambda: bool(engine.events.dead("mismatch")) and any(
+                r["path"] == "/tls" for r in receiver.received))
+            assert engine.events.dead("tls") == [], engine.events.dead("tls")
+            tls = next(r for r in receiver.received if r["path"] == "/tls")
+            assert tls["headers"]["Host"] == f"localhost:{port}"
+            # The certificate names localhost, not 127.0.0.1: verification is on.
+            assert "CERTIFICATE_VERIFY_FAILED" in engine.events.dead("mismatch")[0]["last_error"]
+            assert not any(r["path"] == "/mismatch" for r in receiver.received)
+    finally:
+        receiver.server.shutdown()
