@@ -62,6 +62,16 @@ def receiver() -> Iterator[Receiver]:
     r.server.shutdown()
 
 
+async def shop_with_endpoint(listening: Any, url: str) -> None:
+    """Shop s1 (bot off) and the endpoint ``main`` for every event, at ``url``."""
+    async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers={
+            "Authorization": f"Bearer {TEST_API_KEY}"}) as http:
+        (await http.put("/api/shops/s1", json={"name": "s1", "bot": {"mode": "off"}})
+         ).raise_for_status()
+        (await http.put("/api/webhooks/main", json={"url": url, "events": ["*"],
+                                                    "secret": SECRET})).raise_for_status()
+
+
 async def until(predicate: Any, timeout: float = 10) -> None:
     with trio.fail_after(timeout):
         while not predicate():
@@ -139,13 +149,7 @@ async def test_a_receiver_that_recovers_gets_the_delivery_once(
     async with open_engine(tmp_path / "d", routing_tick=0.05, webhook_backoff=0.05,
                            webhook_allow="127.0.0.1",
                            webhook_attempts=5) as (engine, listening):
-        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers={
-                "Authorization": f"Bearer {TEST_API_KEY}"}) as http:
-            (await http.put("/api/shops/s1", json={"name": "s1", "bot": {"mode": "off"}})
-             ).raise_for_status()
-            (await http.put("/api/webhooks/main", json={
-                "url": f"{receiver.url}/main", "events": ["*"], "secret": SECRET})
-             ).raise_for_status()
+        await shop_with_endpoint(listening, f"{receiver.url}/main")
         original = receiver.server.RequestHandlerClass.do_POST  # type: ignore[attr-defined]
         first: dict[str, int] = {}
 
@@ -215,13 +219,7 @@ async def test_deliveries_are_stamped_with_the_engines_clock(
     async with open_engine(tmp_path / "d", webhook_allow="127.0.0.1") as (engine, listening):
         later = time.time() + 86_400  # the engine's clock says tomorrow
         engine.context.clock = lambda: later
-        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers={
-                "Authorization": f"Bearer {TEST_API_KEY}"}) as http:
-            (await http.put("/api/shops/s1", json={"name": "s1", "bot": {"mode": "off"}})
-             ).raise_for_status()
-            (await http.put("/api/webhooks/main", json={
-                "url": f"{receiver.url}/main", "events": ["*"], "secret": SECRET})
-             ).raise_for_status()
+        await shop_with_endpoint(listening, f"{receiver.url}/main")
         async with connect(listening.ws_url, token("buyer-t")) as buyer:
             await buyer.open("s1")
         await until(lambda: bool(receiver.received))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 import threading
 import time
@@ -93,9 +94,7 @@ def load_keys(data_key: str, data_key_file: str) -> dict[str, bytes]:
 
 
 def new_key_line(kid: str) -> str:
-    """A fresh ``id:base64key`` line (``octim rekey --new-key``)."""
-    import os
-
+    """A fresh ``id:base64key`` line with 32 random bytes."""
     return f"{kid}:{base64.b64encode(os.urandom(KEY_BYTES)).decode()}"
 
 
