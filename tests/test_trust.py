@@ -214,32 +214,6 @@ async def test_http_bodies_credentials_first_and_size_limits_while_streaming(
     assert (await raw(chunked, too_long)).startswith(b"HTTP/1.1 413")
 
 
-async def test_an_unauthenticated_flood_does_not_stall_the_loop(running: Running) -> None:
-    # While 16 MiB bodies arrive without credentials, an idle WebSocket client's
-    # ping round trip stays short (the numbers are in the closing note; the bound
-    # here is loose so that a loaded CI machine does not flake).
-    _, listening = running
-    round_trips: list[float] = []
-    with trio.fail_after(60):
-        async with connect(listening.ws_url, token("idle")) as idle:
-            async def flood() -> None:
-                for _ in range(4):
-                    async with httpx.AsyncClient(base_url=listening.http_url) as http:
-                        answer = await http.put("/api/shops/x", content=b"{" * (16 << 20),
-                                                headers={"Content-Type": "application/json"})
-                        assert answer.status_code == 401
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(flood)
-                for _ in range(40):
-                    started = trio.current_time()
-                    await idle.request({"type": "ping"}, "pong")
-                    round_trips.append(trio.current_time() - started)
-                    await trio.sleep(0.02)
-    round_trips.sort()
-    assert round_trips[len(round_trips) // 2] < 0.05, round_trips  # the median
-
-
 async def test_hardening_headers_roles_caps_and_hosts(running: Running) -> None:
     _, listening = running
     async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
