@@ -160,6 +160,14 @@ def loads_json(data: str | bytes, *, where: str = "body") -> Any:
     return value
 
 
+def check_json(data: str | bytes, *, where: str = "body") -> None:
+    """Raise unless the JSON text is storable, without decoding it when the scan can
+    tell (the HTTP guard: FastAPI decodes the body once, after). Input the scan
+    cannot follow is decoded and walked (:func:`loads_json`)."""
+    if _core.check_json(data, MAX_DEPTH, MAX_NODES) is not None:
+        loads_json(data, where=where)
+
+
 def loads_msgpack(data: bytes, *, where: str = "frame") -> Any:
     """Decode msgpack from outside, refusing anything not storable, like :func:`loads_json`."""
     verdict = _core.check_msgpack(data, MAX_DEPTH, MAX_NODES)

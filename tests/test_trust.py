@@ -99,6 +99,11 @@ async def test_unstorable_values_are_refused_at_the_edge_and_no_shop_goes_offlin
             assert answer.json()["error"]["code"] == "invalid_body"
             assert "attributes" in answer.json()["error"]["message"] or \
                 "not allowed" in answer.json()["error"]["message"]
+        for not_json in ('{"name": 01}', '{"name": "x", "settings": {"a": 1.}}', "{"):
+            answer = await http.put(f"/api/shops/{SHOP}", content=not_json,
+                                    headers={"Content-Type": "application/json"})
+            assert answer.status_code == 422, (not_json, answer.text)
+            assert answer.json()["error"]["code"] == "invalid_body"
         deep = '{"name": "x", "settings": ' + '{"a": ' * 40 + "1" + "}" * 40 + "}"
         answer = await http.put(f"/api/shops/{SHOP}", content=deep)
         assert answer.status_code == 422 and "deeper" in answer.json()["error"]["message"]

@@ -13,9 +13,10 @@ It runs before any route and before a byte of the body is read:
    limit is answered 413 at once; a body that grows past it is cut off at the
    limit with 413. JSON routes take ``max_json_body_bytes`` (so no parse holds
    the loop for more than a few milliseconds); uploads their own per-kind limit.
-4. **Storable JSON.** A JSON body is parsed and checked by
-   :func:`octim.values.loads_json` (no NaN, lone surrogates, integers past 64
-   bits, deep nesting): ``422 invalid_body`` here, never a 500 inside.
+4. **Storable JSON.** A JSON body is checked by :func:`octim.values.check_json`
+   (no NaN, lone surrogates, integers past 64 bits, deep nesting), a scan of
+   the bytes that leaves the one decode to FastAPI: ``422 invalid_body`` here,
+   never a 500 inside.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from octim.auth import AuthError, check_api_key, verify_token
 from octim.config import Settings
 from octim.errors import OctimError
 from octim.proxies import forwarded_client, in_networks, parse_networks
-from octim.values import loads_json
+from octim.values import check_json
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -81,7 +82,7 @@ class RequestGuard:
             return
         if body.strip():
             try:
-                loads_json(body)
+                check_json(body)  # scanned, not decoded: FastAPI decodes it once
             except OctimError as exc:
                 await _answer(send, 422, "invalid_body", str(exc))
                 return
