@@ -145,3 +145,21 @@ def test_nonces_never_repeat_across_opens(tmp_path: Path) -> None:
             raw = sealer.seal(b"x", b"aad")
             nonces.add(raw[2 + 1:2 + 1 + 12])
     assert len(nonces) == 300
+
+
+async def test_rekey_in_short_transactions_covers_every_value(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from octim.store import Put, open_store, pack
+    from octim.store import rekey as rekey_module
+
+    async with open_store(tmp_path / "s") as store:
+        await store.write([Put("messages", f"k{i:05d}".encode(), pack({"i": i}))
+                           for i in range(2000)])
+    monkeypatch.setattr(rekey_module, "SCAN_PER_TXN", 7)  # many short transactions
+    keys = parse_keys(new_key_line("k1"))
+    assert (await trio.to_thread.run_sync(lambda: rekey(tmp_path / "s", keys, batch=3))
+            ).values["messages"] == 2000
+    again = await trio.to_thread.run_sync(lambda: rekey(tmp_path / "s", keys, batch=3))
+    assert sum(again.values.values()) == 0
+    async with open_store(tmp_path / "s", keys=keys) as store:
+        assert [v["i"] for _, v in store.scan("messages")] == list(range(2000))

@@ -27,6 +27,7 @@ from octim.store.crypto import SEALED, Sealer, aad, is_sealed, sealed_kid
 from octim.store.env import DATABASES, Environment, hold_lock
 
 BATCH = 1000  # values re-sealed per write transaction
+SCAN_PER_TXN = 20_000  # values looked at per write transaction
 
 
 @dataclass
@@ -89,13 +90,15 @@ def _current(raw: bytes, sealer: Sealer) -> bool:
 def _rekey_db(env: Environment, sealer: Sealer, db: str, batch: int) -> int:
     handle, done, start = env.dbs[db], 0, b""
     while True:
-        changed, last = 0, None
+        changed, scanned, last = 0, 0, None
+        # Short write transactions, also over long runs of values already done, so
+        # that a running engine's commits wait for one batch at most.
         with env.env.begin(write=True) as txn:
             cursor = txn.cursor(db=handle)
             found = cursor.set_range(start) if start else cursor.first()
-            while found and changed < batch:
+            while found and changed < batch and scanned < SCAN_PER_TXN:
                 key, raw = bytes(cursor.key()), bytes(cursor.value())
-                last = key
+                last, scanned = key, scanned + 1
                 if not _current(raw, sealer):
                     clear = sealer.open(raw, aad(db, key)) if is_sealed(raw) else raw
                     cursor.put(key, sealer.seal(clear, aad(db, key)))  # stays on key
