@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from octim.errors import ConfigError
+from octim.proxies import parse_targets
 from octim.store.crypto import load_keys
 
-_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\.?")
 MIN_SECRET_BYTES = 32  # HS256 needs a key at least as long as its hash (RFC 7518 §3.2)
 MIN_API_KEY_CHARS = 16
 DEFAULT_GC_THRESHOLD = 50_000
@@ -181,16 +179,10 @@ def _convert(name: str, value: Any) -> Any:
 
 
 def _check_networks(label: str, value: str) -> None:
-    for part in value.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            ipaddress.ip_network(part, strict=False)
-        except ValueError:
-            if label.startswith("trusted_proxies") or not _HOST_NAME.fullmatch(part):
-                raise ConfigError(label, f"{part!r} is not an address, network or host name"
-                                  ) from None
+    try:
+        parse_targets(value, names=label.startswith("webhook_allow"))
+    except ValueError as exc:
+        raise ConfigError(label, str(exc)) from None
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -1,17 +1,38 @@
-"""Which peers may speak for a client: the ``trusted_proxies`` setting and
-``X-Forwarded-For``, shared by the HTTP guard and the WebSocket gateway."""
+"""Address-list settings and which peers may speak for a client: the one parser
+of ``trusted_proxies`` and ``webhook_allow``, and ``X-Forwarded-For`` for the
+HTTP guard and the WebSocket gateway."""
 
 from __future__ import annotations
 
 import ipaddress
+import re
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\.?")
+
+
+def parse_targets(text: str, *, names: bool) -> tuple[tuple[Network, ...], frozenset[str]]:
+    """``"10.0.0.0/8, 127.0.0.1, hooks.internal"`` as networks (a bare address is a
+    /32 or /128) and, when ``names``, lower-case host names; ``ValueError`` naming
+    the first part that is neither."""
+    networks: list[Network] = []
+    hosts: set[str] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            if not names or not _HOST_NAME.fullmatch(part):
+                what = "an address, network or host name" if names else "an address or network"
+                raise ValueError(f"{part!r} is not {what}") from None
+            hosts.add(part.lower().rstrip("."))
+    return tuple(networks), frozenset(hosts)
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:
-    """``"10.0.0.0/8, 127.0.0.1"`` as networks (a bare address is a /32 or /128)."""
-    return tuple(ipaddress.ip_network(part.strip(), strict=False)
-                 for part in text.split(",") if part.strip())
+    """The networks of an address-list setting that takes no host names."""
+    return parse_targets(text, names=False)[0]
 
 
 def in_networks(address: str, networks: tuple[Network, ...]) -> bool:

@@ -80,7 +80,7 @@ def check_storable(value: Any, *, where: str = "body", max_depth: int = MAX_DEPT
         elif kind is dict:
             for key, child in item.items():
                 if type(key) is not str:
-                    raise Unstorable(f"{path}: map keys must be strings")
+                    raise Unstorable(f"{path}: {REASONS['key_not_text']}")
                 if not key.isascii():
                     _check_text(key, path)
                 stack.append((child, f"{path}.{key}"[:200], depth + 1))
@@ -89,10 +89,10 @@ def check_storable(value: Any, *, where: str = "body", max_depth: int = MAX_DEPT
                 stack.append((child, f"{path}[{index}]"[:200], depth + 1))
         elif kind is int:
             if not MIN_INT <= item <= MAX_INT:
-                raise Unstorable(f"{path}: integer outside 64 bits")
+                raise Unstorable(f"{path}: {REASONS['big_int']}")
         elif kind is float:
             if not math.isfinite(item):
-                raise Unstorable(f"{path}: NaN and Infinity are not allowed")
+                raise Unstorable(f"{path}: {REASONS['non_finite']}")
         elif item is None or kind is bool:
             pass
         else:
@@ -146,6 +146,11 @@ def loads_json(data: str | bytes, *, where: str = "body") -> Any:
             return json.loads(data)
         except ValueError as exc:
             raise InvalidInput(f"{where}: not valid JSON ({exc})") from None
+    return _judge_json(data, verdict, where)
+
+
+def _judge_json(data: str | bytes, verdict: tuple[int, str], where: str) -> Any:
+    """The slow path of a JSON text the scan refused or could not follow."""
     if verdict[1] != "syntax":
         raise _refused(where, verdict, _lenient_json, data)
     try:
@@ -164,8 +169,9 @@ def check_json(data: str | bytes, *, where: str = "body") -> None:
     """Raise unless the JSON text is storable, without decoding it when the scan can
     tell (the HTTP guard: FastAPI decodes the body once, after). Input the scan
     cannot follow is decoded and walked (:func:`loads_json`)."""
-    if _core.check_json(data, MAX_DEPTH, MAX_NODES) is not None:
-        loads_json(data, where=where)
+    verdict = _core.check_json(data, MAX_DEPTH, MAX_NODES)
+    if verdict is not None:
+        _judge_json(data, verdict, where)
 
 
 def loads_msgpack(data: bytes, *, where: str = "frame") -> Any:

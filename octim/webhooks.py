@@ -42,7 +42,7 @@ import httpx
 import pykka
 import trio
 
-from octim.proxies import Network
+from octim.proxies import Network, parse_targets
 
 log = logging.getLogger("octim.webhooks")
 
@@ -64,15 +64,8 @@ class TargetPolicy:
     @classmethod
     def from_setting(cls, value: str) -> TargetPolicy:
         """``"10.0.0.0/8, hooks.internal"``: networks and host names."""
-        networks, hosts = [], set()
-        for part in (p.strip() for p in value.split(",")):
-            if not part:
-                continue
-            try:
-                networks.append(ipaddress.ip_network(part, strict=False))
-            except ValueError:
-                hosts.add(part.lower().rstrip("."))
-        return cls(tuple(networks), frozenset(hosts))
+        networks, hosts = parse_targets(value, names=True)
+        return cls(networks, hosts)
 
     def allowed(self, address: str, host: str) -> bool:
         """Whether connecting to ``address`` (resolved from ``host``) is allowed."""

@@ -8,7 +8,8 @@ It runs before any route and before a byte of the body is read:
 2. **Credentials first.** A request that carries a body (``POST``, ``PUT``,
    ``PATCH``, ``DELETE`` under ``/api/``) must present a credential that
    verifies (the API key or a person's JWT) in its headers; otherwise 401 with
-   nothing read. Which role a route needs is still the route's own check.
+   nothing read. Which role a route needs is still the route's own check; the
+   verified caller is left in the scope so the route does not verify it again.
 3. **Size while streaming.** A declared ``Content-Length`` over the route's
    limit is answered 413 at once; a body that grows past it is cut off at the
    limit with 413. JSON routes take ``max_json_body_bytes`` (so no parse holds
@@ -25,7 +26,8 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from octim.auth import AuthError, check_api_key, verify_token
+from octim.api.auth import CALLER, identify
+from octim.auth import AuthError
 from octim.config import Settings
 from octim.errors import OctimError
 from octim.proxies import forwarded_client, in_networks, parse_networks
@@ -63,7 +65,7 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         try:
-            self._authenticate(headers.get("authorization"))
+            scope[CALLER] = (identify(headers.get("authorization"), self.settings),)
         except AuthError as exc:
             await _answer(send, 401, exc.code, str(exc), {"www-authenticate": "Bearer"})
             return
@@ -87,14 +89,6 @@ class RequestGuard:
                 await _answer(send, 422, "invalid_body", str(exc))
                 return
         await self.app(scope, _replay(body, receive), send)
-
-    def _authenticate(self, header: str | None) -> None:
-        if not header or not header.startswith("Bearer "):
-            raise AuthError("missing API key or token (Authorization: Bearer …)")
-        try:
-            check_api_key(header, self.settings.api_key)
-        except AuthError:
-            verify_token(header[len("Bearer "):], self.settings.secret)
 
     def _apply_proxy_headers(self, scope: Scope, headers: dict[str, str]) -> None:
         client = scope.get("client")

@@ -99,8 +99,8 @@ def new_key_line(kid: str) -> str:
 
 
 def is_sealed(raw: bytes | memoryview) -> bool:
-    """Whether a stored value is sealed (any key)."""
-    return len(raw) > 0 and raw[0] == MAGIC
+    """Whether a stored value is sealed (any key): msgpack never starts with 0xC1."""
+    return bool(raw) and raw[0] == MAGIC
 
 
 def sealed_kid(raw: bytes | memoryview) -> str:

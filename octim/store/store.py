@@ -20,7 +20,7 @@ import trio
 
 from octim.actors.bridge import Reply
 from octim.errors import StoreClosed, StoreError
-from octim.store.crypto import MAGIC, SEALED, DataKeyMissing, Sealer, aad
+from octim.store.crypto import SEALED, DataKeyMissing, Sealer, aad, is_sealed
 from octim.store.env import DATABASES, DEFAULT_MAP_SIZE, Environment, pack, unpack
 from octim.store.keys import encode_key, scope_bounds
 from octim.store.writer import CommitBatch, Delete, Op, Put, StopWriter, StoreWriter, WriterStats
@@ -28,7 +28,6 @@ from octim.store.writer import CommitBatch, Delete, Op, Put, StopWriter, StoreWr
 __all__ = ["Delete", "Op", "Put", "Store", "open_store"]
 
 _KNOWN_DBS = frozenset(DATABASES)
-_SEALED_BYTE = bytes((MAGIC,))
 log = logging.getLogger("octim.store")
 
 #: Called on the trio thread when a submitted write is durable (None) or failed (a reason).
@@ -174,7 +173,7 @@ class Store:
         return None if raw is None else self._decode(db, key, raw)
 
     def _decode(self, db: str, key: bytes, raw: bytes) -> Any:
-        if raw[:1] == _SEALED_BYTE:
+        if is_sealed(raw):
             if self._sealer is None:
                 raise DataKeyMissing("the store holds encrypted data and no data key is set")
             raw = self._sealer.open(raw, aad(db, key))

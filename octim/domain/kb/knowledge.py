@@ -66,6 +66,11 @@ def validate_entry(raw: Any, now_ms: int) -> dict[str, Any]:
             "updated": raw.get("updated") or now_ms}
 
 
+def is_public(entry: Mapping[str, Any]) -> bool:
+    """Whether the bot may tell buyers this entry (entries stored before visibility are)."""
+    return bool(entry.get("visibility", "public") == "public")
+
+
 def export_line(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The import/export form: exactly the six fields."""
     return {field: entry.get(field) for field in FIELDS}
@@ -113,7 +118,7 @@ class KnowledgeBase:
     @staticmethod
     def _belongs(entry: Mapping[str, Any], key: str) -> bool:
         scope, staff = key.removesuffix(STAFF), key.endswith(STAFF)
-        if not staff and entry.get("visibility", "public") != "public":
+        if not staff and not is_public(entry):
             return False
         return scope == ALL or entry["shop"] is None or entry["shop"] == scope
 
@@ -182,7 +187,7 @@ class KnowledgeBase:
             # Nothing related: offer the first questions the buyer can ask about.
             related = sorted(e["id"] for e in self.entries.values()
                              if e.get("enabled", True) and e["shop"] in (None, shop)
-                             and (staff or e.get("visibility", "public") == "public")
+                             and (staff or is_public(e))
                              )[:suggestions]
         return {"id": entry["id"] if entry else None,
                 "answer": entry["answer"] if entry and answered else None,
