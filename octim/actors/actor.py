@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("octim.actors")
 
+FAIR_BATCH = 32  # messages an actor handles from a full mailbox between yields
+
 Ctx = TypeVar("Ctx")
 
 
@@ -217,12 +219,22 @@ class _ActorCell:
     async def _loop(self, actor: Actor[Any]) -> None:
         while True:
             envelope: Envelope | None = None
-            with trio.move_on_after(self.kind.idle_timeout):
-                try:
-                    envelope = await self.receive.receive()
-                except trio.EndOfChannel:
-                    await self._stop(actor)
-                    return
+            try:
+                # A busy mailbox is drained without a timeout scope or a yield per
+                # message; a yield every FAIR_BATCH keeps other tasks running.
+                if self.handled % FAIR_BATCH == 0:
+                    await trio.lowlevel.checkpoint()
+                envelope = self.receive.receive_nowait()
+            except trio.WouldBlock:
+                with trio.move_on_after(self.kind.idle_timeout):
+                    try:
+                        envelope = await self.receive.receive()
+                    except trio.EndOfChannel:
+                        await self._stop(actor)
+                        return
+            except trio.EndOfChannel:
+                await self._stop(actor)
+                return
             if envelope is None:
                 # No await between this check and leaving the directory, so no
                 # message can slip into a mailbox nobody will read.

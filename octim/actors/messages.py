@@ -45,11 +45,10 @@ class Message:
     __slots__ = ()
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            frozen = freeze(value)
-            if frozen is not value:
-                object.__setattr__(self, f.name, frozen)
+        for name in self.__dataclass_fields__:  # type: ignore[attr-defined]
+            value = getattr(self, name)
+            if isinstance(value, list | tuple | Mapping):  # only containers change
+                object.__setattr__(self, name, freeze(value))
 
 
 @dataclass_transform(frozen_default=True)

@@ -62,6 +62,7 @@ from octim.errors import ActorCrashed, ClientError, MailboxFull, NotFound, Octim
 from octim.gateway import frames as f
 from octim.gateway.codec import FrameCodec
 from octim.gateway.fanout import Connection
+from octim.gateway.wire import send_messages
 
 if TYPE_CHECKING:
     from octim.engine import Engine
@@ -183,8 +184,7 @@ class Session:
                 frames = hub.drain(conn.id, DRAIN_BATCH)
                 if not frames:
                     return  # no await since the drain: a new push wakes a new writer
-                for frame in frames:
-                    await self.ws.send_message(frame)
+                await send_messages(self.ws, frames)  # one socket write for the batch
         except ConnectionClosed:
             pass
         finally:

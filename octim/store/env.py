@@ -87,20 +87,28 @@ class ResizeGate:
         self._readers = 0
         self._resizing = False
 
-    @contextmanager
-    def reading(self) -> Iterator[None]:
-        """Hold the gate shared for the duration of one read transaction."""
+    def enter(self) -> None:
+        """Take the gate shared (pair with :meth:`leave`)."""
         with self._cond:
             while self._resizing:
                 self._cond.wait()
             self._readers += 1
+
+    def leave(self) -> None:
+        """Give back what :meth:`enter` took."""
+        with self._cond:
+            self._readers -= 1
+            if self._readers == 0:
+                self._cond.notify_all()
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Hold the gate shared for the duration of one read transaction."""
+        self.enter()
         try:
             yield
         finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
+            self.leave()
 
     def exclusive(self, action: Callable[[], None]) -> None:
         """Run ``action`` once no read transaction is open."""
@@ -197,6 +205,18 @@ class Environment:
         new_size = self.map_size * 2
         self.gate.exclusive(lambda: self.env.set_mapsize(new_size))
         return new_size
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        """One key's raw value in a read transaction of its own (the hot read path:
+        no context-manager frames)."""
+        gate = self.gate
+        gate.enter()
+        try:
+            with self.env.begin(buffers=False) as txn:
+                raw: bytes | None = txn.get(key, db=self.dbs[db])
+                return raw
+        finally:
+            gate.leave()
 
     @contextmanager
     def read(self) -> Iterator[Any]:

@@ -23,7 +23,16 @@ from octim.errors import StoreClosed, StoreError
 from octim.store.crypto import SEALED, DataKeyMissing, Sealer, aad, is_sealed
 from octim.store.env import DATABASES, DEFAULT_MAP_SIZE, Environment, pack, unpack
 from octim.store.keys import encode_key, scope_bounds
-from octim.store.writer import CommitBatch, Delete, Op, Put, StopWriter, StoreWriter, WriterStats
+from octim.store.writer import (
+    PARK_CEILING,
+    CommitBatch,
+    Delete,
+    Op,
+    Put,
+    StopWriter,
+    StoreWriter,
+    WriterStats,
+)
 
 __all__ = ["Delete", "Op", "Put", "Store", "open_store"]
 
@@ -151,10 +160,15 @@ class Store:
                 except Exception:
                     log.exception("on_durable callback failed")
 
+        message = CommitBatch(batch.requests, committed)
         try:
-            self._writer.tell(CommitBatch(batch.requests, committed))
+            self._writer.tell(message)
         except pykka.ActorDeadError:
             committed(["the store writer has stopped"] * len(batch.requests))
+            return
+        # Park the loop while the writer does the puts: with no runnable Python
+        # thread to contend with, each put's GIL hand-off costs nothing (writer.py).
+        message.staged.wait(PARK_CEILING)
 
     async def put(self, db: str, key: bytes, value: Any) -> None:
         """Durably store one msgpack-encoded value."""
@@ -168,8 +182,7 @@ class Store:
 
     def get(self, db: str, key: bytes) -> Any | None:
         """The decoded value under ``key``, or ``None``."""
-        with self._env.read() as txn:
-            raw = txn.get(key, db=self._env.dbs[db])
+        raw = self._env.get(db, key)
         return None if raw is None else self._decode(db, key, raw)
 
     def _decode(self, db: str, key: bytes, raw: bytes) -> Any:

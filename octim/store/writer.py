@@ -7,11 +7,26 @@ transaction (one fsync), then hands the outcome back to trio with one
 ``run_sync_soon`` per batch. One pykka message and one wake-up per commit, not
 per append, is what keeps the thread hop cheap at tens of thousands of appends
 per second.
+
+The puts run while the trio loop is **parked**. py-lmdb releases and retakes
+the GIL around every put; with the loop thread runnable, each retake waits for
+the loop to give the GIL up (up to the switch interval), so a batch of a few
+hundred puts took hundreds of milliseconds and held every ack behind it
+(../shared/reference/performance-notes.md). So the trio side hands a batch
+over and blocks in :meth:`CommitBatch.staged` until this thread has done the
+puts (a few µs each, with nobody to contend with), then runs on while this
+thread commits: the fsyncs, one GIL release for their whole duration, overlap
+the loop's work. The transaction stays on one thread (LMDB's rule) and the sync
+flags stay LMDB's fully synchronous default. The park has a ceiling
+(``PARK_CEILING``): if the writer cannot start (another process holds the
+write lock, e.g. ``octim rekey``), the loop goes on and the puts merely run
+slower.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,13 +64,21 @@ Op = Put | Delete
 #: Called on the trio thread with the per-request errors (None = committed).
 Committed = Callable[[list[str | None]], None]
 
+#: Longest the trio loop stays parked waiting for the writer to stage a batch.
+PARK_CEILING = 0.1
+
 
 @dataclass(slots=True)
 class CommitBatch:
-    """Requests to commit in one transaction; each request's ops are atomic."""
+    """Requests to commit in one transaction; each request's ops are atomic.
+
+    ``staged`` is set once the puts are done (or failed), before the commit's
+    fsyncs: the sender may park on it (see the module docstring).
+    """
 
     requests: Sequence[Sequence[Op]]
     done: Committed
+    staged: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(slots=True)
@@ -92,7 +115,10 @@ class StoreWriter(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> None:
         if isinstance(message, CommitBatch):
-            errors = self._commit_batch(message.requests)
+            try:
+                errors = self._commit_batch(message.requests, message.staged)
+            finally:
+                message.staged.set()  # never leave the loop parked
             try:
                 self._token.run_sync_soon(message.done, errors)
             except trio.RunFinishedError:
@@ -104,10 +130,11 @@ class StoreWriter(pykka.ThreadingActor):
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         log.error("store writer crashed", exc_info=exception_value)
 
-    def _commit_batch(self, requests: Sequence[Sequence[Op]]) -> list[str | None]:
+    def _commit_batch(self, requests: Sequence[Sequence[Op]],
+                      staged: threading.Event) -> list[str | None]:
         started = time.perf_counter()
         try:
-            self._commit(requests)
+            self._commit(requests, staged)
         except Exception as exc:
             # One bad request must not fail its neighbours: redo them one by
             # one so only the culprit gets the error.
@@ -125,7 +152,8 @@ class StoreWriter(pykka.ThreadingActor):
         self._record(requests, started)
         return errors
 
-    def _commit(self, requests: Sequence[Sequence[Op]]) -> None:
+    def _commit(self, requests: Sequence[Sequence[Op]],
+                staged: threading.Event | None = None) -> None:
         dbs = self._env.dbs
         while True:
             try:
@@ -136,6 +164,8 @@ class StoreWriter(pykka.ThreadingActor):
                                 txn.put(op.key, op.value, db=dbs[op.db])
                             else:
                                 txn.delete(op.key, db=dbs[op.db])
+                    if staged is not None:
+                        staged.set()  # the loop runs on while the commit syncs
                 return
             except lmdb.MapFullError:
                 # The transaction was aborted whole; grow and redo it, losing nothing.
