@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import pykka
@@ -24,7 +26,6 @@ from octim.store.crypto import SEALED, DataKeyMissing, Sealer, aad, is_sealed
 from octim.store.env import DATABASES, DEFAULT_MAP_SIZE, Environment, pack, unpack
 from octim.store.keys import encode_key, scope_bounds
 from octim.store.writer import (
-    PARK_CEILING,
     CommitBatch,
     Delete,
     Op,
@@ -38,6 +39,7 @@ __all__ = ["Delete", "Op", "Put", "Store", "open_store"]
 
 _KNOWN_DBS = frozenset(DATABASES)
 log = logging.getLogger("octim.store")
+COMMIT_GAP = 2.0  # loop time left free after a commit, in multiples of its park
 
 #: Called on the trio thread when a submitted write is durable (None) or failed (a reason).
 Durable = Callable[[str | None], None]
@@ -72,6 +74,8 @@ class Store:
         self._inflight = trio.Semaphore(max_inflight)
         self._queued: deque[_Batch] = deque()
         self._committing: _Batch | None = None
+        self._wakeup: trio.Event | None = None  # set when the committer has work
+        self._committer_scope: trio.CancelScope | None = None
         self._closed = False
 
     @property
@@ -139,36 +143,65 @@ class Store:
             self._queued.append(batch)
         batch.requests.append(ops)
         batch.ops += len(ops)
-        if self._committing is None:
-            self._dispatch()
+        if self._wakeup is not None:
+            self._wakeup.set()
         return batch, len(batch.requests) - 1
 
-    def _dispatch(self) -> None:
-        batch = self._queued.popleft()
-        self._committing = batch
+    async def run_committer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                            ) -> None:
+        """The committer task (started by :func:`open_store`): one batch per
+        scheduling round, so every write issued in a round shares one commit.
 
-        def committed(errors: list[str | None]) -> None:
-            batch.errors = errors
-            batch.done.set()
-            self._committing = None
-            if self._queued:
-                self._dispatch()
-            for index, callback in batch.callbacks:
-                self._inflight.release()
-                try:
-                    callback(errors[index])
-                except Exception:
-                    log.exception("on_durable callback failed")
+        Shielded: an outer cancellation must not strand accepted writes; the
+        task ends when :meth:`aclose` has drained the queue."""
+        with trio.CancelScope(shield=True) as self._committer_scope:
+            task_status.started()
+            await self._commit_rounds()
 
-        message = CommitBatch(batch.requests, committed)
-        try:
-            self._writer.tell(message)
-        except pykka.ActorDeadError:
-            committed(["the store writer has stopped"] * len(batch.requests))
-            return
-        # Park the loop while the writer does the puts: with no runnable Python
-        # thread to contend with, each put's GIL hand-off costs nothing (writer.py).
-        message.staged.wait(PARK_CEILING)
+    async def _commit_rounds(self) -> None:
+        while True:
+            if not self._queued:
+                self._wakeup = trio.Event()
+                await self._wakeup.wait()
+                self._wakeup = None
+            batch = self._queued.popleft()
+            self._committing = batch
+            message = CommitBatch(batch.requests, partial(self._committed, batch))
+            parked = 0.0
+            try:
+                self._writer.tell(message)
+            except pykka.ActorDeadError:
+                self._committed(batch, ["the store writer has stopped"] * len(batch.requests))
+            else:
+                # Park the loop while the writer commits (writer.py says why).
+                parked = time.perf_counter()
+                ok = message.park()
+                parked = time.perf_counter() - parked
+                if ok:
+                    self._committed(batch, message.errors)
+                else:
+                    await batch.done.wait()  # the writer reports through the token
+            # Let every task woken by this commit run before the next one starts
+            # (what they write joins the next batch), and keep the loop parked for
+            # at most 1 / (1 + COMMIT_GAP) of its time: under load the batches grow
+            # instead of the loop standing still.
+            if parked > 0:
+                await trio.sleep(parked * COMMIT_GAP)
+            else:
+                await trio.lowlevel.checkpoint()
+
+    def _committed(self, batch: _Batch, errors: list[str | None]) -> None:
+        if batch.done.is_set():
+            return  # reported twice (a park that ended as the writer finished)
+        batch.errors = errors
+        batch.done.set()
+        self._committing = None
+        for index, callback in batch.callbacks:
+            self._inflight.release()
+            try:
+                callback(errors[index])
+            except Exception:
+                log.exception("on_durable callback failed")
 
     async def put(self, db: str, key: bytes, value: Any) -> None:
         """Durably store one msgpack-encoded value."""
@@ -253,8 +286,12 @@ class Store:
             return
         self._closed = True
         with trio.CancelScope(shield=True):
-            while self._committing is not None:
-                await self._committing.done.wait()
+            # Every accepted write is committed before the writer stops.
+            while self._committing is not None or self._queued:
+                batch = self._committing or self._queued[-1]
+                await batch.done.wait()
+            if self._committer_scope is not None:
+                self._committer_scope.cancel()
             stopped: Reply[None] = Reply()
             try:
                 # pykka runs stop() after every message already in the inbox.
@@ -305,7 +342,12 @@ async def open_store(path: str | os.PathLike[str], *, map_size: int = DEFAULT_MA
         raise
     store = Store(env, writer, stats, max_batch, max_inflight, sealer)
     try:
-        yield store
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run_committer)
+            try:
+                yield store
+            finally:
+                await store.aclose()  # drains the queue, then ends the committer
     finally:
-        await store.aclose()
+        await store.aclose()  # if the nursery could not start
 

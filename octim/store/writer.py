@@ -1,26 +1,27 @@
 """The single LMDB writer: a pykka ThreadingActor that commits whole batches.
 
 Group commit is split across the two sides. The trio side
-(:class:`~octim.store.store.Store`) collects every write that arrives while
-a commit is running into the next batch; this thread commits one batch per
-transaction (one fsync), then hands the outcome back to trio with one
-``run_sync_soon`` per batch. One pykka message and one wake-up per commit, not
-per append, is what keeps the thread hop cheap at tens of thousands of appends
-per second.
+(:class:`~octim.store.store.Store`) collects every write that arrives while a
+commit is running into the next batch, and its committer task hands one batch
+per scheduling round to this thread, which commits it in one transaction.
 
-The puts run while the trio loop is **parked**. py-lmdb releases and retakes
-the GIL around every put; with the loop thread runnable, each retake waits for
-the loop to give the GIL up (up to the switch interval), so a batch of a few
-hundred puts took hundreds of milliseconds and held every ack behind it
-(../shared/reference/performance-notes.md). So the trio side hands a batch
-over and blocks in :meth:`CommitBatch.staged` until this thread has done the
-puts (a few µs each, with nobody to contend with), then runs on while this
-thread commits: the fsyncs, one GIL release for their whole duration, overlap
-the loop's work. The transaction stays on one thread (LMDB's rule) and the sync
-flags stay LMDB's fully synchronous default. The park has a ceiling
-(``PARK_CEILING``): if the writer cannot start (another process holds the
-write lock, e.g. ``octim rekey``), the loop goes on and the puts merely run
-slower.
+While this thread works, the trio loop is **parked** (it waits on the batch's
+``finished`` event, holding no GIL). py-lmdb releases and retakes the GIL
+around every put, and when the loop thread is runnable each retake waits for it
+to give the GIL up (up to the switch interval): a batch of a few hundred puts
+took hundreds of milliseconds and held every ack behind it, and the thread's
+return after the fsync waited once more
+(../shared/reference/performance-notes.md). With the loop parked nobody
+contends: the puts cost a few µs each and the commit's fsyncs return at once,
+and the loop runs the batch's callbacks itself, without a wake-up through the
+trio token. The transaction stays on this one thread (LMDB's rule) and the sync
+flags stay LMDB's fully synchronous default: nothing about crash safety
+changes.
+
+The park has ceilings (``PARK_PUTS`` before the puts are done, ``PARK_SYNC``
+for the fsyncs after them): if the writer cannot start (another process holds
+the write lock, e.g. ``octim rekey``) or the disk's fsync is slow, the loop
+goes on and this thread reports the outcome through the trio token instead.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import lmdb
 import pykka
@@ -42,8 +43,9 @@ from octim.store.env import Environment
 log = logging.getLogger("octim.store.writer")
 
 
-@dataclass(frozen=True, slots=True)
-class Put:
+# Named tuples, not frozen dataclasses: several are built per message on the hot
+# path, and a tuple is built in one step instead of one __setattr__ per field.
+class Put(NamedTuple):
     """Store ``value`` (already encoded) under ``key`` in the named database."""
 
     db: str
@@ -51,8 +53,7 @@ class Put:
     value: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Delete:
+class Delete(NamedTuple):
     """Remove ``key`` from the named database (absent keys are fine)."""
 
     db: str
@@ -64,21 +65,40 @@ Op = Put | Delete
 #: Called on the trio thread with the per-request errors (None = committed).
 Committed = Callable[[list[str | None]], None]
 
-#: Longest the trio loop stays parked waiting for the writer to stage a batch.
-PARK_CEILING = 0.1
+#: Longest the trio loop stays parked until the writer has done a batch's puts.
+PARK_PUTS = 0.1
+#: Longest it then stays parked for the commit's fsyncs.
+PARK_SYNC = 0.005
 
 
 @dataclass(slots=True)
 class CommitBatch:
     """Requests to commit in one transaction; each request's ops are atomic.
 
-    ``staged`` is set once the puts are done (or failed), before the commit's
-    fsyncs: the sender may park on it (see the module docstring).
+    ``staged`` is set once the puts are done, ``finished`` once the commit is
+    (then ``errors`` holds the outcome). A sender that stopped waiting (it set
+    ``late``) gets ``done(errors)`` through the trio token instead.
     """
 
     requests: Sequence[Sequence[Op]]
     done: Committed
     staged: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+    errors: list[str | None] = field(default_factory=list)
+    late: bool = False
+
+    def park(self) -> bool:
+        """Wait (trio thread, loop parked) for the commit; False if it takes longer
+        than the ceilings, and then ``done`` will be called through the token."""
+        if self.staged.wait(PARK_PUTS) and self.finished.wait(PARK_SYNC):
+            return True
+        self.late = True
+        # The writer reads ``late`` after setting ``finished``: check again, so
+        # that exactly one side delivers the outcome.
+        if self.finished.is_set():
+            self.late = False
+            return True
+        return False
 
 
 @dataclass(slots=True)
@@ -116,13 +136,18 @@ class StoreWriter(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> None:
         if isinstance(message, CommitBatch):
             try:
-                errors = self._commit_batch(message.requests, message.staged)
+                message.errors = self._commit_batch(message.requests, message.staged)
+            except BaseException:
+                message.errors = ["the store writer failed"] * len(message.requests)
+                raise
             finally:
                 message.staged.set()  # never leave the loop parked
-            try:
-                self._token.run_sync_soon(message.done, errors)
-            except trio.RunFinishedError:
-                pass  # nobody is left waiting
+                message.finished.set()
+                if message.late:  # the loop stopped waiting: wake it
+                    try:
+                        self._token.run_sync_soon(message.done, message.errors)
+                    except trio.RunFinishedError:
+                        pass  # nobody is left waiting
         elif isinstance(message, StopWriter):
             self.stop()
             message.reply.set_result(None)
@@ -165,7 +190,7 @@ class StoreWriter(pykka.ThreadingActor):
                             else:
                                 txn.delete(op.key, db=dbs[op.db])
                     if staged is not None:
-                        staged.set()  # the loop runs on while the commit syncs
+                        staged.set()  # the puts are done; the commit syncs next
                 return
             except lmdb.MapFullError:
                 # The transaction was aborted whole; grow and redo it, losing nothing.
