@@ -19,6 +19,7 @@ from typing import Any
 
 import pykka
 import trio
+import trio.testing
 
 from octim.actors.bridge import Reply
 from octim.errors import StoreClosed, StoreError
@@ -182,13 +183,12 @@ class Store:
                 else:
                     await batch.done.wait()  # the writer reports through the token
             # Let every task woken by this commit run before the next one starts
-            # (what they write joins the next batch), and keep the loop parked for
-            # at most 1 / (1 + COMMIT_GAP) of its time: under load the batches grow
-            # instead of the loop standing still.
-            if parked > 0:
-                await trio.sleep(parked * COMMIT_GAP)
-            else:
-                await trio.lowlevel.checkpoint()
+            # (what they write joins the next batch). On a busy loop, wait until it
+            # has nothing else to run or COMMIT_GAP × the park has passed, so the
+            # loop is parked for at most 1 / (1 + COMMIT_GAP) of its time: under
+            # load the batches grow instead of the loop standing still.
+            with trio.move_on_after(parked * COMMIT_GAP):
+                await trio.testing.wait_all_tasks_blocked()
 
     def _committed(self, batch: _Batch, errors: list[str | None]) -> None:
         if batch.done.is_set():
