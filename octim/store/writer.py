@@ -93,8 +93,9 @@ class CommitBatch:
         if self.staged.wait(PARK_PUTS) and self.finished.wait(PARK_SYNC):
             return True
         self.late = True
-        # The writer reads ``late`` after setting ``finished``: check again, so
-        # that exactly one side delivers the outcome.
+        # The writer reads ``late`` after setting ``finished``: check again, so that
+        # the outcome is always delivered (if both sides do, ``done`` ignores the
+        # second report).
         if self.finished.is_set():
             self.late = False
             return True
