@@ -13,17 +13,12 @@ from typing import TYPE_CHECKING, Any
 from octim.actors import Message, Reply
 from octim.domain.bot import TRANSCRIPT, BotSettings, handoff_reason
 from octim.domain.context import EngineContext
-from octim.domain.conversation_model import (
-    QUEUED,
-    message_key,
-    msg_frame,
-    preview,
-)
+from octim.domain.conversation_model import QUEUED, StoredMessage, preview
 from octim.domain.kb.knowledge import ID as KB_ID
 from octim.domain.kb.knowledge import KIND as KB
 from octim.domain.kb.knowledge import AskKb, AssistKb, RecordUnanswered
 from octim.domain.routing.messages import RouteConversation
-from octim.store import Op, Put, pack
+from octim.store import Op, Put
 
 
 class BotTurns:
@@ -38,6 +33,9 @@ class BotTurns:
         def _meta_op(self) -> Put: ...
         def _set_state(self, state: str) -> list[Op]: ...
         def _event(self, event: str, data: dict[str, Any], frames: list[Any]) -> list[Op]: ...
+        def _append(self, sender: str, role: str, kind: str, body: dict[str, Any],
+                    frames: list[Any], *, msg_id: str = "", exclude: int | None = None
+                    ) -> tuple[StoredMessage, Op]: ...
         async def _commit(self, ops: list[Op], frames: list[Any],
                           done: Reply[Any] | None = None, result: Any = None) -> None: ...
         def _route(self, reason: str) -> RouteConversation: ...
@@ -47,9 +45,9 @@ class BotTurns:
         assert self.context.directory is not None
         return await self.context.directory.ref(KB, KB_ID).ask(message)
 
-    async def _bot_turn(self, asked: dict[str, Any]) -> None:
+    async def _bot_turn(self, asked: StoredMessage) -> None:
         """Answer from the knowledge base, offer suggestions, or hand over."""
-        text, shop = asked["body"]["text"], self.meta["shop"]
+        text, shop = asked.body["text"], self.meta["shop"]
         shop_record = self.context.store.get("shops", shop.encode()) or {}
         settings = BotSettings.from_record(shop_record.get("bot"))
         reason = handoff_reason(settings, text)
@@ -77,42 +75,36 @@ class BotTurns:
         await self.context.directory.ref(KB, KB_ID).tell(message)
 
     async def _bot_say(self, body: dict[str, Any]) -> None:
-        seq, ts = self.meta["last_seq"] + 1, self.context.now_ms()
-        said = {"seq": seq, "id": f"bot-{seq}", "from": "bot", "role": "bot", "kind": "text",
-                "body": body, "ts": ts}
-        self.meta["last_seq"] = seq
+        frames: list[Any] = []
+        _, put = self._append("bot", "bot", "text", body, frames)
         self.meta["preview"] = preview("text", body)
         self.meta.pop("waiting_since", None)  # answered; a person is not awaited
-        await self._commit([Put("messages", message_key(self.id, seq), pack(said)),
-                            self._meta_op()], [(msg_frame(self.id, said), None)])
+        await self._commit([put, self._meta_op()], frames)
 
     async def _handoff(self, reason: str, guesses: list[dict[str, Any]],
-                       asked: dict[str, Any]) -> None:
+                       asked: StoredMessage) -> None:
         """转人工: to routing with the reason, the bot's guesses and the transcript."""
         earlier = self.context.store.scan_scope("messages", self.id,
-                                                after=max(0, asked["seq"] - TRANSCRIPT))
-        transcript = [{"seq": s, "from": r["from"], "role": r["role"], "kind": r["kind"],
-                       "body": r["body"], "ts": r["ts"]}
-                      for s, r in earlier if s < asked["seq"]]
-        transcript.append({k: asked[k] for k in ("seq", "from", "role", "kind", "body", "ts")})
+                                                after=max(0, asked.seq - TRANSCRIPT))
+        fields = ("seq", "from", "role", "kind", "body", "ts")
+        transcript = [{k: r[k] for k in fields} for s, r in earlier if s < asked.seq]
+        transcript.append({k: v for k, v in asked.to_record().items() if k in fields})
         handoff = {"reason": reason, "guesses": guesses, "transcript": transcript,
                    "at": self.context.now_ms()}
         frames: list[Any] = []
         ops = self._set_state(QUEUED)
-        self.meta.update(handoff=handoff, routed=True, first_text=asked["body"]["text"][:500],
-                         waiting_since=asked["ts"])
+        self.meta.update(handoff=handoff, routed=True, first_text=asked.body["text"][:500],
+                         waiting_since=asked.ts)
         ops += self._event("handoff", {"reason": reason}, frames)
-        seq, ts = self.meta["last_seq"] + 1, self.context.now_ms()
-        notice = {"seq": seq, "id": f"handoff-{seq}", "from": "bot", "role": "system",
-                  "kind": "system", "body": {"text": "正在为您转接人工客服，请稍候。",
-                                             "handoff": {"reason": reason}}, "ts": ts}
-        self.meta["last_seq"] = seq
-        ops += [Put("messages", message_key(self.id, seq), pack(notice)), self._meta_op()]
-        frames.append((msg_frame(self.id, notice), None))
+        seq = self.meta["last_seq"] + 1
+        notice = {"text": "正在为您转接人工客服，请稍候。", "handoff": {"reason": reason}}
+        _, put = self._append("bot", "system", "system", notice, frames,
+                              msg_id=f"handoff-{seq}")
+        ops += [put, self._meta_op()]
         await self._commit(ops, frames)
         await self._dispatcher(self._route("bot_handoff"))
 
-    async def _assist(self, asked: dict[str, Any]) -> None:
+    async def _assist(self, asked: StoredMessage) -> None:
         """Agent assist: the best KB answers for the buyer's latest question, to the agent."""
-        await self._kb_tell(AssistKb(asked["body"]["text"], self.meta["shop"], self.id,
-                                     asked["seq"], self.meta["agent"]))
+        await self._kb_tell(AssistKb(asked.body["text"], self.meta["shop"], self.id,
+                                     asked.seq, self.meta["agent"]))

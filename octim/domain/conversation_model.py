@@ -8,10 +8,12 @@ from __future__ import annotations
 import re
 import secrets
 import zlib
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from octim.errors import ClientError
+from octim.store import Put, pack
 from octim.store.keys import encode_key
 
 # States and the order they normally follow.
@@ -200,6 +202,47 @@ def card_from_context(context: Any, image_hosts: frozenset[str] = frozenset()
             return kind, validate_body(kind, {**context, kind: context[kind]}, MAX_FIELD_CHARS,
                                        image_hosts, uploads=False)
     return None
+
+
+@dataclass(slots=True)
+class StoredMessage:
+    """One message as the ``messages`` database holds it, under (conversation, seq).
+
+    The one encode (:meth:`to_record`) and decode (:meth:`from_record`) of the record;
+    ``sender`` is the record's and the frame's ``"from"``. A recalled message stays as
+    a tombstone: seq, id, author and time, an empty body, ``recalled_at``.
+    """
+
+    seq: int
+    id: str
+    sender: str
+    role: str
+    kind: str
+    body: dict[str, Any]
+    ts: int
+    recalled_at: int | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The stored (msgpack) form."""
+        record = {"seq": self.seq, "id": self.id, "from": self.sender, "role": self.role,
+                  "kind": self.kind, "body": self.body, "ts": self.ts}
+        if self.recalled_at is not None:
+            record.update(recalled=True, recalled_at=self.recalled_at)
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> StoredMessage:
+        """Decode what :meth:`to_record` stored."""
+        return cls(record["seq"], record["id"], record["from"], record["role"],
+                   record["kind"], record["body"], record["ts"], record.get("recalled_at"))
+
+    def put(self, conversation: str) -> Put:
+        """The store operation that writes this message."""
+        return Put("messages", message_key(conversation, self.seq), pack(self.to_record()))
+
+    def frame(self, conversation: str) -> dict[str, Any]:
+        """Its ``msg`` frame."""
+        return msg_frame(conversation, self.to_record())
 
 
 def msg_frame(conversation: str, record: Any) -> dict[str, Any]:

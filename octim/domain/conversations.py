@@ -48,13 +48,13 @@ from octim.domain.conversation_model import (
     Forbidden,
     InvalidBody,
     InvalidState,
+    StoredMessage,
     coalesce_key,
     event_frame,
     event_key,
     is_participant,
     may_transfer_to,
     message_key,
-    msg_frame,
     pair_key,
     preview,
     validate_body,
@@ -146,11 +146,11 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                 return await self._post(role, text)
             case Feedback(seq=seq, helpful=helpful):
                 self._check_member(message.user, message.role, message.shops)
-                said = self.context.store.get("messages", message_key(self.id, seq))
-                if message.role != "buyer" or said is None or said["role"] != "bot" or \
-                        "kb" not in said["body"]:
+                said = self._message(seq)
+                if message.role != "buyer" or said is None or said.role != "bot" or \
+                        "kb" not in said.body:
                     raise InvalidBody("feedback is for the buyer, on a bot answer")
-                await self._kb_tell(RecordFeedback(said["body"]["kb"], helpful))
+                await self._kb_tell(RecordFeedback(said.body["kb"], helpful))
                 return None
             case CloseIfIdle():
                 limit = self.context.settings.auto_close_after * 1000
@@ -168,6 +168,10 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         if not is_participant(self.meta, user, role, shops):
             # Same answer as for a conversation that does not exist: no probing.
             raise NotFound(f"no conversation {self.id!r}")
+
+    def _message(self, seq: int) -> StoredMessage | None:
+        record = self.context.store.get("messages", message_key(self.id, seq))
+        return None if record is None else StoredMessage.from_record(record)
 
     def _participants(self) -> set[str]:
         users = {self.meta["buyer"]}
@@ -191,6 +195,20 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
     def _set_state(self, state: str) -> list[Op]:
         self.meta["state"] = state
         return [Put("idx_shop_conversations", pair_key(self.meta["shop"], self.id), pack(state))]
+
+    def _append(self, sender: str, role: str, kind: str, body: dict[str, Any],
+                frames: list[Any], *, msg_id: str = "", exclude: int | None = None
+                ) -> tuple[StoredMessage, Op]:
+        """The one way a message joins the conversation: the next seq, the engine's
+        time, the record's store operation, and its ``msg`` frame queued for after the
+        commit (``exclude``: the sender's connection, which gets an ack instead).
+        ``msg_id`` defaults to ``<role>-<seq>`` for server-written messages."""
+        seq = self.meta["last_seq"] + 1
+        said = StoredMessage(seq, msg_id or f"{role}-{seq}", sender, role, kind, body,
+                             self.context.now_ms())
+        self.meta["last_seq"] = seq
+        frames.append((said.frame(self.id), exclude))
+        return said, said.put(self.id)
 
     async def _commit(self, ops: list[Op], frames: list[Any],
                       done: Reply[Any] | None = None, result: Any = None,
@@ -260,10 +278,9 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         # frames holds the reopened event if this send reopened the conversation.
         route_after_reopen = self._route("reopened", prefer=self.meta.get("last_agent", "")) \
             if frames else None
-        seq, ts = self.meta["last_seq"] + 1, self.context.now_ms()
-        stored = {"seq": seq, "id": m.client_id, "from": m.user, "role": m.role,
-                  "kind": m.kind, "body": body, "ts": ts}
-        self.meta["last_seq"] = seq
+        stored, put = self._append(m.user, m.role, m.kind, body, frames, msg_id=m.client_id,
+                                   exclude=m.conn)
+        seq, ts = stored.seq, stored.ts
         self.meta["updated"] = ts
         self.meta["preview"] = preview(m.kind, body)
         if m.role == "buyer":  # the oldest buyer message nobody has answered yet
@@ -286,12 +303,11 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
             self.meta["first_text"] = body.get("text", "")[:500]
             route = self._route("first_message")
         ops += [
-            Put("messages", message_key(self.id, seq), pack(stored)),
+            put,
             Put("client_ids", pair_key(self.id, dedupe), pack([seq, ts])),
             Put("idx_open_conversations", self.id.encode(), pack(ts)),
             self._meta_op(),
         ]
-        frames.append((msg_frame(self.id, stored), m.conn))
         self.pending[dedupe] = reply
         client_id = m.client_id
 
@@ -319,14 +335,11 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
             raise InvalidBody("post as 'system' or 'bot', with 1-5000 characters")
         if self.meta["state"] == CLOSED:
             raise ConversationClosed(f"conversation {self.id} is closed")
-        seq, ts = self.meta["last_seq"] + 1, self.context.now_ms()
-        said = {"seq": seq, "id": f"{role}-{seq}", "from": role, "role": role,
-                "kind": "system" if role == "system" else "text", "body": {"text": text},
-                "ts": ts}
-        self.meta["last_seq"] = seq
+        frames: list[Any] = []
+        said, put = self._append(role, role, "system" if role == "system" else "text",
+                                 {"text": text}, frames)
         done: Reply[Any] = Reply()
-        await self._commit([Put("messages", message_key(self.id, seq), pack(said)),
-                            self._meta_op()], [(msg_frame(self.id, said), None)], done, said)
+        await self._commit([put, self._meta_op()], frames, done, said.to_record())
         return dict(await done.wait())
 
     def _seen(self, dedupe: str) -> tuple[int, int] | Reply[dict[str, Any]] | None:
@@ -388,19 +401,19 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
 
     async def _recall(self, m: Recall) -> Reply[Any]:
         self._check_member(m.user, m.role, m.shops)
-        stored = self.context.store.get("messages", message_key(self.id, m.seq))
+        stored = self._message(m.seq)
         if stored is None:
             raise NotFound(f"no message {m.seq} in {self.id}")
-        if stored["from"] != m.user:
+        if stored.sender != m.user:
             raise Forbidden("only the author may recall a message")
-        if stored.get("recalled"):
+        if stored.recalled_at is not None:
             raise InvalidState(f"message {m.seq} is already recalled")
         now = self.context.now_ms()
-        if now - stored["ts"] > self.context.settings.recall_window * 1000:
+        if now - stored.ts > self.context.settings.recall_window * 1000:
             raise InvalidState("the recall window has passed")
-        tombstone = {**stored, "body": {}, "recalled": True, "recalled_at": now}
+        stored.body, stored.recalled_at = {}, now  # the tombstone
         frames: list[Any] = []
-        ops: list[Op] = [Put("messages", message_key(self.id, m.seq), pack(tombstone))]
+        ops: list[Op] = [stored.put(self.id)]
         ops += self._event("recalled", {"seq": m.seq, "by": m.user}, frames)
         ops.append(self._meta_op())
         done: Reply[Any] = Reply()
@@ -510,12 +523,10 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         data = {"from": previous, "to": m.to_agent or None, "group": m.to_group or None,
                 "from_shop": old_shop, "to_shop": shop, "by": m.user, "note": m.note}
         ops += self._event("transferred", data, frames)
-        seq, ts = self.meta["last_seq"] + 1, self.context.now_ms()
-        notice = {"seq": seq, "id": f"transfer-{seq}", "from": m.user, "role": "system",
-                  "kind": "system", "body": {"text": m.note, "transfer": data}, "ts": ts}
-        self.meta["last_seq"] = seq
-        ops += [Put("messages", message_key(self.id, seq), pack(notice)), self._meta_op()]
-        frames.append((msg_frame(self.id, notice), None))
+        seq = self.meta["last_seq"] + 1
+        _, put = self._append(m.user, "system", "system", {"text": m.note, "transfer": data},
+                              frames, msg_id=f"transfer-{seq}")
+        ops += [put, self._meta_op()]
         done: Reply[Any] = Reply()
         await self._commit(ops, frames, done, None, also=(previous,) if previous else ())
         await self._dispatcher(ConversationReleased(self.id))

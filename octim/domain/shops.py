@@ -21,11 +21,10 @@ from octim.domain.conversation_model import (
     BOT,
     CLOSED,
     QUEUED,
+    StoredMessage,
     card_from_context,
     event_frame,
     event_key,
-    message_key,
-    msg_frame,
     new_conversation_id,
     pair_key,
 )
@@ -134,15 +133,15 @@ class ShopActor(Actor[EngineContext]):
         settings = BotSettings.from_record(self.record.get("bot"))
         online = settings.mode == "when_no_agent" and await self._agents_online()
         state = BOT if bot_starts(settings, now / 1000, online) else QUEUED
-        ops, _ = _open_ops(shop, buyer, level, context, conversation, now, card, state)
+        ops, card_message = _open_ops(shop, buyer, level, context, conversation, now, card,
+                                      state)
         await store.write(ops)
         fanout = self.context.fanout
         fanout.publish(event_frame(conversation, "opened", {"shop": shop}), [buyer])
         self.context.emit("conversation.opened", {"conversation": conversation, "shop": shop,
                                                   "buyer": buyer, "state": state})
-        if card is not None:
-            fanout.publish(msg_frame(conversation, store.get(
-                "messages", message_key(conversation, 1))), [buyer])
+        if card_message is not None:
+            fanout.publish(card_message.frame(conversation), [buyer])
         return {"conversation": conversation, "state": state, "created": True}
 
     async def _agents_online(self) -> bool:
@@ -169,20 +168,21 @@ SHOP_KIND: ActorKind[EngineContext] = ActorKind(KIND, ShopActor, idle_timeout=30
 
 def _open_ops(shop: str, buyer: str, level: int, context: dict[str, Any], conversation: str,
               now: int, card: tuple[str, dict[str, Any]] | None, state: str
-              ) -> tuple[list[Op], dict[str, Any]]:
-    """Everything a new conversation writes, in one atomic commit."""
+              ) -> tuple[list[Op], StoredMessage | None]:
+    """Everything a new conversation writes, in one atomic commit, and the context card
+    it opens with (seq 1), if any."""
     meta: dict[str, Any] = {"id": conversation, "shop": shop, "buyer": buyer, "state": state,
                             "level": level, "context": _routing_context(context),
                             "created": now, "updated": now, "last_seq": 0, "reads": {},
                             "events": 0}
     ops: list[Op] = []
+    card_message = None
     if card is not None:
         kind, body = card
+        card_message = StoredMessage(1, f"card-{conversation}", buyer, "buyer", kind, body, now)
         meta["last_seq"] = 1
         meta["reads"] = {buyer: 1}
-        ops.append(Put("messages", message_key(conversation, 1), pack(
-            {"seq": 1, "id": f"card-{conversation}", "from": buyer, "role": "buyer",
-             "kind": kind, "body": body, "ts": now})))
+        ops.append(card_message.put(conversation))
     for n, event in enumerate(("opened", state), start=1):
         ops.append(Put("events", event_key(now, conversation, n), pack(
             {"conversation": conversation, "shop": shop, "event": event, "data": {}, "ts": now})))
@@ -194,7 +194,7 @@ def _open_ops(shop: str, buyer: str, level: int, context: dict[str, Any], conver
         Put("idx_shop_conversations", pair_key(shop, conversation), pack(state)),
         Put("idx_open_conversations", conversation.encode(), pack(now)),
     ]
-    return ops, meta
+    return ops, card_message
 
 
 def _routing_context(context: dict[str, Any]) -> dict[str, Any]:
