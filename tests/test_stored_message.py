@@ -1,8 +1,13 @@
-"""StoredMessage: the one encode and decode of a stored message (no sockets)."""
+"""StoredMessage and ConversationMeta: the one encode and decode of each record (no sockets)."""
 
 from __future__ import annotations
 
-from octim.domain.conversation_model import StoredMessage, message_key, msg_frame
+from octim.domain.conversation_model import (
+    ConversationMeta,
+    StoredMessage,
+    message_key,
+    msg_frame,
+)
 from octim.store import unpack
 
 
@@ -27,3 +32,19 @@ def test_a_tombstone_keeps_seq_author_and_time_and_says_recalled() -> None:
     frame = msg_frame("c1", record)
     assert frame["recalled"] is True and frame["seq"] == 3 and frame["from"] == "agent-1"
     assert "recalled" not in StoredMessage(4, "m-4", "a", "agent", "text", {}, 1).to_record()
+
+
+def test_conversation_meta_round_trips_and_reads_records_of_the_dict_era() -> None:
+    # What the shop actor wrote before the record was typed: only some keys present.
+    old = {"id": "c1", "shop": "s1", "buyer": "b1", "state": "queued", "level": 2,
+           "context": {"entry": "product"}, "created": 5, "updated": 6, "last_seq": 1,
+           "reads": {"b1": 1}, "events": 2}
+    meta = ConversationMeta.from_record(old)
+    assert (meta.agent, meta.rating, meta.first_text, meta.routed) == (None, None, "", False)
+    meta.agent, meta.waiting_since = "a1", 6
+    put = meta.put()
+    assert (put.db, put.key) == ("conversations", b"c1")
+    stored = unpack(put.value)
+    assert stored == meta.to_record() and stored["agent"] == "a1"
+    assert {k: stored[k] for k in old} == old  # readers of the dict keep their keys
+    assert ConversationMeta.from_record(stored) == meta

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from octim.actors import Message, Reply
 from octim.domain.bot import TRANSCRIPT, BotSettings, handoff_reason
 from octim.domain.context import EngineContext
-from octim.domain.conversation_model import QUEUED, StoredMessage, preview
+from octim.domain.conversation_model import QUEUED, ConversationMeta, StoredMessage, preview
 from octim.domain.kb.knowledge import ID as KB_ID
 from octim.domain.kb.knowledge import KIND as KB
 from octim.domain.kb.knowledge import AskKb, AssistKb, RecordUnanswered
@@ -24,7 +24,7 @@ from octim.store import Op, Put
 class BotTurns:
     """See the module docstring."""
 
-    meta: dict[str, Any]
+    meta: ConversationMeta
     context: EngineContext
 
     if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class BotTurns:
 
     async def _bot_turn(self, asked: StoredMessage) -> None:
         """Answer from the knowledge base, offer suggestions, or hand over."""
-        text, shop = asked.body["text"], self.meta["shop"]
+        text, shop = asked.body["text"], self.meta.shop
         shop_record = self.context.store.get("shops", shop.encode()) or {}
         settings = BotSettings.from_record(shop_record.get("bot"))
         reason = handoff_reason(settings, text)
@@ -60,8 +60,8 @@ class BotTurns:
                     answer["related"] = result["suggestions"]
                 await self._bot_say(answer)
                 return
-            self.meta["bot_unanswered"] = self.meta.get("bot_unanswered", 0) + 1
-            if self.meta["bot_unanswered"] < settings.handoff_after:
+            self.meta.bot_unanswered = self.meta.bot_unanswered + 1
+            if self.meta.bot_unanswered < settings.handoff_after:
                 await self._kb_tell(RecordUnanswered(text, shop, False))
                 await self._bot_say({"text": "抱歉，我没能理解您的问题。您是想问：",
                                      "suggestions": result["suggestions"]})
@@ -77,8 +77,8 @@ class BotTurns:
     async def _bot_say(self, body: dict[str, Any]) -> None:
         frames: list[Any] = []
         _, put = self._append("bot", "bot", "text", body, frames)
-        self.meta["preview"] = preview("text", body)
-        self.meta.pop("waiting_since", None)  # answered; a person is not awaited
+        self.meta.preview = preview("text", body)
+        self.meta.waiting_since = None  # answered; a person is not awaited
         await self._commit([put, self._meta_op()], frames)
 
     async def _handoff(self, reason: str, guesses: list[dict[str, Any]],
@@ -93,10 +93,11 @@ class BotTurns:
                    "at": self.context.now_ms()}
         frames: list[Any] = []
         ops = self._set_state(QUEUED)
-        self.meta.update(handoff=handoff, routed=True, first_text=asked.body["text"][:500],
-                         waiting_since=asked.ts)
+        meta = self.meta
+        meta.handoff, meta.routed, meta.waiting_since = handoff, True, asked.ts
+        meta.first_text = asked.body["text"][:500]
         ops += self._event("handoff", {"reason": reason}, frames)
-        seq = self.meta["last_seq"] + 1
+        seq = self.meta.last_seq + 1
         notice = {"text": "正在为您转接人工客服，请稍候。", "handoff": {"reason": reason}}
         _, put = self._append("bot", "system", "system", notice, frames,
                               msg_id=f"handoff-{seq}")
@@ -106,5 +107,7 @@ class BotTurns:
 
     async def _assist(self, asked: StoredMessage) -> None:
         """Agent assist: the best KB answers for the buyer's latest question, to the agent."""
-        await self._kb_tell(AssistKb(asked.body["text"], self.meta["shop"], self.id,
-                                     asked.seq, self.meta["agent"]))
+        agent = self.meta.agent
+        assert agent is not None, "assist is for an assigned conversation"
+        await self._kb_tell(AssistKb(asked.body["text"], self.meta.shop, self.id, asked.seq,
+                                     agent))

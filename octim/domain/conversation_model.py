@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
+
 from octim.errors import ClientError
 from octim.store import Put, pack
 from octim.store.keys import encode_key
@@ -204,6 +206,58 @@ def card_from_context(context: Any, image_hosts: frozenset[str] = frozenset()
     return None
 
 
+class ConversationMeta(msgspec.Struct):
+    """A conversation's meta record (database ``conversations``), owned by its actor.
+
+    The stored form is the msgpack map of every field (absent values as nil), so a
+    reader elsewhere may still take it as a plain dict through ``Store.get``. Times are
+    the engine clock's milliseconds.
+    """
+
+    id: str
+    shop: str
+    buyer: str
+    state: str
+    created: int
+    updated: int
+    level: int = 0
+    context: dict[str, Any] = {}  # the routing context of the page it opened from
+    last_seq: int = 0
+    reads: dict[str, int] = {}  # user → the highest seq they have read
+    events: int = 0  # event-log records written (their per-conversation counter)
+    preview: str = ""
+    waiting_since: int | None = None  # the oldest buyer message nobody answered yet
+    first_response: int | None = None
+    agent: str | None = None
+    last_agent: str | None = None
+    agent_replied: bool = False  # the assigned agent has answered (no-reply timer off)
+    assigned_at: int | None = None
+    routed: bool = False  # the buyer's first message started routing
+    first_text: str = ""
+    handoff: dict[str, Any] | None = None  # the bot's hand-off, until an agent gets it
+    bot_unanswered: int = 0
+    resolved_at: int | None = None
+    closed_at: int | None = None
+    rating: dict[str, Any] | None = None
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ConversationMeta:
+        """Decode a stored record (as ``Store.get`` returns it)."""
+        return msgspec.convert(record, cls)
+
+    def to_record(self) -> dict[str, Any]:
+        """The stored map, as a dict (what ``DescribeConversation`` answers)."""
+        record: dict[str, Any] = msgspec.to_builtins(self)
+        return record
+
+    def put(self) -> Put:
+        """The store operation that writes this record."""
+        return Put("conversations", self.id.encode(), _META_ENCODER.encode(self))
+
+
+_META_ENCODER = msgspec.msgpack.Encoder()
+
+
 @dataclass(slots=True)
 class StoredMessage:
     """One message as the ``messages`` database holds it, under (conversation, seq).
@@ -277,12 +331,15 @@ def may_transfer_to(role: str, shops: tuple[str, ...], shop: str, settings: Any)
 
 
 def is_participant(meta: dict[str, Any], user: str, role: str, shops: tuple[str, ...]) -> bool:
-    """Whether a user may read and write a conversation.
+    """Whether a user may read and write a conversation (its stored meta record)."""
+    return takes_part(meta["buyer"], meta["shop"], user, role, shops)
 
-    The buyer of the conversation; staff whose token lists its shop; platform admins.
-    """
+
+def takes_part(buyer: str, shop: str, user: str, role: str, shops: tuple[str, ...]) -> bool:
+    """Whether a user may read and write the conversation of ``buyer`` with ``shop``:
+    that buyer; staff whose token lists the shop; platform admins."""
     if role == "buyer":
-        return bool(meta["buyer"] == user)
+        return buyer == user
     if role == "platform_admin" or "*" in shops:  # platform staff (the overflow group)
         return True
-    return meta["shop"] in shops
+    return shop in shops

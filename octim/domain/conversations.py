@@ -45,6 +45,7 @@ from octim.domain.conversation_model import (
     STAFF_ROLES,
     UPLOAD_PATH,
     ConversationClosed,
+    ConversationMeta,
     Forbidden,
     InvalidBody,
     InvalidState,
@@ -52,11 +53,11 @@ from octim.domain.conversation_model import (
     coalesce_key,
     event_frame,
     event_key,
-    is_participant,
     may_transfer_to,
     message_key,
     pair_key,
     preview,
+    takes_part,
     validate_body,
 )
 from octim.domain.kb.knowledge import RecordFeedback
@@ -98,7 +99,7 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
 
     def __init__(self, address: Address, context: EngineContext) -> None:
         super().__init__(address, context)
-        self.meta: dict[str, Any] = {}
+        self.meta: ConversationMeta
         self.acked: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self.pending: dict[str, Reply[dict[str, Any]]] = {}
         self.broken: BaseException | None = None
@@ -108,10 +109,10 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         return self.address.id
 
     async def on_start(self) -> None:
-        meta = self.context.store.get("conversations", self.id.encode())
-        if meta is None:
+        record = self.context.store.get("conversations", self.id.encode())
+        if record is None:
             raise NotFound(f"no conversation {self.id!r}")
-        self.meta = meta
+        self.meta = ConversationMeta.from_record(record)
 
     async def receive(self, message: Message) -> Any:
         if self.broken is not None:
@@ -154,18 +155,18 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                 return None
             case CloseIfIdle():
                 limit = self.context.settings.auto_close_after * 1000
-                if self.meta["state"] != CLOSED and \
-                        self.context.now_ms() - self.meta["updated"] >= limit:
+                if self.meta.state != CLOSED and \
+                        self.context.now_ms() - self.meta.updated >= limit:
                     await self._close("inactive", [])
                 return None
             case DescribeConversation():
-                return dict(self.meta)
+                return self.meta.to_record()
         raise InvalidBody(f"conversation actor cannot handle {type(message).__name__}")
 
     # -- helpers --------------------------------------------------------------
 
     def _check_member(self, user: str, role: str, shops: tuple[str, ...]) -> None:
-        if not is_participant(self.meta, user, role, shops):
+        if not takes_part(self.meta.buyer, self.meta.shop, user, role, shops):
             # Same answer as for a conversation that does not exist: no probing.
             raise NotFound(f"no conversation {self.id!r}")
 
@@ -174,27 +175,27 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         return None if record is None else StoredMessage.from_record(record)
 
     def _participants(self) -> set[str]:
-        users = {self.meta["buyer"]}
-        if self.meta.get("agent"):
-            users.add(self.meta["agent"])
+        users = {self.meta.buyer}
+        if self.meta.agent:
+            users.add(self.meta.agent)
         return users
 
     def _meta_op(self) -> Put:
-        return Put("conversations", self.id.encode(), pack(self.meta))
+        return self.meta.put()
 
     def _event(self, event: str, data: dict[str, Any], frames: list[Any]) -> list[Op]:
         """Record an event in the log and queue its frame for after the commit."""
-        n = self.meta.get("events", 0) + 1
-        self.meta["events"] = n
+        n = self.meta.events + 1
+        self.meta.events = n
         ts = self.context.now_ms()
         frames.append((event_frame(self.id, event, data), None))
         return [Put("events", event_key(ts, self.id, n),
-                    pack({"conversation": self.id, "shop": self.meta["shop"], "event": event,
+                    pack({"conversation": self.id, "shop": self.meta.shop, "event": event,
                           "data": data, "ts": ts}))]
 
     def _set_state(self, state: str) -> list[Op]:
-        self.meta["state"] = state
-        return [Put("idx_shop_conversations", pair_key(self.meta["shop"], self.id), pack(state))]
+        self.meta.state = state
+        return [Put("idx_shop_conversations", pair_key(self.meta.shop, self.id), pack(state))]
 
     def _append(self, sender: str, role: str, kind: str, body: dict[str, Any],
                 frames: list[Any], *, msg_id: str = "", exclude: int | None = None
@@ -203,10 +204,10 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         time, the record's store operation, and its ``msg`` frame queued for after the
         commit (``exclude``: the sender's connection, which gets an ack instead).
         ``msg_id`` defaults to ``<role>-<seq>`` for server-written messages."""
-        seq = self.meta["last_seq"] + 1
+        seq = self.meta.last_seq + 1
         said = StoredMessage(seq, msg_id or f"{role}-{seq}", sender, role, kind, body,
                              self.context.now_ms())
-        self.meta["last_seq"] = seq
+        self.meta.last_seq = seq
         frames.append((said.frame(self.id), exclude))
         return said, said.put(self.id)
 
@@ -243,11 +244,11 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
     def _emit(self, frame: dict[str, Any]) -> None:
         """Tell the outside world (webhooks, embedders) about a durable change."""
         if frame["type"] == "msg":
-            self.context.emit("message.sent", {**frame, "shop": self.meta["shop"]})
+            self.context.emit("message.sent", {**frame, "shop": self.meta.shop})
         elif frame["type"] == "event" and frame["event"] in WEBHOOK_EVENTS:
             self.context.emit(WEBHOOK_EVENTS[frame["event"]], {
-                "conversation": self.id, "shop": self.meta["shop"],
-                "buyer": self.meta["buyer"], **frame["data"]})
+                "conversation": self.id, "shop": self.meta.shop,
+                "buyer": self.meta.buyer, **frame["data"]})
 
     # -- sending ----------------------------------------------------------------
 
@@ -276,31 +277,32 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         frames: list[Any] = []
         ops += await self._prepare_state_for_send(m.role, frames)
         # frames holds the reopened event if this send reopened the conversation.
-        route_after_reopen = self._route("reopened", prefer=self.meta.get("last_agent", "")) \
+        route_after_reopen = self._route("reopened", prefer=self.meta.last_agent or "") \
             if frames else None
         stored, put = self._append(m.user, m.role, m.kind, body, frames, msg_id=m.client_id,
                                    exclude=m.conn)
         seq, ts = stored.seq, stored.ts
-        self.meta["updated"] = ts
-        self.meta["preview"] = preview(m.kind, body)
+        self.meta.updated = ts
+        self.meta.preview = preview(m.kind, body)
         if m.role == "buyer":  # the oldest buyer message nobody has answered yet
-            self.meta.setdefault("waiting_since", ts)
+            if self.meta.waiting_since is None:
+                self.meta.waiting_since = ts
         elif m.role in STAFF_ROLES:
-            self.meta.pop("waiting_since", None)
-        reads = self.meta.setdefault("reads", {})
+            self.meta.waiting_since = None
+        reads = self.meta.reads
         reads[m.user] = max(reads.get(m.user, 0), seq)  # one's own message is read
-        if m.role in STAFF_ROLES and "first_response" not in self.meta:
-            self.meta["first_response"] = ts
-        replied_now = m.role in STAFF_ROLES and not self.meta.get("agent_replied")
+        if m.role in STAFF_ROLES and self.meta.first_response is None:
+            self.meta.first_response = ts
+        replied_now = m.role in STAFF_ROLES and not self.meta.agent_replied
         if replied_now:
-            self.meta["agent_replied"] = True
+            self.meta.agent_replied = True
         route = route_after_reopen
-        if m.role == "buyer" and not self.meta.get("routed") and self.meta["state"] == QUEUED:
+        if m.role == "buyer" and not self.meta.routed and self.meta.state == QUEUED:
             # Routing starts with the buyer's first message: a window opened
             # and left empty takes no agent's capacity, and the keywords of
             # the first question can pick the group.
-            self.meta["routed"] = True
-            self.meta["first_text"] = body.get("text", "")[:500]
+            self.meta.routed = True
+            self.meta.first_text = body.get("text", "")[:500]
             route = self._route("first_message")
         ops += [
             put,
@@ -321,19 +323,19 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         await self._commit(ops, frames, reply, self._ack(client_id, seq, ts), settle)
         if route is not None:
             await self._dispatcher(route)
-        elif m.role in STAFF_ROLES and m.user == self.meta.get("agent") and replied_now:
+        elif m.role in STAFF_ROLES and m.user == self.meta.agent and replied_now:
             await self._dispatcher(AgentReplied(self.id))
         if m.role == "buyer" and m.kind == "text":
-            if self.meta["state"] == BOT:
+            if self.meta.state == BOT:
                 await self._bot_turn(stored)
-            elif self.meta["state"] == ASSIGNED and self.meta.get("agent"):
+            elif self.meta.state == ASSIGNED and self.meta.agent:
                 await self._assist(stored)
         return reply
 
     async def _post(self, role: str, text: str) -> dict[str, Any]:
         if role not in ("system", "bot") or not text.strip() or len(text) > 5000:
             raise InvalidBody("post as 'system' or 'bot', with 1-5000 characters")
-        if self.meta["state"] == CLOSED:
+        if self.meta.state == CLOSED:
             raise ConversationClosed(f"conversation {self.id} is closed")
         frames: list[Any] = []
         said, put = self._append(role, role, "system" if role == "system" else "text",
@@ -355,19 +357,19 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         return {"type": "ack", "id": client_id, "conversation": self.id, "seq": seq, "ts": ts}
 
     async def _prepare_state_for_send(self, role: str, frames: list[Any]) -> list[Op]:
-        state = self.meta["state"]
+        state = self.meta.state
         if state == CLOSED:
             raise ConversationClosed(f"conversation {self.id} is closed; open a new one")
         if state != RESOLVED or role != "buyer":
             return []
         window = self.context.settings.reopen_window * 1000
-        if self.context.now_ms() - self.meta.get("resolved_at", 0) > window:
+        if self.context.now_ms() - (self.meta.resolved_at or 0) > window:
             await self._close("resolved", [])
             raise ConversationClosed(f"conversation {self.id} is closed; open a new one")
         # A buyer writing soon after resolve reopens the conversation; the
         # dispatcher prefers the last agent, but only if they are online now.
         ops = self._set_state(QUEUED)
-        self.meta["agent"] = None
+        self.meta.agent = None
         ops += self._event("reopened", {"state": QUEUED}, frames)
         return ops
 
@@ -391,8 +393,8 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
 
     async def _mark_read(self, m: MarkRead) -> None:
         self._check_member(m.user, m.role, m.shops)
-        upto = min(m.upto, self.meta["last_seq"])
-        reads = self.meta.setdefault("reads", {})
+        upto = min(m.upto, self.meta.last_seq)
+        reads = self.meta.reads
         if upto <= reads.get(m.user, 0):
             return
         reads[m.user] = upto
@@ -422,18 +424,18 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
 
     async def _resolve(self, m: Resolve) -> Reply[Any]:
         self._check_member(m.user, m.role, m.shops)
-        if self.meta["state"] not in (BOT, QUEUED, ASSIGNED):
-            raise InvalidState(f"conversation is {self.meta['state']}, not open")
+        if self.meta.state not in (BOT, QUEUED, ASSIGNED):
+            raise InvalidState(f"conversation is {self.meta.state}, not open")
         frames: list[Any] = []
         ops = self._set_state(RESOLVED)
-        self.meta["resolved_at"] = self.meta["updated"] = self.context.now_ms()
+        self.meta.resolved_at = self.meta.updated = self.context.now_ms()
         ops += self._event("resolved", {"by": m.user}, frames)
         ops += [self._meta_op(),
-                Put("idx_open_conversations", self.id.encode(), pack(self.meta["updated"]))]
+                Put("idx_open_conversations", self.id.encode(), pack(self.meta.updated))]
         done: Reply[Any] = Reply()
         await self._commit(ops, frames, done, None)
-        if self.meta.get("agent"):
-            self.meta["last_agent"] = self.meta["agent"]
+        if self.meta.agent:
+            self.meta.last_agent = self.meta.agent
         await self._dispatcher(ConversationReleased(self.id))
         return done
 
@@ -441,13 +443,13 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         self._check_member(m.user, m.role, m.shops)
         if m.role != "buyer":
             raise Forbidden("only the buyer rates a conversation")
-        if self.meta["state"] not in (RESOLVED, CLOSED):
+        if self.meta.state not in (RESOLVED, CLOSED):
             raise InvalidState("a conversation can be rated once it is resolved")
-        if self.meta.get("rating") is not None:
+        if self.meta.rating is not None:
             raise InvalidState("this conversation is already rated")
         if not 1 <= m.score <= 5 or len(m.comment) > 1000:
             raise InvalidBody("score must be 1-5 and the comment at most 1000 characters")
-        self.meta["rating"] = {"score": m.score, "comment": m.comment,
+        self.meta.rating = {"score": m.score, "comment": m.comment,
                                "ts": self.context.now_ms()}
         frames: list[Any] = []
         ops = self._event("rated", {"score": m.score}, frames)
@@ -457,36 +459,37 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         return done
 
     async def _assign(self, agent: str, rule: str) -> None:
-        state, previous = self.meta["state"], self.meta.get("agent")
+        state, previous = self.meta.state, self.meta.agent
         if state in (RESOLVED, CLOSED):
             # Raced with a resolve or close: hand the capacity straight back.
             await self._dispatcher(ConversationReleased(self.id))
             return
         frames: list[Any] = []
         ops = self._set_state(ASSIGNED)
-        self.meta.update(agent=agent, last_agent=agent, agent_replied=False,
-                         assigned_at=self.context.now_ms())
+        meta = self.meta
+        meta.agent = meta.last_agent = agent
+        meta.agent_replied, meta.assigned_at = False, self.context.now_ms()
         if previous and previous != agent:
             ops += self._event("transferred", {"from": previous, "to": agent}, frames)
         assigned: dict[str, Any] = {"agent": agent, "rule": rule}
         profile = self.context.store.get("agents", agent.encode())
         if profile is not None:  # the name a buyer sees ("客服小美"), not the account id
             assigned["agent_name"] = profile["name"]
-        if self.meta.get("handoff"):
+        if self.meta.handoff:
             # The agent sees the bot's hand-off first: reason, guesses, transcript.
-            assigned["handoff"] = self.meta.pop("handoff")
+            assigned["handoff"], self.meta.handoff = self.meta.handoff, None
         ops += self._event("assigned", assigned, frames)
         ops += [Put("idx_user_conversations", pair_key(agent, self.id),
-                    pack(self.meta["shop"])), self._meta_op()]
+                    pack(self.meta.shop)), self._meta_op()]
         await self._commit(ops, frames, also=(previous,) if previous else ())
 
     async def _unassign(self, reason: str) -> None:
-        agent = self.meta.get("agent")
-        if self.meta["state"] != ASSIGNED or not agent:
+        agent = self.meta.agent
+        if self.meta.state != ASSIGNED or not agent:
             return
         frames: list[Any] = []
         ops = self._set_state(QUEUED)
-        self.meta["agent"] = None
+        self.meta.agent = None
         ops += self._event("unassigned", {"agent": agent, "reason": reason}, frames)
         ops.append(self._meta_op())
         await self._commit(ops, frames, also=(agent,))
@@ -495,9 +498,9 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         self._check_member(m.user, m.role, m.shops)
         if m.role not in STAFF_ROLES:
             raise Forbidden("only staff transfer conversations")
-        if self.meta["state"] not in (QUEUED, ASSIGNED):
-            raise InvalidState(f"conversation is {self.meta['state']}")
-        store, old_shop = self.context.store, self.meta["shop"]
+        if self.meta.state not in (QUEUED, ASSIGNED):
+            raise InvalidState(f"conversation is {self.meta.state}")
+        store, old_shop = self.context.store, self.meta.shop
         shop = m.to_shop or old_shop
         if shop != old_shop:
             # Checked before existence, with the same answer for both, so that
@@ -515,15 +518,15 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         if not (m.to_agent or m.to_group or (m.to_shop != old_shop and m.to_shop)):
             raise InvalidBody("transfer needs to_agent, to_group or another to_shop")
         frames: list[Any] = []
-        previous = self.meta.get("agent")
+        previous = self.meta.agent
         ops = self._set_state(QUEUED)
         if shop != old_shop:
             ops += self._move_shop(old_shop, shop)
-        self.meta["agent"] = None
+        self.meta.agent = None
         data = {"from": previous, "to": m.to_agent or None, "group": m.to_group or None,
                 "from_shop": old_shop, "to_shop": shop, "by": m.user, "note": m.note}
         ops += self._event("transferred", data, frames)
-        seq = self.meta["last_seq"] + 1
+        seq = self.meta.last_seq + 1
         _, put = self._append(m.user, "system", "system", {"text": m.note, "transfer": data},
                               frames, msg_id=f"transfer-{seq}")
         ops += [put, self._meta_op()]
@@ -534,8 +537,8 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         return done
 
     def _move_shop(self, old: str, new: str) -> list[Op]:
-        buyer = self.meta["buyer"]
-        self.meta["shop"] = new
+        buyer = self.meta.buyer
+        self.meta.shop = new
         ops: list[Op] = [Delete("idx_shop_conversations", pair_key(old, self.id)),
                          Put("idx_shop_conversations", pair_key(new, self.id), pack(QUEUED))]
         if self.context.store.get("idx_customer_conversations", pair_key(buyer, old)) == self.id:
@@ -546,10 +549,10 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
 
     async def _close(self, reason: str, frames: list[Any]) -> None:
         ops = self._set_state(CLOSED)
-        self.meta["closed_at"] = self.context.now_ms()
+        self.meta.closed_at = self.context.now_ms()
         ops += self._event("closed", {"reason": reason}, frames)
         ops += [self._meta_op(), Delete("idx_open_conversations", self.id.encode())]
-        customer_key = pair_key(self.meta["buyer"], self.meta["shop"])
+        customer_key = pair_key(self.meta.buyer, self.meta.shop)
         if self.context.store.get("idx_customer_conversations", customer_key) == self.id:
             ops.append(Delete("idx_customer_conversations", customer_key))
         done: Reply[Any] = Reply()
@@ -560,9 +563,8 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
     def _route(self, reason: str, *, group: str = "", prefer: str = "",
                exclude: str = "") -> RouteConversation:
         m = self.meta
-        return RouteConversation(self.id, m["shop"], m["buyer"], m.get("level", 0),
-                                 m.get("context", {}), m.get("first_text", ""), reason, group,
-                                 prefer or "", exclude)
+        return RouteConversation(self.id, m.shop, m.buyer, m.level, m.context, m.first_text,
+                                 reason, group, prefer or "", exclude)
 
     async def _dispatcher(self, message: Message) -> None:
         assert self.context.directory is not None

@@ -21,6 +21,7 @@ from octim.domain.conversation_model import (
     BOT,
     CLOSED,
     QUEUED,
+    ConversationMeta,
     StoredMessage,
     card_from_context,
     event_frame,
@@ -171,24 +172,22 @@ def _open_ops(shop: str, buyer: str, level: int, context: dict[str, Any], conver
               ) -> tuple[list[Op], StoredMessage | None]:
     """Everything a new conversation writes, in one atomic commit, and the context card
     it opens with (seq 1), if any."""
-    meta: dict[str, Any] = {"id": conversation, "shop": shop, "buyer": buyer, "state": state,
-                            "level": level, "context": _routing_context(context),
-                            "created": now, "updated": now, "last_seq": 0, "reads": {},
-                            "events": 0}
+    meta = ConversationMeta(conversation, shop, buyer, state, created=now, updated=now,
+                            level=level, context=_routing_context(context))
     ops: list[Op] = []
     card_message = None
     if card is not None:
         kind, body = card
         card_message = StoredMessage(1, f"card-{conversation}", buyer, "buyer", kind, body, now)
-        meta["last_seq"] = 1
-        meta["reads"] = {buyer: 1}
+        meta.last_seq = 1
+        meta.reads = {buyer: 1}
         ops.append(card_message.put(conversation))
     for n, event in enumerate(("opened", state), start=1):
         ops.append(Put("events", event_key(now, conversation, n), pack(
             {"conversation": conversation, "shop": shop, "event": event, "data": {}, "ts": now})))
-    meta["events"] = 2
+    meta.events = 2
     ops += [
-        Put("conversations", conversation.encode(), pack(meta)),
+        meta.put(),
         Put("idx_customer_conversations", pair_key(buyer, shop), pack(conversation)),
         Put("idx_user_conversations", pair_key(buyer, conversation), pack(shop)),
         Put("idx_shop_conversations", pair_key(shop, conversation), pack(state)),
