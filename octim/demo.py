@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 from octim.auth import issue_token
 from octim.config import Settings, load_settings
 from octim.domain import canned
-from octim.domain.conversations import KIND as CONVERSATION
-from octim.domain.conversations import SendMessage
+from octim.domain.conversations.actor import KIND as CONVERSATION
+from octim.domain.conversations.actor import SendMessage
 from octim.domain.customers import KIND as CUSTOMER
 from octim.domain.customers import AddLogistics
 from octim.domain.kb.knowledge import ID as KB_ID

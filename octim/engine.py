@@ -27,8 +27,8 @@ from octim.actors import ActorRef, Directory, open_directory
 from octim.api import create_app, serve_http
 from octim.config import HostPort, Settings
 from octim.domain.context import EngineContext
-from octim.domain.conversations import CONVERSATION_KIND, CloseIfIdle
-from octim.domain.conversations import KIND as CONVERSATION
+from octim.domain.conversations.actor import CONVERSATION_KIND, CloseIfIdle
+from octim.domain.conversations.actor import KIND as CONVERSATION
 from octim.domain.customers import CUSTOMER_KIND
 from octim.domain.kb.knowledge import KB_KIND
 from octim.domain.monitor import Monitor
@@ -214,7 +214,7 @@ class Engine:
     async def post_message(self, conversation: str, text: str, *,
                            as_: str = "system") -> dict[str, Any]:
         """Post as ``system`` (a notice) or ``bot``; returns the stored message."""
-        from octim.domain.conversation_messages import Post
+        from octim.domain.conversations.messages import Post
 
         if self.store.get("conversations", conversation.encode()) is None:
             raise NotFound(f"no conversation {conversation!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from octim.domain.conversation_model import (
+from octim.domain.conversations.model import (
     ConversationMeta,
     StoredMessage,
     message_key,

@@ -11,7 +11,7 @@ from fastapi import Header, Request
 
 from octim.auth import AuthError, Principal, check_api_key, verify_token
 from octim.config import Settings
-from octim.domain.conversation_model import STAFF_ROLES, Forbidden
+from octim.domain.conversations.model import STAFF_ROLES, Forbidden
 from octim.errors import NotFound
 
 

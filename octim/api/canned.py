@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from octim.auth import Principal
 from octim.domain import canned
-from octim.domain.conversation_model import STAFF_ROLES, Forbidden
+from octim.domain.conversations.model import STAFF_ROLES, Forbidden
 from octim.errors import InvalidInput
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from octim.api.auth import require_staff_of
 from octim.auth import Principal
 from octim.domain.audit import audit_op
-from octim.domain.conversation_model import Forbidden, is_participant
+from octim.domain.conversations.model import Forbidden, is_participant
 from octim.domain.customer_context import SHAREABLE, SHARING_KEY, build_context
 from octim.domain.customers import KIND as CUSTOMER
 from octim.domain.customers import (

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from octim.auth import Principal
-from octim.domain.conversation_model import Forbidden
+from octim.domain.conversations.model import Forbidden
 from octim.domain.kb.knowledge import (
     ID,
     KIND,

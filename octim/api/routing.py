@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from octim.api.auth import require_staff_of
 from octim.auth import Principal
-from octim.domain.conversation_model import Forbidden
+from octim.domain.conversations.model import Forbidden
 from octim.domain.routing.dispatcher import ID, KIND
 from octim.domain.routing.messages import (
     AgentView,

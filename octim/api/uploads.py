@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from octim.auth import Principal
-from octim.domain.conversation_model import InvalidBody, TooLarge, is_participant, new_upload_id
+from octim.domain.conversations.model import InvalidBody, TooLarge, is_participant, new_upload_id
 from octim.errors import NotFound
 from octim.store.blobs import BlobStore
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from octim.domain.conversation_model import pair_key
+from octim.domain.conversations.model import pair_key
 from octim.errors import InvalidInput, NotFound
 from octim.store import Delete, Put, Store, pack
 

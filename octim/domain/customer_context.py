@@ -13,7 +13,7 @@ from typing import Any
 
 import jieba
 
-from octim.domain.conversation_model import pair_key
+from octim.domain.conversations.model import pair_key
 from octim.domain.customers import order_index_key
 from octim.store import Store
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from octim.actors import Actor, ActorKind, Address, Message, record, thaw
 from octim.domain.context import EngineContext
-from octim.domain.conversation_model import pair_key
+from octim.domain.conversations.model import pair_key
 from octim.errors import InvalidInput, NotFound
 from octim.store import Put, pack
 

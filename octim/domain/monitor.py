@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from octim.domain.conversation_model import STAFF_ROLES, pair_key
+from octim.domain.conversations.model import STAFF_ROLES, pair_key
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
 from octim.domain.routing.messages import MonitorView

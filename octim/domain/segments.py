@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from octim.domain.conversation_model import pair_key
+from octim.domain.conversations.model import pair_key
 from octim.store import Store
 
 KEPT = ("paid", "shipped", "delivered")

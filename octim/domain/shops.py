@@ -17,7 +17,7 @@ from typing import Any
 from octim.actors import Actor, ActorKind, Message, record, thaw
 from octim.domain.bot import BotSettings, bot_starts
 from octim.domain.context import EngineContext
-from octim.domain.conversation_model import (
+from octim.domain.conversations.model import (
     BOT,
     CLOSED,
     QUEUED,

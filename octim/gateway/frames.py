@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from octim.domain.conversation_model import InvalidBody
+from octim.domain.conversations.model import InvalidBody
 
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 # Printable ASCII: client ids become part of store keys, which have a byte limit.

@@ -32,18 +32,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from octim.actors import Reply
 from octim.auth import AuthError, Principal, verify_token
 from octim.domain.audit import audit_op
-from octim.domain.conversation_model import (
-    CLOSED,
-    RESOLVED,
-    STAFF_ROLES,
-    Forbidden,
-    InvalidBody,
-    is_participant,
-    msg_frame,
-    pair_key,
-)
-from octim.domain.conversations import KIND as CONVERSATION
-from octim.domain.conversations import (
+from octim.domain.conversations.actor import KIND as CONVERSATION
+from octim.domain.conversations.actor import (
     Feedback,
     MarkRead,
     Rate,
@@ -52,6 +42,16 @@ from octim.domain.conversations import (
     SendMessage,
     Transfer,
     Typing,
+)
+from octim.domain.conversations.model import (
+    CLOSED,
+    RESOLVED,
+    STAFF_ROLES,
+    Forbidden,
+    InvalidBody,
+    is_participant,
+    msg_frame,
+    pair_key,
 )
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER

@@ -14,7 +14,7 @@ from typing import Any
 
 from octim.actors import Actor, ActorKind, Address, Message, record, thaw
 from octim.domain.context import EngineContext
-from octim.domain.conversation_model import event_frame
+from octim.domain.conversations.model import event_frame
 from octim.domain.kb.matcher import Matcher
 from octim.errors import InvalidInput, NotFound
 from octim.store import Delete, Put, pack

@@ -22,8 +22,8 @@ from typing import Any
 
 from octim.actors import Actor, ActorKind, Address, Message, thaw
 from octim.domain.context import EngineContext
-from octim.domain.conversation_messages import CONVERSATION, AssignConversation, Unassign
-from octim.domain.conversation_model import event_frame, pair_key
+from octim.domain.conversations.messages import CONVERSATION, AssignConversation, Unassign
+from octim.domain.conversations.model import event_frame, pair_key
 from octim.domain.routing import scorer
 from octim.domain.routing.messages import (
     AgentConnections,

@@ -1,6 +1,6 @@
 """The bot's turns in a conversation: answer, suggest, hand over, assist the agent.
 
-A mixin of :class:`~octim.domain.conversations.ConversationActor`: it runs on
+A mixin of :class:`~octim.domain.conversations.actor.ConversationActor`: it runs on
 the conversation's own task and writes through the actor's helpers. The
 decisions (modes, hand-off words) are in :mod:`octim.domain.bot`, the
 matching in :mod:`octim.domain.kb`.
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from octim.actors import Message, Reply
 from octim.domain.bot import TRANSCRIPT, BotSettings, handoff_reason
 from octim.domain.context import EngineContext
-from octim.domain.conversation_model import QUEUED, ConversationMeta, StoredMessage, preview
+from octim.domain.conversations.model import QUEUED, ConversationMeta, StoredMessage, preview
 from octim.domain.kb.knowledge import ID as KB_ID
 from octim.domain.kb.knowledge import KIND as KB
 from octim.domain.kb.knowledge import AskKb, AssistKb, RecordUnanswered

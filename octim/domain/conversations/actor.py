@@ -19,8 +19,8 @@ from typing import Any
 
 from octim.actors import Actor, ActorKind, Address, Message, Reply, thaw
 from octim.domain.context import EngineContext
-from octim.domain.conversation_bot import BotTurns
-from octim.domain.conversation_messages import (
+from octim.domain.conversations.bot import BotTurns
+from octim.domain.conversations.messages import (
     CONVERSATION,
     AssignConversation,
     CloseIfIdle,
@@ -36,7 +36,7 @@ from octim.domain.conversation_messages import (
     Typing,
     Unassign,
 )
-from octim.domain.conversation_model import (
+from octim.domain.conversations.model import (
     ASSIGNED,
     BOT,
     CLOSED,
