@@ -19,6 +19,7 @@ from typing import Any
 
 from octim.actors import Actor, ActorKind, Address, Message, Reply, thaw
 from octim.domain.context import EngineContext
+from octim.domain.conversations import rules
 from octim.domain.conversations.bot import BotTurns
 from octim.domain.conversations.messages import (
     CONVERSATION,
@@ -52,7 +53,6 @@ from octim.domain.conversations.model import (
     StoredMessage,
     coalesce_key,
     event_frame,
-    event_key,
     may_transfer_to,
     message_key,
     pair_key,
@@ -185,17 +185,10 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
 
     def _event(self, event: str, data: dict[str, Any], frames: list[Any]) -> list[Op]:
         """Record an event in the log and queue its frame for after the commit."""
-        n = self.meta.events + 1
-        self.meta.events = n
-        ts = self.context.now_ms()
-        frames.append((event_frame(self.id, event, data), None))
-        return [Put("events", event_key(ts, self.id, n),
-                    pack({"conversation": self.id, "shop": self.meta.shop, "event": event,
-                          "data": data, "ts": ts}))]
+        return [rules.log_event(self.meta, event, data, self.context.now_ms(), frames)]
 
     def _set_state(self, state: str) -> list[Op]:
-        self.meta.state = state
-        return [Put("idx_shop_conversations", pair_key(self.meta.shop, self.id), pack(state))]
+        return [rules.set_state(self.meta, state)]
 
     def _append(self, sender: str, role: str, kind: str, body: dict[str, Any],
                 frames: list[Any], *, msg_id: str = "", exclude: int | None = None
@@ -393,13 +386,10 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
 
     async def _mark_read(self, m: MarkRead) -> None:
         self._check_member(m.user, m.role, m.shops)
-        upto = min(m.upto, self.meta.last_seq)
-        reads = self.meta.reads
-        if upto <= reads.get(m.user, 0):
-            return
-        reads[m.user] = upto
-        frames = [(event_frame(self.id, "read", {"user": m.user, "upto": upto}), None)]
-        await self._commit([self._meta_op()], frames)
+        out = rules.mark_read(self.meta, m.user, m.upto)
+        if out is not None:
+            self.meta = out.meta
+            await self._commit(out.ops, out.frames)
 
     async def _recall(self, m: Recall) -> Reply[Any]:
         self._check_member(m.user, m.role, m.shops)
@@ -424,38 +414,19 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
 
     async def _resolve(self, m: Resolve) -> Reply[Any]:
         self._check_member(m.user, m.role, m.shops)
-        if self.meta.state not in (BOT, QUEUED, ASSIGNED):
-            raise InvalidState(f"conversation is {self.meta.state}, not open")
-        frames: list[Any] = []
-        ops = self._set_state(RESOLVED)
-        self.meta.resolved_at = self.meta.updated = self.context.now_ms()
-        ops += self._event("resolved", {"by": m.user}, frames)
-        ops += [self._meta_op(),
-                Put("idx_open_conversations", self.id.encode(), pack(self.meta.updated))]
+        out = rules.resolve(self.meta, m.user, self.context.now_ms())
+        self.meta = out.meta
         done: Reply[Any] = Reply()
-        await self._commit(ops, frames, done, None)
-        if self.meta.agent:
-            self.meta.last_agent = self.meta.agent
+        await self._commit(out.ops, out.frames, done, None)
         await self._dispatcher(ConversationReleased(self.id))
         return done
 
     async def _rate(self, m: Rate) -> Reply[Any]:
         self._check_member(m.user, m.role, m.shops)
-        if m.role != "buyer":
-            raise Forbidden("only the buyer rates a conversation")
-        if self.meta.state not in (RESOLVED, CLOSED):
-            raise InvalidState("a conversation can be rated once it is resolved")
-        if self.meta.rating is not None:
-            raise InvalidState("this conversation is already rated")
-        if not 1 <= m.score <= 5 or len(m.comment) > 1000:
-            raise InvalidBody("score must be 1-5 and the comment at most 1000 characters")
-        self.meta.rating = {"score": m.score, "comment": m.comment,
-                               "ts": self.context.now_ms()}
-        frames: list[Any] = []
-        ops = self._event("rated", {"score": m.score}, frames)
-        ops.append(self._meta_op())
+        out = rules.rate(self.meta, m.role, m.score, m.comment, self.context.now_ms())
+        self.meta = out.meta
         done: Reply[Any] = Reply()
-        await self._commit(ops, frames, done, None)
+        await self._commit(out.ops, out.frames, done, None)
         return done
 
     async def _assign(self, agent: str, rule: str) -> None:
