@@ -9,11 +9,13 @@ from octim.domain.conversations.model import (
     Forbidden,
     InvalidBody,
     InvalidState,
+    StoredMessage,
     event_key,
     pair_key,
 )
-from octim.domain.conversations.rules import mark_read, rate, resolve
-from octim.store import unpack
+from octim.domain.conversations.rules import close, mark_read, rate, recall, resolve
+from octim.errors import NotFound
+from octim.store import Delete, unpack
 
 
 def meta(**changes: object) -> ConversationMeta:
@@ -75,3 +77,33 @@ def test_rating_is_the_buyers_once_after_resolve_within_bounds() -> None:
     for score, comment in ((0, ""), (6, ""), (3, "x" * 1001)):
         with pytest.raises(InvalidBody):
             rate(resolved, "buyer", score, comment, 9_000)
+
+
+def test_recall_leaves_a_tombstone_for_the_author_within_the_window() -> None:
+    said = StoredMessage(4, "m-4", "a1", "agent", "text", {"text": "oops"}, 8_000)
+    out = recall(meta(), said, 4, "a1", 9_000, 120_000)
+    tomb = unpack(next(op for op in out.ops if op.db == "messages").value)
+    assert tomb["body"] == {} and tomb["recalled"] is True and tomb["recalled_at"] == 9_000
+    assert tomb["seq"] == 4 and tomb["from"] == "a1" and tomb["ts"] == 8_000
+    assert said.body == {"text": "oops"}  # the argument is untouched
+    assert [f["data"] for f, _ in out.frames] == [{"seq": 4, "by": "a1"}]
+    with pytest.raises(NotFound):
+        recall(meta(), None, 4, "a1", 9_000, 120_000)
+    with pytest.raises(Forbidden):
+        recall(meta(), said, 4, "b1", 9_000, 120_000)
+    with pytest.raises(InvalidState, match="window"):
+        recall(meta(), said, 4, "a1", 8_000 + 120_001, 120_000)
+    gone = StoredMessage.from_record(tomb)
+    with pytest.raises(InvalidState, match="already"):
+        recall(meta(), gone, 4, "a1", 9_000, 120_000)
+
+
+@pytest.mark.parametrize("current", [True, False])
+def test_close_frees_the_buyers_open_slot_only_when_it_is_this_conversation(
+        current: bool) -> None:
+    out = close(meta(), "inactive", 9_000, current=current)
+    assert out.meta.state == "closed" and out.meta.closed_at == 9_000
+    deleted = {(op.db, op.key) for op in out.ops if isinstance(op, Delete)}
+    assert ("idx_open_conversations", b"c1") in deleted
+    assert (("idx_customer_conversations", pair_key("b1", "s1")) in deleted) is current
+    assert [f["data"] for f, _ in out.frames] == [{"reason": "inactive"}]

@@ -157,7 +157,7 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                 limit = self.context.settings.auto_close_after * 1000
                 if self.meta.state != CLOSED and \
                         self.context.now_ms() - self.meta.updated >= limit:
-                    await self._close("inactive", [])
+                    await self._close("inactive")
                 return None
             case DescribeConversation():
                 return self.meta.to_record()
@@ -357,7 +357,7 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
             return []
         window = self.context.settings.reopen_window * 1000
         if self.context.now_ms() - (self.meta.resolved_at or 0) > window:
-            await self._close("resolved", [])
+            await self._close("resolved")
             raise ConversationClosed(f"conversation {self.id} is closed; open a new one")
         # A buyer writing soon after resolve reopens the conversation; the
         # dispatcher prefers the last agent, but only if they are online now.
@@ -393,23 +393,11 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
 
     async def _recall(self, m: Recall) -> Reply[Any]:
         self._check_member(m.user, m.role, m.shops)
-        stored = self._message(m.seq)
-        if stored is None:
-            raise NotFound(f"no message {m.seq} in {self.id}")
-        if stored.sender != m.user:
-            raise Forbidden("only the author may recall a message")
-        if stored.recalled_at is not None:
-            raise InvalidState(f"message {m.seq} is already recalled")
-        now = self.context.now_ms()
-        if now - stored.ts > self.context.settings.recall_window * 1000:
-            raise InvalidState("the recall window has passed")
-        stored.body, stored.recalled_at = {}, now  # the tombstone
-        frames: list[Any] = []
-        ops: list[Op] = [stored.put(self.id)]
-        ops += self._event("recalled", {"seq": m.seq, "by": m.user}, frames)
-        ops.append(self._meta_op())
+        out = rules.recall(self.meta, self._message(m.seq), m.seq, m.user,
+                           self.context.now_ms(), int(self.context.settings.recall_window * 1000))
+        self.meta = out.meta
         done: Reply[Any] = Reply()
-        await self._commit(ops, frames, done, None)
+        await self._commit(out.ops, out.frames, done, None)
         return done
 
     async def _resolve(self, m: Resolve) -> Reply[Any]:
@@ -518,16 +506,13 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
             ops.append(Put("idx_customer_conversations", pair_key(buyer, new), pack(self.id)))
         return ops
 
-    async def _close(self, reason: str, frames: list[Any]) -> None:
-        ops = self._set_state(CLOSED)
-        self.meta.closed_at = self.context.now_ms()
-        ops += self._event("closed", {"reason": reason}, frames)
-        ops += [self._meta_op(), Delete("idx_open_conversations", self.id.encode())]
-        customer_key = pair_key(self.meta.buyer, self.meta.shop)
-        if self.context.store.get("idx_customer_conversations", customer_key) == self.id:
-            ops.append(Delete("idx_customer_conversations", customer_key))
+    async def _close(self, reason: str) -> None:
+        current = self.context.store.get("idx_customer_conversations",
+                                         pair_key(self.meta.buyer, self.meta.shop)) == self.id
+        out = rules.close(self.meta, reason, self.context.now_ms(), current=current)
+        self.meta = out.meta
         done: Reply[Any] = Reply()
-        await self._commit(ops, frames, done, None)
+        await self._commit(out.ops, out.frames, done, None)
         await done.wait()
         await self._dispatcher(ConversationReleased(self.id))
 

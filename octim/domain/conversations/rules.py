@@ -8,12 +8,13 @@ The ConversationActor only sequences them: check membership, call the rule, subm
 the operations, adopt the new meta, publish after the commit. They need no actor, no
 store and no sockets, so their tests run in milliseconds (tests/test_conversation_rules.py).
 
-Rules so far: read marks, resolve, rate. Sends, assignment, transfer and the bot's turns
-still live in the actor (docs/architecture.md).
+Rules so far: read marks, resolve, rate, recall, close. Sends, assignment, transfer and
+the bot's turns still decide inside the actor (docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,11 +30,13 @@ from octim.domain.conversations.model import (
     Forbidden,
     InvalidBody,
     InvalidState,
+    StoredMessage,
     event_frame,
     event_key,
     pair_key,
 )
-from octim.store import Op, Put, pack
+from octim.errors import NotFound
+from octim.store import Delete, Op, Put, pack
 
 #: Frames to publish after the commit, each with the connection to leave out (or None).
 Frames = list[tuple[dict[str, Any], int | None]]
@@ -112,4 +115,39 @@ def rate(meta: ConversationMeta, role: str, score: int, comment: str, now: int) 
     return out
 
 
-__all__ = ["Frames", "Outcome", "log_event", "mark_read", "rate", "resolve", "set_state"]
+def recall(meta: ConversationMeta, said: StoredMessage | None, seq: int, user: str,
+           now: int, window_ms: int) -> Outcome:
+    """The author takes back message ``seq`` (``said``, as stored) within the window;
+    a tombstone keeps its place, author and time."""
+    if said is None:
+        raise NotFound(f"no message {seq} in {meta.id}")
+    if said.sender != user:
+        raise Forbidden("only the author may recall a message")
+    if said.recalled_at is not None:
+        raise InvalidState(f"message {seq} is already recalled")
+    if now - said.ts > window_ms:
+        raise InvalidState("the recall window has passed")
+    tombstone = dataclasses.replace(said, body={}, recalled_at=now)
+    after = _copy(meta)
+    out = Outcome(after, [tombstone.put(meta.id)])
+    out.ops.append(log_event(after, "recalled", {"seq": seq, "by": user}, now, out.frames))
+    out.ops.append(after.put())
+    return out
+
+
+def close(meta: ConversationMeta, reason: str, now: int, *, current: bool) -> Outcome:
+    """Close for good (``reason``: inactive, resolved). ``current``: the buyer's index
+    still names this conversation as the open one with its shop, so it is cleared and
+    the buyer's next ``open`` starts a new conversation."""
+    after = _copy(meta, closed_at=now)
+    out = Outcome(after)
+    out.ops.append(set_state(after, CLOSED))
+    out.ops.append(log_event(after, "closed", {"reason": reason}, now, out.frames))
+    out.ops += [after.put(), Delete("idx_open_conversations", meta.id.encode())]
+    if current:
+        out.ops.append(Delete("idx_customer_conversations", pair_key(meta.buyer, meta.shop)))
+    return out
+
+
+__all__ = ["Frames", "Outcome", "close", "log_event", "mark_read", "rate", "recall", "resolve",
+           "set_state"]
