@@ -1,6 +1,7 @@
-"""Conversation data: states, message kinds and their validation, store keys.
+"""Conversation data: states, message kinds and their validation, store keys, and the
+typed records :class:`ConversationMeta` and :class:`StoredMessage`.
 
-Pure functions and constants; the ConversationActor applies them.
+Pure functions, constants and records; the ConversationActor applies them.
 """
 
 from __future__ import annotations
