@@ -271,8 +271,10 @@ class Engine:
                     self.ready = False
                     log.info("stopping actors")
             self.events.close()
+            stats = store.statistics()
             log.info("committing and closing the store",
-                     extra={"commits": store.statistics().commits})
+                     extra={"commits": stats.commits, "parks": stats.parks,
+                            "late_parks": stats.late_parks})
         self._context = None
         log.info("stopped")
 

@@ -3,6 +3,7 @@ commit, map growth, failure isolation, schema checks and hot backup."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,35 @@ async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
         assert stats.requests == 2000
         assert stats.commits < stats.requests / 5  # group commit, not one txn per append
         assert stats.largest_batch > 1
+        assert stats.parks == stats.commits  # the loop waited for each commit, parked
+
+
+async def test_a_writer_that_cannot_start_unparks_the_loop_and_still_commits(
+        tmp_path: Path) -> None:
+    """Another transaction holds LMDB's write lock past the park ceiling: the loop goes
+    on (late park), and the write lands once the lock is free."""
+    async with open_store(tmp_path) as store:
+        holding, release = threading.Event(), threading.Event()
+
+        def hold_the_write_lock() -> None:
+            txn = store._env.env.begin(write=True)
+            holding.set()
+            release.wait(10)
+            txn.abort()
+
+        holder = threading.Thread(target=hold_the_write_lock)
+        holder.start()
+        holding.wait(10)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store.put, "shops", b"late", 1)
+                while store.statistics().late_parks == 0:
+                    await trio.sleep(0.01)  # the loop runs although the commit waits
+                assert store.get("shops", b"late") is None
+                release.set()
+        holder.join()
+        assert store.get("shops", b"late") == 1
+        assert store.statistics().late_parks == 1
 
 
 async def test_map_grows_when_full_without_losing_writes(tmp_path: Path) -> None:

@@ -178,9 +178,11 @@ class Store:
                 parked = time.perf_counter()
                 ok = message.park()
                 parked = time.perf_counter() - parked
+                self._stats.parks += 1
                 if ok:
                     self._committed(batch, message.errors)
                 else:
+                    self._stats.late_parks += 1
                     await batch.done.wait()  # the writer reports through the token
             # Let every task woken by this commit run before the next one starts
             # (what they write joins the next batch). On a busy loop, wait until it

@@ -111,7 +111,8 @@ class StopWriter:
 
 @dataclass(slots=True)
 class WriterStats:
-    """Counters of the writer thread (only that thread writes them)."""
+    """Counters of the commit path. The writer thread writes all of them but the last
+    two, which only the trio side (the committer task) writes."""
 
     commits: int = 0
     ops: int = 0
@@ -120,6 +121,8 @@ class WriterStats:
     map_grows: int = 0
     failed_requests: int = 0
     commit_seconds: list[float] = field(default_factory=list)
+    parks: int = 0  # commits the loop waited for, parked
+    late_parks: int = 0  # of those, the ones past a ceiling (reported through the token)
 
 
 class StoreWriter(pykka.ThreadingActor):
