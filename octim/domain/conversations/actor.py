@@ -201,8 +201,9 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         said = StoredMessage(seq, msg_id or f"{role}-{seq}", sender, role, kind, body,
                              self.context.now_ms())
         self.meta.last_seq = seq
-        frames.append((said.frame(self.id), exclude))
-        return said, said.put(self.id)
+        put, frame = said.written(self.id)
+        frames.append((frame, exclude))
+        return said, put
 
     async def _commit(self, ops: list[Op], frames: list[Any],
                       done: Reply[Any] | None = None, result: Any = None,

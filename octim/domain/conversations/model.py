@@ -293,11 +293,18 @@ class StoredMessage:
 
     def put(self, conversation: str) -> Put:
         """The store operation that writes this message."""
-        return Put("messages", message_key(conversation, self.seq), pack(self.to_record()))
+        return self.written(conversation)[0]
 
     def frame(self, conversation: str) -> dict[str, Any]:
         """Its ``msg`` frame."""
         return msg_frame(conversation, self.to_record())
+
+    def written(self, conversation: str) -> tuple[Put, dict[str, Any]]:
+        """The store operation and the ``msg`` frame, from one record (the send path
+        needs both)."""
+        record = self.to_record()
+        return (Put("messages", message_key(conversation, self.seq), pack(record)),
+                msg_frame(conversation, record))
 
 
 def msg_frame(conversation: str, record: Any) -> dict[str, Any]:
