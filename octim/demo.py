@@ -163,7 +163,7 @@ async def seed_demo(engine: Engine) -> str:
             ("demo-1", "buyer-1", "buyer", "你好，这件羽绒服有L码吗？"),
             ("demo-2", "agent-1", "agent", "亲，L码有货的，今天下单明天发货哦～")):
         ack = await ref.ask(SendMessage(conversation, user, role, (shop,), client_id, "text",
-                                        {"text": text}, 0))
+                                        {"text": text}, ""))
         await ack.wait()
     return str(conversation)
 

@@ -19,6 +19,7 @@ from octim.api.errors import error_response, install_error_handlers
 from octim.api.guard import RequestGuard
 from octim.api.kb import BotSettingsBody
 from octim.api.routing import RoutingPolicyBody
+from octim.domain.conversations.model import ConversationMeta
 from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import DeleteShop, GetShop, UpsertShop
 from octim.errors import NotFound
@@ -117,10 +118,10 @@ def create_app(engine: Engine) -> FastAPI:
              dependencies=[Depends(platform)])
     async def get_conversation(conversation: ConversationId) -> Any:
         """A conversation's record: shop, buyer, state, agent, last seq, receipts, rating."""
-        meta = engine.store.get("conversations", conversation.encode())
+        meta = ConversationMeta.load(engine.store, conversation)
         if meta is None:
             raise NotFound(f"no conversation {conversation!r}")
-        return meta
+        return meta.to_record()
 
     web.mount(app, engine)
     return app

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from octim.api.auth import require_staff_of
 from octim.auth import Principal
 from octim.domain.audit import audit_op
-from octim.domain.conversations.model import Forbidden, is_participant
+from octim.domain.conversations.model import ConversationMeta, Forbidden
 from octim.domain.customer_context import SHAREABLE, SHARING_KEY, build_context
 from octim.domain.customers import KIND as CUSTOMER
 from octim.domain.customers import (
@@ -193,19 +193,19 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
     @api.get("/api/conversations/{conversation}/context")
     async def context(conversation: Ref, who: Caller, request: Request) -> Any:
         """The buyer's context for this conversation's shop (docs/customers.md)."""
-        meta = engine.store.get("conversations", conversation.encode())
+        meta = ConversationMeta.load(engine.store, conversation)
         if meta is None:
             raise NotFound(f"no conversation {conversation!r}")
         if who is not None:
-            if who.role == "buyer" or not is_participant(meta, who.user, who.role, who.shops):
+            if who.role == "buyer" or not meta.visible_to(who.user, who.role, who.shops):
                 raise NotFound(f"no conversation {conversation!r}")
         recent = engine.store.scan_scope("messages", conversation,
-                                         after=max(0, meta["last_seq"] - 20))
+                                         after=max(0, meta.last_seq - 20))
         texts = [m["body"].get("text", "") for _, m in recent if m["role"] == "buyer"][-5:]
         built = build_context(engine.store, meta, texts)
         if who is not None:
             await audit(who, "context", request, conversation=conversation,
-                        customer=meta["buyer"], shop=meta["shop"])
+                        customer=meta.buyer, shop=meta.shop)
         return built
 
     @api.put("/api/segments/{segment}", dependencies=[Depends(platform)])

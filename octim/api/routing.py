@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from octim.api.auth import require_staff_of
 from octim.auth import Principal
-from octim.domain.conversations.model import Forbidden
+from octim.domain.conversations.model import ConversationMeta, Forbidden
 from octim.domain.routing.dispatcher import ID, KIND
 from octim.domain.routing.messages import (
     AgentView,
@@ -166,17 +166,17 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
             conversation: Name,
             who: Annotated[Principal | None, Depends(auth.platform_or_person)]) -> Any:
         """Why the conversation went where it went: every routing decision, newest last."""
-        meta = engine.store.get("conversations", conversation.encode())
+        meta = ConversationMeta.load(engine.store, conversation)
         if meta is None:
             raise NotFound(f"no conversation {conversation!r}")
         if who is not None:
-            if who.role != "platform_admin" and meta["shop"] not in who.shops:
+            if who.role != "platform_admin" and meta.shop not in who.shops:
                 raise NotFound(f"no conversation {conversation!r}")
             if who.role not in ("shop_admin", "platform_admin"):
                 raise Forbidden("routing traces are for shop admins")
         entry = engine.store.get("routing", conversation.encode()) or {}
-        return {"conversation": conversation, "shop": meta["shop"], "state": meta["state"],
-                "agent": meta.get("agent"), "waiting": entry.get("waiting"),
+        return {"conversation": conversation, "shop": meta.shop, "state": meta.state,
+                "agent": meta.agent, "waiting": entry.get("waiting"),
                 "traces": entry.get("traces", [])}
 
     return api

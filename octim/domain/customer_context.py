@@ -13,7 +13,7 @@ from typing import Any
 
 import jieba
 
-from octim.domain.conversations.model import pair_key
+from octim.domain.conversations.model import ConversationMeta, pair_key
 from octim.domain.customers import order_index_key
 from octim.store import Store
 
@@ -75,20 +75,20 @@ def highlight(orders: list[dict[str, Any]], texts: list[str],
     return {"order": best[2], "reason": best[3]}
 
 
-def build_context(store: Store, meta: dict[str, Any], texts: list[str]) -> dict[str, Any]:
+def build_context(store: Store, meta: ConversationMeta, texts: list[str]) -> dict[str, Any]:
     """The context of one conversation for its shop's staff."""
-    buyer, shop = meta["buyer"], meta["shop"]
+    buyer, shop = meta.buyer, meta.shop
     customer = store.get("customers", buyer.encode()) or {"id": buyer}
     orders = _orders(store, buyer, shop)
     prefix = pair_key(buyer, "")
-    earlier = []
+    earlier: list[dict[str, Any]] = []
     for key, _ in store.scan("idx_user_conversations", prefix, prefix[:-1] + b"\x01"):
-        other = store.get("conversations", key[len(prefix):])
-        if other is not None and other["shop"] == shop and other["id"] != meta["id"]:
-            earlier.append({"conversation": other["id"], "state": other["state"],
-                            "created": other["created"], "messages": other["last_seq"],
-                            "agent": other.get("last_agent") or other.get("agent"),
-                            "rating": (other.get("rating") or {}).get("score")})
+        other = ConversationMeta.load(store, key[len(prefix):].decode())
+        if other is not None and other.shop == shop and other.id != meta.id:
+            earlier.append({"conversation": other.id, "state": other.state,
+                            "created": other.created, "messages": other.last_seq,
+                            "agent": other.last_agent or other.agent,
+                            "rating": (other.rating or {}).get("score")})
     earlier.sort(key=lambda c: c["created"], reverse=True)
     private = store.get("shop_customers", pair_key(shop, buyer)) or {"notes": [], "tags": []}
     shared: dict[str, Any] = {}
@@ -102,11 +102,11 @@ def build_context(store: Store, meta: dict[str, Any], texts: list[str]) -> dict[
         elif field in customer:
             shared[field] = customer[field]
     return {
-        "conversation": meta["id"], "shop": shop,
+        "conversation": meta.id, "shop": shop,
         "profile": {k: customer[k] for k in PROFILE if k in customer},
-        "card": {k: v for k, v in (meta.get("context") or {}).items()
+        "card": {k: v for k, v in meta.context.items()
                  if k in ("product", "order", "page", "category")} or None,
-        "orders": orders, "highlight": highlight(orders, texts, meta.get("context") or {}),
+        "orders": orders, "highlight": highlight(orders, texts, meta.context),
         "earlier_conversations": earlier, "notes": private["notes"], "tags": private["tags"],
         "shared": shared,
     }

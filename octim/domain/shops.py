@@ -125,9 +125,9 @@ class ShopActor(Actor[EngineContext]):
         store, shop = self.context.store, self.address.id
         current = store.get("idx_customer_conversations", pair_key(buyer, shop))
         if current is not None:
-            meta = store.get("conversations", current.encode())
-            if meta is not None and meta["state"] != CLOSED:
-                return {"conversation": current, "state": meta["state"], "created": False}
+            meta = ConversationMeta.load(store, current)
+            if meta is not None and meta.state != CLOSED:
+                return {"conversation": current, "state": meta.state, "created": False}
         card = card_from_context(context, self.context.image_hosts)
         now = self.context.now_ms()
         conversation = new_conversation_id(now / 1000)

@@ -12,6 +12,7 @@ consumer: its writer closes it with 4008 and the client resyncs.
 from __future__ import annotations
 
 import itertools
+import secrets
 from array import array
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -27,11 +28,14 @@ def _never(conn: Connection) -> None:
 class Connection:
     """One authenticated WebSocket connection as delivery sees it."""
 
-    __slots__ = ("codec", "id", "overflowed", "role", "shops", "user", "wake")
+    __slots__ = ("codec", "id", "name", "overflowed", "role", "shops", "user", "wake")
 
     def __init__(self, conn_id: int, user: str, role: str, shops: tuple[str, ...],
-                 codec: FrameCodec, wake: Callable[[Connection], None] = _never) -> None:
-        self.id = conn_id
+                 codec: FrameCodec, wake: Callable[[Connection], None] = _never,
+                 node: str = "") -> None:
+        self.id = conn_id  # the hub's outbox number: meaningful in this process only
+        #: the connection's name anywhere (``<node>/<number>``): what actor messages carry
+        self.name = f"{node}/{conn_id}"
         self.user = user
         self.role = role
         self.shops = shops
@@ -43,8 +47,11 @@ class Connection:
 class Fanout:
     """The connection registry and the hub; see the module docstring."""
 
-    def __init__(self, outbox_frames: int) -> None:
+    def __init__(self, outbox_frames: int, node: str = "") -> None:
         self.hub = FanoutHub()
+        #: this process's name in connection names (random unless configured)
+        self.node = node or secrets.token_hex(6)
+        self._prefix = self.node + "/"
         self._outbox_frames = outbox_frames
         self._ids = itertools.count(1)
         self._conns: dict[int, Connection] = {}
@@ -54,7 +61,7 @@ class Fanout:
                codec: FrameCodec, wake: Callable[[Connection], None] = _never) -> Connection:
         """Register a new connection and give it an outbox; ``wake(conn)`` is called
         when its outbox becomes non-empty or overflows."""
-        conn = Connection(next(self._ids), user, role, shops, codec, wake)
+        conn = Connection(next(self._ids), user, role, shops, codec, wake, self.node)
         self.hub.open(conn.id, self._outbox_frames)
         self._conns[conn.id] = conn
         self._by_user.setdefault(user, set()).add(conn.id)
@@ -75,13 +82,17 @@ class Fanout:
         return [self._conns[i] for i in self._by_user.get(user, ())]
 
     def publish(self, frame: dict[str, Any], users: Iterable[str], *,
-                exclude: int | None = None, droppable: bool = False,
+                exclude: str | None = None, droppable: bool = False,
                 key: int | None = None) -> None:
-        """Deliver ``frame`` to every connection of ``users`` (except ``exclude``)."""
+        """Deliver ``frame`` to every connection of ``users`` except the one named
+        ``exclude`` (a :attr:`Connection.name`; another process's name excludes none
+        here)."""
+        skip = int(exclude[len(self._prefix):]) if exclude and \
+            exclude.startswith(self._prefix) else 0
         by_codec: dict[str, tuple[FrameCodec, array[int]]] = {}
         for user in set(users):
             for conn_id in self._by_user.get(user, ()):
-                if conn_id == exclude:
+                if conn_id == skip:
                     continue
                 codec = self._conns[conn_id].codec
                 entry = by_codec.get(codec.subprotocol)

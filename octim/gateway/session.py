@@ -43,15 +43,13 @@ from octim.domain.conversations.actor import (
     Transfer,
     Typing,
 )
+from octim.domain.conversations.inbox import inbox
 from octim.domain.conversations.model import (
-    CLOSED,
-    RESOLVED,
     STAFF_ROLES,
+    ConversationMeta,
     Forbidden,
     InvalidBody,
-    is_participant,
     msg_frame,
-    pair_key,
 )
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
@@ -315,7 +313,7 @@ class Session:
                     raise Forbidden("'from' is set by the server")
                 self._member(conv)
                 reply = await directory.ref(CONVERSATION, conv).ask(SendMessage(
-                    conv, p.user, p.role, p.shops, client_id, msg_kind, body, self.conn.id))
+                    conv, p.user, p.role, p.shops, client_id, msg_kind, body, self.conn.name))
                 await self._pipeline(reply, ref)
             case f.Sync(conversation=conv, after=after, limit=limit):
                 await self._sync(conv, after, limit)
@@ -417,14 +415,14 @@ class Session:
             self.known.clear()
         self.known.add(conversation)
 
-    def _meta(self, conversation: str) -> dict[str, Any]:
+    def _meta(self, conversation: str) -> ConversationMeta:
         """The conversation's meta if the caller takes part in it; else not_found."""
         p = self.principal
         assert p is not None
-        meta = self.engine.store.get("conversations", conversation.encode())
-        if meta is None or not is_participant(meta, p.user, p.role, p.shops):
+        meta = ConversationMeta.load(self.engine.store, conversation)
+        if meta is None or not meta.visible_to(p.user, p.role, p.shops):
             raise NotFound(f"no conversation {conversation!r}")
-        return dict(meta)
+        return meta
 
     async def _sync(self, conversation: str, after: int, limit: int) -> None:
         meta = self._meta(conversation)  # reads check afresh (a transfer moves the shop)
@@ -432,7 +430,7 @@ class Session:
         if p is not None and p.role in STAFF_ROLES:  # staff reading a buyer's messages
             await self.engine.store.submit((audit_op(
                 p.user, p.role, "messages", self.client_address, now=self.engine.context.clock(),
-                conversation=conversation, customer=meta["buyer"], shop=meta["shop"]),),
+                conversation=conversation, customer=meta.buyer, shop=meta.shop),),
                 lambda error: None)
         records = self.engine.store.scan_scope("messages", conversation, after=after,
                                                limit=limit)
@@ -440,66 +438,12 @@ class Session:
             await self._send(msg_frame(conversation, stored))
         last = records[-1][0] if records else max(after, 0)
         await self._send({"type": "synced", "conversation": conversation, "last": last,
-                    "latest": meta["last_seq"], "more": last < meta["last_seq"]})
+                    "latest": meta.last_seq, "more": last < meta.last_seq})
 
     def _inbox(self) -> list[dict[str, Any]]:
         p = self.principal
         assert p is not None
-        store = self.engine.store
-        staff = p.role in STAFF_ROLES
-        prefix = pair_key(p.user, "")
-        entries = []
-        shop_names: dict[str, str] = {}
-        agent_names: dict[str, str] = {}
-        for key, shop in store.scan("idx_user_conversations", prefix, prefix[:-1] + b"\x01"):
-            conversation = key[len(prefix):].decode()
-            meta = store.get("conversations", conversation.encode())
-            # The index remembers everyone who ever took part; a list shows only
-            # what the caller may see now (a transfer moves a conversation away).
-            if meta is None or not is_participant(meta, p.user, p.role, p.shops):
-                continue
-            shop = meta["shop"]
-            if p.role == "agent" and not _agent_keeps(meta, p.user):
-                continue
-            if shop not in shop_names:
-                shop_names[shop] = (store.get("shops", shop.encode()) or {}).get("name", shop)
-            reads = meta.get("reads", {})
-            read = reads.get(p.user, 0)
-            # how far the other side has read: the buyer for staff, any staff for the buyer
-            peer_read = reads.get(meta["buyer"], 0) if staff else max(
-                [upto for user, upto in reads.items() if user != p.user], default=0)
-            entry = {"conversation": conversation, "shop": shop, "shop_name": shop_names[shop],
-                     "state": meta["state"], "last_seq": meta["last_seq"], "read": read,
-                     "unread": max(0, meta["last_seq"] - read), "peer_read": peer_read,
-                     "updated": meta["updated"],
-                     "created": meta["created"], "agent": meta.get("agent"),
-                     "preview": meta.get("preview", ""), "rated": bool(meta.get("rating"))}
-            agent = meta.get("agent") or meta.get("last_agent")
-            if agent:
-                if agent not in agent_names:
-                    agent_names[agent] = (store.get("agents", agent.encode()) or {}).get(
-                        "name", agent)
-                entry["agent_name"] = agent_names[agent]
-                entry["last_agent"] = agent
-            if staff:  # what the workbench sorts and filters by
-                buyer = meta["buyer"]
-                profile = store.get("customers", buyer.encode()) or {}
-                private = store.get("shop_customers", pair_key(shop, buyer)) or {}
-                entry.update(buyer=buyer, buyer_name=profile.get("nickname") or buyer,
-                             level=meta.get("level") or profile.get("level") or 0,
-                             waiting_since=meta.get("waiting_since"),
-                             tags=list(private.get("tags", [])))
-            entries.append(entry)
-        entries.sort(key=lambda e: e["updated"], reverse=True)
-        return entries
-
-
-def _agent_keeps(meta: dict[str, Any], agent: str) -> bool:
-    """An agent's inbox: what is assigned to them now, and what they handled last
-    that has since ended; not what was transferred (or reassigned) away from them."""
-    if meta.get("agent"):
-        return bool(meta["agent"] == agent)
-    return meta.get("last_agent") == agent and meta["state"] in (RESOLVED, CLOSED)
+        return inbox(self.engine.store, p.user, p.role, p.shops)
 
 
 class _UnknownType(ClientError):

@@ -41,22 +41,15 @@ from octim.domain.conversations.model import (
     ASSIGNED,
     BOT,
     CLOSED,
-    QUEUED,
-    RESOLVED,
-    STAFF_ROLES,
     UPLOAD_PATH,
-    ConversationClosed,
     ConversationMeta,
-    Forbidden,
     InvalidBody,
-    InvalidState,
     StoredMessage,
     coalesce_key,
     event_frame,
     may_transfer_to,
     message_key,
     pair_key,
-    preview,
     takes_part,
     validate_body,
 )
@@ -65,7 +58,7 @@ from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
 from octim.domain.routing.messages import AgentReplied, ConversationReleased, RouteConversation
 from octim.errors import NotFound, StoreError
-from octim.store import Delete, Op, Put, pack
+from octim.store import Op
 
 log = logging.getLogger("octim.conversations")
 
@@ -180,31 +173,6 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
             users.add(self.meta.agent)
         return users
 
-    def _meta_op(self) -> Put:
-        return self.meta.put()
-
-    def _event(self, event: str, data: dict[str, Any], frames: list[Any]) -> list[Op]:
-        """Record an event in the log and queue its frame for after the commit."""
-        return [rules.log_event(self.meta, event, data, self.context.now_ms(), frames)]
-
-    def _set_state(self, state: str) -> list[Op]:
-        return [rules.set_state(self.meta, state)]
-
-    def _append(self, sender: str, role: str, kind: str, body: dict[str, Any],
-                frames: list[Any], *, msg_id: str = "", exclude: int | None = None
-                ) -> tuple[StoredMessage, Op]:
-        """The one way a message joins the conversation: the next seq, the engine's
-        time, the record's store operation, and its ``msg`` frame queued for after the
-        commit (``exclude``: the sender's connection, which gets an ack instead).
-        ``msg_id`` defaults to ``<role>-<seq>`` for server-written messages."""
-        seq = self.meta.last_seq + 1
-        said = StoredMessage(seq, msg_id or f"{role}-{seq}", sender, role, kind, body,
-                             self.context.now_ms())
-        self.meta.last_seq = seq
-        put, frame = said.written(self.id)
-        frames.append((frame, exclude))
-        return said, put
-
     async def _commit(self, ops: list[Op], frames: list[Any],
                       done: Reply[Any] | None = None, result: Any = None,
                       settle: Callable[[bool], None] | None = None,
@@ -262,50 +230,24 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         # Everything that can refuse the message comes before any change of state.
         body = validate_body(m.kind, thaw(m.body), self.context.settings.max_text_chars,
                              self.context.image_hosts)
-        ops: list[Op] = []
+        attached: list[Op] = []
         if m.kind in ("image", "voice"):
-            ops += self._attach_upload(m, body)
+            attached = self._attach_upload(m.user, body["upload"], m.kind, body)
         elif str(body.get("image", "")).startswith(UPLOAD_PATH):  # a card with our picture
-            ops += self._attach_upload(m, {"upload": body["image"][len(UPLOAD_PATH):]},
-                                       kind="image")
-        frames: list[Any] = []
-        ops += await self._prepare_state_for_send(m.role, frames)
-        # frames holds the reopened event if this send reopened the conversation.
-        route_after_reopen = self._route("reopened", prefer=self.meta.last_agent or "") \
-            if frames else None
-        stored, put = self._append(m.user, m.role, m.kind, body, frames, msg_id=m.client_id,
-                                   exclude=m.conn)
-        seq, ts = stored.seq, stored.ts
-        self.meta.updated = ts
-        self.meta.preview = preview(m.kind, body)
-        if m.role == "buyer":  # the oldest buyer message nobody has answered yet
-            if self.meta.waiting_since is None:
-                self.meta.waiting_since = ts
-        elif m.role in STAFF_ROLES:
-            self.meta.waiting_since = None
-        reads = self.meta.reads
-        reads[m.user] = max(reads.get(m.user, 0), seq)  # one's own message is read
-        if m.role in STAFF_ROLES and self.meta.first_response is None:
-            self.meta.first_response = ts
-        replied_now = m.role in STAFF_ROLES and not self.meta.agent_replied
-        if replied_now:
-            self.meta.agent_replied = True
-        route = route_after_reopen
-        if m.role == "buyer" and not self.meta.routed and self.meta.state == QUEUED:
-            # Routing starts with the buyer's first message: a window opened
-            # and left empty takes no agent's capacity, and the keywords of
-            # the first question can pick the group.
-            self.meta.routed = True
-            self.meta.first_text = body.get("text", "")[:500]
-            route = self._route("first_message")
-        ops += [
-            put,
-            Put("client_ids", pair_key(self.id, dedupe), pack([seq, ts])),
-            Put("idx_open_conversations", self.id.encode(), pack(ts)),
-            self._meta_op(),
-        ]
+            attached = self._attach_upload(m.user, body["image"][len(UPLOAD_PATH):], "image",
+                                           {})
+        try:
+            out = rules.send(self.meta, m.user, m.role, m.kind, body, m.client_id, dedupe,
+                             self.context.now_ms(),
+                             int(self.context.settings.reopen_window * 1000),
+                             exclude=m.origin or None)
+        except rules.ReopenExpired:
+            await self._close("resolved")
+            raise
+        self.meta = out.meta
+        assert out.said is not None
+        seq, ts = out.said.seq, out.said.ts
         self.pending[dedupe] = reply
-        client_id = m.client_id
 
         def settle(ok: bool) -> None:
             self.pending.pop(dedupe, None)
@@ -314,28 +256,27 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                 if len(self.acked) > ACK_CACHE:
                     self.acked.popitem(last=False)
 
-        await self._commit(ops, frames, reply, self._ack(client_id, seq, ts), settle)
-        if route is not None:
-            await self._dispatcher(route)
-        elif m.role in STAFF_ROLES and m.user == self.meta.agent and replied_now:
+        await self._commit(attached + out.ops, out.frames, reply,
+                           self._ack(m.client_id, seq, ts), settle)
+        if out.route:
+            await self._dispatcher(self._route(
+                out.route, prefer=(self.meta.last_agent or "") if out.route == "reopened"
+                else ""))
+        elif out.replied:
             await self._dispatcher(AgentReplied(self.id))
         if m.role == "buyer" and m.kind == "text":
             if self.meta.state == BOT:
-                await self._bot_turn(stored)
+                await self._bot_turn(out.said)
             elif self.meta.state == ASSIGNED and self.meta.agent:
-                await self._assist(stored)
+                await self._assist(out.said)
         return reply
 
     async def _post(self, role: str, text: str) -> dict[str, Any]:
-        if role not in ("system", "bot") or not text.strip() or len(text) > 5000:
-            raise InvalidBody("post as 'system' or 'bot', with 1-5000 characters")
-        if self.meta.state == CLOSED:
-            raise ConversationClosed(f"conversation {self.id} is closed")
-        frames: list[Any] = []
-        said, put = self._append(role, role, "system" if role == "system" else "text",
-                                 {"text": text}, frames)
+        out = rules.post(self.meta, role, text, self.context.now_ms())
+        self.meta = out.meta
+        assert out.said is not None
         done: Reply[Any] = Reply()
-        await self._commit([put, self._meta_op()], frames, done, said.to_record())
+        await self._commit(out.ops, out.frames, done, out.said.to_record())
         return dict(await done.wait())
 
     def _seen(self, dedupe: str) -> tuple[int, int] | Reply[dict[str, Any]] | None:
@@ -350,38 +291,10 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
     def _ack(self, client_id: str, seq: int, ts: int) -> dict[str, Any]:
         return {"type": "ack", "id": client_id, "conversation": self.id, "seq": seq, "ts": ts}
 
-    async def _prepare_state_for_send(self, role: str, frames: list[Any]) -> list[Op]:
-        state = self.meta.state
-        if state == CLOSED:
-            raise ConversationClosed(f"conversation {self.id} is closed; open a new one")
-        if state != RESOLVED or role != "buyer":
-            return []
-        window = self.context.settings.reopen_window * 1000
-        if self.context.now_ms() - (self.meta.resolved_at or 0) > window:
-            await self._close("resolved")
-            raise ConversationClosed(f"conversation {self.id} is closed; open a new one")
-        # A buyer writing soon after resolve reopens the conversation; the
-        # dispatcher prefers the last agent, but only if they are online now.
-        ops = self._set_state(QUEUED)
-        self.meta.agent = None
-        ops += self._event("reopened", {"state": QUEUED}, frames)
-        return ops
-
-    def _attach_upload(self, m: SendMessage, body: dict[str, Any], kind: str = "") -> list[Op]:
-        """Check the sender owns the upload, of the right kind, and let the other
-        participants read it (they are allowed through its conversations)."""
-        kind = kind or m.kind
-        upload = self.context.store.get("uploads", body["upload"].encode())
-        if upload is None or upload["owner"] != m.user:
-            raise NotFound(f"no upload {body['upload']!r} of yours")
-        if upload["kind"] != kind:
-            raise InvalidBody(f"upload {body['upload']!r} is a {upload['kind']}, not a {kind}")
-        body.update({"mime": upload["mime"], "size": upload["size"],
-                     "url": f"/api/uploads/{upload['id']}"})
-        if self.id in upload["conversations"]:
-            return []
-        upload["conversations"].append(self.id)
-        return [Put("uploads", upload["id"].encode(), pack(upload))]
+    def _attach_upload(self, user: str, ref: str, kind: str, body: dict[str, Any]
+                       ) -> list[Op]:
+        return rules.attach_upload(self.context.store.get("uploads", ref.encode()), ref, user,
+                                   kind, self.id, body)
 
     # -- receipts, recall, lifecycle -------------------------------------------
 
@@ -389,131 +302,85 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         self._check_member(m.user, m.role, m.shops)
         out = rules.mark_read(self.meta, m.user, m.upto)
         if out is not None:
-            self.meta = out.meta
-            await self._commit(out.ops, out.frames)
+            await self._adopt(out)
 
     async def _recall(self, m: Recall) -> Reply[Any]:
         self._check_member(m.user, m.role, m.shops)
-        out = rules.recall(self.meta, self._message(m.seq), m.seq, m.user,
-                           self.context.now_ms(), int(self.context.settings.recall_window * 1000))
-        self.meta = out.meta
         done: Reply[Any] = Reply()
-        await self._commit(out.ops, out.frames, done, None)
+        await self._adopt(rules.recall(self.meta, self._message(m.seq), m.seq, m.user,
+                                       self.context.now_ms(),
+                                       int(self.context.settings.recall_window * 1000)), done)
         return done
 
     async def _resolve(self, m: Resolve) -> Reply[Any]:
         self._check_member(m.user, m.role, m.shops)
-        out = rules.resolve(self.meta, m.user, self.context.now_ms())
-        self.meta = out.meta
         done: Reply[Any] = Reply()
-        await self._commit(out.ops, out.frames, done, None)
+        await self._adopt(rules.resolve(self.meta, m.user, self.context.now_ms()), done)
         await self._dispatcher(ConversationReleased(self.id))
         return done
 
     async def _rate(self, m: Rate) -> Reply[Any]:
         self._check_member(m.user, m.role, m.shops)
-        out = rules.rate(self.meta, m.role, m.score, m.comment, self.context.now_ms())
-        self.meta = out.meta
         done: Reply[Any] = Reply()
-        await self._commit(out.ops, out.frames, done, None)
+        await self._adopt(rules.rate(self.meta, m.role, m.score, m.comment,
+                                     self.context.now_ms()), done)
         return done
 
     async def _assign(self, agent: str, rule: str) -> None:
-        state, previous = self.meta.state, self.meta.agent
-        if state in (RESOLVED, CLOSED):
+        profile = self.context.store.get("agents", agent.encode())
+        previous = self.meta.agent
+        out = rules.assign(self.meta, agent, rule,
+                           None if profile is None else profile["name"], self.context.now_ms())
+        if out is None:
             # Raced with a resolve or close: hand the capacity straight back.
             await self._dispatcher(ConversationReleased(self.id))
             return
-        frames: list[Any] = []
-        ops = self._set_state(ASSIGNED)
-        meta = self.meta
-        meta.agent = meta.last_agent = agent
-        meta.agent_replied, meta.assigned_at = False, self.context.now_ms()
-        if previous and previous != agent:
-            ops += self._event("transferred", {"from": previous, "to": agent}, frames)
-        assigned: dict[str, Any] = {"agent": agent, "rule": rule}
-        profile = self.context.store.get("agents", agent.encode())
-        if profile is not None:  # the name a buyer sees ("客服小美"), not the account id
-            assigned["agent_name"] = profile["name"]
-        if self.meta.handoff:
-            # The agent sees the bot's hand-off first: reason, guesses, transcript.
-            assigned["handoff"], self.meta.handoff = self.meta.handoff, None
-        ops += self._event("assigned", assigned, frames)
-        ops += [Put("idx_user_conversations", pair_key(agent, self.id),
-                    pack(self.meta.shop)), self._meta_op()]
-        await self._commit(ops, frames, also=(previous,) if previous else ())
+        await self._adopt(out, also=(previous,) if previous else ())
 
     async def _unassign(self, reason: str) -> None:
         agent = self.meta.agent
-        if self.meta.state != ASSIGNED or not agent:
-            return
-        frames: list[Any] = []
-        ops = self._set_state(QUEUED)
-        self.meta.agent = None
-        ops += self._event("unassigned", {"agent": agent, "reason": reason}, frames)
-        ops.append(self._meta_op())
-        await self._commit(ops, frames, also=(agent,))
+        out = rules.unassign(self.meta, reason, self.context.now_ms())
+        if out is not None:
+            await self._adopt(out, also=(agent,) if agent else ())
+
+    async def _adopt(self, out: rules.Outcome, done: Reply[Any] | None = None,
+                     also: tuple[str, ...] = ()) -> None:
+        """Take a rule's outcome: its meta now, its operations submitted, its frames
+        (and ``done``, filled with None) for once they are durable."""
+        self.meta = out.meta
+        await self._commit(out.ops, out.frames, done, None, also=also)
 
     async def _transfer(self, m: Transfer) -> Reply[Any]:
         self._check_member(m.user, m.role, m.shops)
-        if m.role not in STAFF_ROLES:
-            raise Forbidden("only staff transfer conversations")
-        if self.meta.state not in (QUEUED, ASSIGNED):
-            raise InvalidState(f"conversation is {self.meta.state}")
         store, old_shop = self.context.store, self.meta.shop
         shop = m.to_shop or old_shop
-        if shop != old_shop:
-            # Checked before existence, with the same answer for both, so that
-            # no agent can probe which shop ids exist.
-            if not may_transfer_to(m.role, m.shops, shop, self.context.settings):
-                raise Forbidden(f"you may not transfer to shop {shop!r}")
-            if store.get("shops", shop.encode()) is None:
-                raise Forbidden(f"you may not transfer to shop {shop!r}")
-        if m.to_group and store.get("groups", pair_key(shop, m.to_group)) is None:
-            raise NotFound(f"no group {m.to_group!r} in shop {shop!r}")
-        if m.to_agent:
-            agent = store.get("agents", m.to_agent.encode())
-            if agent is None or shop not in agent["shops"]:
-                raise NotFound(f"no agent {m.to_agent!r} serving shop {shop!r}")
-        if not (m.to_agent or m.to_group or (m.to_shop != old_shop and m.to_shop)):
-            raise InvalidBody("transfer needs to_agent, to_group or another to_shop")
-        frames: list[Any] = []
+        agent = store.get("agents", m.to_agent.encode()) if m.to_agent else None
+        customer = self.meta.buyer
+        facts = rules.TransferFacts(
+            may_enter=may_transfer_to(m.role, m.shops, shop, self.context.settings),
+            shop_exists=shop == old_shop or store.get("shops", shop.encode()) is not None,
+            group_exists=not m.to_group or
+            store.get("groups", pair_key(shop, m.to_group)) is not None,
+            agent_shops=None if agent is None else tuple(agent["shops"]),
+            current_in_old=store.get("idx_customer_conversations",
+                                     pair_key(customer, old_shop)) == self.id,
+            open_in_new=store.get("idx_customer_conversations",
+                                  pair_key(customer, shop)) is not None)
         previous = self.meta.agent
-        ops = self._set_state(QUEUED)
-        if shop != old_shop:
-            ops += self._move_shop(old_shop, shop)
-        self.meta.agent = None
-        data = {"from": previous, "to": m.to_agent or None, "group": m.to_group or None,
-                "from_shop": old_shop, "to_shop": shop, "by": m.user, "note": m.note}
-        ops += self._event("transferred", data, frames)
-        seq = self.meta.last_seq + 1
-        _, put = self._append(m.user, "system", "system", {"text": m.note, "transfer": data},
-                              frames, msg_id=f"transfer-{seq}")
-        ops += [put, self._meta_op()]
+        out = rules.transfer(self.meta, m.user, m.role, m.to_agent, m.to_group, m.to_shop,
+                             m.note, facts, self.context.now_ms())
         done: Reply[Any] = Reply()
-        await self._commit(ops, frames, done, None, also=(previous,) if previous else ())
+        await self._adopt(out, done, also=(previous,) if previous else ())
         await self._dispatcher(ConversationReleased(self.id))
         await self._dispatcher(self._route("transfer", group=m.to_group, prefer=m.to_agent))
         return done
 
-    def _move_shop(self, old: str, new: str) -> list[Op]:
-        buyer = self.meta.buyer
-        self.meta.shop = new
-        ops: list[Op] = [Delete("idx_shop_conversations", pair_key(old, self.id)),
-                         Put("idx_shop_conversations", pair_key(new, self.id), pack(QUEUED))]
-        if self.context.store.get("idx_customer_conversations", pair_key(buyer, old)) == self.id:
-            ops.append(Delete("idx_customer_conversations", pair_key(buyer, old)))
-        if self.context.store.get("idx_customer_conversations", pair_key(buyer, new)) is None:
-            ops.append(Put("idx_customer_conversations", pair_key(buyer, new), pack(self.id)))
-        return ops
-
     async def _close(self, reason: str) -> None:
         current = self.context.store.get("idx_customer_conversations",
                                          pair_key(self.meta.buyer, self.meta.shop)) == self.id
-        out = rules.close(self.meta, reason, self.context.now_ms(), current=current)
-        self.meta = out.meta
         done: Reply[Any] = Reply()
-        await self._commit(out.ops, out.frames, done, None)
+        await self._adopt(rules.close(self.meta, reason, self.context.now_ms(), current=current),
+                          done)
         await done.wait()
         await self._dispatcher(ConversationReleased(self.id))
 

@@ -1,9 +1,10 @@
 """The bot's turns in a conversation: answer, suggest, hand over, assist the agent.
 
 A mixin of :class:`~octim.domain.conversations.actor.ConversationActor`: it runs on
-the conversation's own task and writes through the actor's helpers. The
-decisions (modes, hand-off words) are in :mod:`octim.domain.bot`, the
-matching in :mod:`octim.domain.kb`.
+the conversation's own task: it asks the knowledge base, and the turn's change is a
+pure rule (:func:`~.rules.bot_answer`, :func:`~.rules.bot_missed`,
+:func:`~.rules.handoff`) the actor adopts. The decisions (modes, hand-off words) are
+in :mod:`octim.domain.bot`, the matching in :mod:`octim.domain.kb`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 from octim.actors import Message, Reply
 from octim.domain.bot import TRANSCRIPT, BotSettings, handoff_reason
 from octim.domain.context import EngineContext
-from octim.domain.conversations.model import QUEUED, ConversationMeta, StoredMessage, preview
+from octim.domain.conversations import rules
+from octim.domain.conversations.model import ConversationMeta, StoredMessage
 from octim.domain.kb.knowledge import ID as KB_ID
 from octim.domain.kb.knowledge import KIND as KB
 from octim.domain.kb.knowledge import AskKb, AssistKb, RecordUnanswered
 from octim.domain.routing.messages import RouteConversation
-from octim.store import Op, Put
 
 
 class BotTurns:
@@ -30,20 +31,18 @@ class BotTurns:
     if TYPE_CHECKING:
         @property
         def id(self) -> str: ...
-        def _meta_op(self) -> Put: ...
-        def _set_state(self, state: str) -> list[Op]: ...
-        def _event(self, event: str, data: dict[str, Any], frames: list[Any]) -> list[Op]: ...
-        def _append(self, sender: str, role: str, kind: str, body: dict[str, Any],
-                    frames: list[Any], *, msg_id: str = "", exclude: int | None = None
-                    ) -> tuple[StoredMessage, Op]: ...
-        async def _commit(self, ops: list[Op], frames: list[Any],
-                          done: Reply[Any] | None = None, result: Any = None) -> None: ...
+        async def _adopt(self, out: rules.Outcome, done: Reply[Any] | None = None,
+                         also: tuple[str, ...] = ()) -> None: ...
         def _route(self, reason: str) -> RouteConversation: ...
         async def _dispatcher(self, message: Message) -> None: ...
 
     async def _kb(self, message: Message) -> Any:
         assert self.context.directory is not None
         return await self.context.directory.ref(KB, KB_ID).ask(message)
+
+    async def _kb_tell(self, message: Message) -> None:
+        assert self.context.directory is not None
+        await self.context.directory.ref(KB, KB_ID).tell(message)
 
     async def _bot_turn(self, asked: StoredMessage) -> None:
         """Answer from the knowledge base, offer suggestions, or hand over."""
@@ -54,55 +53,26 @@ class BotTurns:
         result: dict[str, Any] = {"suggestions": []}
         if reason is None:
             result = await self._kb(AskKb(text, shop))
+            now = self.context.now_ms()
             if result["answered"]:
                 answer = {"text": result["answer"], "kb": result["id"]}
                 if result["suggestions"]:  # "you may also ask" under the answer
                     answer["related"] = result["suggestions"]
-                await self._bot_say(answer)
+                await self._adopt(rules.bot_answer(self.meta, answer, now))
                 return
-            self.meta.bot_unanswered = self.meta.bot_unanswered + 1
-            if self.meta.bot_unanswered < settings.handoff_after:
+            missed = rules.bot_missed(self.meta, result["suggestions"], settings.handoff_after,
+                                      now)
+            if missed is not None:
                 await self._kb_tell(RecordUnanswered(text, shop, False))
-                await self._bot_say({"text": "抱歉，我没能理解您的问题。您是想问：",
-                                     "suggestions": result["suggestions"]})
+                await self._adopt(missed)
                 return
             reason = "unanswered"
         await self._kb_tell(RecordUnanswered(text, shop, True))
-        await self._handoff(reason, result["suggestions"], asked)
-
-    async def _kb_tell(self, message: Message) -> None:
-        assert self.context.directory is not None
-        await self.context.directory.ref(KB, KB_ID).tell(message)
-
-    async def _bot_say(self, body: dict[str, Any]) -> None:
-        frames: list[Any] = []
-        _, put = self._append("bot", "bot", "text", body, frames)
-        self.meta.preview = preview("text", body)
-        self.meta.waiting_since = None  # answered; a person is not awaited
-        await self._commit([put, self._meta_op()], frames)
-
-    async def _handoff(self, reason: str, guesses: list[dict[str, Any]],
-                       asked: StoredMessage) -> None:
-        """转人工: to routing with the reason, the bot's guesses and the transcript."""
         earlier = self.context.store.scan_scope("messages", self.id,
                                                 after=max(0, asked.seq - TRANSCRIPT))
-        fields = ("seq", "from", "role", "kind", "body", "ts")
-        transcript = [{k: r[k] for k in fields} for s, r in earlier if s < asked.seq]
-        transcript.append({k: v for k, v in asked.to_record().items() if k in fields})
-        handoff = {"reason": reason, "guesses": guesses, "transcript": transcript,
-                   "at": self.context.now_ms()}
-        frames: list[Any] = []
-        ops = self._set_state(QUEUED)
-        meta = self.meta
-        meta.handoff, meta.routed, meta.waiting_since = handoff, True, asked.ts
-        meta.first_text = asked.body["text"][:500]
-        ops += self._event("handoff", {"reason": reason}, frames)
-        seq = self.meta.last_seq + 1
-        notice = {"text": "正在为您转接人工客服，请稍候。", "handoff": {"reason": reason}}
-        _, put = self._append("bot", "system", "system", notice, frames,
-                              msg_id=f"handoff-{seq}")
-        ops += [put, self._meta_op()]
-        await self._commit(ops, frames)
+        await self._adopt(rules.handoff(self.meta, reason, result["suggestions"], asked,
+                                        [record for _, record in earlier],
+                                        self.context.now_ms()))
         await self._dispatcher(self._route("bot_handoff"))
 
     async def _assist(self, asked: StoredMessage) -> None:

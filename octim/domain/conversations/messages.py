@@ -21,7 +21,8 @@ class SendMessage(Message):
     client_id: str
     kind: str
     body: Mapping[str, Any]
-    conn: int  # the sending connection, which gets the ack instead of the msg
+    origin: str  # the sending connection's name (Connection.name), which gets the ack
+    # instead of the msg frame; "" when no connection sent it (the API, the demo)
 
 
 @record

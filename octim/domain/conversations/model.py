@@ -246,6 +246,17 @@ class ConversationMeta(msgspec.Struct):
         """Decode a stored record (as ``Store.get`` returns it)."""
         return msgspec.convert(record, cls)
 
+    @classmethod
+    def load(cls, store: Any, conversation: str) -> ConversationMeta | None:
+        """The last durable meta of ``conversation`` (None if there is none): how readers
+        other than its actor (inboxes, the API, the dispatcher) see it."""
+        record = store.get("conversations", conversation.encode())
+        return None if record is None else msgspec.convert(record, cls)
+
+    def visible_to(self, user: str, role: str, shops: tuple[str, ...]) -> bool:
+        """Whether ``user`` takes part in it now (:func:`takes_part`)."""
+        return takes_part(self.buyer, self.shop, user, role, shops)
+
     def to_record(self) -> dict[str, Any]:
         """The stored map, as a dict (what ``DescribeConversation`` answers)."""
         record: dict[str, Any] = msgspec.to_builtins(self)

@@ -8,8 +8,11 @@ The ConversationActor only sequences them: check membership, call the rule, subm
 the operations, adopt the new meta, publish after the commit. They need no actor, no
 store and no sockets, so their tests run in milliseconds (tests/test_conversation_rules.py).
 
-Rules so far: read marks, resolve, rate, recall, close. Sends, assignment, transfer and
-the bot's turns still decide inside the actor (docs/architecture.md).
+Every change of a conversation is a rule here: a send (with its reopen), a post,
+read marks, recall, resolve, rate, close, assignment and unassignment, transfer, and
+the bot's turns (an answer, a miss, a hand-off). What a rule needs from elsewhere (the
+upload record, whether a shop exists, the agent's display name, the transcript) the
+actor reads first and passes in as plain values.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from octim.domain.conversations.model import (
     CLOSED,
     QUEUED,
     RESOLVED,
+    STAFF_ROLES,
+    ConversationClosed,
     ConversationMeta,
     Forbidden,
     InvalidBody,
@@ -34,12 +39,14 @@ from octim.domain.conversations.model import (
     event_frame,
     event_key,
     pair_key,
+    preview,
 )
 from octim.errors import NotFound
 from octim.store import Delete, Op, Put, pack
 
-#: Frames to publish after the commit, each with the connection to leave out (or None).
-Frames = list[tuple[dict[str, Any], int | None]]
+#: Frames to publish after the commit, each with the name of the connection to leave out
+#: (the sender's, which gets an ack instead; None for none).
+Frames = list[tuple[dict[str, Any], str | None]]
 
 
 def log_event(meta: ConversationMeta, event: str, data: dict[str, Any], now: int,
@@ -65,11 +72,114 @@ class Outcome:
     meta: ConversationMeta
     ops: list[Op] = field(default_factory=list)
     frames: Frames = field(default_factory=list)
+    said: StoredMessage | None = None  # the message it appended, if any
+    route: str = ""  # why the conversation now (re)enters routing ("" for no)
+    replied: bool = False  # the assigned agent's first reply: its no-reply timer stops
+
+
+class ReopenExpired(ConversationClosed):
+    """A buyer wrote to a resolved conversation after the reopen window: the actor
+    closes it (:func:`close`, reason ``resolved``) and refuses the message."""
 
 
 def _copy(meta: ConversationMeta, **changes: Any) -> ConversationMeta:
     """A copy to change; containers a rule changes are replaced, never edited."""
     return msgspec.structs.replace(meta, **changes)
+
+
+def append(meta: ConversationMeta, sender: str, role: str, kind: str, body: dict[str, Any],
+           now: int, frames: Frames, *, msg_id: str = "", exclude: str | None = None
+           ) -> tuple[StoredMessage, Op]:
+    """The one way a message joins a conversation: the next seq in ``meta`` (changed),
+    the engine's time, the record's store operation, and its ``msg`` frame queued for
+    after the commit (``exclude``: the sender's connection, which gets an ack instead).
+    ``msg_id`` defaults to ``<role>-<seq>`` for server-written messages."""
+    seq = meta.last_seq + 1
+    said = StoredMessage(seq, msg_id or f"{role}-{seq}", sender, role, kind, body, now)
+    meta.last_seq = seq
+    put, frame = said.written(meta.id)
+    frames.append((frame, exclude))
+    return said, put
+
+
+def attach_upload(upload: dict[str, Any] | None, ref: str, user: str, kind: str,
+                  conversation: str, body: dict[str, Any]) -> list[Op]:
+    """A message carries upload ``ref`` (its record ``upload``, or None): the sender
+    must own it and it must be of ``kind``. ``body`` gains its type, size and URL; the
+    upload record (a copy) names the conversation, whose participants may then read it."""
+    if upload is None or upload["owner"] != user:
+        raise NotFound(f"no upload {ref!r} of yours")
+    if upload["kind"] != kind:
+        raise InvalidBody(f"upload {ref!r} is a {upload['kind']}, not a {kind}")
+    body.update({"mime": upload["mime"], "size": upload["size"],
+                 "url": f"/api/uploads/{upload['id']}"})
+    if conversation in upload["conversations"]:
+        return []
+    changed = {**upload, "conversations": [*upload["conversations"], conversation]}
+    return [Put("uploads", upload["id"].encode(), pack(changed))]
+
+
+def send(meta: ConversationMeta, sender: str, role: str, kind: str, body: dict[str, Any],
+         client_id: str, dedupe: str, now: int, reopen_window_ms: int, *,
+         exclude: str | None = None) -> Outcome:
+    """A participant's message (``body`` already validated). A buyer writing to a
+    resolved conversation within the reopen window reopens it (``route`` "reopened",
+    preferring the last agent); after the window :class:`ReopenExpired`. The buyer's
+    first message starts routing (``route`` "first_message", which wins over a
+    reopen); staff messages stop the
+    waiting clock and count the first response. ``dedupe`` is the client-id key
+    (sender and client id) the ack is remembered under."""
+    if meta.state == CLOSED:
+        raise ConversationClosed(f"conversation {meta.id} is closed; open a new one")
+    after = _copy(meta, reads={**meta.reads})
+    out = Outcome(after)
+    if meta.state == RESOLVED and role == "buyer":
+        if now - (meta.resolved_at or 0) > reopen_window_ms:
+            raise ReopenExpired(f"conversation {meta.id} is closed; open a new one")
+        # The dispatcher prefers the last agent, but only if they are online now.
+        out.ops.append(set_state(after, QUEUED))
+        after.agent = None
+        out.ops.append(log_event(after, "reopened", {"state": QUEUED}, now, out.frames))
+        out.route = "reopened"
+    said, put = append(after, sender, role, kind, body, now, out.frames, msg_id=client_id,
+                       exclude=exclude)
+    out.said = said
+    after.updated = now
+    after.preview = preview(kind, body)
+    if role == "buyer":  # the oldest buyer message nobody has answered yet
+        if after.waiting_since is None:
+            after.waiting_since = now
+    elif role in STAFF_ROLES:
+        after.waiting_since = None
+        if after.first_response is None:
+            after.first_response = now
+        if not after.agent_replied:
+            after.agent_replied = True
+            out.replied = sender == after.agent
+    after.reads[sender] = max(after.reads.get(sender, 0), said.seq)  # one's own is read
+    if role == "buyer" and not after.routed and after.state == QUEUED:
+        # Routing starts with the buyer's first message: a window opened and left empty
+        # takes no agent's capacity, and the first question's keywords can pick the group.
+        after.routed = True
+        after.first_text = body.get("text", "")[:500]
+        out.route = "first_message"
+    out.ops += [put, Put("client_ids", pair_key(meta.id, dedupe), pack([said.seq, now])),
+                Put("idx_open_conversations", meta.id.encode(), pack(now)), after.put()]
+    return out
+
+
+def post(meta: ConversationMeta, role: str, text: str, now: int) -> Outcome:
+    """A system notice or a bot line posted through the API."""
+    if role not in ("system", "bot") or not text.strip() or len(text) > 5000:
+        raise InvalidBody("post as 'system' or 'bot', with 1-5000 characters")
+    if meta.state == CLOSED:
+        raise ConversationClosed(f"conversation {meta.id} is closed")
+    after = _copy(meta)
+    out = Outcome(after)
+    out.said, put = append(after, role, role, "system" if role == "system" else "text",
+                           {"text": text}, now, out.frames)
+    out.ops += [put, after.put()]
+    return out
 
 
 def mark_read(meta: ConversationMeta, user: str, upto: int) -> Outcome | None:
@@ -149,5 +259,149 @@ def close(meta: ConversationMeta, reason: str, now: int, *, current: bool) -> Ou
     return out
 
 
-__all__ = ["Frames", "Outcome", "close", "log_event", "mark_read", "rate", "recall", "resolve",
-           "set_state"]
+def assign(meta: ConversationMeta, agent: str, rule: str, agent_name: str | None,
+           now: int) -> Outcome | None:
+    """Routing gave the conversation to ``agent`` (by ``rule``); None when it raced
+    with a resolve or close (the caller hands the capacity back). ``agent_name`` is the
+    name a buyer sees ("客服小美"), not the account id. The agent gets the bot's
+    hand-off first: reason, guesses, transcript."""
+    if meta.state in (RESOLVED, CLOSED):
+        return None
+    previous = meta.agent
+    after = _copy(meta, agent=agent, last_agent=agent, agent_replied=False, assigned_at=now)
+    out = Outcome(after)
+    out.ops.append(set_state(after, ASSIGNED))
+    if previous and previous != agent:
+        out.ops.append(log_event(after, "transferred", {"from": previous, "to": agent}, now,
+                                 out.frames))
+    assigned: dict[str, Any] = {"agent": agent, "rule": rule}
+    if agent_name is not None:
+        assigned["agent_name"] = agent_name
+    if meta.handoff:
+        assigned["handoff"], after.handoff = meta.handoff, None
+    out.ops.append(log_event(after, "assigned", assigned, now, out.frames))
+    out.ops += [Put("idx_user_conversations", pair_key(agent, meta.id), pack(meta.shop)),
+                after.put()]
+    return out
+
+
+def unassign(meta: ConversationMeta, reason: str, now: int) -> Outcome | None:
+    """Routing took the conversation back from its agent (offline, no reply, deleted);
+    None when it is not assigned any more."""
+    if meta.state != ASSIGNED or not meta.agent:
+        return None
+    after = _copy(meta, agent=None)
+    out = Outcome(after)
+    out.ops.append(set_state(after, QUEUED))
+    out.ops.append(log_event(after, "unassigned", {"agent": meta.agent, "reason": reason}, now,
+                             out.frames))
+    out.ops.append(after.put())
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class TransferFacts:
+    """What a transfer needs to know from the store, read by the actor beforehand."""
+
+    may_enter: bool  # the staff member may move conversations into the target shop
+    shop_exists: bool
+    group_exists: bool  # the target group (True when none is named)
+    agent_shops: tuple[str, ...] | None  # the named agent's shops (None: no such agent)
+    current_in_old: bool  # the buyer's index names this conversation as open with old shop
+    open_in_new: bool  # the buyer already has an open conversation with the new shop
+
+
+def transfer(meta: ConversationMeta, by: str, role: str, to_agent: str, to_group: str,
+             to_shop: str, note: str, facts: TransferFacts, now: int) -> Outcome:
+    """Staff move a waiting or assigned conversation to another agent, group or shop;
+    it goes back to routing (``route`` "transfer"). Refusals in the order that lets
+    nobody probe which shops exist: a shop one may not enter and one that does not
+    exist get the same answer."""
+    if role not in STAFF_ROLES:
+        raise Forbidden("only staff transfer conversations")
+    if meta.state not in (QUEUED, ASSIGNED):
+        raise InvalidState(f"conversation is {meta.state}")
+    old_shop = meta.shop
+    shop = to_shop or old_shop
+    if shop != old_shop and not (facts.may_enter and facts.shop_exists):
+        raise Forbidden(f"you may not transfer to shop {shop!r}")
+    if to_group and not facts.group_exists:
+        raise NotFound(f"no group {to_group!r} in shop {shop!r}")
+    if to_agent and (facts.agent_shops is None or shop not in facts.agent_shops):
+        raise NotFound(f"no agent {to_agent!r} serving shop {shop!r}")
+    if not (to_agent or to_group or shop != old_shop):
+        raise InvalidBody("transfer needs to_agent, to_group or another to_shop")
+    previous = meta.agent
+    after = _copy(meta, agent=None)
+    out = Outcome(after, route="transfer")
+    out.ops.append(set_state(after, QUEUED))
+    if shop != old_shop:
+        buyer = meta.buyer
+        after.shop = shop
+        out.ops += [Delete("idx_shop_conversations", pair_key(old_shop, meta.id)),
+                    Put("idx_shop_conversations", pair_key(shop, meta.id), pack(QUEUED))]
+        if facts.current_in_old:
+            out.ops.append(Delete("idx_customer_conversations", pair_key(buyer, old_shop)))
+        if not facts.open_in_new:
+            out.ops.append(Put("idx_customer_conversations", pair_key(buyer, shop),
+                               pack(meta.id)))
+    data = {"from": previous, "to": to_agent or None, "group": to_group or None,
+            "from_shop": old_shop, "to_shop": shop, "by": by, "note": note}
+    out.ops.append(log_event(after, "transferred", data, now, out.frames))
+    out.said, put = append(after, by, "system", "system", {"text": note, "transfer": data},
+                           now, out.frames, msg_id=f"transfer-{after.last_seq + 1}")
+    out.ops += [put, after.put()]
+    return out
+
+
+# -- the bot's turns -------------------------------------------------------------------
+
+def bot_answer(meta: ConversationMeta, body: dict[str, Any], now: int) -> Outcome:
+    """The bot says ``body`` (an answer, or its "did you mean" suggestions): the
+    buyer is answered, so no person is awaited."""
+    after = _copy(meta, preview=preview("text", body), waiting_since=None)
+    out = Outcome(after)
+    out.said, put = append(after, "bot", "bot", "text", body, now, out.frames)
+    out.ops += [put, after.put()]
+    return out
+
+
+def bot_missed(meta: ConversationMeta, suggestions: list[dict[str, Any]], handoff_after: int,
+               now: int) -> Outcome | None:
+    """The knowledge base had no answer: count the miss and offer ``suggestions``; None
+    once the misses reach ``handoff_after`` (the caller hands over, "unanswered")."""
+    misses = meta.bot_unanswered + 1
+    if misses >= handoff_after:
+        return None
+    return bot_answer(_copy(meta, bot_unanswered=misses),
+                      {"text": "抱歉，我没能理解您的问题。您是想问：", "suggestions": suggestions},
+                      now)
+
+
+def handoff(meta: ConversationMeta, reason: str, guesses: list[dict[str, Any]],
+            asked: StoredMessage, transcript: list[dict[str, Any]], now: int) -> Outcome:
+    """转人工: the conversation goes to routing (``route`` "bot_handoff") with the
+    reason, the bot's guesses and the ``transcript`` (the stored records before the
+    buyer's message ``asked``, which is added last), and the buyer is told."""
+    fields = ("seq", "from", "role", "kind", "body", "ts")
+    shown = [{k: r[k] for k in fields} for r in transcript if r["seq"] < asked.seq]
+    shown.append({k: v for k, v in asked.to_record().items() if k in fields})
+    after = _copy(meta, routed=True, waiting_since=asked.ts,
+                  handoff={"reason": reason, "guesses": guesses, "transcript": shown,
+                           "at": now},
+                  first_text=asked.body["text"][:500], bot_unanswered=meta.bot_unanswered +
+                  (1 if reason == "unanswered" else 0))
+    out = Outcome(after, route="bot_handoff")
+    out.ops.append(set_state(after, QUEUED))
+    out.ops.append(log_event(after, "handoff", {"reason": reason}, now, out.frames))
+    notice = {"text": "正在为您转接人工客服，请稍候。", "handoff": {"reason": reason}}
+    out.said, put = append(after, "bot", "system", "system", notice, now, out.frames,
+                           msg_id=f"handoff-{after.last_seq + 1}")
+    out.ops += [put, after.put()]
+    return out
+
+
+__all__ = ["Frames", "Outcome", "ReopenExpired", "TransferFacts", "append", "assign",
+           "attach_upload", "bot_answer", "bot_missed", "close", "handoff", "log_event",
+           "mark_read", "post", "rate", "recall", "resolve", "send", "set_state", "transfer",
+           "unassign"]

@@ -23,7 +23,7 @@ from typing import Any
 from octim.actors import Actor, ActorKind, Address, Message, thaw
 from octim.domain.context import EngineContext
 from octim.domain.conversations.messages import CONVERSATION, AssignConversation, Unassign
-from octim.domain.conversations.model import event_frame, pair_key
+from octim.domain.conversations.model import ConversationMeta, event_frame, pair_key
 from octim.domain.routing import scorer
 from octim.domain.routing.messages import (
     AgentConnections,
@@ -88,10 +88,10 @@ class Dispatcher(Actor[EngineContext]):
                                                 raw["weight"])
         for key, cost in store.scan("idx_agent_open"):
             agent, conversation = key.decode().split("\0", 1)
-            meta = store.get("conversations", conversation.encode())
+            meta = ConversationMeta.load(store, conversation)
             if agent in self.agents and meta is not None:
                 self.agents[agent].active[conversation] = cost
-                self.assigned[conversation] = Assigned(agent, meta["shop"], self.now(), 0.0)
+                self.assigned[conversation] = Assigned(agent, meta.shop, self.now(), 0.0)
         for _, entry in store.scan("routing"):
             if entry.get("waiting"):
                 item = Waiting.from_record(entry["waiting"])
@@ -329,7 +329,7 @@ class Dispatcher(Actor[EngineContext]):
 
     async def _requeue(self, conversation: str, reason: str, *, exclude: str) -> set[str]:
         assigned = self.assigned.get(conversation)
-        meta = self.context.store.get("conversations", conversation.encode())
+        meta = ConversationMeta.load(self.context.store, conversation)
         if meta is None:
             return await self._release(conversation)
         shops = await self._release(conversation)
@@ -337,12 +337,12 @@ class Dispatcher(Actor[EngineContext]):
         await self.context.directory.ref(CONVERSATION, conversation).tell(
             Unassign(conversation, reason))
         await self._enqueue(RouteConversation(
-            conversation, meta["shop"], meta["buyer"], meta.get("level", 0),
-            meta.get("context", {}), meta.get("first_text", ""), reason, "", "", exclude))
+            conversation, meta.shop, meta.buyer, meta.level, meta.context, meta.first_text,
+            reason, "", "", exclude))
         log.info("conversation requeued", extra={"conversation": conversation,
                                                  "reason": reason, "agent": exclude,
                                                  "was": assigned and assigned.agent})
-        return shops | {meta["shop"]}
+        return shops | {meta.shop}
 
     # -- deciding -------------------------------------------------------------------
 
@@ -451,18 +451,18 @@ class Dispatcher(Actor[EngineContext]):
 
     async def _force(self, conversation: str, agent_id: str) -> dict[str, Any]:
         agent = self.agents.get(agent_id)
-        meta = self.context.store.get("conversations", conversation.encode())
+        meta = ConversationMeta.load(self.context.store, conversation)
         if agent is None or meta is None:
             raise NotFound(f"no agent {agent_id!r} or conversation {conversation!r}")
         await self._release(conversation)
         now = self.now()
-        item = Waiting(conversation, meta["shop"], meta["buyer"],
+        item = Waiting(conversation, meta.shop, meta.buyer,
                        Target(None, 0, 0.0, 1, ("forced",)), self.arrivals, now, reason="forced")
-        trace = {"at": int(now * 1000), "conversation": conversation, "shop": meta["shop"],
+        trace = {"at": int(now * 1000), "conversation": conversation, "shop": meta.shop,
                  "reason": "forced", "decision": "assigned", "rule": "forced",
                  "winner": agent_id, "candidates": []}
         await self._assign(item, agent, trace, now)
-        await self._drive({meta["shop"]})
+        await self._drive({meta.shop})
         return {"conversation": conversation, "agent": agent_id}
 
     async def _publish_positions(self, shops: set[str], serving: list[AgentState],
