@@ -268,15 +268,12 @@ def test_transfer_refusals(role: str, state: str, to: tuple[str, str, str],
 
 
 def test_uploads_attach_only_for_their_owner_and_kind() -> None:
-    upload = {"id": "u1", "owner": "b1", "kind": "image", "mime": "image/png", "size": 9,
-              "conversations": ["c0"]}
+    upload = {"id": "u1", "owner": "b1", "kind": "image", "mime": "image/png", "size": 9}
     body: dict[str, object] = {"upload": "u1"}
     [put] = attach_upload(upload, "u1", "b1", "image", "c1", body)
     assert body == {"upload": "u1", "mime": "image/png", "size": 9, "url": "/api/uploads/u1"}
-    assert unpack(put.value)["conversations"] == ["c0", "c1"]
-    assert upload["conversations"] == ["c0"]  # the argument is untouched
-    assert attach_upload({**upload, "conversations": ["c1"]}, "u1", "b1", "image", "c1",
-                         {}) == []
+    # An index row per conversation: the upload's record itself is never rewritten.
+    assert (put.db, put.key) == ("idx_upload_conversations", pair_key("u1", "c1"))
     with pytest.raises(NotFound):
         attach_upload(upload, "u1", "b2", "image", "c1", {})
     with pytest.raises(NotFound):

@@ -81,3 +81,30 @@ async def test_upload_send_and_fetch_as_a_participant_only(tmp_path: Path) -> No
             for outsider in (bearer("buyer-2"), bearer("agent-9", "agent", "s9")):
                 denied = await http.get(url, headers=outsider)
                 assert denied.status_code == 404
+
+
+async def test_one_upload_sent_in_many_conversations_at_once_reaches_each(
+        tmp_path: Path) -> None:
+    """Each conversation records its own right to read an upload (an index row), so
+    conversations that attach it in the same instant cannot overwrite one another."""
+    shops = [f"s{i}" for i in range(6)]
+    async with open_engine(tmp_path / "d") as (_, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            for shop in shops:
+                (await http.put(f"/api/shops/{shop}", json={"name": shop, "bot": {"mode": "off"}},
+                                headers={"Authorization": f"Bearer {TEST_API_KEY}"})
+                 ).raise_for_status()
+            upload = (await http.post("/api/uploads?kind=image", content=PNG,
+                                      headers=bearer("buyer-1"))).json()
+            with trio.fail_after(20):
+                async with connect(listening.ws_url, token("buyer-1")) as buyer:
+                    conversations = [(await buyer.open(shop))["conversation"] for shop in shops]
+                    for n, conv in enumerate(conversations):  # all in flight together
+                        await buyer.send({"type": "send", "conversation": conv, "id": f"i{n}",
+                                          "kind": "image", "body": {"upload": upload["id"]}})
+                    for n in range(len(shops)):
+                        await buyer.expect("ack", id=f"i{n}")
+            for shop in shops:
+                seen = await http.get(f"/api/uploads/{upload['id']}",
+                                      headers=bearer(f"agent-{shop}", "agent", shop))
+                assert seen.status_code == 200 and seen.content == PNG, shop

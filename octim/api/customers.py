@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from octim.api.auth import require_staff_of
 from octim.auth import Principal
-from octim.domain.audit import audit_op
+from octim.domain.audit import record as audit_record
 from octim.domain.conversations.model import ConversationMeta, Forbidden
 from octim.domain.customer_context import SHAREABLE, SHARING_KEY, build_context
 from octim.domain.customers import KIND as CUSTOMER
@@ -130,8 +130,8 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
 
     async def audit(who: Principal, what: str, request: Request, **about: Any) -> None:
         source = request.client.host if request.client else None
-        await engine.store.write((audit_op(who.user, who.role, what, source,
-                                           now=engine.context.clock(), **about),))
+        await audit_record(engine.store, who.user, who.role, what, source,
+                           now=engine.context.clock(), **about)
 
     @api.put("/api/customers/{customer_id}", dependencies=[Depends(platform)])
     async def put_customer(customer_id: Ref, body: CustomerBody) -> Any:

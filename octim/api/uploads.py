@@ -19,7 +19,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from octim.auth import Principal
-from octim.domain.conversations.model import InvalidBody, TooLarge, is_participant, new_upload_id
+from octim.domain import uploads
+from octim.domain.conversations.model import InvalidBody, TooLarge
 from octim.errors import NotFound
 from octim.store.blobs import BlobStore
 
@@ -74,12 +75,10 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
             raise InvalidBody(f"the content is not an accepted {kind} "
                               f"(detected {mime or 'unknown'}); the declared type is ignored")
         digest = await trio.to_thread.run_sync(blobs.put, data)
-        upload_id = new_upload_id()
-        meta = {"id": upload_id, "owner": who.user, "kind": kind, "mime": mime, "size": size,
-                "sha256": digest, "created": engine.context.now_ms(), "conversations": []}
-        await engine.store.put("uploads", upload_id.encode(), meta)
-        return Upload(id=upload_id, kind=kind, mime=mime, size=size,
-                      url=f"/api/uploads/{upload_id}")
+        record = await uploads.create(engine.store, who.user, kind, mime, size, digest,
+                                      engine.context.now_ms())
+        return Upload(id=record["id"], kind=kind, mime=mime, size=size,
+                      url=f"/api/uploads/{record['id']}")
 
     @api.get("/api/uploads/{upload_id}", response_class=Response,
              responses={200: {"content": {"image/*": {}, "audio/*": {}}}})
@@ -88,7 +87,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         """The bytes of an upload, for its owner and the participants of its conversations."""
         store = engine.store
         meta = store.get("uploads", upload_id.encode())
-        if meta is None or not _may_read(store, meta, who):
+        if meta is None or not uploads.may_read(store, meta, who.user, who.role, who.shops):
             raise NotFound(f"no upload {upload_id!r}")
         data = await trio.to_thread.run_sync(blobs.get, meta["sha256"])
         mime = meta["mime"]
@@ -100,13 +99,3 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
             "Content-Disposition": "inline" if inline else "attachment"})
 
     return api
-
-
-def _may_read(store: Any, meta: dict[str, Any], who: Principal) -> bool:
-    if meta["owner"] == who.user:
-        return True
-    for conversation in meta["conversations"]:
-        conv = store.get("conversations", conversation.encode())
-        if conv is not None and is_participant(conv, who.user, who.role, who.shops):
-            return True
-    return False

@@ -31,7 +31,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from octim.actors import Reply
 from octim.auth import AuthError, Principal, verify_token
-from octim.domain.audit import audit_op
+from octim.domain import audit
 from octim.domain.conversations.actor import KIND as CONVERSATION
 from octim.domain.conversations.actor import (
     Feedback,
@@ -428,10 +428,9 @@ class Session:
         meta = self._meta(conversation)  # reads check afresh (a transfer moves the shop)
         p = self.principal
         if p is not None and p.role in STAFF_ROLES:  # staff reading a buyer's messages
-            await self.engine.store.submit((audit_op(
-                p.user, p.role, "messages", self.client_address, now=self.engine.context.clock(),
-                conversation=conversation, customer=meta.buyer, shop=meta.shop),),
-                lambda error: None)
+            await audit.record(self.engine.store, p.user, p.role, "messages",
+                               self.client_address, now=self.engine.context.clock(),
+                               conversation=conversation, customer=meta.buyer, shop=meta.shop)
         records = self.engine.store.scan_scope("messages", conversation, after=after,
                                                limit=limit)
         for _, stored in records:

@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 
+from octim.domain import uploads
 from octim.domain.conversations.model import (
     ASSIGNED,
     BOT,
@@ -105,18 +106,16 @@ def append(meta: ConversationMeta, sender: str, role: str, kind: str, body: dict
 def attach_upload(upload: dict[str, Any] | None, ref: str, user: str, kind: str,
                   conversation: str, body: dict[str, Any]) -> list[Op]:
     """A message carries upload ``ref`` (its record ``upload``, or None): the sender
-    must own it and it must be of ``kind``. ``body`` gains its type, size and URL; the
-    upload record (a copy) names the conversation, whose participants may then read it."""
+    must own it and it must be of ``kind``. ``body`` gains its type, size and URL, and
+    the conversation's participants may read it from this commit on (an index row:
+    the upload's record is never rewritten; octim.domain.uploads)."""
     if upload is None or upload["owner"] != user:
         raise NotFound(f"no upload {ref!r} of yours")
     if upload["kind"] != kind:
         raise InvalidBody(f"upload {ref!r} is a {upload['kind']}, not a {kind}")
     body.update({"mime": upload["mime"], "size": upload["size"],
                  "url": f"/api/uploads/{upload['id']}"})
-    if conversation in upload["conversations"]:
-        return []
-    changed = {**upload, "conversations": [*upload["conversations"], conversation]}
-    return [Put("uploads", upload["id"].encode(), pack(changed))]
+    return [uploads.attached(upload["id"], conversation)]
 
 
 def send(meta: ConversationMeta, sender: str, role: str, kind: str, body: dict[str, Any],
