@@ -26,6 +26,8 @@ import trio
 from octim.actors import ActorRef, Directory, open_directory
 from octim.api import create_app, serve_http
 from octim.config import HostPort, Settings
+from octim.domain.agents import AGENT_KIND, DescribePresence
+from octim.domain.agents import KIND as AGENT
 from octim.domain.context import EngineContext
 from octim.domain.conversations.actor import CONVERSATION_KIND, CloseIfIdle
 from octim.domain.conversations.actor import KIND as CONVERSATION
@@ -161,8 +163,11 @@ class Engine:
             UpsertAgent(agent, name, shops, groups, max_concurrent, weight)))
 
     async def agent(self, agent: str) -> dict[str, Any]:
-        """An agent's profile and live routing state (status, load, conversations)."""
-        return dict(await self._dispatcher().ask(AgentView(agent)))
+        """An agent's profile, live routing state (status, load, conversations) and
+        presence (connections, chosen status, today's seconds online, busy and away)."""
+        view = dict(await self._dispatcher().ask(AgentView(agent)))
+        view["presence"] = await self.directory.ref(AGENT, agent).ask(DescribePresence(agent))
+        return view
 
     async def delete_agent(self, agent: str) -> None:
         """Remove an agent; their conversations go back to the queue."""
@@ -264,6 +269,7 @@ class Engine:
                 directory.register(DISPATCHER_KIND)
                 directory.register(KB_KIND)
                 directory.register(CUSTOMER_KIND)
+                directory.register(AGENT_KIND)
                 self._context = context
                 try:
                     await self._serve(task_status)
@@ -326,9 +332,15 @@ class Engine:
                 await trio.sleep(self.settings.routing_tick)
 
     async def tick(self) -> None:
-        """Let the dispatcher check its timers (presence grace, no-reply, waits) and
-        the webhook sender retry what is due. Runs every ``routing_tick``; tests
-        call it directly after moving the clock."""
+        """Fire the actors' timers that are due (presence grace), let the dispatcher
+        check its own (no-reply, waits) and the webhook sender retry what is due. Runs
+        every ``routing_tick``; tests call it directly after moving the clock."""
+        for kind, actor_id, message in self.context.timers.due(self.context.clock()):
+            try:  # asked, so what it tells others is queued before the dispatcher's Tick
+                await self.directory.ref(kind, actor_id).ask(message)
+            except OctimError as exc:
+                log.warning("timer not delivered", extra={"actor": f"{kind}/{actor_id}",
+                                                          "error": repr(exc)})
         await self.directory.ref(DISPATCHER, DISPATCHER_ID).ask(Tick())
         self.events.tick(self.context.clock())
         await self.monitor.flush()

@@ -44,6 +44,23 @@ async def setup(listening: Listening, *, agents: dict[str, dict[str, Any]],
                 "name": agent, "shops": [shop], **fields})).raise_for_status()
 
 
+async def disconnected(engine: Engine, agent: str) -> None:
+    """Wait until the gateway has told the agent's AgentActor their last connection
+    closed (a condition, not a duration)."""
+    while (await engine.agent(agent))["presence"]["connections"]:
+        await trio.sleep(0.005)
+
+
+async def after_grace(engine: Engine) -> None:
+    """One engine tick with the engine's clock past the presence grace."""
+    real = engine.context.clock
+    engine.context.clock = lambda: real() + engine.settings.presence_grace + 1
+    try:
+        await engine.tick()
+    finally:
+        engine.context.clock = real
+
+
 async def arrive(buyer: Client, text: str, shop: str = SHOP, **context: Any) -> str:
     """Open a conversation and ask the first question (routing starts there)."""
     conv = str((await buyer.open(shop, **context))["conversation"])
@@ -153,7 +170,7 @@ async def test_keywords_context_and_vip_pick_group_and_order(running: Running) -
 
 
 async def test_sticky_to_the_last_agent_but_never_to_an_offline_one(tmp_path: Path) -> None:
-    async with open_engine(tmp_path / "d", presence_grace=0.01) as (engine, listening):
+    async with open_engine(tmp_path / "d") as (engine, listening):
         await setup(listening, agents={"x": {}, "y": {}})
         with trio.fail_after(20):
             async with connect(listening.ws_url, token("x", "agent", SHOP)) as x, \
@@ -182,8 +199,11 @@ async def test_sticky_to_the_last_agent_but_never_to_an_offline_one(tmp_path: Pa
         async with connect(listening.ws_url, token("y" if served_by == "x" else "x",
                                                    "agent", SHOP)) as stays, \
                 connect(listening.ws_url, token("regular")) as buyer:
-            await trio.sleep(0.05)
-            await engine.tick()
+            await disconnected(engine, served_by)
+            await engine.tick()  # within the grace: still online
+            assert (await engine.agent(served_by))["status"] == "online"
+            await after_grace(engine)
+            assert (await engine.agent(served_by))["status"] == "offline"
             await buyer.say(conv, "third", "still me")
             got = await buyer.expect("event", event="assigned", conversation=conv)
             assert got["data"]["agent"] != served_by and got["data"]["rule"] == "ranked"
@@ -191,7 +211,7 @@ async def test_sticky_to_the_last_agent_but_never_to_an_offline_one(tmp_path: Pa
 
 
 async def test_no_reply_reassignment_and_offline_requeue(tmp_path: Path) -> None:
-    async with open_engine(tmp_path / "d", presence_grace=0.01) as (engine, listening):
+    async with open_engine(tmp_path / "d") as (engine, listening):
         await setup(listening, agents={"slowpoke": {}, "helper": {}},
                     routing={"no_reply_seconds": 30, "ranking": "longest_idle"})
         with trio.fail_after(20):
@@ -220,8 +240,9 @@ async def test_no_reply_reassignment_and_offline_requeue(tmp_path: Path) -> None
                 await slow.expect("event", event="assigned", conversation=fresh)
             # slowpoke's last connection closed and never replied: after the grace
             # the conversation goes back to the queue (helper is offline too).
-            await trio.sleep(0.05)
-            await engine.tick()
+            await disconnected(engine, "slowpoke")
+            await disconnected(engine, "helper")
+            await after_grace(engine)
             async with api(listening) as http:
                 trace = (await http.get(f"/api/conversations/{fresh}/routing")).json()
             assert trace["state"] == "queued" and trace["waiting"]["reason"] == "agent_offline"

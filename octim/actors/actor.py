@@ -102,6 +102,11 @@ class Actor(Generic[Ctx]):
     async def on_failure(self, error: BaseException) -> None:
         """Called after :meth:`receive` raised, before the restart or escalation."""
 
+    def may_passivate(self) -> bool:
+        """Whether the actor may stop after ``idle_timeout`` without messages (an
+        actor holding state that lives nowhere else says no)."""
+        return True
+
     async def receive(self, message: Message) -> Any:
         """Handle one message; the return value answers an ``ask``."""
         raise NotImplementedError
@@ -238,7 +243,7 @@ class _ActorCell:
             if envelope is None:
                 # No await between this check and leaving the directory, so no
                 # message can slip into a mailbox nobody will read.
-                if self._idle():
+                if self._idle() and actor.may_passivate():
                     self.directory._detach(self)
                     await self._stop(actor)
                     return

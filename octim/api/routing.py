@@ -17,7 +17,6 @@ from octim.auth import Principal
 from octim.domain.conversations.model import ConversationMeta, Forbidden
 from octim.domain.routing.dispatcher import ID, KIND
 from octim.domain.routing.messages import (
-    AgentView,
     DeleteAgent,
     DeleteGroup,
     ForceAssign,
@@ -107,8 +106,9 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
 
     @api.get("/api/agents/{agent}", dependencies=[Depends(platform)])
     async def get_agent(agent: Name) -> Any:
-        """An agent with live routing state: status, load, conversations."""
-        return await dispatcher().ask(AgentView(agent))
+        """An agent with live routing state (status, load, conversations) and presence
+        (connections, chosen status, today's seconds online, busy and away)."""
+        return await engine.agent(agent)
 
     @api.delete("/api/agents/{agent}", status_code=204, dependencies=[Depends(platform)])
     async def delete_agent(agent: Name) -> JSONResponse:

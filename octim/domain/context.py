@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from octim.config import host_list
+from octim.domain.timers import Timers
 
 if TYPE_CHECKING:
     from octim.actors import Directory
@@ -27,6 +28,7 @@ class EngineContext:
     clock: Callable[[], float] = field(default=time.time)  # wall time in seconds; tests inject
     # Where domain events go once durable (webhooks, embedding subscribers).
     emit: Callable[[str, dict[str, Any]], None] = field(default=lambda event, data: None)
+    timers: Timers = field(default_factory=Timers)  # on ``clock``, fired by the engine's tick
 
     @property
     def image_hosts(self) -> frozenset[str]:

@@ -26,9 +26,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from octim.domain.conversations.model import STAFF_ROLES, pair_key
-from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
-from octim.domain.routing.dispatcher import KIND as DISPATCHER
-from octim.domain.routing.messages import MonitorView
+from octim.domain.routing.messages import DISPATCHER, DISPATCHER_ID, MonitorView
 from octim.store import Put, pack
 
 if TYPE_CHECKING:

@@ -32,6 +32,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from octim.actors import Reply
 from octim.auth import AuthError, Principal, verify_token
 from octim.domain import audit
+from octim.domain.agents import KIND as AGENT
+from octim.domain.agents import ChoosePresence, Connected, Disconnected
 from octim.domain.conversations.actor import KIND as CONVERSATION
 from octim.domain.conversations.actor import (
     Feedback,
@@ -51,9 +53,6 @@ from octim.domain.conversations.model import (
     InvalidBody,
     msg_frame,
 )
-from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
-from octim.domain.routing.dispatcher import KIND as DISPATCHER
-from octim.domain.routing.messages import AgentConnections, SetPresence
 from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import OpenConversation
 from octim.errors import ActorCrashed, ClientError, MailboxFull, NotFound, OctimError, public_error
@@ -121,7 +120,7 @@ class Session:
         try:
             await self.ws.send_message(self.codec.encode(
                 {"type": "welcome", "user": principal.user, "role": principal.role}))
-            await self._tell_connections()
+            await self._tell_connections(opened=True)
             await self._reader()
         except ConnectionClosed:
             pass
@@ -131,17 +130,17 @@ class Session:
                 self.monitor_scope.cancel()
             fanout.detach(self.conn)
             with trio.CancelScope(shield=True):
-                await self._tell_connections()
+                await self._tell_connections(opened=False)
 
-    async def _tell_connections(self) -> None:
-        """Staff presence follows their connections (offline after a grace period)."""
+    async def _tell_connections(self, opened: bool) -> None:
+        """Staff presence follows their connections (their AgentActor: offline after a
+        grace period once the last one closes)."""
         p = self.principal
-        if p is None or p.role not in STAFF_ROLES:
+        if p is None or p.role not in STAFF_ROLES or self.conn is None:
             return
-        count = len(self.engine.fanout.connections_of(p.user))
+        change = (Connected if opened else Disconnected)(p.user, self.conn.name)
         try:
-            await self.engine.directory.ref(DISPATCHER, DISPATCHER_ID).tell(
-                AgentConnections(p.user, count))
+            await self.engine.directory.ref(AGENT, p.user).tell(change)
         except OctimError:
             pass  # shutting down
 
@@ -348,8 +347,7 @@ class Session:
                     Feedback(conv, p.user, p.role, p.shops, seq, helpful))
             case f.Presence(status=status):
                 if p.role in STAFF_ROLES:
-                    await directory.ref(DISPATCHER, DISPATCHER_ID).tell(
-                        SetPresence(p.user, status))
+                    await directory.ref(AGENT, p.user).tell(ChoosePresence(p.user, status))
                 await self._send({"type": "presence", "user": p.user, "status": status})
             case f.Transfer(conversation=conv, to_agent=to_agent, to_group=to_group,
                             to_shop=to_shop, note=note):

@@ -54,6 +54,7 @@ DATABASES: tuple[str, ...] = (
     "webhook_dead",  # delivery id → a delivery that failed every attempt
     "segments",  # segment id → {"name", "shop", "rule"}
     "stats",  # shop \0 UTC day → the live monitor's counters for that day
+    "agent_time",  # agent \0 UTC day → ms online, busy and away that day (AgentActor)
     "canned",  # scope \0 id → a canned reply (scope: "shop:<shop>" or "user:<user>")
 )
 

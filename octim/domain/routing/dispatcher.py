@@ -21,13 +21,17 @@ from collections.abc import Iterable
 from typing import Any
 
 from octim.actors import Actor, ActorKind, Address, Message, thaw
+from octim.domain.agents import KIND as AGENT
+from octim.domain.agents import Announce
 from octim.domain.context import EngineContext
 from octim.domain.conversations.messages import CONVERSATION, AssignConversation, Unassign
 from octim.domain.conversations.model import ConversationMeta, event_frame, pair_key
 from octim.domain.routing import scorer
 from octim.domain.routing.messages import (
-    AgentConnections,
+    DISPATCHER,
+    DISPATCHER_ID,
     AgentReplied,
+    AgentStatus,
     AgentView,
     ConversationReleased,
     DeleteAgent,
@@ -37,7 +41,6 @@ from octim.domain.routing.messages import (
     ListGroups,
     MonitorView,
     RouteConversation,
-    SetPresence,
     ShopChanged,
     ShopOnline,
     Tick,
@@ -47,12 +50,12 @@ from octim.domain.routing.messages import (
 from octim.domain.routing.policy import RoutingPolicy, Target, target
 from octim.domain.routing.state import AgentState, Assigned, Waiting
 from octim.domain.segments import is_member
-from octim.errors import InvalidInput, NotFound
+from octim.errors import InvalidInput, NotFound, OctimError
 from octim.store import Delete, Op, Put, pack
 
 log = logging.getLogger("octim.routing")
 
-KIND, ID = "dispatcher", "main"
+KIND, ID = DISPATCHER, DISPATCHER_ID
 PLATFORM = "*"  # an agent serving shop "*" is platform staff: the overflow group
 STATUSES = ("online", "busy", "away", "offline")
 MAX_TRACES = 20
@@ -92,6 +95,8 @@ class Dispatcher(Actor[EngineContext]):
             if agent in self.agents and meta is not None:
                 self.agents[agent].active[conversation] = cost
                 self.assigned[conversation] = Assigned(agent, meta.shop, self.now(), 0.0)
+        for agent in self.agents:  # after a restart of ours: who is connected now
+            self._ask_status(agent)
         for _, entry in store.scan("routing"):
             if entry.get("waiting"):
                 item = Waiting.from_record(entry["waiting"])
@@ -125,10 +130,8 @@ class Dispatcher(Actor[EngineContext]):
             case AgentReplied(conversation=conversation):
                 if conversation in self.assigned:
                     self.assigned[conversation].reply_deadline = 0.0
-            case AgentConnections(agent=agent, connections=count):
-                await self._connections(agent, count)
-            case SetPresence(agent=agent, status=status):
-                await self._presence(agent, status)
+            case AgentStatus(agent=agent, status=status):
+                await self._status(agent, status)
             case Tick():
                 await self._tick()
             case ForceAssign(conversation=conversation, agent=agent):
@@ -213,10 +216,8 @@ class Dispatcher(Actor[EngineContext]):
         if state is None:
             state = self.agents[m.agent] = AgentState(m.agent, m.name, m.shops, m.groups,
                                                       m.max_concurrent, m.weight)
-            # Already connected when the profile appears: online now.
-            state.connections = len(self.context.fanout.connections_of(m.agent))
-            if state.connections:
-                state.status = "online"
+            # Maybe already connected when the profile appears: ask for the status.
+            self._ask_status(m.agent)
         else:
             state.name, state.shops, state.groups = m.name, m.shops, m.groups
             state.max_concurrent, state.weight = m.max_concurrent, m.weight
@@ -224,25 +225,25 @@ class Dispatcher(Actor[EngineContext]):
         await self._drive(set(m.shops))
         return state.record()
 
-    async def _connections(self, agent: str, count: int) -> None:
-        state = self.agents.get(agent)
-        if state is None:
-            return  # staff without an agent profile take no routed conversations
-        state.connections = count
-        if count > 0:
-            state.offline_at = None
-            if state.status == "offline":
-                state.status = "online"
-                await self._drive(self._shops_of(state))
-        elif state.status != "offline":
-            state.offline_at = self.now() + self.context.settings.presence_grace
+    def _ask_status(self, agent: str) -> None:
+        """Ask an active AgentActor to tell its status (an inactive one is offline:
+        activating it would only say so)."""
+        directory = self.context.directory
+        assert directory is not None
+        if directory.is_active(AGENT, agent):
+            try:
+                directory.ref(AGENT, agent).tell_nowait(Announce(agent))
+            except OctimError:
+                log.warning("agent status not asked", extra={"agent": agent})
 
-    async def _presence(self, agent: str, status: str) -> None:
+    async def _status(self, agent: str, status: str) -> None:
         state = self.agents.get(agent)
-        if state is None or status not in STATUSES or state.connections == 0:
-            return
+        if state is None or status not in STATUSES or status == state.status:
+            return  # staff without an agent profile take no routed conversations
         state.status = status
-        if status == "online":
+        if status == "offline":
+            await self._drive(await self._went_offline(state) | set(state.shops))
+        elif status == "online":
             await self._drive(self._shops_of(state))
 
     def _shops_of(self, state: AgentState) -> set[str]:
@@ -252,7 +253,6 @@ class Dispatcher(Actor[EngineContext]):
         return set(state.shops)
 
     async def _went_offline(self, state: AgentState) -> set[str]:
-        state.status, state.offline_at = "offline", None
         shops: set[str] = set()
         for conversation in list(state.active):
             assigned = self.assigned.get(conversation)
@@ -496,10 +496,6 @@ class Dispatcher(Actor[EngineContext]):
     async def _tick(self) -> None:
         now = self.now()
         shops: set[str] = set()
-        for state in list(self.agents.values()):
-            if state.offline_at is not None and now >= state.offline_at:
-                shops |= await self._went_offline(state)
-                shops |= set(state.shops)
         for conversation, assigned in list(self.assigned.items()):
             if assigned.reply_deadline and now >= assigned.reply_deadline:
                 shops |= await self._requeue(conversation, "no_reply", exclude=assigned.agent)

@@ -7,6 +7,8 @@ from typing import Any
 
 from octim.actors import Message, record
 
+DISPATCHER, DISPATCHER_ID = "dispatcher", "main"  # the dispatcher's address
+
 
 @record
 class UpsertAgent(Message):
@@ -58,16 +60,9 @@ class ShopChanged(Message):
 
 
 @record
-class AgentConnections(Message):
-    """An agent's number of open gateway connections changed."""
-
-    agent: str
-    connections: int
-
-
-@record
-class SetPresence(Message):
-    """An agent set their status with a ``presence`` frame."""
+class AgentStatus(Message):
+    """An agent's status changed (told by their AgentActor, octim.domain.agents):
+    online, busy, away, or offline (the presence grace is over)."""
 
     agent: str
     status: str

@@ -17,9 +17,7 @@ class AgentState:
     groups: tuple[str, ...]
     max_concurrent: int
     weight: float
-    status: str = "offline"
-    connections: int = 0
-    offline_at: float | None = None  # when the presence grace ends
+    status: str = "offline"  # as the agent's AgentActor last told
     active: dict[str, int] = field(default_factory=dict)  # conversation → cost
     last_assigned: float = 0.0  # since this process started: no lifetime counters
 
