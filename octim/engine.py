@@ -297,8 +297,8 @@ class Engine:
             # jieba loads its dictionary on first use (~0.7 s of CPU): do it now, not
             # inside the first buyer question the bot or agent assist sees.
             jieba.initialize()
-            sweeper, ticker, monitor = trio.CancelScope(), trio.CancelScope(), trio.CancelScope()
-            await servers.start(self._monitor_forever, monitor)
+            sweeper, ticker = trio.CancelScope(), trio.CancelScope()
+            self.monitor.open()
             servers.start_soon(self._sweep_forever, sweeper)
             servers.start_soon(self._tick_forever, ticker)
             tune_interpreter(s.gc_threshold, s.gc_freeze, s.switch_interval)
@@ -312,12 +312,6 @@ class Engine:
             sweeper.cancel()
             ticker.cancel()
             self.gateway.close()
-            monitor.cancel()
-
-    async def _monitor_forever(self, scope: trio.CancelScope, *,
-                               task_status: trio.TaskStatus[None]) -> None:
-        with scope:
-            await self.monitor.run(task_status=task_status)
 
     async def _sweep_forever(self, scope: trio.CancelScope) -> None:
         with scope:
@@ -343,7 +337,7 @@ class Engine:
                                                           "error": repr(exc)})
         await self.directory.ref(DISPATCHER, DISPATCHER_ID).ask(Tick())
         self.events.tick(self.context.clock())
-        await self.monitor.flush()
+        await self.monitor.catch_up()
 
     async def sweep(self) -> int:
         """Ask every open conversation idle past the auto-close time to close; returns

@@ -11,7 +11,6 @@ from octim.domain.conversations.model import (
     InvalidBody,
     InvalidState,
     StoredMessage,
-    event_key,
     pair_key,
 )
 from octim.domain.conversations.rules import (
@@ -33,7 +32,7 @@ from octim.domain.conversations.rules import (
     unassign,
 )
 from octim.errors import NotFound
-from octim.store import Delete, Op, unpack
+from octim.store import Append, Delete, Op, unpack
 
 
 def meta(**changes: object) -> ConversationMeta:
@@ -65,11 +64,13 @@ def test_resolve_writes_state_event_meta_and_activity_in_one_outcome() -> None:
         ("resolved", 9_000, 9_000, "a1")
     assert after.events == 3 and before.state == "assigned" and before.events == 2
     by_db = {op.db: op for op in out.ops}
-    assert set(by_db) == {"idx_shop_conversations", "events", "conversations",
+    assert set(by_db) == {"idx_shop_conversations", "log", "conversations",
                           "idx_open_conversations"}
     assert by_db["idx_shop_conversations"].key == pair_key("s1", "c1")
-    assert by_db["events"].key == event_key(9_000, "c1", 3)
-    assert unpack(by_db["events"].value)["data"] == {"by": "a1"}
+    logged = by_db["log"]
+    assert isinstance(logged, Append)  # numbered by the store when it is queued
+    assert unpack(logged.value) == {"event": "resolved", "conversation": "c1", "shop": "s1",
+                                    "data": {"by": "a1"}, "ts": 9_000}
     assert unpack(by_db["conversations"].value)["state"] == "resolved"
     assert [f["event"] for f, _ in out.frames] == ["resolved"]
 
@@ -145,6 +146,10 @@ def test_the_buyers_first_message_starts_routing_and_the_waiting_clock() -> None
     assert unpack(by_db["client_ids"].value) == [2, 9_000]
     assert by_db["client_ids"].key == pair_key("c1", "b1\x1fm1")
     assert unpack(by_db["conversations"].value)["last_seq"] == 2
+    # The event log has the message without its body.
+    assert unpack(by_db["log"].value) == {
+        "event": "message", "conversation": "c1", "shop": "s1", "ts": 9_000,
+        "data": {"seq": 2, "role": "buyer", "from": "b1", "kind": "text"}}
     [(frame, exclude)] = out.frames
     assert frame["type"] == "msg" and frame["seq"] == 2 and exclude == "n1/7"
     # The second buyer message routes nothing and keeps the oldest unanswered time.
@@ -233,7 +238,8 @@ def test_a_transfer_to_another_shop_moves_its_indexes_and_goes_back_to_routing()
     after = out.meta
     assert (after.shop, after.state, after.agent, out.route) == ("s2", "queued", None,
                                                                   "transfer")
-    ops = {(op.db, op.key, isinstance(op, Delete)) for op in out.ops}
+    ops = {(op.db, op.key, isinstance(op, Delete)) for op in out.ops
+           if not isinstance(op, Append)}
     assert ("idx_shop_conversations", pair_key("s1", "c1"), True) in ops
     assert ("idx_shop_conversations", pair_key("s2", "c1"), False) in ops
     assert ("idx_customer_conversations", pair_key("b1", "s1"), True) in ops

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from octim.errors import SchemaMismatch, StoreClosed, StoreError
-from octim.store import Delete, Environment, Put, open_store, pack
+from octim.store import Append, Delete, Environment, Put, open_store, pack
 from octim.store.env import SCHEMA_VERSION
 from octim.store.keys import encode_key
 
@@ -137,6 +137,40 @@ async def test_a_bad_request_fails_alone(tmp_path: Path) -> None:
         assert results["good1"] == results["good2"] == "ok"
         assert isinstance(results["bad"], StoreError)
         assert store.get("shops", b"g1") == "good1" and store.get("shops", b"g2") == "good2"
+
+
+async def test_a_log_is_numbered_in_commit_order_with_gaps_only_for_failed_writes(
+        tmp_path: Path) -> None:
+    """Concurrent writers append to the event log; a reader who has seen number n has
+    seen every committed number below it, and numbering goes on after a reopen."""
+    async with open_store(tmp_path) as store:
+        async def writer(name: str, bad: bool = False) -> None:
+            for i in range(20):
+                ops: list[Any] = [Append("log", pack(f"{name}-{i}"))]
+                if bad and i == 7:  # fails with its log record: that number is a gap
+                    ops.append(Put("shops", b"k" * 600, pack(0)))
+                try:
+                    await store.write(ops)
+                except StoreError:
+                    assert bad and i == 7
+
+        async with trio.open_nursery() as nursery:
+            for name in ("a", "b", "c"):
+                nursery.start_soon(writer, name, name == "b")
+        logged = store.read_log("log", 0, 1000)
+        numbers = [n for n, _ in logged]
+        assert numbers == sorted(numbers) and len(numbers) == 59
+        assert set(range(1, 61)) - set(numbers) == {next(
+            n for n in range(1, 61) if n not in numbers)}  # exactly one gap
+        for name in ("a", "b", "c"):  # each writer's records in its own order
+            mine = [v for _, v in logged if v.startswith(name)]
+            assert mine == [f"{name}-{i}" for i in range(20) if (name, i) != ("b", 7)]
+        assert store.read_log("log", numbers[-3], 10) == logged[-2:]
+        with pytest.raises(StoreError, match="not a log"):
+            await store.write([Append("shops", pack(1))])
+    async with open_store(tmp_path) as store:
+        await store.write([Append("log", pack("after"))])
+        assert store.read_log("log", 60, 10) == [(61, "after")]
 
 
 async def test_unknown_database_is_refused_before_writing(tmp_path: Path) -> None:

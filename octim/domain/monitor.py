@@ -1,18 +1,21 @@
 """The live monitor's numbers: today's counters per shop and the last hour per minute.
 
-:class:`Monitor` reads the engine's durable events (the same stream webhooks
-and embedders get) from one bounded :class:`~octim.events.EventBus`
-subscription, so it never slows a conversation. It keeps per shop and UTC day:
+:class:`Monitor` reads the durable event log (database ``log``, in commit order)
+through a cursor: whatever it has not counted yet, it reads and counts before every
+snapshot and every engine tick. It keeps per shop and UTC day:
 
 * conversations opened, resolved, messages by buyers and by staff;
 * first-response time: from a buyer message that waits for a person (not
   answered by the bot) to the first staff reply in that conversation;
 * satisfaction: the ratings given.
 
-Day records live in the ``stats`` database (``shop \\0 YYYY-MM-DD``) and are
-flushed once per engine tick when they changed, so a restart keeps today's
-numbers. Live state (agents, queue, longest wait) comes from the dispatcher
-when a snapshot is asked for.
+Day records live in the ``stats`` database (``shop \\0 YYYY-MM-DD``) and are written
+together with the cursor (``meta``: ``monitor_cursor``) in one commit, so every logged
+event is counted exactly once, across restarts and crashes, and a burst cannot make it
+miss any. Times are the events' own. Live state (agents, queue, longest wait) comes
+from the dispatcher when a snapshot is asked for. What is kept in memory only is which
+conversations still wait for a first response, so a wait that spans a restart is not
+counted as a first response.
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("octim.monitor")
 
-EVENTS = frozenset({"conversation.opened", "conversation.resolved", "message.sent",
-                    "rating.given"})
 MINUTES = 60  # the chart's window
+CURSOR_KEY = b"monitor_cursor"  # in ``meta``: the last log number counted
+READ_BATCH = 5000  # log records read per store read while catching up
 TRACKED = 100_000  # conversations whose first response is still being watched
 
 
@@ -61,6 +64,8 @@ class Monitor:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.cursor = 0  # the last log number counted (and written with the days)
+        self.lock = trio.Lock()
         self.days: dict[tuple[str, str], dict[str, Any]] = {}
         self.dirty: set[tuple[str, str]] = set()
         # conversation → ms of the oldest buyer message a person has not answered yet
@@ -69,16 +74,49 @@ class Monitor:
 
     # -- feeding -------------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                  ) -> None:
-        """Consume the event bus until cancelled."""
-        with self.engine.events.subscribe(EVENTS, buffer=10_000) as events:
-            task_status.started()
-            async for item in events:
-                try:
-                    self.observe(item["event"], item["data"])
-                except Exception as exc:  # a bad event must not stop the monitor
-                    log.error("monitor could not count an event", exc_info=exc)
+    def open(self) -> None:
+        """Load the cursor (engine start)."""
+        stored = self.engine.store.get("meta", CURSOR_KEY)
+        self.cursor = int(stored) if stored is not None else 0
+
+    async def catch_up(self) -> None:
+        """Count every log record after the cursor; then write the changed day records
+        and the cursor in one commit."""
+        async with self.lock:
+            store = self.engine.store
+            cursor = self.cursor
+            while True:
+                records = store.read_log("log", cursor, READ_BATCH)
+                for number, record in records:
+                    try:
+                        self.observe(record)
+                    except Exception as exc:  # a bad record must not stop the monitor
+                        log.error("monitor could not count an event", exc_info=exc,
+                                  extra={"log": number})
+                if records:
+                    cursor = records[-1][0]
+                if len(records) < READ_BATCH:
+                    break
+            if cursor == self.cursor:
+                return
+            ops = [Put("meta", CURSOR_KEY, pack(cursor))]
+            for key in self.dirty:
+                record = self.days.get(key)
+                if record is not None:
+                    ops.append(Put("stats", pair_key(*key), pack(
+                        {**record, "minutes": {str(k): v for k, v in record["minutes"].items()}})))
+            self.dirty.clear()
+            try:
+                await store.write(ops)
+            except Exception:
+                # Not counted after all: forget the days, reread them from the store
+                # and the log from the cursor next time (never counted twice).
+                self.days.clear()
+                raise
+            self.cursor = cursor
+            newest = max((day for _, day in self.days), default="")
+            for old in [k for k in self.days if k[1] < newest]:
+                del self.days[old]  # written; nothing counts into an earlier day now
 
     def _day(self, shop: str, ms: int) -> dict[str, Any]:
         key = (shop, day_of(ms))
@@ -88,35 +126,29 @@ class Monitor:
             record = dict(stored) if stored is not None else empty_day()
             record["minutes"] = {int(k): v for k, v in record.get("minutes", {}).items()}
             self.days[key] = record
-            for old in [k for k in self.days if k[1] < key[1]]:
-                self.days.pop(old)  # yesterday is flushed and no longer counted into
         self.dirty.add(key)
         return record
 
-    def observe(self, event: str, data: dict[str, Any]) -> None:
-        """Count one durable event."""
-        now = self.engine.context.now_ms()
-        shop = data.get("shop")
-        if not isinstance(shop, str):
-            return
-        conversation = str(data.get("conversation", ""))
-        if event == "conversation.opened":
-            day = self._day(shop, now)
+    def observe(self, record: dict[str, Any]) -> None:
+        """Count one event of the log."""
+        event, shop, data = record["event"], record["shop"], record["data"]
+        conversation, ts = record["conversation"], int(record["ts"])
+        if event == "opened":
+            day = self._day(shop, ts)
             day["opened"] += 1
-            minute = now // 60_000
+            minute = ts // 60_000
             day["minutes"][minute] = day["minutes"].get(minute, 0) + 1
-        elif event == "conversation.resolved":
-            self._day(shop, now)["resolved"] += 1
+        elif event == "resolved":
+            self._day(shop, ts)["resolved"] += 1
             self.waiting.pop(conversation, None)
-        elif event == "rating.given":
-            day = self._day(shop, now)
+        elif event == "rated":
+            day = self._day(shop, ts)
             day["rating_sum"] += int(data.get("score", 0))
             day["rating_count"] += 1
-        elif event == "message.sent":
-            self._message(shop, conversation, data)
+        elif event == "message":
+            self._message(shop, conversation, data["role"], ts)
 
-    def _message(self, shop: str, conversation: str, frame: dict[str, Any]) -> None:
-        role, ts = frame.get("role"), int(frame.get("ts", 0))
+    def _message(self, shop: str, conversation: str, role: str, ts: int) -> None:
         if role == "buyer":
             self._day(shop, ts)["buyer_messages"] += 1
             if conversation not in self.waiting and conversation not in self.responded:
@@ -136,28 +168,11 @@ class Monitor:
                 if len(self.responded) > TRACKED:
                     self.responded.popitem(last=False)
 
-    async def flush(self) -> None:
-        """Write the day records that changed (called once per engine tick)."""
-        if not self.dirty:
-            return
-        ops = []
-        for key in self.dirty:
-            record = self.days.get(key)
-            if record is not None:
-                ops.append(Put("stats", pair_key(*key), pack(
-                    {**record, "minutes": {str(k): v for k, v in record["minutes"].items()}})))
-        self.dirty.clear()
-
-        def stored(error: str | None) -> None:
-            if error is not None:
-                log.error("could not keep monitor counters", extra={"error": error})
-
-        await self.engine.store.submit(tuple(ops), stored)
-
     # -- reading -------------------------------------------------------------------
 
     async def snapshot(self, shops: list[str]) -> dict[str, Any]:
-        """What the monitor screen shows for ``shops``."""
+        """What the monitor screen shows for ``shops`` (counted up to the last commit)."""
+        await self.catch_up()
         now = self.engine.context.now_ms()
         live = await self.engine.directory.ref(DISPATCHER, DISPATCHER_ID).ask(
             MonitorView(tuple(shops)))

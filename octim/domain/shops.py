@@ -25,7 +25,7 @@ from octim.domain.conversations.model import (
     StoredMessage,
     card_from_context,
     event_frame,
-    event_key,
+    log_op,
     new_conversation_id,
     pair_key,
 )
@@ -182,10 +182,12 @@ def _open_ops(shop: str, buyer: str, level: int, context: dict[str, Any], conver
         meta.last_seq = 1
         meta.reads = {buyer: 1}
         ops.append(card_message.put(conversation))
-    for n, event in enumerate(("opened", state), start=1):
-        ops.append(Put("events", event_key(now, conversation, n), pack(
-            {"conversation": conversation, "shop": shop, "event": event, "data": {}, "ts": now})))
-    meta.events = 2
+    # "opened" carries what reports count a consult by (buyer, entry page, first state);
+    # the card is the page the buyer came from, not a message: it is not logged as one.
+    opened: dict[str, Any] = {"buyer": buyer, "state": state}
+    opened.update((k, v) for k, v in meta.context.items() if k in ("page", "category"))
+    ops.append(log_op(conversation, shop, "opened", opened, now))
+    meta.events = 1
     ops += [
         meta.put(),
         Put("idx_customer_conversations", pair_key(buyer, shop), pack(conversation)),

@@ -33,7 +33,8 @@ DATABASES: tuple[str, ...] = (
     "messages",  # key: (conversation id, seq)
     "tickets",
     "kb",
-    "events",  # append-only log feeding analytics; key: ("events", seq)
+    "events",  # unread: time-keyed conversation events written before the "log" database
+    "log",  # the durable event log, in commit order; key: 8-byte sequence number (LOGS)
     "client_ids",  # key: conversation \0 sender \x1f client message id → [seq, ts] (dedupe)
     "uploads",  # upload id → metadata; the bytes live in the blob directory
     "idx_upload_conversations",  # upload \0 conversation → 1 (it was sent there)
@@ -57,6 +58,9 @@ DATABASES: tuple[str, ...] = (
     "agent_time",  # agent \0 UTC day → ms online, busy and away that day (AgentActor)
     "canned",  # scope \0 id → a canned reply (scope: "shop:<shop>" or "user:<user>")
 )
+
+#: Databases written with ``Append``: their keys are sequence numbers in commit order.
+LOGS: frozenset[str] = frozenset({"log"})
 
 DEFAULT_MAP_SIZE = 64 << 20
 _SCHEMA_KEY = b"schema_version"

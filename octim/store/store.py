@@ -24,9 +24,10 @@ import trio.testing
 from octim.actors.bridge import Reply
 from octim.errors import StoreClosed, StoreError
 from octim.store.crypto import SEALED, DataKeyMissing, Sealer, aad, is_sealed
-from octim.store.env import DATABASES, DEFAULT_MAP_SIZE, Environment, pack, unpack
+from octim.store.env import DATABASES, DEFAULT_MAP_SIZE, LOGS, Environment, pack, unpack
 from octim.store.keys import encode_key, scope_bounds
 from octim.store.writer import (
+    Append,
     CommitBatch,
     Delete,
     Op,
@@ -36,7 +37,7 @@ from octim.store.writer import (
     WriterStats,
 )
 
-__all__ = ["Delete", "Op", "Put", "Store", "open_store"]
+__all__ = ["Append", "Delete", "Op", "Put", "Store", "open_store"]
 
 _KNOWN_DBS = frozenset(DATABASES)
 log = logging.getLogger("octim.store")
@@ -78,6 +79,7 @@ class Store:
         self._wakeup: trio.Event | None = None  # set when the committer has work
         self._committer_scope: trio.CancelScope | None = None
         self._closed = False
+        self._log_next: dict[str, int] = {}  # log database → the next sequence number
 
     @property
     def path(self) -> str:
@@ -119,14 +121,14 @@ class Store:
         return self._sealer
 
     async def _enqueue(self, ops: Sequence[Op]) -> tuple[_Batch, int]:
+        appends = False
         for op in ops:
             if op.db not in _KNOWN_DBS:
                 raise StoreError(f"unknown database {op.db!r}")
-        sealer = self._sealer
-        if sealer is not None:
-            # Sealed here, on the trio thread, in submission order: one nonce counter.
-            ops = [Put(op.db, op.key, sealer.seal(op.value, aad(op.db, op.key)))
-                   if type(op) is Put and op.db in SEALED else op for op in ops]
+            if type(op) is Append:
+                if op.db not in LOGS:
+                    raise StoreError(f"{op.db!r} is not a log database")
+                appends = True
         if self._closed:
             raise StoreClosed("the store is closed")
         try:
@@ -138,6 +140,17 @@ class Store:
         if self._closed:
             self._inflight.release()
             raise StoreClosed("the store is closed")
+        # From here to joining the queue there is no await: log sequence numbers are
+        # handed out in queue order, and the queue commits in order, so a reader who
+        # has seen number n has seen every committed number below it.
+        if appends:
+            ops = [Put(op.db, self._sequence(op.db), op.value) if type(op) is Append else op
+                   for op in ops]
+        sealer = self._sealer
+        if sealer is not None:
+            # Sealed here, on the trio thread, in submission order: one nonce counter.
+            ops = [Put(op.db, op.key, sealer.seal(op.value, aad(op.db, op.key)))
+                   if type(op) is Put and op.db in SEALED else op for op in ops]
         batch = self._queued[-1] if self._queued else None
         if batch is None or batch.ops >= self._max_batch:
             batch = _Batch()
@@ -147,6 +160,29 @@ class Store:
         if self._wakeup is not None:
             self._wakeup.set()
         return batch, len(batch.requests) - 1
+
+    def _sequence(self, db: str) -> bytes:
+        """The key of the next record of log ``db`` (numbers start at 1; a write that
+        fails leaves a gap, never a reordering)."""
+        n = self._log_next.get(db)
+        if n is None:
+            n = self.log_last(db) + 1
+        self._log_next[db] = n + 1
+        return n.to_bytes(8, "big")
+
+    def log_last(self, db: str) -> int:
+        """The highest sequence number handed out in log ``db`` (committed or queued)."""
+        if db in self._log_next:
+            return self._log_next[db] - 1
+        with self._env.read() as txn:
+            cursor = txn.cursor(db=self._env.dbs[db])
+            return int.from_bytes(cursor.key(), "big") if cursor.last() else 0
+
+    def read_log(self, db: str, after: int, limit: int) -> list[tuple[int, Any]]:
+        """Up to ``limit`` committed records of log ``db`` numbered above ``after``, in
+        order, as ``(number, value)``: a reader's cursor is the last number it read."""
+        return [(int.from_bytes(key, "big"), value)
+                for key, value in self.scan(db, (after + 1).to_bytes(8, "big"), limit=limit)]
 
     async def run_committer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                             ) -> None:

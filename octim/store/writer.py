@@ -60,7 +60,16 @@ class Delete(NamedTuple):
     key: bytes
 
 
-Op = Put | Delete
+class Append(NamedTuple):
+    """Append ``value`` (already encoded) to a log database (:data:`~octim.store.env.LOGS`):
+    the store gives it the log's next sequence number as its key (8 bytes, big-endian)
+    when it queues the write, so a log's key order is its commit order."""
+
+    db: str
+    value: bytes
+
+
+Op = Put | Delete | Append
 
 #: Called on the trio thread with the per-request errors (None = committed).
 Committed = Callable[[list[str | None]], None]
@@ -191,8 +200,10 @@ class StoreWriter(pykka.ThreadingActor):
                         for op in ops:
                             if type(op) is Put:
                                 txn.put(op.key, op.value, db=dbs[op.db])
-                            else:
+                            elif type(op) is Delete:
                                 txn.delete(op.key, db=dbs[op.db])
+                            else:  # the Store numbers an Append when it queues it
+                                raise TypeError(f"unnumbered {type(op).__name__}")
                     if staged is not None:
                         staged.set()  # the puts are done; the commit syncs next
                 return

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from octim.errors import ClientError
-from octim.store import Put, pack
+from octim.store import Append, Put, pack
 from octim.store.keys import encode_key
 
 # States and the order they normally follow.
@@ -99,6 +99,15 @@ def pair_key(first: str, second: str) -> bytes:
 def message_key(conversation: str, seq: int) -> bytes:
     """Key of a message in the ``messages`` database."""
     return encode_key(conversation, seq)
+
+
+def log_op(conversation: str, shop: str, event: str, data: dict[str, Any], ts: int) -> Append:
+    """One record of the durable event log (database ``log``, in commit order): what
+    happened to a conversation, in which shop, when. Reports and the monitor read the
+    log through a cursor (docs/architecture.md); a message's record carries its seq,
+    role, sender and kind, never its body."""
+    return Append("log", pack({"event": event, "conversation": conversation, "shop": shop,
+                               "data": data, "ts": ts}))
 
 
 def event_key(ts_ms: int, conversation: str, n: int) -> bytes:

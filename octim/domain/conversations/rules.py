@@ -38,7 +38,7 @@ from octim.domain.conversations.model import (
     InvalidState,
     StoredMessage,
     event_frame,
-    event_key,
+    log_op,
     pair_key,
     preview,
 )
@@ -55,9 +55,7 @@ def log_event(meta: ConversationMeta, event: str, data: dict[str, Any], now: int
     """Count an event in ``meta``, queue its frame, and return its event-log record."""
     meta.events += 1
     frames.append((event_frame(meta.id, event, data), None))
-    return Put("events", event_key(now, meta.id, meta.events),
-               pack({"conversation": meta.id, "shop": meta.shop, "event": event,
-                     "data": data, "ts": now}))
+    return log_op(meta.id, meta.shop, event, data, now)
 
 
 def set_state(meta: ConversationMeta, state: str) -> Op:
@@ -90,17 +88,25 @@ def _copy(meta: ConversationMeta, **changes: Any) -> ConversationMeta:
 
 def append(meta: ConversationMeta, sender: str, role: str, kind: str, body: dict[str, Any],
            now: int, frames: Frames, *, msg_id: str = "", exclude: str | None = None
-           ) -> tuple[StoredMessage, Op]:
+           ) -> tuple[StoredMessage, list[Op]]:
     """The one way a message joins a conversation: the next seq in ``meta`` (changed),
-    the engine's time, the record's store operation, and its ``msg`` frame queued for
-    after the commit (``exclude``: the sender's connection, which gets an ack instead).
-    ``msg_id`` defaults to ``<role>-<seq>`` for server-written messages."""
+    the engine's time, the store operations (the record, and its entry in the event
+    log), and its ``msg`` frame queued for after the commit (``exclude``: the sender's
+    connection, which gets an ack instead). ``msg_id`` defaults to ``<role>-<seq>``
+    for server-written messages."""
     seq = meta.last_seq + 1
     said = StoredMessage(seq, msg_id or f"{role}-{seq}", sender, role, kind, body, now)
     meta.last_seq = seq
     put, frame = said.written(meta.id)
     frames.append((frame, exclude))
-    return said, put
+    return said, [put, message_logged(meta.id, meta.shop, said)]
+
+
+def message_logged(conversation: str, shop: str, said: StoredMessage) -> Op:
+    """A message's entry in the event log (no body: the message record holds that)."""
+    return log_op(conversation, shop, "message", {"seq": said.seq, "role": said.role,
+                                                  "from": said.sender, "kind": said.kind},
+                  said.ts)
 
 
 def attach_upload(upload: dict[str, Any] | None, ref: str, user: str, kind: str,
@@ -140,8 +146,8 @@ def send(meta: ConversationMeta, sender: str, role: str, kind: str, body: dict[s
         after.agent = None
         out.ops.append(log_event(after, "reopened", {"state": QUEUED}, now, out.frames))
         out.route = "reopened"
-    said, put = append(after, sender, role, kind, body, now, out.frames, msg_id=client_id,
-                       exclude=exclude)
+    said, written = append(after, sender, role, kind, body, now, out.frames,
+                           msg_id=client_id, exclude=exclude)
     out.said = said
     after.updated = now
     after.preview = preview(kind, body)
@@ -162,7 +168,7 @@ def send(meta: ConversationMeta, sender: str, role: str, kind: str, body: dict[s
         after.routed = True
         after.first_text = body.get("text", "")[:500]
         out.route = "first_message"
-    out.ops += [put, Put("client_ids", pair_key(meta.id, dedupe), pack([said.seq, now])),
+    out.ops += [*written, Put("client_ids", pair_key(meta.id, dedupe), pack([said.seq, now])),
                 Put("idx_open_conversations", meta.id.encode(), pack(now)), after.put()]
     return out
 
@@ -175,9 +181,9 @@ def post(meta: ConversationMeta, role: str, text: str, now: int) -> Outcome:
         raise ConversationClosed(f"conversation {meta.id} is closed")
     after = _copy(meta)
     out = Outcome(after)
-    out.said, put = append(after, role, role, "system" if role == "system" else "text",
-                           {"text": text}, now, out.frames)
-    out.ops += [put, after.put()]
+    out.said, written = append(after, role, role, "system" if role == "system" else "text",
+                               {"text": text}, now, out.frames)
+    out.ops += [*written, after.put()]
     return out
 
 
@@ -347,9 +353,10 @@ def transfer(meta: ConversationMeta, by: str, role: str, to_agent: str, to_group
     data = {"from": previous, "to": to_agent or None, "group": to_group or None,
             "from_shop": old_shop, "to_shop": shop, "by": by, "note": note}
     out.ops.append(log_event(after, "transferred", data, now, out.frames))
-    out.said, put = append(after, by, "system", "system", {"text": note, "transfer": data},
-                           now, out.frames, msg_id=f"transfer-{after.last_seq + 1}")
-    out.ops += [put, after.put()]
+    out.said, written = append(after, by, "system", "system",
+                               {"text": note, "transfer": data}, now, out.frames,
+                               msg_id=f"transfer-{after.last_seq + 1}")
+    out.ops += [*written, after.put()]
     return out
 
 
@@ -360,8 +367,8 @@ def bot_answer(meta: ConversationMeta, body: dict[str, Any], now: int) -> Outcom
     buyer is answered, so no person is awaited."""
     after = _copy(meta, preview=preview("text", body), waiting_since=None)
     out = Outcome(after)
-    out.said, put = append(after, "bot", "bot", "text", body, now, out.frames)
-    out.ops += [put, after.put()]
+    out.said, written = append(after, "bot", "bot", "text", body, now, out.frames)
+    out.ops += [*written, after.put()]
     return out
 
 
@@ -394,13 +401,33 @@ def handoff(meta: ConversationMeta, reason: str, guesses: list[dict[str, Any]],
     out.ops.append(set_state(after, QUEUED))
     out.ops.append(log_event(after, "handoff", {"reason": reason}, now, out.frames))
     notice = {"text": "正在为您转接人工客服，请稍候。", "handoff": {"reason": reason}}
-    out.said, put = append(after, "bot", "system", "system", notice, now, out.frames,
-                           msg_id=f"handoff-{after.last_seq + 1}")
-    out.ops += [put, after.put()]
+    out.said, written = append(after, "bot", "system", "system", notice, now, out.frames,
+                               msg_id=f"handoff-{after.last_seq + 1}")
+    out.ops += [*written, after.put()]
     return out
 
 
-__all__ = ["Frames", "Outcome", "ReopenExpired", "TransferFacts", "append", "assign",
-           "attach_upload", "bot_answer", "bot_missed", "close", "handoff", "log_event",
-           "mark_read", "post", "rate", "recall", "resolve", "send", "set_state", "transfer",
-           "unassign"]
+__all__ = [
+    "Frames",
+    "Outcome",
+    "ReopenExpired",
+    "TransferFacts",
+    "append",
+    "assign",
+    "attach_upload",
+    "bot_answer",
+    "bot_missed",
+    "close",
+    "handoff",
+    "log_event",
+    "mark_read",
+    "message_logged",
+    "post",
+    "rate",
+    "recall",
+    "resolve",
+    "send",
+    "set_state",
+    "transfer",
+    "unassign",
+]
