@@ -238,10 +238,14 @@ async def test_resolve_rate_reopen_and_auto_close(running: Running) -> None:
             assert fresh["conversation"] != conv
     meta = engine.store.get("conversations", conv.encode())
     assert meta["state"] == "closed" and meta["rating"]["score"] == 4
-    events = [e["event"] for _, e in engine.store.scan("events")
+    logged = [e for _, e in engine.store.read_log("log", 0, 100_000)
               if e["conversation"] == conv]
-    assert events == ["opened", "queued", "assigned", "resolved", "rated", "reopened",
-                      "assigned", "closed"]
+    events = [e["event"] for e in logged if e["event"] != "message"]
+    assert events == ["opened", "assigned", "resolved", "rated", "reopened", "assigned",
+                      "closed"]
+    assert logged[0]["data"]["state"] == "queued" and logged[0]["data"]["buyer"] == "buyer-6"
+    said = [e["data"] for e in logged if e["event"] == "message"]
+    assert said and all("body" not in d for d in said)  # the log never holds bodies
 
 
 async def test_transfer_moves_live_delivery_to_the_new_agent(running: Running) -> None:

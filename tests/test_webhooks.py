@@ -36,7 +36,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 delivery = self.headers["X-Octim-Delivery"]
                 receiver.received.append({"headers": dict(self.headers), "body": body,
-                                          "path": self.path, "at": time.monotonic()})
+                                          "path": self.path})
                 left = receiver.failures_left.get(delivery, 0)
                 failing = (receiver.always_fail and self.path == "/flaky") or left > 0
                 if left > 0:
@@ -80,9 +80,19 @@ async def until(predicate: Any, timeout: float = 10) -> None:
 
 async def test_signed_deliveries_retries_dead_letters_and_resend(
         tmp_path: Path, receiver: Receiver) -> None:
-    async with open_engine(tmp_path / "d", routing_tick=0.05, webhook_backoff=0.05,
+    # The engine's clock stands still unless the test moves it, and only the test ticks:
+    # retries happen when the engine's clock says they are due, never sooner.
+    start = float(int(time.time()))
+    now = [start]
+    async with open_engine(tmp_path / "d", routing_tick=3600, webhook_backoff=10,
                            webhook_allow="127.0.0.1",
-                           webhook_attempts=3) as (_, listening):
+                           webhook_attempts=3) as (engine, listening):
+        engine.context.clock = lambda: now[0]
+
+        async def tick_at(offset: float) -> None:
+            now[0] = start + offset
+            await engine.tick()
+
         async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers={
                 "Authorization": f"Bearer {TEST_API_KEY}"}) as http:
             (await http.put("/api/shops/s1", json={"name": "s1", "bot": {"mode": "off"}})
@@ -116,8 +126,13 @@ async def test_signed_deliveries_retries_dead_letters_and_resend(
                     SECRET.encode(), headers["X-Octim-Timestamp"].encode() + b"." +
                     record["body"], hashlib.sha256).hexdigest()
                 assert headers["X-Octim-Signature"] == expected
-            # The flaky endpoint failed 3 times: dead-lettered, with its last error.
-            await until(lambda: len(receiver.bodies("/flaky")) == 3)
+            # The flaky endpoint fails: retried after 10 s, then 20 s more, on the
+            # engine's clock; a tick before a retry is due sends nothing (it would carry
+            # that tick's time), and after the third attempt it is dead-lettered.
+            await until(lambda: len(receiver.bodies("/flaky")) == 1)
+            for offset, attempts in ((5, 1), (10, 2), (25, 2), (30, 3)):
+                await tick_at(offset)
+                await until(lambda n=attempts: len(receiver.bodies("/flaky")) == n)
             dead: list[dict[str, Any]] = []
 
             async def dead_listed() -> None:
@@ -131,9 +146,9 @@ async def test_signed_deliveries_retries_dead_letters_and_resend(
             (letter,) = dead
             assert letter["attempts"] == 3 and letter["last_error"] == "HTTP 500"
             assert letter["event"] == "conversation.opened"
-            # Retries were spread out, not immediate: backoff 0.05 s, then 0.1 s.
-            times = [r["at"] for r in receiver.received if r["path"] == "/flaky"]
-            assert times[1] - times[0] >= 0.05 and times[2] - times[1] >= 0.1
+            stamps = [int(r["headers"]["X-Octim-Timestamp"]) - start
+                      for r in receiver.received if r["path"] == "/flaky"]
+            assert stamps == [0, 10, 30]
             # Re-sent after the receiver recovers: delivered once more, no longer dead.
             receiver.always_fail = False
             resent = await http.post(f"/api/webhooks/flaky/dead/{letter['id']}/resend")
