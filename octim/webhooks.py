@@ -16,8 +16,8 @@ checked (the ``Host`` header and TLS server name keep the URL's host name), so
 DNS rebinding cannot swap in another address between the check and the
 connection. A refused address counts as a failed attempt.
 
-A 2xx answer is success. Otherwise the delivery is retried after
-``webhook_backoff`` seconds, doubling each time, up to ``webhook_attempts``
+A 2xx answer is success. Otherwise the delivery is retried (counted from the start of
+the failed attempt) after ``webhook_backoff`` seconds, doubling each time, up to ``webhook_attempts``
 attempts; then it is reported back to trio, which keeps it in the
 ``webhook_dead`` database until someone re-sends it. Retries are due-time
 driven by the engine's tick, so the thread never sleeps.
@@ -201,7 +201,8 @@ class WebhookSender(pykka.ThreadingActor):
 
     def _try(self, delivery: Delivery) -> None:
         delivery.attempts += 1
-        timestamp = str(int(self._clock()))
+        started = self._clock()
+        timestamp = str(int(started))
         try:
             url, host_header, extensions = self._policy.pin(delivery.url)
             response = self._client.post(url, content=delivery.body, headers={
@@ -226,7 +227,9 @@ class WebhookSender(pykka.ThreadingActor):
             except trio.RunFinishedError:
                 pass
             return
+        # The backoff counts from the attempt's start, not from when its failure was
+        # known (a slow receiver does not push the schedule back).
         delay = self._backoff * 2 ** (delivery.attempts - 1)
         self._queue.counter += 1
-        heapq.heappush(self._queue.due, (self._clock() + delay, self._queue.counter,
+        heapq.heappush(self._queue.due, (started + delay, self._queue.counter,
                                          delivery))
