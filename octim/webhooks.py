@@ -16,9 +16,9 @@ checked (the ``Host`` header and TLS server name keep the URL's host name), so
 DNS rebinding cannot swap in another address between the check and the
 connection. A refused address counts as a failed attempt.
 
-A 2xx answer is success. Otherwise the delivery is retried (counted from the start of
-the failed attempt) after ``webhook_backoff`` seconds, doubling each time, up to ``webhook_attempts``
-attempts; then it is reported back to trio, which keeps it in the
+A 2xx answer is success. Otherwise the delivery is retried ``webhook_backoff``
+seconds after the failed attempt started, doubling each time, up to
+``webhook_attempts`` attempts; then it is reported back to trio, which keeps it in the
 ``webhook_dead`` database until someone re-sends it. Retries are due-time
 driven by the engine's tick, so the thread never sleeps.
 """
