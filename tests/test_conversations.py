@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from octim import Engine, Listening
+from octim.domain.conversations import actor as conversation_actor
 from octim.gateway.codec import JSON, MSGPACK
 from octim.testing import TEST_API_KEY, open_engine, token
 from octim.testing.client import Client, connect
@@ -151,6 +152,26 @@ async def test_resending_a_client_id_returns_the_same_ack_also_after_restart(
                 assert after_restart == first
                 assert [m["id"] for m in await buyer.sync(conv)] == ["dup-1"]
             assert engine.store.get("conversations", conv.encode())["last_seq"] == 1
+
+
+async def test_more_client_ids_than_memory_holds_are_still_deduplicated_from_the_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ACK_CACHE ids the actor no longer knows every id: it asks the store."""
+    monkeypatch.setattr(conversation_actor, "ACK_CACHE", 2)
+    data = tmp_path / "data"
+    with trio.fail_after(30):
+        async with open_engine(data) as (_, listening):
+            async with platform(listening) as api:
+                (await api.put(f"/api/shops/{SHOP}", json={"name": "店", "bot": {"mode": "off"}})
+                 ).raise_for_status()
+            async with connect(listening.ws_url, token("buyer-3")) as buyer:
+                conv = (await buyer.open(SHOP))["conversation"]
+                acks = [await buyer.say(conv, f"m{i}", f"第{i}条") for i in range(4)]
+                assert await buyer.say(conv, "m0", "第0条") == acks[0]  # evicted: the store
+        async with open_engine(data) as (engine, listening):  # starts with 2 of 4 ids
+            async with connect(listening.ws_url, token("buyer-3")) as buyer:
+                assert [await buyer.say(conv, f"m{i}", f"第{i}条") for i in range(4)] == acks
+            assert engine.store.get("conversations", conv.encode())["last_seq"] == 4
 
 
 async def test_recall_leaves_a_tombstone_and_only_the_author_within_the_window(

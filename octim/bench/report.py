@@ -87,7 +87,8 @@ def table(report: dict[str, Any]) -> str:
              f"{report['machine']['cpus']} CPUs · {report['machine']['cpu_model']}"]
     for row in [header, *body]:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
-    for key, label in (("ratio", "engine / bare relay"), ("durability", "durability"),
+    for key, label in (("ratio", "engine / bare relay"), ("saturation", "saturation"),
+                       ("durability", "durability"),
                        ("connections_report", "connections")):
         if report.get(key) is not None:
             lines.append(f"{label}: {_fmt(report[key])}")

@@ -48,15 +48,21 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_set(cpus: str) -> set[int]:
+    """The CPUs of "0", "0,1" or "2-3"."""
+    chosen: set[int] = set()
+    for part in cpus.split(","):
+        low, _, high = part.partition("-")
+        chosen.update(range(int(low), int(high or low) + 1))
+    return chosen
+
+
 def pin(pid: int, cpus: str | None) -> None:
     """Pin a process, every thread of it, to CPUs given as "0", "0,1" or "2-3"
     (no-op for None). Threads started later inherit the affinity."""
     if not cpus:
         return
-    chosen: set[int] = set()
-    for part in cpus.split(","):
-        low, _, high = part.partition("-")
-        chosen.update(range(int(low), int(high or low) + 1))
+    chosen = cpu_set(cpus)
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
             os.sched_setaffinity(int(task), chosen)

@@ -81,7 +81,7 @@ __all__ = [
     "Typing",
     "Unassign",
 ]
-ACK_CACHE = 4096  # recent client ids remembered in memory (older ones: the store)
+ACK_CACHE = 4096  # client ids kept in memory: all while there are this few, else the latest
 WEBHOOK_EVENTS = {"assigned": "conversation.assigned", "transferred": "conversation.transferred",
                   "resolved": "conversation.resolved", "closed": "conversation.closed",
                   "rated": "rating.given"}
@@ -96,6 +96,7 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         self.acked: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self.pending: dict[str, Reply[dict[str, Any]]] = {}
         self.broken: BaseException | None = None
+        self.complete = False  # ``acked`` holds every client id in the store
 
     @property
     def id(self) -> str:
@@ -106,6 +107,14 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         if record is None:
             raise NotFound(f"no conversation {self.id!r}")
         self.meta = ConversationMeta.from_record(record)
+        # Every client id this conversation ever acked, if there are few enough: then a
+        # send whose id is not among them is new without a store read.
+        prefix = pair_key(self.id, "")
+        stored = self.context.store.scan("client_ids", prefix, prefix[:-1] + b"\x01",
+                                         limit=ACK_CACHE + 1)
+        for key, (seq, ts) in stored[:ACK_CACHE]:
+            self.acked[key[len(prefix):].decode()] = (seq, ts)
+        self.complete = len(stored) <= ACK_CACHE
 
     async def receive(self, message: Message) -> Any:
         if self.broken is not None:
@@ -255,6 +264,7 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                 self.acked[dedupe] = (seq, ts)
                 if len(self.acked) > ACK_CACHE:
                     self.acked.popitem(last=False)
+                    self.complete = False  # older ids are only in the store now
 
         await self._commit(attached + out.ops, out.frames, reply,
                            self._ack(m.client_id, seq, ts), settle)
@@ -285,6 +295,8 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
             return self.pending[dedupe]
         if dedupe in self.acked:
             return self.acked[dedupe]
+        if self.complete:  # ``acked`` holds every id ever stored: this one is new
+            return None
         stored = self.context.store.get("client_ids", pair_key(self.id, dedupe))
         return None if stored is None else (stored[0], stored[1])
 
