@@ -68,6 +68,7 @@ class Settings:
     recall_window: float = 120.0  # seconds an author may recall a message
     reopen_window: float = 600.0  # seconds after resolve in which a buyer message reopens
     auto_close_after: float = 1800.0  # seconds of inactivity before a conversation closes
+    ticket_auto_close: float = 259200.0  # seconds after solved before a ticket closes (72 h)
     sweep_interval: float = 30.0  # seconds between auto-close sweeps
     # routing
     presence_grace: float = 30.0  # seconds after an agent's last connection drops → offline

@@ -28,6 +28,8 @@ from octim.domain.routing.dispatcher import KIND as DISPATCHER
 from octim.domain.routing.messages import ForceAssign, UpsertAgent, UpsertGroup
 from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import OpenConversation, UpsertShop
+from octim.domain.tickets.desk import KIND as TICKETS
+from octim.domain.tickets.desk import CommentTicket, CreateTicket
 from octim.engine import Engine, Listening
 
 DEFAULT_DATA = Path("octim-demo-data")
@@ -165,6 +167,15 @@ async def seed_demo(engine: Engine) -> str:
         ack = await ref.ask(SendMessage(conversation, user, role, (shop,), client_id, "text",
                                         {"text": text}, ""))
         await ack.wait()
+    # The buyer's complaint becomes a ticket (工单) with an internal note, once.
+    desk = directory.ref(TICKETS, shop)
+    made = await desk.ask(CreateTicket(
+        {"subject": "羽绒服L码发货咨询", "category": "物流问题", "priority": "high",
+         "order": "demo-o1", "assignee": "agent-1",
+         "source": {"kind": "chat", "conversation": conversation, "seq_from": 1},
+         "requester": "buyer-1"}, "agent-1", "agent", "demo\x1fdemo-ticket-1"))
+    if made["created"]:
+        await desk.ask(CommentTicket(made["id"], "已联系仓库确认库存", False, "agent-1", "agent"))
     return str(conversation)
 
 
@@ -188,6 +199,8 @@ def demo_links(settings: Settings, listening: Listening, conversation: str) -> s
         f"  agent token  {agent}",
         "",
         f"  conversation  {conversation}   (buyer-1 with {shop}, assigned to agent-1)",
+        f"  tickets       GET {http}/api/tickets?shop={shop}   (with the API key: T-1, "
+        "opened from that chat; docs/tickets.md)",
         "",
         "Open in a browser (each link signs in as that person):",
     ]

@@ -46,6 +46,7 @@ from octim.domain.routing.messages import (
     UpsertGroup,
 )
 from octim.domain.shops import SHOP_KIND
+from octim.domain.tickets.desk import TICKET_DESK_KIND
 from octim.errors import InvalidInput, NotFound, OctimError
 from octim.events import EventBus
 from octim.gateway import Gateway
@@ -270,6 +271,7 @@ class Engine:
                 directory.register(KB_KIND)
                 directory.register(CUSTOMER_KIND)
                 directory.register(AGENT_KIND)
+                directory.register(TICKET_DESK_KIND)
                 self._context = context
                 try:
                     await self._serve(task_status)

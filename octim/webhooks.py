@@ -47,7 +47,8 @@ from octim.proxies import Network, parse_targets
 log = logging.getLogger("octim.webhooks")
 
 EVENTS = ("conversation.opened", "conversation.assigned", "conversation.transferred",
-          "conversation.resolved", "conversation.closed", "message.sent", "rating.given")
+          "conversation.resolved", "conversation.closed", "message.sent", "rating.given",
+          "ticket.created", "ticket.updated", "ticket.commented", "ticket.solved")
 
 
 class TargetRefused(Exception):

@@ -149,6 +149,10 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
             shop = client.get("/api/shops/uniqlo-style",
                               headers={"Authorization": f"Bearer {api_key}"})
             assert shop.json()["name"] == "优衣坊旗舰店"
+            tickets = client.get("/api/tickets", params={"shop": "uniqlo-style"},
+                                 headers={"Authorization": f"Bearer {api_key}"}).json()
+            assert [(t["label"], t["requester"], t["source"]["kind"]) for t in tickets] == [
+                ("T-1", "buyer-1", "chat")]
         assert token.count(".") == 2
         conversation = printed["conversation"][1]
 

@@ -190,6 +190,13 @@ VALID: dict[tuple[str, str], tuple[Any, tuple[str, str] | None]] = {
                                      ("boss", "shop_admin")),
     ("PUT", "/api/shops/{shop}"): ({"name": "s1", "settings": {"x": 1}, "bot": {"mode": "off"}},
                                    None),
+    ("POST", "/api/tickets"): ({"shop": "s1", "subject": "丢件", "priority": "high",
+                                "requester": "c1", "tags": ["物流"], "fields": {"n": 1}}, None),
+    ("PATCH", "/api/tickets/{ticket}"): ({"priority": "urgent", "status": "open",
+                                          "tags": ["t"]}, ("a1", "agent")),
+    ("POST", "/api/tickets/{ticket}/comments"): ({"body": "处理中", "public": False},
+                                                 ("a1", "agent")),
+    ("POST", "/api/tickets/{ticket}/merge"): ({"into": "tk-none"}, None),
 }
 
 
@@ -220,6 +227,10 @@ def http_routes(live_engine: Live) -> tuple[str, list[tuple[str, str]]]:
     missing = sorted(set(routes) - set(VALID))
     assert not missing, f"routes the fuzzer has no valid body for: {missing}"
     with httpx.Client(base_url=live_engine.http, timeout=20) as http:
+        # A real ticket, so hostile changes and comments reach its shop's desk.
+        made = http.post("/api/tickets", json={"shop": "s1", "subject": "fuzz"},
+                         headers=API_KEY)
+        PATH_VALUES["ticket"] = made.json()["id"]
         for method, path in routes:  # the starting points are really valid
             body, who = VALID[(method, path)]
             answer = http.request(method, _concrete(path), json=body, headers=_bearer(who))

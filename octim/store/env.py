@@ -31,7 +31,13 @@ DATABASES: tuple[str, ...] = (
     "orders",
     "conversations",
     "messages",  # key: (conversation id, seq)
-    "tickets",
+    "tickets",  # ticket id → record (octim.domain.tickets)
+    "ticket_history",  # key: (ticket id, n) → one change: who, when, field, before, after
+    "ticket_comments",  # key: (ticket id, n) → a public reply or an internal note
+    "ticket_counters",  # shop → the last ticket number given (T-<n>)
+    "ticket_idem",  # shop \0 Idempotency-Key → ticket id
+    "idx_shop_tickets",  # shop \0 ticket → status
+    "idx_requester_tickets",  # buyer \0 ticket → shop
     "kb",
     "events",  # unread: time-keyed conversation events written before the "log" database
     "log",  # the durable event log, in commit order; key: 8-byte sequence number (LOGS)

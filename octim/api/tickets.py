@@ -1,0 +1,276 @@
+"""Tickets (工单) over HTTP (docs/tickets.md).
+
+* ``POST /api/tickets``: create (API key, the shop's staff, or a buyer for themself);
+  an ``Idempotency-Key`` header makes a repeat answer the same ticket (200, not 201).
+* ``GET /api/tickets?shop=&status=&priority=&assignee=&group=&category=&requester=&q=``:
+  staff list one shop's tickets; a buyer lists their own (the buyer's view).
+* ``GET /api/tickets/{id}``: the ticket with its thread (a buyer: public parts only);
+  ``GET /api/tickets/{id}/history``: every change (staff).
+* ``PATCH /api/tickets/{id}``: staff change fields and status (the status machine).
+* ``POST /api/tickets/{id}/comments`` ``{"body", "public"}``: a public reply or an
+  internal note (staff); the requester writes public replies (a reply to a closed
+  ticket opens a linked follow-up).
+* ``POST /api/tickets/{id}/merge`` ``{"into"}``: close a duplicate into another ticket.
+
+Staff of other shops get ``not_found`` (no probing); every staff read is audited.
+"""
+
+# No ``from __future__ import annotations``: FastAPI evaluates these annotations.
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from octim.api.auth import require_staff_of
+from octim.auth import Principal
+from octim.domain import audit
+from octim.domain.conversations.model import STAFF_ROLES, ConversationMeta, Forbidden, pair_key
+from octim.domain.tickets.desk import KIND as DESK
+from octim.domain.tickets.desk import (
+    CommentTicket,
+    CreateTicket,
+    GetTicket,
+    ListTickets,
+    MergeTicket,
+    UpdateTicket,
+)
+from octim.domain.tickets.model import PLATFORM, Ticket
+from octim.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from octim.api.auth import Auth
+    from octim.engine import Engine
+
+Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+ShopId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^(\*|[A-Za-z0-9._-]+)$")]
+UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
+Short = Annotated[str, Field(min_length=1, max_length=128)]
+Filter = Annotated[str, Query(max_length=128)]
+Type = Literal["question", "incident", "problem", "task"]
+Priority = Literal["low", "normal", "high", "urgent"]
+Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
+BUYER_FIELDS = {"shop", "subject", "description", "order", "sku", "source"}
+
+
+class SourceBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["chat", "api", "email", "phone", "form", "bot"] = "api"
+    conversation: Annotated[str, Field(max_length=64)] | None = None
+    seq_from: Annotated[int, Field(ge=1)] | None = None
+    seq_to: Annotated[int, Field(ge=1)] | None = None
+
+
+class TicketBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shop: ShopId
+    subject: Annotated[str, Field(min_length=1, max_length=200)]
+    description: Annotated[str, Field(max_length=20_000)] = ""
+    type: Type = "question"
+    category: Short | None = None
+    priority: Priority = "normal"
+    requester: UserId | None = None
+    assignee: UserId | None = None
+    group: Short | None = None
+    order: Short | None = None
+    sku: Short | None = None
+    tags: list[Short] = Field(default_factory=list, max_length=20)
+    fields: dict[Short, str | int | float | bool | None] = Field(default_factory=dict,
+                                                                  max_length=50)
+    due: Annotated[int, Field(ge=0)] | None = None
+    source: SourceBody = Field(default_factory=SourceBody)
+
+
+class TicketPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    description: Annotated[str, Field(max_length=20_000)] | None = None
+    type: Type | None = None
+    category: Short | None = None
+    priority: Priority | None = None
+    status: Status | None = None
+    assignee: UserId | None = None
+    group: Short | None = None
+    order: Short | None = None
+    sku: Short | None = None
+    tags: list[Short] | None = Field(default=None, max_length=20)
+    fields: dict[Short, str | int | float | bool | None] | None = Field(default=None,
+                                                                         max_length=50)
+    due: Annotated[int, Field(ge=0)] | None = None
+    followers: list[UserId] | None = Field(default=None, max_length=50)
+
+
+class CommentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    body: Annotated[str, Field(min_length=1, max_length=10_000)]
+    public: bool = False
+
+
+class MergeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    into: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def _staff_may(who: Principal | None, shop: str) -> None:
+    """The API key, or staff of ``shop`` (platform tickets: platform admins)."""
+    if who is None:
+        return
+    if shop == PLATFORM and who.role != "platform_admin" and "*" not in who.shops:
+        raise NotFound("not found") if who.role in STAFF_ROLES else Forbidden("staff only")
+    require_staff_of(who, shop)
+
+
+def router(engine: "Engine", auth: "Auth") -> APIRouter:
+    api = APIRouter(tags=["tickets"])
+    Caller = Annotated[Principal | None, Depends(auth.platform_or_person)]
+
+    def desk(shop: str) -> Any:
+        return engine.directory.ref(DESK, shop)
+
+    def stored(ticket: str) -> Ticket:
+        raw = engine.store.get("tickets", ticket.encode())
+        if raw is None:
+            raise NotFound(f"no ticket {ticket!r}")
+        return Ticket.from_record(raw)
+
+    def visible(ticket: str, who: Principal | None) -> tuple[Ticket, bool]:
+        """The ticket and whether the caller is its requester (a buyer), or not_found."""
+        found = stored(ticket)
+        if who is not None and who.role == "buyer":
+            if found.requester != who.user:
+                raise NotFound(f"no ticket {ticket!r}")
+            return found, True
+        try:
+            _staff_may(who, found.shop)
+        except (NotFound, Forbidden):
+            raise NotFound(f"no ticket {ticket!r}") from None
+        return found, False
+
+    def actor(who: Principal | None) -> tuple[str, str]:
+        return ("api", "api") if who is None else (who.user, who.role)
+
+    async def audited(who: Principal | None, request: Request, ticket: Ticket) -> None:
+        if who is not None and ticket.requester:
+            source = request.client.host if request.client else None
+            await audit.record(engine.store, who.user, who.role, "ticket", source,
+                               now=engine.context.clock(), ticket=ticket.id,
+                               customer=ticket.requester, shop=ticket.shop)
+
+    @api.post("/api/tickets", status_code=201)
+    async def create_ticket(body: TicketBody, who: Caller, idempotency_key: Annotated[
+            str | None, Header(max_length=128, pattern=r"^[\x21-\x7e]+$")] = None) -> Any:
+        """Create a ticket (a repeat with the same Idempotency-Key answers the same one)."""
+        values = body.model_dump(exclude_unset=True)
+        values.setdefault("source", {"kind": "api"})
+        if who is not None and who.role == "buyer":
+            extra = set(values) - BUYER_FIELDS
+            if extra:
+                raise Forbidden(f"a buyer does not set {', '.join(sorted(extra))}")
+            values["requester"] = who.user
+            values["source"] = {**values["source"], "kind": values["source"].get("kind")
+                                if values["source"].get("kind") in ("form", "bot") else "form"}
+        else:
+            _staff_may(who, body.shop)
+        conversation = values["source"].get("conversation")
+        if conversation:
+            meta = ConversationMeta.load(engine.store, conversation)
+            if meta is None or meta.shop != body.shop or (
+                    who is not None and not meta.visible_to(who.user, who.role, who.shops)):
+                raise NotFound(f"no conversation {conversation!r} in shop {body.shop!r}")
+            if values.get("requester", meta.buyer) != meta.buyer:
+                raise InvalidInput("the requester of a ticket from a chat is its buyer")
+            values["requester"] = meta.buyer
+        if body.shop != PLATFORM and engine.store.get("shops", body.shop.encode()) is None:
+            raise NotFound(f"no shop {body.shop!r}")
+        by, role = actor(who)
+        key = f"{by}\x1f{idempotency_key}" if idempotency_key else ""
+        created = await desk(body.shop).ask(CreateTicket(values, by, role, key))
+        answer = dict(created)
+        fresh = answer.pop("created")
+        if who is not None and who.role == "buyer":
+            answer = Ticket.from_record({k: v for k, v in answer.items() if k != "label"}
+                                        ).buyer_view()
+        return JSONResponse(answer, status_code=201 if fresh else 200)
+
+    @api.get("/api/tickets")
+    async def list_tickets(who: Caller, shop: Filter = "", status: Filter = "",
+                           priority: Filter = "", assignee: Filter = "", group: Filter = "",
+                           category: Filter = "", requester: Filter = "", q: Filter = "",
+                           limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Any:
+        """One shop's tickets for its staff (or the API key); a buyer's own tickets."""
+        if who is not None and who.role == "buyer":
+            prefix = pair_key(who.user, "")
+            mine = []
+            for key, _ in engine.store.scan("idx_requester_tickets", prefix,
+                                            prefix[:-1] + b"\x01"):
+                raw = engine.store.get("tickets", key[len(prefix):])
+                if raw is not None and (not shop or raw["shop"] == shop):
+                    mine.append(Ticket.from_record(raw).buyer_view())
+            mine.sort(key=lambda t: t["updated"], reverse=True)
+            return mine[:limit]
+        if not shop:
+            raise InvalidInput("give ?shop= (one shop's tickets)")
+        _staff_may(who, shop)
+        return await desk(shop).ask(ListTickets(status, priority, assignee, group, category,
+                                                requester, q, limit))
+
+    @api.get("/api/tickets/{ticket}")
+    async def get_ticket(ticket: Id, who: Caller, request: Request) -> Any:
+        """The ticket and its thread (the requester sees public replies only)."""
+        found, requester = visible(ticket, who)
+        thread = [entry for _, entry in engine.store.scan_scope("ticket_comments", found.id)]
+        if requester:
+            return {**found.buyer_view(), "thread": [
+                {k: e[k] for k in ("n", "by", "role", "body", "at")}
+                for e in thread if e["public"]]}
+        await audited(who, request, found)
+        current = await desk(found.shop).ask(GetTicket(found.id))
+        return {**current, "thread": thread}
+
+    @api.get("/api/tickets/{ticket}/history")
+    async def ticket_history(ticket: Id, who: Caller, request: Request) -> Any:
+        """Every change of the ticket, oldest first (staff)."""
+        found, requester = visible(ticket, who)
+        if requester:
+            raise NotFound(f"no ticket {ticket!r}")
+        await audited(who, request, found)
+        return [entry for _, entry in engine.store.scan_scope("ticket_history", found.id)]
+
+    @api.patch("/api/tickets/{ticket}")
+    async def patch_ticket(ticket: Id, body: TicketPatch, who: Caller) -> Any:
+        """Change fields or status (staff)."""
+        found, requester = visible(ticket, who)
+        if requester:
+            raise Forbidden("buyers do not edit tickets")
+        by, role = actor(who)
+        return await desk(found.shop).ask(UpdateTicket(found.id, body.model_dump(
+            exclude_unset=True), by, role))
+
+    @api.post("/api/tickets/{ticket}/comments", status_code=201)
+    async def comment_ticket(ticket: Id, body: CommentBody, who: Caller) -> Any:
+        """A public reply or an internal note."""
+        found, requester = visible(ticket, who)
+        if requester and not body.public:
+            raise Forbidden("buyers write public replies")
+        by, role = actor(who)
+        answer = dict(await desk(found.shop).ask(CommentTicket(found.id, body.body,
+                                                               body.public, by, role)))
+        if requester:
+            view = Ticket.from_record({k: v for k, v in answer["ticket"].items()
+                                       if k != "label"}).buyer_view()
+            return {**answer, "ticket": view}
+        return answer
+
+    @api.post("/api/tickets/{ticket}/merge")
+    async def merge_ticket(ticket: Id, body: MergeBody, who: Caller) -> Any:
+        """Close a duplicate into another ticket of the same shop (staff)."""
+        found, requester = visible(ticket, who)
+        survivor, _ = visible(body.into, who)
+        if requester:
+            raise Forbidden("buyers do not merge tickets")
+        if survivor.shop != found.shop:
+            raise InvalidInput("merge into a ticket of the same shop")
+        by, role = actor(who)
+        return await desk(found.shop).ask(MergeTicket(found.id, survivor.id, by, role))
+
+    return api

@@ -1,0 +1,177 @@
+"""Tickets over real HTTP and WebSocket: creation from a chat, idempotency, the status
+machine, public replies and internal notes, history, follow-ups, merge, auto-close on
+the engine's clock, and isolation across shops and buyers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import trio
+
+from octim.testing import TEST_API_KEY, open_engine, token
+from octim.testing.client import connect
+
+SHOP, OTHER = "s1", "s2"
+
+
+def bearer(user: str, role: str = "buyer", *shops: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(user, role, *shops)}"}
+
+
+KEY = {"Authorization": f"Bearer {TEST_API_KEY}"}
+AGENT = bearer("a1", "agent", SHOP)
+AGENT2 = bearer("a2", "agent", SHOP)
+
+
+async def setup(http: httpx.AsyncClient) -> None:
+    for shop in (SHOP, OTHER):
+        (await http.put(f"/api/shops/{shop}", json={"name": shop, "bot": {"mode": "off"}},
+                        headers=KEY)).raise_for_status()
+
+
+async def test_a_complaint_in_chat_becomes_a_ticket_worked_by_two_agents(
+        tmp_path: Path) -> None:
+    async with open_engine(tmp_path / "d") as (engine, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            await setup(http)
+            with engine.subscribe({"ticket.created", "ticket.updated", "ticket.commented",
+                                   "ticket.solved"}) as feed, trio.fail_after(20):
+                async with connect(listening.ws_url, token("b1")) as buyer:
+                    conv = (await buyer.open(SHOP))["conversation"]
+                    await buyer.say(conv, "m1", "快递三天没动了，订单 o-77")
+                body = {"shop": SHOP, "subject": "包裹丢失", "category": "物流问题",
+                        "priority": "high", "order": "o-77",
+                        "source": {"kind": "chat", "conversation": conv, "seq_from": 1,
+                                   "seq_to": 1}}
+                headers = {**AGENT, "Idempotency-Key": "k-1"}
+                made = await http.post("/api/tickets", json=body, headers=headers)
+                assert made.status_code == 201, made.text
+                ticket = made.json()
+                assert ticket["label"] == "T-1" and ticket["status"] == "new"
+                assert ticket["requester"] == "b1"  # the chat's buyer
+                assert ticket["source"] == {"kind": "chat", "conversation": conv,
+                                            "seq_from": 1, "seq_to": 1}
+                again = await http.post("/api/tickets", json=body, headers=headers)
+                assert again.status_code == 200 and again.json()["id"] == ticket["id"]
+                second = (await http.post("/api/tickets", json={**body, "subject": "另一单"},
+                                          headers=AGENT)).json()
+                assert second["label"] == "T-2"
+                tid = ticket["id"]
+                url = f"/api/tickets/{tid}"
+
+                # Agent 1 takes it and asks the warehouse (internal); agent 2 replies.
+                took = await http.patch(url, json={"assignee": "a1"}, headers=AGENT)
+                assert took.json()["status"] == "open" and took.json()["assignee"] == "a1"
+                note = await http.post(f"{url}/comments", json={"body": "仓库核实中",
+                                                                "public": False},
+                                       headers=AGENT)
+                assert note.status_code == 201
+                held = await http.patch(url, json={"status": "on_hold"}, headers=AGENT)
+                assert held.json()["status"] == "on_hold"
+                await http.post(f"{url}/comments", json={"body": "已为您补发", "public": True},
+                                headers=AGENT2)
+                solved = await http.patch(url, json={"status": "solved"}, headers=AGENT2)
+                assert solved.json()["status"] == "solved"
+                # Nothing goes back to new; an unknown status is refused by validation.
+                back = await http.patch(url, json={"status": "new"}, headers=AGENT)
+                assert back.status_code == 409
+                assert back.json()["error"]["code"] == "invalid_transition"
+                bad = await http.patch(url, json={"status": "lost"}, headers=AGENT)
+                assert bad.status_code == 422
+
+                # The buyer sees public replies only, and their reply reopens it.
+                mine = (await http.get(url, headers=bearer("b1"))).json()
+                assert [e["body"] for e in mine["thread"]] == ["已为您补发"]
+                assert mine["status_label"] == "已解决" and "assignee" not in mine
+                reply = await http.post(f"{url}/comments", json={"body": "还没收到",
+                                                                 "public": True},
+                                        headers=bearer("b1"))
+                assert reply.status_code == 201 and reply.json()["ticket"]["status"] == "open"
+                listed = (await http.get("/api/tickets", headers=bearer("b1"))).json()
+                assert {t["label"] for t in listed} == {"T-1", "T-2"}
+
+                history = (await http.get(f"{url}/history", headers=AGENT)).json()
+                assert [(h["field"], h["after"]) for h in history][1:] == [
+                    ("assignee", "a1"), ("status", "open"), ("status", "on_hold"),
+                    ("status", "solved"), ("status", "open")]
+                assert history[3]["by"] == "a1" and history[4]["by"] == "a2"
+                staff = (await http.get(url, headers=AGENT)).json()
+                assert [e["public"] for e in staff["thread"]] == [False, True, True]
+                # Filters: open high-priority tickets of a1.
+                found = (await http.get("/api/tickets", params={
+                    "shop": SHOP, "status": "open", "priority": "high", "assignee": "a1"},
+                    headers=AGENT)).json()
+                assert [t["id"] for t in found] == [tid]
+                assert (await http.get("/api/tickets", params={"shop": SHOP, "q": "另一"},
+                                       headers=AGENT)).json()[0]["label"] == "T-2"
+                kinds = []
+                while len(kinds) < 8:
+                    kinds.append((await feed.receive())["event"])
+                assert kinds.count("ticket.created") == 2 and "ticket.solved" in kinds
+
+            # Another shop's staff and another buyer: not found, as for no ticket at all.
+            for outsider in (bearer("x", "agent", OTHER), bearer("b2")):
+                assert (await http.get(url, headers=outsider)).status_code == 404
+                assert (await http.patch(url, json={"priority": "low"},
+                                         headers=outsider)).status_code == 404
+            assert (await http.get("/api/tickets", params={"shop": SHOP},
+                                   headers=bearer("x", "agent", OTHER))).status_code == 404
+            # A buyer cannot set staff fields nor write internal notes.
+            denied = await http.post("/api/tickets", json={"shop": SHOP, "subject": "x",
+                                                           "assignee": "a1"},
+                                     headers=bearer("b1"))
+            assert denied.status_code == 403
+            assert (await http.post(f"{url}/comments", json={"body": "x", "public": False},
+                                    headers=bearer("b1"))).status_code == 403
+            # The audit log has the staff reads.
+            rows = (await http.get("/api/audit", params={"customer": "b1"},
+                                   headers=KEY)).json()
+            assert any(r["what"] == "ticket" and r["ticket"] == tid for r in rows)
+
+
+async def test_solved_closes_by_itself_and_a_reply_then_opens_a_follow_up(
+        tmp_path: Path) -> None:
+    now = [1_796_083_200.0]
+    async with open_engine(tmp_path / "d", ticket_auto_close=3600,
+                           routing_tick=3600) as (engine, listening):
+        engine.context.clock = lambda: now[0]
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            await setup(http)
+            made = (await http.post("/api/tickets", json={
+                "shop": SHOP, "subject": "发票", "requester": "b1"}, headers=KEY)).json()
+            url = f"/api/tickets/{made['id']}"
+            dup = (await http.post("/api/tickets", json={
+                "shop": SHOP, "subject": "发票(重复)", "requester": "b1"}, headers=KEY)).json()
+            merged = (await http.post(f"/api/tickets/{dup['id']}/merge",
+                                      json={"into": made["id"]}, headers=KEY)).json()
+            assert merged["status"] == "closed" and merged["merged_into"] == made["id"]
+            await http.patch(url, json={"status": "solved"}, headers=KEY)
+            now[0] += 3599
+            await engine.tick()
+            assert (await http.get(url, headers=KEY)).json()["status"] == "solved"
+            now[0] += 1
+            await engine.tick()
+            closed = (await http.get(url, headers=KEY)).json()
+            assert closed["status"] == "closed" and closed["closed_at"] == int(now[0] * 1000)
+            # Closed is read-only for staff; the buyer's reply opens a linked follow-up.
+            assert (await http.patch(url, json={"priority": "high"}, headers=KEY)
+                    ).json()["error"]["code"] == "ticket_closed"
+            reply = (await http.post(f"{url}/comments", json={"body": "又坏了",
+                                                              "public": True},
+                                     headers=bearer("b1"))).json()
+            assert reply["follow_up_of"] == made["id"]
+            follow = reply["ticket"]
+            assert follow["label"] == "T-3" and follow["status"] == "new"
+            staff_view = (await http.get(f"/api/tickets/{follow['id']}", headers=KEY)).json()
+            assert staff_view["follow_up_of"] == made["id"]
+            assert [e["body"] for e in staff_view["thread"]] == ["又坏了"]
+    # Numbers and state survive a restart.
+    async with open_engine(tmp_path / "d") as (engine, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            made = (await http.post("/api/tickets", json={"shop": SHOP, "subject": "新的"},
+                                    headers=KEY)).json()
+            assert made["label"] == "T-4"
+            open_ones = (await http.get("/api/tickets", params={"shop": SHOP},
+                                        headers=KEY)).json()
+            assert {t["label"] for t in open_ones} == {"T-3", "T-4"}
