@@ -150,6 +150,56 @@ class Engine:
         return dict(await self.directory.ref(SHOP, validate_shop_id(shop)).ask(
             UpsertShop(shop, name, settings or {}, tuple(categories), policy, bot_settings)))
 
+    async def create_ticket(self, shop: str, subject: str, *, idempotency_key: str = "",
+                            by: str = "api", **fields: Any) -> dict[str, Any]:
+        """Open a ticket (fields validated like ``POST /api/tickets``); with an
+        ``idempotency_key`` a repeat answers the same ticket (``created`` False)."""
+        from octim.api.tickets import TicketBody
+        from octim.domain.tickets.desk import KIND as TICKETS
+        from octim.domain.tickets.desk import CreateTicket
+
+        body = TicketBody.model_validate({"shop": shop, "subject": subject, **fields})
+        if shop != "*" and self.store.get("shops", shop.encode()) is None:
+            raise NotFound(f"no shop {shop!r}")
+        values = body.model_dump(exclude_unset=True)
+        key = f"{by}\x1f{idempotency_key}" if idempotency_key else ""
+        return dict(await self.directory.ref(TICKETS, shop).ask(
+            CreateTicket(values, by, "api", key)))
+
+    async def ticket(self, ticket: str) -> dict[str, Any]:
+        """A ticket's record (with its label)."""
+        from octim.domain.tickets.desk import KIND as TICKETS
+        from octim.domain.tickets.desk import GetTicket
+
+        return dict(await self.directory.ref(TICKETS, self._ticket_shop(ticket)).ask(
+            GetTicket(ticket)))
+
+    async def update_ticket(self, ticket: str, *, by: str = "api", **changes: Any
+                            ) -> dict[str, Any]:
+        """Change fields or status (validated like ``PATCH /api/tickets/{id}``)."""
+        from octim.api.tickets import TicketPatch
+        from octim.domain.tickets.desk import KIND as TICKETS
+        from octim.domain.tickets.desk import UpdateTicket
+
+        valid = TicketPatch.model_validate(changes).model_dump(exclude_unset=True)
+        return dict(await self.directory.ref(TICKETS, self._ticket_shop(ticket)).ask(
+            UpdateTicket(ticket, valid, by, "api")))
+
+    async def comment_ticket(self, ticket: str, body: str, *, public: bool = False,
+                             by: str = "api") -> dict[str, Any]:
+        """A public reply or an internal note on a ticket."""
+        from octim.domain.tickets.desk import KIND as TICKETS
+        from octim.domain.tickets.desk import CommentTicket
+
+        return dict(await self.directory.ref(TICKETS, self._ticket_shop(ticket)).ask(
+            CommentTicket(ticket, body, public, by, "api")))
+
+    def _ticket_shop(self, ticket: str) -> str:
+        raw = self.store.get("tickets", ticket.encode())
+        if raw is None:
+            raise NotFound(f"no ticket {ticket!r}")
+        return str(raw["shop"])
+
     async def put_group(self, shop: str, group: str, name: str) -> dict[str, Any]:
         """Create or replace a skill group of a shop."""
         return dict(await self._dispatcher().ask(UpsertGroup(shop, group, name)))

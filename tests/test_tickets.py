@@ -7,8 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
+from pydantic import ValidationError
 
+from octim.errors import NotFound
 from octim.testing import TEST_API_KEY, open_engine, token
 from octim.testing.client import connect
 
@@ -175,3 +178,24 @@ async def test_solved_closes_by_itself_and_a_reply_then_opens_a_follow_up(
             open_ones = (await http.get("/api/tickets", params={"shop": SHOP},
                                         headers=KEY)).json()
             assert {t["label"] for t in open_ones} == {"T-3", "T-4"}
+
+
+async def test_the_python_api_works_tickets_like_http(tmp_path: Path) -> None:
+    async with open_engine(tmp_path / "d") as (engine, _):
+        await engine.put_shop(SHOP, "一号店")
+        with engine.subscribe({"ticket.created", "ticket.solved"}) as feed:
+            made = await engine.create_ticket(SHOP, "退款进度", requester="b1",
+                                              priority="urgent", idempotency_key="r-1")
+            again = await engine.create_ticket(SHOP, "退款进度", requester="b1",
+                                               priority="urgent", idempotency_key="r-1")
+            assert made["created"] and not again["created"] and again["id"] == made["id"]
+            await engine.comment_ticket(made["id"], "已提交财务", by="a1")
+            solved = await engine.update_ticket(made["id"], status="solved", by="a1")
+            assert solved["status"] == "solved" and solved["comments"] == 1
+            assert (await engine.ticket(made["id"]))["solved_at"] is not None
+            assert [(await feed.receive())["event"] for _ in range(2)] == [
+                "ticket.created", "ticket.solved"]
+        with pytest.raises(ValidationError):
+            await engine.update_ticket(made["id"], priority="whenever")
+        with pytest.raises(NotFound):
+            await engine.create_ticket("no-such-shop", "x")
