@@ -48,7 +48,8 @@ log = logging.getLogger("octim.webhooks")
 
 EVENTS = ("conversation.opened", "conversation.assigned", "conversation.transferred",
           "conversation.resolved", "conversation.closed", "message.sent", "rating.given",
-          "ticket.created", "ticket.updated", "ticket.commented", "ticket.solved")
+          "ticket.created", "ticket.updated", "ticket.commented", "ticket.solved",
+          "ticket.sla_breached")
 
 
 class TargetRefused(Exception):

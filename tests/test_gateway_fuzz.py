@@ -158,7 +158,7 @@ def test_random_frames_never_break_the_gateway(live: str, batch: list[Any],
 API_KEY = {"Authorization": f"Bearer {TEST_API_KEY}"}
 PATH_VALUES = {"shop": "s1", "agent": "a1", "group": "g1", "customer_id": "c1",
                "order_id": "o1", "entry_id": "e1", "segment": "seg1", "endpoint": "w1",
-               "delivery": "d1", "reply": "r1", "conversation": "c-none"}
+               "delivery": "d1", "reply": "r1", "conversation": "c-none", "policy": "p1"}
 
 
 #: A valid body of every JSON route, and who may send it (None: the API key). The
@@ -197,6 +197,12 @@ VALID: dict[tuple[str, str], tuple[Any, tuple[str, str] | None]] = {
     ("POST", "/api/tickets/{ticket}/comments"): ({"body": "处理中", "public": False},
                                                  ("a1", "agent")),
     ("POST", "/api/tickets/{ticket}/merge"): ({"into": "tk-none"}, None),
+    ("PUT", "/api/sla-policies/{policy}"): ({"shop": "s1", "name": "标准", "position": 1,
+                                             "conditions": {"priority": ["high"]},
+                                             "targets": {"high": {"first_reply": 30}},
+                                             "business_hours": True}, ("boss", "shop_admin")),
+    ("PUT", "/api/shops/{shop}/business-hours"): ({"timezone": "Asia/Shanghai", "weekly": {
+        "mon": [["09:00", "18:00"]]}, "holidays": ["2026-10-01"]}, None),
 }
 
 

@@ -199,3 +199,69 @@ async def test_the_python_api_works_tickets_like_http(tmp_path: Path) -> None:
             await engine.update_ticket(made["id"], priority="whenever")
         with pytest.raises(NotFound):
             await engine.create_ticket("no-such-shop", "x")
+
+
+async def test_an_sla_breaches_on_time_in_a_real_run(tmp_path: Path) -> None:
+    """The first reply is due in 30 minutes: nothing at 29:59, the breach at 30:00 exactly
+    (the engine's clock, fired by its tick), the priority escalated, a webhook event
+    and a ``ticket`` frame to the assignee's workbench."""
+    start = 1_796_083_200.0  # Tue 2026-12-01 00:00 UTC, 08:00 in Shanghai
+    now = [start]
+    async with open_engine(tmp_path / "d", routing_tick=3600) as (engine, listening):
+        engine.context.clock = lambda: now[0]
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            await setup(http)
+            admin = bearer("boss", "shop_admin", SHOP)
+            policy = {"shop": SHOP, "name": "标准", "position": 1,
+                      "targets": {"high": {"first_reply": 30, "resolution": 240}},
+                      "escalate_to": "urgent"}
+            assert (await http.put("/api/sla-policies/std", json=policy,
+                                   headers=AGENT)).status_code == 403  # admins only
+            assert (await http.put("/api/sla-policies/std", json={**policy, "shop": OTHER},
+                                   headers=admin)).status_code == 404
+            saved = await http.put("/api/sla-policies/std", json=policy, headers=admin)
+            assert saved.status_code == 200, saved.text
+            with engine.subscribe({"ticket.sla_breached"}) as feed, trio.fail_after(20):
+                async with connect(listening.ws_url, token("a1", "agent", SHOP)) as agent:
+                    made = (await http.post("/api/tickets", json={
+                        "shop": SHOP, "subject": "退款未到账", "priority": "high",
+                        "requester": "b1", "assignee": "a1"}, headers=KEY)).json()
+                    first = made["sla"]["metrics"]["first_reply"]
+                    assert first["due"] == int(start * 1000) + 30 * 60_000
+                    now[0] = start + 30 * 60 - 1
+                    await engine.tick()
+                    assert (await http.get(f"/api/tickets/{made['id']}", headers=KEY)
+                            ).json()["sla"]["metrics"]["first_reply"]["breached_at"] is None
+                    now[0] = start + 30 * 60
+                    await engine.tick()
+                    frame = await agent.expect("ticket", event="sla_breached")
+                    assert frame["ticket"] == made["id"] and frame["metric"] == "first_reply"
+                    event = await feed.receive()
+                    assert event["data"]["metric"] == "first_reply"
+                    assert event["data"]["due"] == first["due"]
+                after = (await http.get(f"/api/tickets/{made['id']}", headers=KEY)).json()
+                assert after["priority"] == "urgent"
+                assert after["sla"]["metrics"]["first_reply"]["breached_at"] == first["due"]
+                breached = (await http.get("/api/tickets", params={
+                    "shop": SHOP, "sla": "breached"}, headers=AGENT)).json()
+                assert [t["id"] for t in breached] == [made["id"]]
+                history = (await http.get(f"/api/tickets/{made['id']}/history",
+                                          headers=KEY)).json()
+                assert [h["field"] for h in history][-2:] == ["sla_breached", "priority"]
+            # Business hours: the policy now counts them; the open ticket's resolution due
+            # moves from its recorded time. It had run 30 minutes (08:00-08:30 Shanghai,
+            # calendar time) when the escalation to urgent left it without a target; the
+            # new policy targets urgent, so its other 210 minutes count from 09:00: 12:30.
+            hours = {"timezone": "Asia/Shanghai",
+                     "weekly": {d: [["09:00", "18:00"]] for d in ("mon", "tue", "wed",
+                                                                   "thu", "fri")}}
+            assert (await http.put(f"/api/shops/{SHOP}/business-hours", json=hours,
+                                   headers=admin)).status_code == 200
+            await http.put("/api/sla-policies/std", json={
+                **policy, "business_hours": True,
+                "targets": {"urgent": {"resolution": 240}, "high": {"resolution": 240}}},
+                headers=admin)
+            moved = (await http.get(f"/api/tickets/{made['id']}", headers=KEY)).json()
+            resolution = moved["sla"]["metrics"]["resolution"]
+            assert resolution["state"] == "active" and resolution["spent"] == 30 * 60_000
+            assert resolution["due"] == int(start * 1000) + int(4.5 * 3_600_000)

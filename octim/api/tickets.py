@@ -11,6 +11,9 @@
   internal note (staff); the requester writes public replies (a reply to a closed
   ticket opens a linked follow-up).
 * ``POST /api/tickets/{id}/merge`` ``{"into"}``: close a duplicate into another ticket.
+* ``PUT /api/sla-policies/{id}``, ``GET /api/sla-policies?shop=``,
+  ``DELETE /api/sla-policies/{id}?shop=``: a shop's SLA policies (its admins, the API key).
+* ``PUT /api/shops/{shop}/business-hours``: the shop's working hours for SLAs.
 
 Staff of other shops get ``not_found`` (no probing); every staff read is audited.
 """
@@ -31,8 +34,11 @@ from octim.domain.tickets.desk import (
     CommentTicket,
     CreateTicket,
     GetTicket,
+    ListPolicies,
     ListTickets,
     MergeTicket,
+    PutBusinessHours,
+    PutPolicy,
     UpdateTicket,
 )
 from octim.domain.tickets.model import PLATFORM, Ticket
@@ -104,6 +110,48 @@ class CommentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     body: Annotated[str, Field(min_length=1, max_length=10_000)]
     public: bool = False
+
+
+Minutes = Annotated[int, Field(ge=1, le=525_600)]
+
+
+class TargetsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    first_reply: Minutes | None = None
+    next_reply: Minutes | None = None
+    resolution: Minutes | None = None
+
+
+class ConditionsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    priority: list[Priority] = Field(default_factory=list, max_length=4)
+    category: list[Short] = Field(default_factory=list, max_length=50)
+    source: list[Literal["chat", "api", "email", "phone", "form", "bot"]] = Field(
+        default_factory=list, max_length=6)
+    min_level: Annotated[int, Field(ge=0, le=100)] = 0
+
+
+class PolicyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shop: ShopId
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    position: Annotated[int, Field(ge=0, le=10_000)] = 0
+    conditions: ConditionsBody = Field(default_factory=ConditionsBody)
+    targets: dict[Priority, TargetsBody]
+    business_hours: bool = False
+    escalate_to: Priority | None = None
+
+
+Clock = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
+
+
+class HoursBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    timezone: Annotated[str, Field(min_length=1, max_length=64)] = "Asia/Shanghai"
+    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                 Annotated[list[tuple[Clock, Clock]], Field(max_length=6)]]
+    holidays: list[Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]] = Field(
+        default_factory=list, max_length=400)
 
 
 class MergeBody(BaseModel):
@@ -196,6 +244,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
     async def list_tickets(who: Caller, shop: Filter = "", status: Filter = "",
                            priority: Filter = "", assignee: Filter = "", group: Filter = "",
                            category: Filter = "", requester: Filter = "", q: Filter = "",
+                           sla: Filter = "",
                            limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Any:
         """One shop's tickets for its staff (or the API key); a buyer's own tickets."""
         if who is not None and who.role == "buyer":
@@ -212,7 +261,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
             raise InvalidInput("give ?shop= (one shop's tickets)")
         _staff_may(who, shop)
         return await desk(shop).ask(ListTickets(status, priority, assignee, group, category,
-                                                requester, q, limit))
+                                                requester, q, limit, sla))
 
     @api.get("/api/tickets/{ticket}")
     async def get_ticket(ticket: Id, who: Caller, request: Request) -> Any:
@@ -272,5 +321,44 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
             raise InvalidInput("merge into a ticket of the same shop")
         by, role = actor(who)
         return await desk(found.shop).ask(MergeTicket(found.id, survivor.id, by, role))
+
+    def admin_of(who: Principal | None, shop: str) -> None:
+        """The API key, the shop's admins or platform admins; the shop must exist."""
+        if who is not None and who.role not in ("shop_admin", "platform_admin"):
+            raise Forbidden("SLA settings are for shop admins")
+        _staff_may(who, shop)
+        if shop != PLATFORM and engine.store.get("shops", shop.encode()) is None:
+            raise NotFound(f"no shop {shop!r}")
+
+    @api.put("/api/sla-policies/{policy}")
+    async def put_policy(policy: Id, body: PolicyBody, who: Caller) -> Any:
+        """Create or replace an SLA policy; open tickets' due times follow at once."""
+        admin_of(who, body.shop)
+        record = body.model_dump(exclude_none=True)
+        record["targets"] = {p: t.model_dump(exclude_none=True)
+                             for p, t in body.targets.items()}
+        return await desk(body.shop).ask(PutPolicy(policy, record))
+
+    @api.get("/api/sla-policies")
+    async def list_policies(who: Caller, shop: Annotated[str, Query(max_length=128)]) -> Any:
+        """A shop's SLA policies in the order they are tried (its staff)."""
+        _staff_may(who, shop)
+        return await desk(shop).ask(ListPolicies())
+
+    @api.delete("/api/sla-policies/{policy}", status_code=204)
+    async def delete_policy(policy: Id, who: Caller,
+                            shop: Annotated[str, Query(max_length=128)]) -> JSONResponse:
+        """Remove an SLA policy (idempotent)."""
+        admin_of(who, shop)
+        await desk(shop).ask(PutPolicy(policy, None))
+        return JSONResponse(None, status_code=204)
+
+    @api.put("/api/shops/{shop}/business-hours")
+    async def put_hours(shop: Annotated[str, Path(max_length=128,
+                                                  pattern=r"^(\*|[A-Za-z0-9._-]+)$")],
+                        body: HoursBody, who: Caller) -> Any:
+        """The shop's working hours (time zone, weekly intervals, holidays)."""
+        admin_of(who, shop)
+        return await desk(shop).ask(PutBusinessHours(body.model_dump()))
 
     return api

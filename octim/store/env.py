@@ -38,6 +38,8 @@ DATABASES: tuple[str, ...] = (
     "ticket_idem",  # shop \0 Idempotency-Key → ticket id
     "idx_shop_tickets",  # shop \0 ticket → status
     "idx_requester_tickets",  # buyer \0 ticket → shop
+    "sla_policies",  # shop \0 policy id → an SLA policy (octim.domain.tickets.sla)
+    "business_hours",  # shop → its working hours (time zone, weekly, holidays)
     "kb",
     "events",  # unread: time-keyed conversation events written before the "log" database
     "log",  # the durable event log, in commit order; key: 8-byte sequence number (LOGS)

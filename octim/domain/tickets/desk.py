@@ -14,10 +14,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from octim.actors import Actor, ActorKind, Address, Message, record, thaw
 from octim.domain.context import EngineContext
-from octim.domain.conversations.model import pair_key
-from octim.domain.tickets import rules
+from octim.domain.conversations.model import log_op, pair_key
+from octim.domain.tickets import rules, sla
 from octim.domain.tickets.model import (
     CLOSED,
     PRIORITIES,
@@ -28,12 +30,13 @@ from octim.domain.tickets.model import (
     new_ticket_id,
 )
 from octim.errors import InvalidInput, NotFound
-from octim.store import Put, pack
+from octim.store import Delete, Put, pack
 
 log = logging.getLogger("octim.tickets")
 
 KIND = "tickets"
 MAX_LIST = 500
+DUE_SOON_MS = 3_600_000  # "due soon": an SLA metric due within the hour
 
 
 @record
@@ -88,11 +91,39 @@ class ListTickets(Message):
     requester: str
     q: str
     limit: int
+    sla: str = ""  # "breached" or "due_soon" (due within the hour)
 
 
 @record
 class AutoClose(Message):
     ticket: str
+
+
+@record
+class SlaDue(Message):
+    """Metric ``metric`` of ``ticket`` breaches at ``due`` (stale if the due moved)."""
+
+    ticket: str
+    metric: str
+    due: int
+
+
+@record
+class PutPolicy(Message):
+    """Create or replace an SLA policy of this shop (``None`` record: delete ``policy``)."""
+
+    policy: str
+    record: Mapping[str, Any] | None
+
+
+@record
+class ListPolicies(Message):
+    pass
+
+
+@record
+class PutBusinessHours(Message):
+    hours: Mapping[str, Any]
 
 
 def idempotency_key(shop: str, key: str) -> bytes:
@@ -106,6 +137,9 @@ class TicketDesk(Actor[EngineContext]):
         super().__init__(address, context)
         self.tickets: dict[str, Ticket] = {}  # not closed
         self.next_number = 1
+        self.policies: dict[str, sla.Policy] = {}
+        self.policy_records: dict[str, dict[str, Any]] = {}
+        self.hours: sla.BusinessHours | None = None
 
     @property
     def shop(self) -> str:
@@ -116,6 +150,11 @@ class TicketDesk(Actor[EngineContext]):
         counter = store.get("ticket_counters", self.shop.encode())
         self.next_number = int(counter or 0) + 1
         prefix = pair_key(self.shop, "")
+        for _, policy in store.scan("sla_policies", prefix, prefix[:-1] + b"\x01"):
+            self.policy_records[policy["id"]] = policy
+            self.policies[policy["id"]] = sla.Policy.from_record(policy)
+        hours = store.get("business_hours", self.shop.encode())
+        self.hours = None if hours is None else sla.BusinessHours.from_record(hours)
         for key, status in store.scan("idx_shop_tickets", prefix, prefix[:-1] + b"\x01"):
             if status == CLOSED:
                 continue
@@ -125,6 +164,7 @@ class TicketDesk(Actor[EngineContext]):
                 self.tickets[ticket.id] = ticket
                 if ticket.status == SOLVED:
                     self._schedule_close(ticket)
+                self._schedule_sla(ticket)
 
     def _close_after_ms(self) -> int:
         shop = self.context.store.get("shops", self.shop.encode()) or {}
@@ -137,6 +177,41 @@ class TicketDesk(Actor[EngineContext]):
         assert ticket.solved_at is not None
         self.context.timers.at((ticket.solved_at + self._close_after_ms()) / 1000, KIND,
                                self.shop, AutoClose(ticket.id))
+
+    def _schedule_sla(self, ticket: Ticket) -> None:
+        for metric, due in sla.due_times(ticket.sla):
+            self.context.timers.at(due / 1000, KIND, self.shop, SlaDue(ticket.id, metric, due))
+
+    def _clock(self, policy: sla.Policy) -> sla.Clock:
+        return sla.Clock(self.hours if policy.business_hours else None)
+
+    def _policy_for(self, ticket: Ticket) -> sla.Policy | None:
+        level = 0
+        if ticket.requester:
+            level = int((self.context.store.get("customers", ticket.requester.encode())
+                         or {}).get("level") or 0)
+        return sla.choose(list(self.policies.values()), ticket.priority, ticket.category,
+                          ticket.source.kind, level)
+
+    def _track(self, before: Ticket | None, out: rules.Outcome, change: str, role: str,
+               public: bool, now: int) -> None:
+        """Bring the outcome's SLA record up to date with the change (sla.track)."""
+        after = out.ticket
+        policy = self._policy_for(after)
+        if policy is None and not after.sla:
+            return
+        tracked = None if policy is None else sla.track(
+            None if before is None else {"status": before.status, "priority": before.priority,
+                                         "sla": before.sla},
+            {"status": after.status, "priority": after.priority}, change, role, public,
+            policy, self._clock(policy), now)
+        if tracked != after.sla:
+            after.sla = tracked
+            out.ops += [after.put(), log_op(after.id, after.shop, "ticket_sla", {
+                "ticket": after.id, "policy": None if tracked is None else tracked["policy"],
+                "metrics": {} if tracked is None else {
+                    name: {"state": m["state"], "due": m["due"]}
+                    for name, m in tracked["metrics"].items()}}, now)]
 
     def _ticket(self, ticket_id: str) -> Ticket:
         ticket = self.tickets.get(ticket_id)
@@ -153,7 +228,10 @@ class TicketDesk(Actor[EngineContext]):
             case CreateTicket(values=values, by=by, role=role, idempotency_key=key):
                 return await self._create(thaw(values), by, role, key, now)
             case UpdateTicket(ticket=ticket_id, changes=changes, by=by, role=role):
-                out = rules.update(self._ticket(ticket_id), thaw(changes), by, role, now)
+                before = self._ticket(ticket_id)
+                out = rules.update(before, thaw(changes), by, role, now)
+                if out.ops:
+                    self._track(before, out, "updated", role, False, now)
                 return (await self._apply(out)).view()
             case CommentTicket(ticket=ticket_id, body=body, public=public, by=by, role=role):
                 ticket = self._ticket(ticket_id)
@@ -163,9 +241,12 @@ class TicketDesk(Actor[EngineContext]):
                     if role != "buyer":
                         raise
                     return await self._follow_up(ticket, body, by, now)
+                self._track(ticket, out, "commented", role, public, now)
                 return {"ticket": (await self._apply(out)).view(), "comment": out.ticket.comments}
             case MergeTicket(ticket=ticket_id, into=into, by=by, role=role):
-                out = rules.merge(self._ticket(ticket_id), self._ticket(into), by, role, now)
+                duplicate = self._ticket(ticket_id)
+                out = rules.merge(duplicate, self._ticket(into), by, role, now)
+                self._track(duplicate, out, "updated", role, False, now)
                 return (await self._apply(out)).view()
             case GetTicket(ticket=ticket_id):
                 return self._ticket(ticket_id).view()
@@ -176,8 +257,23 @@ class TicketDesk(Actor[EngineContext]):
                 if solved is not None:
                     closing = rules.auto_close(solved, now, self._close_after_ms())
                     if closing is not None:
+                        self._track(solved, closing, "updated", "system", False, now)
                         await self._apply(closing)
                 return None
+            case SlaDue(ticket=ticket_id, metric=metric, due=due):
+                return await self._sla_due(ticket_id, metric, due, now)
+            case PutPolicy(policy=policy_id, record=policy_record):
+                return await self._put_policy(policy_id, policy_record, now)
+            case ListPolicies():
+                return sorted(self.policy_records.values(),
+                              key=lambda p: (p.get("position", 0), p["id"]))
+            case PutBusinessHours(hours=hours):
+                parsed = sla.BusinessHours.from_record(thaw(hours))
+                await self.context.store.write((Put("business_hours", self.shop.encode(),
+                                                    pack(thaw(hours))),))
+                self.hours = parsed
+                await self._recompute(now)
+                return thaw(hours)
         raise InvalidInput(f"the ticket desk cannot handle {type(message).__name__}")
 
     async def _create(self, values: dict[str, Any], by: str, role: str, key: str, now: int,
@@ -190,6 +286,7 @@ class TicketDesk(Actor[EngineContext]):
         number = self.next_number
         out = rules.create(new_ticket_id(), self.shop, number, values, by, role, now,
                            follow_up_of=follow_up_of)
+        self._track(None, out, "created", role, False, now)
         out.ops.append(Put("ticket_counters", self.shop.encode(), pack(number)))
         if key:
             out.ops.append(Put("ticket_idem", idempotency_key(self.shop, key),
@@ -211,7 +308,9 @@ class TicketDesk(Actor[EngineContext]):
                   "source": {"kind": closed.source.kind,
                              "conversation": closed.source.conversation}}
         created = await self._create(values, by, "buyer", "", now, follow_up_of=closed.id)
-        out = rules.comment(self._ticket(created["id"]), by, "buyer", body, True, now)
+        fresh = self._ticket(created["id"])
+        out = rules.comment(fresh, by, "buyer", body, True, now)
+        self._track(fresh, out, "commented", "buyer", True, now)
         return {"ticket": (await self._apply(out)).view(), "comment": out.ticket.comments,
                 "follow_up_of": closed.id}
 
@@ -226,13 +325,71 @@ class TicketDesk(Actor[EngineContext]):
             self.tickets[ticket.id] = ticket
         if ticket.status == SOLVED and (previous is None or previous.status != SOLVED):
             self._schedule_close(ticket)
+        if ticket.sla != (previous.sla if previous is not None else None):
+            self._schedule_sla(ticket)
         for event, data in out.events:
             self.context.emit(event, data)
         return ticket
 
+    async def _sla_due(self, ticket_id: str, metric: str, due: int, now: int) -> None:
+        """A metric's due time came: breach it (history, log, webhook, escalation,
+        and a ``ticket`` frame to the assignee and the group's agents online)."""
+        ticket = self.tickets.get(ticket_id)
+        if ticket is None or not ticket.sla:
+            return
+        changed = sla.breach(ticket.sla, metric, due, now)
+        if changed is None:
+            return
+        policy = self.policies.get(ticket.sla["policy"])
+        out = rules.breached(ticket, metric, changed,
+                             policy.escalate_to if policy is not None else None, now)
+        if out.ticket.priority != ticket.priority and policy is not None:
+            # A higher priority may have shorter targets: the other metrics' dues follow.
+            self._track(msgspec.structs.replace(ticket, sla=changed), out, "updated",
+                        "system", False, now)
+        await self._apply(out)
+        frame = {"type": "ticket", "event": "sla_breached", "ticket": ticket.id,
+                 "label": ticket.label, "shop": self.shop, "metric": metric, "due": due}
+        self.context.fanout.publish(frame, self._notified(out.ticket))
+
+    def _notified(self, ticket: Ticket) -> set[str]:
+        """Who hears of a breach: the assignee, the followers, the group's agents."""
+        users = {u for u in (ticket.assignee, *ticket.followers) if u}
+        if ticket.group:
+            for _, agent in self.context.store.scan("agents"):
+                if self.shop in agent["shops"] and ticket.group in agent["groups"]:
+                    users.add(agent["id"])
+        return users
+
+    async def _put_policy(self, policy_id: str, policy_record: Mapping[str, Any] | None,
+                          now: int) -> Any:
+        key = pair_key(self.shop, policy_id)
+        if policy_record is None:
+            await self.context.store.write((Delete("sla_policies", key),))
+            self.policies.pop(policy_id, None)
+            self.policy_records.pop(policy_id, None)
+        else:
+            stored = {**thaw(policy_record), "id": policy_id, "shop": self.shop}
+            parsed = sla.Policy.from_record(stored)
+            await self.context.store.write((Put("sla_policies", key, pack(stored)),))
+            self.policies[policy_id], self.policy_records[policy_id] = parsed, stored
+        await self._recompute(now)
+        return None if policy_record is None else self.policy_records[policy_id]
+
+    async def _recompute(self, now: int) -> None:
+        """Policies or hours changed: every open ticket's SLA again, from its record."""
+        for ticket in list(self.tickets.values()):
+            out = rules.Outcome(msgspec.structs.replace(ticket))
+            self._track(ticket, out, "updated", "system", False, now)
+            if out.ops:
+                await self._apply(out)
+
     def _list(self, m: ListTickets) -> list[dict[str, Any]]:
         if m.status and m.status not in STATUSES:
             raise InvalidInput(f"status is one of {', '.join(STATUSES)}")
+        now = self.context.now_ms()
+        if m.sla and m.sla not in ("breached", "due_soon"):
+            raise InvalidInput("sla is breached or due_soon")
         if m.priority and m.priority not in PRIORITIES:
             raise InvalidInput(f"priority is one of {', '.join(PRIORITIES)}")
         if m.status == CLOSED:
@@ -251,7 +408,13 @@ class TicketDesk(Actor[EngineContext]):
                   and (not m.category or t.category == m.category)
                   and (not m.requester or t.requester == m.requester)
                   and (not q or q in t.subject.casefold() or q in t.label.casefold()
-                       or q in t.description.casefold())]
+                       or q in t.description.casefold())
+                  and (m.sla != "breached" or sla.breached(t.sla))
+                  and (m.sla != "due_soon" or sla.due_soon(t.sla, now, DUE_SOON_MS))]
+        if m.sla == "breached" or m.sla == "due_soon":  # the most urgent first
+            chosen.sort(key=lambda t: min((d for _, d in sla.due_times(t.sla)),
+                                          default=0))
+            return [t.view() for t in chosen[:min(m.limit, MAX_LIST)]]
         chosen.sort(key=lambda t: (t.updated, t.number), reverse=True)
         return [t.view() for t in chosen[:min(m.limit, MAX_LIST)]]
 

@@ -104,6 +104,7 @@ class Ticket(msgspec.Struct):
     closed_at: int | None = None
     merged_into: str | None = None
     follow_up_of: str | None = None
+    sla: dict[str, Any] | None = None  # {"policy", "business_hours", "metrics"} (sla.py)
 
     @property
     def label(self) -> str:

@@ -204,4 +204,23 @@ def merge(duplicate: Ticket, survivor: Ticket, by: str, role: str, now: int) -> 
                    {"by": by, "changes": {"status": CLOSED, "merged_into": survivor.id}})
 
 
-__all__ = ["EDITABLE", "Outcome", "auto_close", "comment", "create", "merge", "update"]
+def breached(ticket: Ticket, metric: str, sla: dict[str, Any], escalate_to: str | None,
+             now: int) -> Outcome:
+    """SLA metric ``metric`` breached (``sla``: the record with its breach): history,
+    the event log, ``ticket.sla_breached``, and the priority raised to ``escalate_to``
+    if that is higher."""
+    after = _copy(ticket, sla=sla)
+    out = Outcome(after)
+    _history(out, "system", "system", now, "sla_breached", None, metric)
+    order = ("low", "normal", "high", "urgent")
+    if escalate_to in order and order.index(escalate_to) > order.index(ticket.priority):
+        after.priority = escalate_to
+        _history(out, "system", "system", now, "priority", ticket.priority, escalate_to)
+    due = sla["metrics"][metric]["due"]
+    return _finish(out, ticket.status, now, "ticket_sla_breached",
+                   {"metric": metric, "due": due, "assignee": after.assignee,
+                    "group": after.group, "priority": after.priority})
+
+
+__all__ = ["EDITABLE", "Outcome", "auto_close", "breached", "comment", "create", "merge",
+           "update"]
