@@ -9,9 +9,10 @@ hours (time zone, weekly hours, holidays).
 Each metric of a ticket is a small record: ``state`` (``active``, ``paused``,
 ``fulfilled``, ``stopped``, or ``untargeted`` while the policy has no target for it),
 the ``target`` and the time ``spent`` before the current stretch (business ms when the
-policy counts business hours), ``since`` (when the current stretch began), ``due`` (the ms it breaches at), and ``breached_at``. The due
-time is always computed from ``spent``, ``since`` and the target, so a policy change
-recomputes every open ticket's due times from what is recorded (not from stale dues).
+policy counts business hours), ``since`` (when the current stretch began), ``due`` (the
+ms it breaches at), and ``breached_at``. The due time is always computed from
+``spent``, ``since`` and the target, so a policy change recomputes every open ticket's
+due times from what is recorded (not from stale dues).
 
 Rules, explicit and tested (tests/test_sla.py):
 
