@@ -260,8 +260,9 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         if not shop:
             raise InvalidInput("give ?shop= (one shop's tickets)")
         _staff_may(who, shop)
-        return await desk(shop).ask(ListTickets(status, priority, assignee, group, category,
-                                                requester, q, limit, sla))
+        # Straight to JSON: the rows are plain data already (no jsonable_encoder pass).
+        return JSONResponse(await desk(shop).ask(ListTickets(
+            status, priority, assignee, group, category, requester, q, limit, sla)))
 
     @api.get("/api/tickets/{ticket}")
     async def get_ticket(ticket: Id, who: Caller, request: Request) -> Any:

@@ -20,6 +20,7 @@ from octim.actors import Actor, ActorKind, Address, Message, record, thaw
 from octim.domain.context import EngineContext
 from octim.domain.conversations.model import log_op, pair_key
 from octim.domain.tickets import rules, sla
+from octim.domain.tickets.index import OpenTickets
 from octim.domain.tickets.model import (
     CLOSED,
     PRIORITIES,
@@ -135,7 +136,7 @@ class TicketDesk(Actor[EngineContext]):
 
     def __init__(self, address: Address, context: EngineContext) -> None:
         super().__init__(address, context)
-        self.tickets: dict[str, Ticket] = {}  # not closed
+        self.tickets = OpenTickets()  # the shop's tickets that are not closed
         self.next_number = 1
         self.policies: dict[str, sla.Policy] = {}
         self.policy_records: dict[str, dict[str, Any]] = {}
@@ -155,16 +156,18 @@ class TicketDesk(Actor[EngineContext]):
             self.policies[policy["id"]] = sla.Policy.from_record(policy)
         hours = store.get("business_hours", self.shop.encode())
         self.hours = None if hours is None else sla.BusinessHours.from_record(hours)
+        loaded: list[Ticket] = []
         for key, status in store.scan("idx_shop_tickets", prefix, prefix[:-1] + b"\x01"):
             if status == CLOSED:
                 continue
             raw = store.get("tickets", key[len(prefix):])
             if raw is not None:
-                ticket = Ticket.from_record(raw)
-                self.tickets[ticket.id] = ticket
-                if ticket.status == SOLVED:
-                    self._schedule_close(ticket)
-                self._schedule_sla(ticket)
+                loaded.append(Ticket.from_record(raw))
+        self.tickets.load(loaded)
+        for ticket in loaded:
+            if ticket.status == SOLVED:
+                self._schedule_close(ticket)
+            self._schedule_sla(ticket)
 
     def _close_after_ms(self) -> int:
         shop = self.context.store.get("shops", self.shop.encode()) or {}
@@ -320,9 +323,9 @@ class TicketDesk(Actor[EngineContext]):
         ticket = out.ticket
         previous = self.tickets.get(ticket.id)
         if ticket.status == CLOSED:
-            self.tickets.pop(ticket.id, None)
+            self.tickets.remove(ticket.id)
         else:
-            self.tickets[ticket.id] = ticket
+            self.tickets.put(ticket)
         if ticket.status == SOLVED and (previous is None or previous.status != SOLVED):
             self._schedule_close(ticket)
         if ticket.sla != (previous.sla if previous is not None else None):
@@ -398,7 +401,10 @@ class TicketDesk(Actor[EngineContext]):
                          "idx_shop_tickets", prefix, prefix[:-1] + b"\x01") if status == CLOSED
                      if (raw := self.context.store.get("tickets", key[len(prefix):]))]
         else:
-            found = list(self.tickets.values())
+            equal = {"status": m.status, "priority": m.priority, "assignee": m.assignee,
+                     "group": m.group, "category": m.category, "requester": m.requester}
+            return [t.view() for t in self.tickets.query(equal, m.q, m.sla, now, DUE_SOON_MS,
+                                                         min(m.limit, MAX_LIST))]
         q = m.q.casefold()
         chosen = [t for t in found
                   if (not m.status or t.status == m.status)

@@ -1,0 +1,129 @@
+"""A shop's open tickets in memory, indexed for the ticket queue's lists and filters.
+
+The TicketDesk keeps every ticket of its shop that is not closed here: per indexed
+field (status, priority, assignee, group, category, requester) the set of ticket ids
+with each value, the tickets in order of their last update (so "newest first" needs
+no sort), each ticket's folded search text, the open tickets' next SLA due times in
+order, and which have breached. A list with a small candidate set intersects and sorts
+it; otherwise it walks the tickets in order (newest first, or soonest due) and stops
+when the page is full.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+from octim.domain.tickets import sla
+from octim.domain.tickets.model import Ticket
+
+INDEXED = ("status", "priority", "assignee", "group", "category", "requester")
+SMALL = 2000  # a candidate set this small is intersected and sorted; a bigger one is
+# checked ticket by ticket in update order until the list is full
+
+
+def _text(ticket: Ticket) -> str:
+    return f"{ticket.label}\n{ticket.subject}\n{ticket.description[:500]}".casefold()
+
+
+class OpenTickets:
+    """See the module docstring."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, Ticket] = {}
+        self.by: dict[str, dict[Any, set[str]]] = {name: {} for name in INDEXED}
+        self.recent: OrderedDict[str, None] = OrderedDict()  # oldest update first
+        self.text: dict[str, str] = {}
+        self.next_due: dict[str, int] = {}
+        self.dues: list[tuple[int, str]] = []  # (next due, ticket), sorted
+        self.breached: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def get(self, ticket_id: str) -> Ticket | None:
+        return self.by_id.get(ticket_id)
+
+    def values(self) -> Iterator[Ticket]:
+        return iter(list(self.by_id.values()))
+
+    def load(self, tickets: list[Ticket]) -> None:
+        """Fill from the store at start-up (in update order)."""
+        for ticket in sorted(tickets, key=lambda t: (t.updated, t.number)):
+            self.put(ticket)
+
+    def put(self, ticket: Ticket) -> None:
+        """Add or replace a ticket (it has just been updated: it goes to the front)."""
+        self.remove(ticket.id)
+        self.by_id[ticket.id] = ticket
+        for name in INDEXED:
+            self.by[name].setdefault(getattr(ticket, name), set()).add(ticket.id)
+        self.recent[ticket.id] = None
+        self.text[ticket.id] = _text(ticket)
+        dues = [due for _, due in sla.due_times(ticket.sla)]
+        if dues:
+            self.next_due[ticket.id] = min(dues)
+            bisect.insort(self.dues, (min(dues), ticket.id))
+        if sla.breached(ticket.sla):
+            self.breached.add(ticket.id)
+
+    def remove(self, ticket_id: str) -> None:
+        old = self.by_id.pop(ticket_id, None)
+        if old is None:
+            return
+        for name in INDEXED:
+            ids = self.by[name].get(getattr(old, name))
+            if ids is not None:
+                ids.discard(ticket_id)
+                if not ids:
+                    del self.by[name][getattr(old, name)]
+        self.recent.pop(ticket_id, None)
+        self.text.pop(ticket_id, None)
+        due = self.next_due.pop(ticket_id, None)
+        if due is not None:
+            at = bisect.bisect_left(self.dues, (due, ticket_id))
+            if at < len(self.dues) and self.dues[at] == (due, ticket_id):
+                del self.dues[at]
+        self.breached.discard(ticket_id)
+
+    def query(self, equal: dict[str, str], q: str, sla_filter: str, now: int,
+              within_ms: int, limit: int) -> list[Ticket]:
+        """Tickets whose indexed fields equal ``equal``, whose text holds ``q`` and that
+        pass ``sla_filter`` (``breached``, ``due_soon`` or ''): the soonest due first for
+        ``due_soon``, else the most recently updated first."""
+        sets = [self.by[name].get(value, set()) for name, value in equal.items() if value]
+        if sla_filter == "breached":
+            sets.append(self.breached)
+        q = q.casefold()
+        text = self.text
+
+        def ok(ticket_id: str) -> bool:
+            return all(ticket_id in s for s in sets) and (not q or q in text[ticket_id])
+
+        found: list[Ticket] = []
+        if sla_filter == "due_soon":
+            start = bisect.bisect_left(self.dues, (now, ""))
+            for due, ticket_id in self.dues[start:]:
+                if due > now + within_ms or len(found) >= limit:
+                    break
+                if ok(ticket_id):
+                    found.append(self.by_id[ticket_id])
+            return found
+        if sets and min(len(s) for s in sets) <= SMALL:
+            sets.sort(key=len)
+            ids = [i for i in sets[0] if ok(i)]
+            return heapq.nlargest(limit, (self.by_id[i] for i in ids),
+                                  key=lambda t: (t.updated, t.number))
+        newest = reversed(self.recent)  # newest first, stop at the limit
+        if not sets:  # the common queue views and text search: no per-ticket call
+            matching = (i for i in newest if q in text[i]) if q else newest
+        else:
+            matching = (i for i in newest if ok(i))
+        for ticket_id in matching:
+            found.append(self.by_id[ticket_id])
+            if len(found) >= limit:
+                break
+        return found
