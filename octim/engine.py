@@ -103,6 +103,7 @@ class Engine:
         self.settings = settings
         self.ready = False
         self._stop = trio.Event()
+        self._firing = trio.Lock()
         self._context: EngineContext | None = None
         self.fanout = Fanout(settings.outbox_frames)
         self.events: EventBus
@@ -353,6 +354,8 @@ class Engine:
             self.monitor.open()
             servers.start_soon(self._sweep_forever, sweeper)
             servers.start_soon(self._tick_forever, ticker)
+            timer_task = trio.CancelScope()
+            servers.start_soon(self._timers_forever, timer_task)
             tune_interpreter(s.gc_threshold, s.gc_freeze, s.switch_interval)
             listening = Listening(http, ws, bool(s.tls_cert))
             self.ready = True
@@ -363,6 +366,7 @@ class Engine:
             log.info("shutting down")
             sweeper.cancel()
             ticker.cancel()
+            timer_task.cancel()
             self.gateway.close()
 
     async def _sweep_forever(self, scope: trio.CancelScope) -> None:
@@ -377,16 +381,38 @@ class Engine:
                 await self.tick()
                 await trio.sleep(self.settings.routing_tick)
 
+    async def _timers_forever(self, scope: trio.CancelScope) -> None:
+        """Fire the actors' timers at their time: sleep until the earliest is due (or a
+        new one is earlier), at most ``routing_tick`` (the engine's clock may be moved)."""
+        timers = self.context.timers
+        with scope:
+            while True:
+                await self.fire_timers()
+                earliest = timers.next_at()
+                delay = self.settings.routing_tick if earliest is None else min(
+                    self.settings.routing_tick, max(0.0, earliest - self.context.clock()))
+                with trio.move_on_after(delay):
+                    await timers.wait_earlier()
+
+    async def fire_timers(self) -> None:
+        """Tell every actor timer that is due on the engine's clock, one at a time; a
+        second caller waits for a firing in progress, so when it returns every timer due
+        when it was called has been handled."""
+        async with self._firing:
+            for kind, actor_id, message in self.context.timers.due(self.context.clock()):
+                try:  # asked, so what it tells others is queued before what comes next
+                    await self.directory.ref(kind, actor_id).ask(message)
+                except OctimError as exc:
+                    log.warning("timer not delivered", extra={
+                        "actor": f"{kind}/{actor_id}", "error": repr(exc)})
+
     async def tick(self) -> None:
-        """Fire the actors' timers that are due (presence grace), let the dispatcher
-        check its own (no-reply, waits) and the webhook sender retry what is due. Runs
-        every ``routing_tick``; tests call it directly after moving the clock."""
-        for kind, actor_id, message in self.context.timers.due(self.context.clock()):
-            try:  # asked, so what it tells others is queued before the dispatcher's Tick
-                await self.directory.ref(kind, actor_id).ask(message)
-            except OctimError as exc:
-                log.warning("timer not delivered", extra={"actor": f"{kind}/{actor_id}",
-                                                          "error": repr(exc)})
+        """Fire the actors' timers that are due (presence grace, SLA breaches, ticket
+        auto-close), let the dispatcher check its own (no-reply, waits) and the webhook
+        sender retry what is due. Runs every ``routing_tick``; tests call it directly
+        after moving the clock. (Actor timers also fire at their own time, without a
+        tick, from a task that sleeps until the earliest is due.)"""
+        await self.fire_timers()
         await self.directory.ref(DISPATCHER, DISPATCHER_ID).ask(Tick())
         self.events.tick(self.context.clock())
         await self.monitor.catch_up()
