@@ -169,6 +169,10 @@ class TicketDesk(Actor[EngineContext]):
                 self._schedule_close(ticket)
             self._schedule_sla(ticket)
 
+    def may_passivate(self) -> bool:
+        """A desk with open tickets stays: their index and SLA timers live here."""
+        return len(self.tickets) == 0
+
     def _close_after_ms(self) -> int:
         shop = self.context.store.get("shops", self.shop.encode()) or {}
         hours = (shop.get("settings") or {}).get("ticket_auto_close_hours")
