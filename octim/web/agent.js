@@ -303,6 +303,7 @@ function renderChatHead() {
   $("chat-sub").textContent = `${entry.shop_name || entry.shop} · ${t("state_" + entry.state)}`;
   const open = OPEN_STATES.has(entry.state) && isMine(entry);
   $("transfer-open").disabled = !open;
+  $("ticket-open").disabled = false;  // any conversation can become a ticket
   $("resolve").disabled = !open;
 }
 
@@ -487,6 +488,35 @@ $("transfer-form").addEventListener("submit", (event) => {
   const frame = { type: "transfer", conversation: state.current, note: $("transfer-note").value };
   frame[$("transfer-kind").value] = target;
   state.gw.command(frame, (error) => toast(t("error_" + error.code, { message: error.message })));
+});
+
+// -- a ticket from this chat (工单) -----------------------------------------------------
+
+$("ticket-open").addEventListener("click", () => {
+  const entry = state.entries.get(state.current);
+  if (!entry) return;
+  $("ticket-subject").value = (entry.preview || "").slice(0, 200);
+  $("ticket-priority").value = "normal";
+  $("ticket-category").value = "";
+  $("ticket-description").value = "";
+  $("ticket-dialog").showModal();
+});
+$("ticket-cancel").addEventListener("click", () => $("ticket-dialog").close());
+$("ticket-form").addEventListener("submit", async (event) => {
+  const entry = state.entries.get(state.current);
+  const subject = $("ticket-subject").value.trim();
+  if (!entry || !subject) { event.preventDefault(); return; }
+  const json = { shop: entry.shop, subject, priority: $("ticket-priority").value,
+                 source: { kind: "chat", conversation: entry.conversation, seq_from: 1,
+                           seq_to: Math.max(1, entry.last_seq || 1) } };
+  const category = $("ticket-category").value.trim();
+  const description = $("ticket-description").value.trim();
+  if (category) json.category = category;
+  if (description) json.description = description;
+  try {
+    const ticket = await api(state.token, "/api/tickets", { method: "POST", json });
+    toast(t("ticket_created", { label: ticket.label }));
+  } catch (error) { toast(t("error_" + error.code, { message: error.message })); }
 });
 
 // -- customer 360 -------------------------------------------------------------------

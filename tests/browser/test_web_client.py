@@ -277,6 +277,19 @@ def test_agent_tools_image_recall_suggestions_tags_cards_transfer(
     expect(a1.locator("#canned-list")).to_contain_text("稍等")
     a1.screenshot(path=artifacts / "1-agent-tools.png")
 
+    # One click makes a ticket of this chat (the buyer, the shop and the chat linked).
+    a1.get_by_role("button", name="建工单").click()
+    a1.fill("#ticket-subject", "尺码不合适要换货")
+    a1.select_option("#ticket-priority", "high")
+    a1.fill("#ticket-category", "售后")
+    a1.locator("#ticket-form").get_by_role("button", name="建工单").click()
+    expect(a1.locator("#toast")).to_contain_text("已创建工单 T-1")
+    [made] = api.get("/api/tickets", params={"shop": SHOP}).json()
+    assert (made["subject"], made["priority"], made["category"], made["requester"]) == (
+        "尺码不合适要换货", "high", "售后", "b1")
+    assert made["source"]["kind"] == "chat" and made["source"]["conversation"]
+    assert made["source"]["seq_to"] >= 2
+
     # Transfer to a colleague, with a note.
     a2 = desk.new_page()
     watch_console(a2, problems)
