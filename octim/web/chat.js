@@ -2,8 +2,8 @@
 // with the buyer's token in the fragment (#token=…) the first time; it stays in
 // localStorage so a reload resumes the same conversation.
 import {
-  EMOJI, Gateway, Thread, applyI18n, bindComposer, clockTime, currentLang, duration, el, newId,
-  renderBody, setLang, syncThread, t, takeToken, toaster, tokenClaims, upload,
+  EMOJI, Gateway, Thread, api, applyI18n, bindComposer, clockTime, currentLang, duration, el,
+  newId, renderBody, setLang, syncThread, t, takeToken, toaster, tokenClaims, upload,
 } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -57,6 +57,55 @@ function start() {
   gw.on("error", (frame) => { if (frame.ref === undefined) toast(t("error_" + frame.code, { message: frame.message })); });
   gw.start().catch((error) => toast(error.message));
   renderStars();
+  $("tickets-open").hidden = false;
+}
+
+// -- 我的工单: the buyer's tickets, their public replies, and a reply box ----------------
+
+$("tickets-open").addEventListener("click", async () => {
+  const panel = $("tickets");
+  panel.hidden = !panel.hidden;
+  if (!panel.hidden) await loadTickets();
+});
+
+async function loadTickets() {
+  let tickets;
+  try { tickets = await api(state.token, "/api/tickets"); } catch (error) { return toast(error.message); }
+  $("tickets-empty").hidden = tickets.length > 0;
+  $("ticket-list").replaceChildren(...tickets.map((ticket) => el("li.ticket", {
+    dataset: { ticket: ticket.id },
+  }, [
+    el("button.ticket-head", { type: "button", onclick: () => openTicket(ticket.id) }, [
+      el("strong", { text: ticket.label }), el("span", { text: ` ${ticket.subject} ` }),
+      el("span.status", { text: ticket.status_label }),
+    ]),
+    el("div.ticket-body", { hidden: true }),
+  ])));
+}
+
+async function openTicket(id) {
+  const item = document.querySelector(`li.ticket[data-ticket="${CSS.escape(id)}"]`);
+  const body = item.querySelector(".ticket-body");
+  let ticket;
+  try { ticket = await api(state.token, `/api/tickets/${encodeURIComponent(id)}`); } catch (error) { return toast(error.message); }
+  const input = el("textarea", { rows: 2, maxLength: 10000, placeholder: t("ticket_reply_hint") });
+  body.replaceChildren(
+    el("ol.ticket-thread", {}, ticket.thread.map((entry) => el("li", {
+      class: entry.role === "buyer" ? "mine" : undefined,
+      text: `${entry.role === "buyer" ? t("me") : t("service")}: ${entry.body}`,
+    }))),
+    input,
+    el("button", { type: "button", text: t("ticket_reply"), onclick: async () => {
+      const text = input.value.trim();
+      if (!text) return;
+      try {
+        await api(state.token, `/api/tickets/${encodeURIComponent(id)}/comments`, { method: "POST", json: { body: text, public: true } });
+        await loadTickets();
+        await openTicket(id);
+      } catch (error) { toast(t("error_" + error.code, { message: error.message })); }
+    } }),
+  );
+  body.hidden = false;
 }
 
 async function openConversation() {

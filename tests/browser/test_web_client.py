@@ -289,6 +289,26 @@ def test_agent_tools_image_recall_suggestions_tags_cards_transfer(
         "尺码不合适要换货", "high", "售后", "b1")
     assert made["source"]["kind"] == "chat" and made["source"]["conversation"]
     assert made["source"]["seq_to"] >= 2
+    # The buyer sees it under 我的工单 with the public reply (not the internal note), and
+    # answers there.
+    api.post(f"/api/tickets/{made['id']}/comments", json={"body": "仓库核实中",
+                                                          "public": False}).raise_for_status()
+    api.post(f"/api/tickets/{made['id']}/comments", json={"body": "已安排换货",
+                                                          "public": True}).raise_for_status()
+    buyer.get_by_role("button", name="我的工单").click()
+    entry = buyer.locator("li.ticket")
+    expect(entry).to_contain_text("T-1")
+    expect(entry).to_contain_text("尺码不合适要换货")
+    expect(entry).to_contain_text("处理中")  # a staff public reply opened it
+    entry.locator(".ticket-head").click()
+    expect(entry.locator(".ticket-thread")).to_contain_text("已安排换货")
+    expect(entry.locator(".ticket-thread")).not_to_contain_text("仓库核实中")
+    entry.locator("textarea").fill("好的，谢谢")
+    entry.get_by_role("button", name="回复").click()
+    expect(buyer.locator("li.ticket .ticket-thread")).to_contain_text("好的，谢谢")
+    thread = api.get(f"/api/tickets/{made['id']}").json()["thread"]
+    assert [(e["role"], e["body"]) for e in thread][-1] == ("buyer", "好的，谢谢")
+    buyer.get_by_role("button", name="我的工单").click()  # closes the panel again
 
     # Transfer to a colleague, with a note.
     a2 = desk.new_page()
