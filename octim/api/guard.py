@@ -41,7 +41,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Routes whose body is not JSON (each checks its own size limit while streaming).
-RAW_BODIES = frozenset({"/api/uploads"})
+RAW_BODIES = frozenset({"/api/uploads", "/api/inbound/email"})
 
 
 class RequestGuard:

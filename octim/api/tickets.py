@@ -28,12 +28,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from octim.api.auth import require_staff_of
 from octim.auth import Principal
 from octim.domain import audit
-from octim.domain.conversations.model import STAFF_ROLES, ConversationMeta, Forbidden, pair_key
+from octim.domain.conversations.model import (
+    STAFF_ROLES,
+    ConversationMeta,
+    Forbidden,
+    TooLarge,
+    pair_key,
+)
 from octim.domain.tickets.desk import KIND as DESK
 from octim.domain.tickets.desk import (
     CommentTicket,
     CreateTicket,
     GetTicket,
+    InboundEmail,
     ListPolicies,
     ListTickets,
     MergeTicket,
@@ -41,6 +48,7 @@ from octim.domain.tickets.desk import (
     PutPolicy,
     UpdateTicket,
 )
+from octim.domain.tickets.mail import parse as parse_mail
 from octim.domain.tickets.model import PLATFORM, Ticket
 from octim.errors import InvalidInput, NotFound
 
@@ -57,6 +65,7 @@ Type = Literal["question", "incident", "problem", "task"]
 Priority = Literal["low", "normal", "high", "urgent"]
 Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
 BUYER_FIELDS = {"shop", "subject", "description", "order", "sku", "source"}
+MAX_EMAIL_BYTES = 2 << 20  # attachments are not kept yet; the text is what counts
 
 
 class SourceBody(BaseModel):
@@ -353,6 +362,26 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         admin_of(who, shop)
         await desk(shop).ask(PutPolicy(policy, None))
         return JSONResponse(None, status_code=204)
+
+    @api.post("/api/inbound/email", dependencies=[Depends(auth.platform)],
+              openapi_extra={"requestBody": {"content": {"message/rfc822": {}}}})
+    async def inbound_email(request: Request,
+                            shop: Annotated[str, Query(max_length=128,
+                                                       pattern=r"^(\*|[A-Za-z0-9._-]+)$")]
+                            ) -> Any:
+        """A raw RFC 5322 message from the mail provider's inbound hook (the API key):
+        threaded into the sender's ticket, or opening one (docs/tickets.md)."""
+        if shop != PLATFORM and engine.store.get("shops", shop.encode()) is None:
+            raise NotFound(f"no shop {shop!r}")
+        chunks, size = [], 0
+        async for chunk in request.stream():  # a raw body: its own limit, while streaming
+            size += len(chunk)
+            if size > MAX_EMAIL_BYTES:
+                raise TooLarge(f"an email is limited to {MAX_EMAIL_BYTES} bytes")
+            chunks.append(chunk)
+        mail = parse_mail(b"".join(chunks))
+        return await desk(shop).ask(InboundEmail(mail.message_id, mail.refs, mail.requester,
+                                                 mail.subject, mail.text, mail.token))
 
     @api.put("/api/shops/{shop}/business-hours")
     async def put_hours(shop: Annotated[str, Path(max_length=128,

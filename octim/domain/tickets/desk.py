@@ -127,6 +127,18 @@ class PutBusinessHours(Message):
     hours: Mapping[str, Any]
 
 
+@record
+class InboundEmail(Message):
+    """A parsed inbound email (octim.domain.tickets.mail): it joins a ticket or opens one."""
+
+    message_id: str
+    refs: tuple[str, ...]
+    requester: str
+    subject: str
+    text: str
+    token: int | None
+
+
 def idempotency_key(shop: str, key: str) -> bytes:
     return pair_key(shop, key)
 
@@ -274,6 +286,8 @@ class TicketDesk(Actor[EngineContext]):
             case ListPolicies():
                 return sorted(self.policy_records.values(),
                               key=lambda p: (p.get("position", 0), p["id"]))
+            case InboundEmail():
+                return await self._email(message, now)
             case PutBusinessHours(hours=hours):
                 parsed = sla.BusinessHours.from_record(thaw(hours))
                 await self.context.store.write((Put("business_hours", self.shop.encode(),
@@ -337,6 +351,34 @@ class TicketDesk(Actor[EngineContext]):
         for event, data in out.events:
             self.context.emit(event, data)
         return ticket
+
+    async def _email(self, m: InboundEmail, now: int) -> dict[str, Any]:
+        """Thread an email into the requester's ticket, or open a ticket with it."""
+        store = self.context.store
+        known = store.get("ticket_mail", pair_key(self.shop, m.message_id))
+        if known is not None:  # the same message delivered again: nothing twice
+            return {"ticket": known, "label": self._ticket(known).label, "threaded": None,
+                    "duplicate": True}
+        target = next((tid for ref in m.refs
+                       if (tid := store.get("ticket_mail", pair_key(self.shop, ref)))), None)
+        if target is None and m.token is not None:
+            target = next((t.id for t in self.tickets.values() if t.number == m.token), None)
+        if target is not None and self._ticket(target).requester != m.requester:
+            target = None  # only the requester's own mail joins a ticket
+        if target is not None:
+            answer = await self.receive(CommentTicket(target, m.text or m.subject or "-",
+                                                      True, m.requester, "buyer"))
+            ticket_id = answer["ticket"]["id"]
+        else:
+            created = await self._create(
+                {"subject": m.subject or "(无主题)", "description": m.text,
+                 "requester": m.requester, "source": {"kind": "email"}},
+                m.requester, "buyer", "", now)
+            ticket_id = created["id"]
+        await store.write((Put("ticket_mail", pair_key(self.shop, m.message_id),
+                               pack(ticket_id)),))
+        return {"ticket": ticket_id, "label": self._ticket(ticket_id).label,
+                "threaded": target is not None, "duplicate": False}
 
     async def _sla_due(self, ticket_id: str, metric: str, due: int, now: int) -> None:
         """A metric's due time came: breach it (history, log, webhook, escalation,

@@ -1,0 +1,80 @@
+"""Inbound email over real HTTP: a new message opens a ticket; replies thread by
+In-Reply-To, References or the [T-n] subject token, only from the requester; a second
+delivery of one message changes nothing; HTML-only mail and quoted history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from octim.testing import TEST_API_KEY, open_engine
+
+SHOP = "s1"
+KEY = {"Authorization": f"Bearer {TEST_API_KEY}", "Content-Type": "message/rfc822"}
+
+
+def mail(message_id: str, subject: str, body: str, *, sender: str = "Li Lei <lilei@example.com>",
+         reply_to: str = "", references: str = "", html: bool = False) -> bytes:
+    headers = [f"From: {sender}", "To: support@shop.example", f"Subject: {subject}",
+               f"Message-ID: {message_id}", "MIME-Version: 1.0",
+               f"Content-Type: text/{'html' if html else 'plain'}; charset=utf-8",
+               "Content-Transfer-Encoding: 8bit"]
+    if reply_to:
+        headers.append(f"In-Reply-To: {reply_to}")
+    if references:
+        headers.append(f"References: {references}")
+    return ("\r\n".join(headers) + "\r\n\r\n" + body).encode()
+
+
+async def test_email_opens_and_threads_tickets(tmp_path: Path) -> None:
+    async with open_engine(tmp_path / "d") as (_, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            (await http.put(f"/api/shops/{SHOP}", json={"name": SHOP},
+                            headers={"Authorization": f"Bearer {TEST_API_KEY}"})
+             ).raise_for_status()
+
+            async def post(raw: bytes, shop: str = SHOP) -> httpx.Response:
+                return await http.post("/api/inbound/email", params={"shop": shop},
+                                       content=raw, headers=KEY)
+
+            first = (await post(mail("<m1@example.com>", "退款还没到账",
+                                     "订单 o-9 退款一周了"))).json()
+            assert first["label"] == "T-1" and first["threaded"] is False
+            url = f"/api/tickets/{first['ticket']}"
+            ticket = (await http.get(url, headers=KEY)).json()
+            assert ticket["requester"] == "email:lilei@example.com"
+            assert ticket["source"]["kind"] == "email"
+            assert ticket["description"] == "订单 o-9 退款一周了"
+
+            # A reply (In-Reply-To), with the quoted history left out.
+            reply = await post(mail("<m2@example.com>", "Re: 退款还没到账",
+                                    "还是没有\r\n\r\nOn Mon, Li wrote:\r\n> 订单 o-9 退款一周了",
+                                    reply_to="<m1@example.com>"))
+            assert reply.json()["threaded"] is True and reply.json()["label"] == "T-1"
+            # The same message again: nothing twice.
+            again = (await post(mail("<m2@example.com>", "Re: 退款还没到账", "还是没有",
+                                     reply_to="<m1@example.com>"))).json()
+            assert again["duplicate"] is True
+            # By References only, and by the subject token with no headers at all.
+            await post(mail("<m3@example.com>", "补充", "截图在附件",
+                            references="<x@y> <m2@example.com>"))
+            await post(mail("<m4@example.com>", "关于 [T-1] 的问题", "<p>请<b>尽快</b>处理</p>",
+                            html=True))
+            thread = (await http.get(url, headers=KEY)).json()["thread"]
+            assert [e["body"] for e in thread] == ["还是没有", "截图在附件", "请尽快处理"]
+            assert all(e["public"] and e["role"] == "buyer" for e in thread)
+
+            # Someone else quoting the number does not get into this ticket.
+            stranger = (await post(mail("<m5@example.com>", "Re: [T-1] 退款", "我也是",
+                                        sender="x@evil.example",
+                                        reply_to="<m1@example.com>"))).json()
+            assert stranger["threaded"] is False and stranger["label"] == "T-2"
+            # Bad input: no sender, no Message-ID, an unknown shop, no API key.
+            assert (await post(b"Subject: x\r\n\r\nhi")).status_code == 422
+            assert (await post(b"From: a@b.c\r\nSubject: x\r\n\r\nhi")).json()["error"][
+                "code"] in ("invalid_argument", "invalid_body")
+            assert (await post(mail("<m6@e>", "x", "y"), shop="nope")).status_code == 404
+            anonymous = await http.post("/api/inbound/email", params={"shop": SHOP},
+                                        content=mail("<m7@e>", "x", "y"))
+            assert anonymous.status_code == 401
