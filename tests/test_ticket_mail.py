@@ -78,3 +78,37 @@ async def test_email_opens_and_threads_tickets(tmp_path: Path) -> None:
             anonymous = await http.post("/api/inbound/email", params={"shop": SHOP},
                                         content=mail("<m7@e>", "x", "y"))
             assert anonymous.status_code == 401
+
+
+async def test_hostile_mail_gets_a_stable_error_or_a_ticket_never_a_5xx(tmp_path: Path) -> None:
+    nested = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n" * 200
+    cases = [
+        mail("<h1@e>", "bad \udcff bytes".encode("utf-8", "surrogateescape").decode(
+            "utf-8", "replace"), "x"),
+        b"From: a@b.c\r\nMessage-ID: <h2@e>\r\nSubject: \xff\xfe\r\n\r\n\xed\xa0\x80\xff",
+        b"From: a@b.c\r\nMessage-ID: <h3@e>\r\nSubject: =?utf-8?b?7aCA?=\r\n"
+        b"Content-Type: text/plain; charset=x-no-such\r\n\r\nhi",
+        b"From: a@b.c\r\nMessage-ID: <h4@e>\r\n" + nested,
+        bytes(range(256)) * 4,
+        b"",
+        b"From: " + b"a" * 5000 + b"@b.c\r\nMessage-ID: <h5@e>\r\n\r\nx",
+    ]
+    async with open_engine(tmp_path / "d") as (_, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            (await http.put(f"/api/shops/{SHOP}", json={"name": SHOP},
+                            headers={"Authorization": f"Bearer {TEST_API_KEY}"})
+             ).raise_for_status()
+            for raw in cases:
+                answer = await http.post("/api/inbound/email", params={"shop": SHOP},
+                                         content=raw, headers=KEY)
+                assert answer.status_code in (200, 422), (raw[:60], answer.text)
+                if answer.status_code == 422:
+                    assert answer.json()["error"]["code"] in ("invalid_body",
+                                                              "invalid_argument")
+            too_big = await http.post("/api/inbound/email", params={"shop": SHOP},
+                                      content=b"x" * (3 << 20), headers=KEY)
+            assert too_big.status_code == 413
+            # The engine still works for the next honest message.
+            ok = await http.post("/api/inbound/email", params={"shop": SHOP},
+                                 content=mail("<fine@e>", "正常", "你好"), headers=KEY)
+            assert ok.status_code == 200 and ok.json()["threaded"] is False

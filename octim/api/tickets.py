@@ -51,6 +51,7 @@ from octim.domain.tickets.desk import (
 from octim.domain.tickets.mail import parse as parse_mail
 from octim.domain.tickets.model import PLATFORM, Ticket
 from octim.errors import InvalidInput, NotFound
+from octim.values import check_storable
 
 if TYPE_CHECKING:
     from octim.api.auth import Auth
@@ -380,6 +381,8 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
                 raise TooLarge(f"an email is limited to {MAX_EMAIL_BYTES} bytes")
             chunks.append(chunk)
         mail = parse_mail(b"".join(chunks))
+        check_storable([mail.message_id, *mail.refs, mail.requester, mail.subject, mail.text],
+                       where="email")
         return await desk(shop).ask(InboundEmail(mail.message_id, mail.refs, mail.requester,
                                                  mail.subject, mail.text, mail.token))
 

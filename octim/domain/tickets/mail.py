@@ -28,6 +28,7 @@ TOKEN = re.compile(r"\[T-(\d{1,12})\]")
 MSGID = re.compile(r"<[^<>\s]{1,250}>")
 WROTE = re.compile(r"^(On .{0,200} wrote:|在.{0,200}写道[：:])\s*$")
 MAX_TEXT = 20_000
+MAX_ADDRESS = 254  # RFC 5321's longest path
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,8 @@ def parse(raw: bytes) -> Inbound:
         senders = ()
     if not senders or not isinstance(senders[0], Address) or "@" not in senders[0].addr_spec:
         raise InvalidInput("the message has no From address")
+    if len(senders[0].addr_spec) > MAX_ADDRESS:  # it keys the requester's index
+        raise InvalidInput(f"the From address is longer than {MAX_ADDRESS} characters")
     message_id = MSGID.findall(str(message.get("message-id", "")))
     if not message_id:
         raise InvalidInput("the message has no Message-ID")
