@@ -110,11 +110,6 @@ def log_op(conversation: str, shop: str, event: str, data: dict[str, Any], ts: i
                                "data": data, "ts": ts}))
 
 
-def event_key(ts_ms: int, conversation: str, n: int) -> bytes:
-    """Key of an event-log record: time-ordered, unique per conversation."""
-    return ts_ms.to_bytes(8, "big") + encode_key(conversation, n)
-
-
 def _text(body: dict[str, Any], field: str, limit: int, *, required: bool = True) -> str | None:
     value = body.get(field)
     if value is None and not required:
@@ -356,11 +351,6 @@ def may_transfer_to(role: str, shops: tuple[str, ...], shop: str, settings: Any)
     if role == "platform_admin" or "*" in shops or settings.cross_shop_transfer:
         return True
     return shop in shops
-
-
-def is_participant(meta: dict[str, Any], user: str, role: str, shops: tuple[str, ...]) -> bool:
-    """Whether a user may read and write a conversation (its stored meta record)."""
-    return takes_part(meta["buyer"], meta["shop"], user, role, shops)
 
 
 def takes_part(buyer: str, shop: str, user: str, role: str, shops: tuple[str, ...]) -> bool:

@@ -38,7 +38,6 @@ from octim.store import Op, Put, pack
 #: Fields a PATCH may change (status goes through the machine; the rest are values).
 EDITABLE = ("subject", "description", "type", "category", "priority", "status", "assignee",
             "group", "order", "sku", "tags", "fields", "due", "followers")
-STAFF = ("agent", "shop_admin", "platform_admin", "api")
 
 
 @dataclass(slots=True)
