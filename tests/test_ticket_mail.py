@@ -108,6 +108,8 @@ async def test_hostile_mail_gets_a_stable_error_or_a_ticket_never_a_5xx(tmp_path
             too_big = await http.post("/api/inbound/email", params={"shop": SHOP},
                                       content=b"x" * (3 << 20), headers=KEY)
             assert too_big.status_code == 413
+            # The body was not read to its end, so the connection is not reused.
+            assert too_big.headers.get("connection") == "close"
             # The engine still works for the next honest message.
             ok = await http.post("/api/inbound/email", params={"shop": SHOP},
                                  content=mail("<fine@e>", "正常", "你好"), headers=KEY)

@@ -33,10 +33,13 @@ def install_error_handlers(app: FastAPI) -> None:
             log.error("request failed", exc_info=exc, extra={"path": request.url.path})
             return error_response(500, "internal", "internal error")
         status, code, message = told
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         response = error_response(status, code, message)
-        if headers:
-            response.headers.update(headers)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        elif status == 413:
+            # The rest of the body was not read: the connection cannot carry another
+            # request, and a client must not try (it would see a reset, not an answer).
+            response.headers["Connection"] = "close"
         return response
 
     @app.exception_handler(RequestValidationError)
