@@ -31,6 +31,9 @@ async def setup(http: httpx.AsyncClient) -> None:
     for shop in (SHOP, OTHER):
         (await http.put(f"/api/shops/{shop}", json={"name": shop, "bot": {"mode": "off"}},
                         headers=KEY)).raise_for_status()
+    for agent, name in (("a1", "小美"), ("a2", "小王")):  # assignees are the shop's staff
+        (await http.put(f"/api/agents/{agent}", json={"name": name, "shops": [SHOP]},
+                        headers=KEY)).raise_for_status()
 
 
 async def test_a_complaint_in_chat_becomes_a_ticket_worked_by_two_agents(
@@ -265,3 +268,74 @@ async def test_an_sla_breaches_on_time_in_a_real_run(tmp_path: Path) -> None:
             resolution = moved["sla"]["metrics"]["resolution"]
             assert resolution["state"] == "active" and resolution["spent"] == 30 * 60_000
             assert resolution["due"] == int(start * 1000) + int(4.5 * 3_600_000)
+
+
+async def test_the_queue_puts_breaches_first_and_tells_colleagues_live(
+        tmp_path: Path) -> None:
+    """``order=urgent`` lists the breached first, then the soonest due, then the rest;
+    an assignment, a change and an ``@mention`` in an internal note reach the colleague's
+    workbench as ``ticket`` frames (never the one who made them); an assignee, follower
+    or group from outside the shop is refused."""
+    start = 1_796_083_200.0
+    now = [start]
+    async with open_engine(tmp_path / "d", routing_tick=3600) as (engine, listening):
+        engine.context.clock = lambda: now[0]
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            await setup(http)
+            (await http.put("/api/agents/x9", json={"name": "外人", "shops": [OTHER]},
+                            headers=KEY)).raise_for_status()
+            policy = {"shop": SHOP, "name": "紧急", "targets": {
+                "urgent": {"first_reply": 10}, "high": {"first_reply": 60}}}
+            (await http.put("/api/sla-policies/p", json=policy, headers=KEY)
+             ).raise_for_status()
+
+            async def make(subject: str, priority: str) -> str:
+                made = await http.post("/api/tickets", json={
+                    "shop": SHOP, "subject": subject, "priority": priority,
+                    "requester": "b1"}, headers=KEY)
+                assert made.status_code == 201, made.text
+                return str(made.json()["id"])
+
+            plain = await make("普通咨询", "normal")  # no target: no due time
+            late = await make("已超时", "urgent")
+            now[0] += 11 * 60
+            await engine.tick()  # the urgent one breaches
+            soon = await make("一小时内", "high")
+            newest = await make("最新", "normal")
+            urgent = (await http.get("/api/tickets", params={
+                "shop": SHOP, "order": "urgent"}, headers=AGENT)).json()
+            assert [t["id"] for t in urgent] == [late, soon, newest, plain]
+            recent = (await http.get("/api/tickets", params={"shop": SHOP},
+                                     headers=AGENT)).json()
+            assert [t["id"] for t in recent][:2] == [newest, soon]
+            assert (await http.get("/api/tickets", params={
+                "shop": SHOP, "order": "sideways"}, headers=AGENT)).status_code == 422
+
+            for outsider in ({"assignee": "x9"}, {"followers": ["a2", "x9"]},
+                             {"assignee": "nobody"}, {"group": "no-such-group"}):
+                refused = await http.patch(f"/api/tickets/{plain}", json=outsider,
+                                           headers=AGENT)
+                assert refused.status_code == 422, (outsider, refused.text)
+                assert refused.json()["error"]["code"] == "invalid_body"
+            assert (await http.post("/api/tickets", json={
+                "shop": SHOP, "subject": "x", "assignee": "x9"}, headers=KEY)
+                    ).status_code == 422
+
+            with trio.fail_after(20):
+                async with connect(listening.ws_url, token("a2", "agent", SHOP)) as a2, \
+                        connect(listening.ws_url, token("a1", "agent", SHOP)) as a1:
+                    await http.patch(f"/api/tickets/{plain}", json={"assignee": "a2"},
+                                     headers=AGENT)
+                    got = await a2.expect("ticket", event="assigned")
+                    assert got["ticket"] == plain and got["by"] == "a1"
+                    await http.post(f"/api/tickets/{plain}/comments", json={
+                        "body": "@小美 麻烦看一下物流", "public": False}, headers=AGENT2)
+                    mention = await a1.expect("ticket", event="mentioned")
+                    assert mention["excerpt"].startswith("@小美") and mention["by"] == "a2"
+                    await http.patch(f"/api/tickets/{plain}", json={"status": "on_hold"},
+                                     headers=AGENT)
+                    changed = await a2.expect("ticket", event="updated")
+                    assert changed["status"] == "on_hold"
+                    # The one who changed it hears nothing of their own change.
+                    with pytest.raises(trio.TooSlowError):
+                        await a1.expect("ticket", timeout=0.3, event="updated")

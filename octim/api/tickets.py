@@ -2,8 +2,9 @@
 
 * ``POST /api/tickets``: create (API key, the shop's staff, or a buyer for themself);
   an ``Idempotency-Key`` header makes a repeat answer the same ticket (200, not 201).
-* ``GET /api/tickets?shop=&status=&priority=&assignee=&group=&category=&requester=&q=``:
-  staff list one shop's tickets; a buyer lists their own (the buyer's view).
+* ``GET /api/tickets?shop=&status=&priority=&assignee=&group=&category=&requester=&q=
+  &sla=breached|due_soon&order=updated|urgent``: staff list one shop's tickets (``urgent``:
+  the queue's order, breached first, then the soonest due); a buyer lists their own.
 * ``GET /api/tickets/{id}``: the ticket with its thread (a buyer: public parts only);
   ``GET /api/tickets/{id}/history``: every change (staff).
 * ``PATCH /api/tickets/{id}``: staff change fields and status (the status machine).
@@ -255,6 +256,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
                            priority: Filter = "", assignee: Filter = "", group: Filter = "",
                            category: Filter = "", requester: Filter = "", q: Filter = "",
                            sla: Filter = "",
+                           order: Annotated[Literal["updated", "urgent"], Query()] = "updated",
                            limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Any:
         """One shop's tickets for its staff (or the API key); a buyer's own tickets."""
         if who is not None and who.role == "buyer":
@@ -272,7 +274,8 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         _staff_may(who, shop)
         # Straight to JSON: the rows are plain data already (no jsonable_encoder pass).
         return JSONResponse(await desk(shop).ask(ListTickets(
-            status, priority, assignee, group, category, requester, q, limit, sla)))
+            status, priority, assignee, group, category, requester, q, limit, sla,
+            "urgent" if order == "urgent" else "")))
 
     @api.get("/api/tickets/{ticket}")
     async def get_ticket(ticket: Id, who: Caller, request: Request) -> Any:

@@ -5,6 +5,7 @@ import {
   EMOJI, Gateway, Thread, api, applyI18n, beep, bindComposer, clockTime, currentLang, duration,
   el, newId, renderBody, setLang, syncThread, t, takeToken, toaster, tokenClaims, upload,
 } from "./common.js";
+import { TicketDesk } from "./tickets.js";
 
 const $ = (id) => document.getElementById(id);
 const toast = toaster($("toast"));
@@ -73,6 +74,8 @@ function start() {
   gw.on("inbox", (frame) => applyInbox(frame.conversations));
   gw.on("msg", onMessage);
   gw.on("event", onEvent);
+  state.tickets = new TicketDesk({ token: state.token, me: state.me, shops: state.shops, toast });
+  gw.on("ticket", (frame) => state.tickets.onFrame(frame));
   gw.on("error", (frame) => { if (frame.ref === undefined) toast(`${frame.code}: ${frame.message}`); });
   gw.start().catch((error) => toast(error.message));
   loadCanned();
@@ -96,6 +99,23 @@ $("notify").addEventListener("click", async () => {
   const result = await Notification.requestPermission();
   toast(result === "granted" ? t("notifications_on") : t("notifications_denied"));
 });
+
+// -- the two desks: conversations and tickets ------------------------------------------
+
+function showDesk(which) {
+  const tickets = which === "tickets";
+  $("tab-chats").setAttribute("aria-selected", String(!tickets));
+  $("tab-tickets").setAttribute("aria-selected", String(tickets));
+  $("chat-pane").hidden = tickets;
+  $("ticket-pane").hidden = !tickets;
+  $("chat-view").hidden = tickets;
+  $("customer-side").hidden = tickets;
+  $("ticket-view").hidden = !tickets;
+  $("ticket-side").hidden = !tickets;
+  if (tickets) state.tickets.show(); else state.tickets.hide();
+}
+$("tab-chats").addEventListener("click", () => showDesk("chats"));
+$("tab-tickets").addEventListener("click", () => showDesk("tickets"));
 
 // -- inbox ---------------------------------------------------------------------------
 

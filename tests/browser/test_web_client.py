@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 from playwright.sync_api import Page, expect
 
 from octim.auth import issue_token
@@ -361,3 +362,106 @@ def test_storefront_embed_opens_the_chat_with_the_product_card(
     expect(storefront.locator("iframe")).to_have_css("width", "390px")
     storefront.close()
     server.shutdown()
+
+
+def test_ticket_queue_two_agents_notes_mention_merge_and_a_real_sla_breach(
+        chromium: Any, running: Running, artifacts: Path) -> None:
+    """Two agents work a ticket in the workbench's ticket desk: the queue shows its SLA
+    countdown moving; an internal note @mentions the colleague, who hears of it; the
+    ticket is handed over, put on hold, and its first-reply target (one minute, real
+    time) breaches on the engine's timer while both watch; a public reply reaches the
+    buyer's view; a duplicate is merged; the history keeps every change."""
+    api = running.api
+    api.put(f"/api/shops/{SHOP}", json={"name": "测试服装店", "bot": {"mode": "off"}}
+            ).raise_for_status()
+    api.put(f"/api/shops/{SHOP}/groups/after", json={"name": "售后组"}).raise_for_status()
+    for agent_id, name in (("a1", "小美"), ("a2", "小王")):
+        api.put(f"/api/agents/{agent_id}", json={"name": name, "shops": [SHOP],
+                                                 "groups": ["after"]}).raise_for_status()
+    api.put("/api/sla-policies/std", json={
+        "shop": SHOP, "name": "标准", "targets": {"normal": {"first_reply": 1,
+                                                            "resolution": 600}}}
+            ).raise_for_status()
+    lost = api.post("/api/tickets", json={
+        "shop": SHOP, "subject": "包裹丢失", "requester": "b1", "assignee": "a1",
+        "order": "o-1"}).json()
+    dup = api.post("/api/tickets", json={
+        "shop": SHOP, "subject": "包裹还没到（重复）", "requester": "b1", "priority": "low"}
+                   ).json()
+    problems: list[str] = []
+    pages = []
+    for agent_id in ("a1", "a2"):
+        page = chromium.new_context(viewport={"width": 1280, "height": 800}).new_page()
+        watch_console(page, problems)
+        page.goto(f"{running.http}/agent#token={token(agent_id, 'agent', SHOP)}")
+        expect(page.locator("#conn")).to_have_text("已连接")
+        page.locator("#tab-tickets").click()
+        pages.append(page)
+    a1, a2 = pages
+
+    # a1's queue ("mine"): T-1 with its first-reply countdown, which moves by itself.
+    item = a1.locator(f"#ticket-list [data-ticket='{lost['id']}']")
+    clock = item.locator(".sla-clock")
+    expect(clock).to_have_attribute("data-state", "running")
+    expect(clock).to_contain_text("首次响应 剩余 00:")
+    shown = clock.inner_text()
+    expect(clock).not_to_have_text(shown)
+    expect(a1.locator(f"#ticket-list [data-ticket='{dup['id']}']")).to_have_count(0)
+
+    # An internal note with an @mention: a2 is told at once.
+    item.click()
+    expect(a1.locator("#tv-title")).to_have_text("T-1 包裹丢失")
+    a1.fill("#tv-input", "@小王 麻烦帮忙查一下物流")
+    a1.keyboard.press("Enter")
+    expect(a1.locator("#tv-thread li.internal")).to_contain_text("麻烦帮忙查一下物流")
+    expect(a2.locator("#toast")).to_contain_text("a1 在 T-1 中提到了你")
+
+    # a1 hands it to a2, who is told and finds it in their own queue.
+    a1.select_option("#ts-assignee", "a2")
+    a1.locator("#ts-save").click()
+    expect(a2.locator("#toast")).to_contain_text("a1 把工单 T-1 分配给了你")
+    a2_item = a2.locator(f"#ticket-list [data-ticket='{lost['id']}']")
+    a2_item.click()
+    expect(a2.locator("#tv-thread")).to_contain_text("麻烦帮忙查一下物流")
+    a2.select_option("#ts-status", "on_hold")
+    a2.locator("#ts-save").click()
+    expect(a2.locator("#tv-sub")).to_contain_text("等待第三方")
+
+    # Nobody replied to the buyer within the minute: the breach comes on its timer, to
+    # the assignee's workbench, and the queue shows it late.
+    expect(a2.locator("#toast")).to_contain_text("T-1 的首次响应已超时", timeout=90_000)
+    expect(a2.locator("#tv-sla .sla-clock[data-metric='first_reply']")).to_have_attribute(
+        "data-state", "late")
+    expect(a2_item.locator(".sla-clock")).to_have_attribute("data-state", "late")
+    a2.screenshot(path=str(artifacts / "ticket-breached.png"))
+
+    # A public reply: the buyer sees it, never the internal note.
+    a2.check("#tv-public")
+    a2.fill("#tv-input", "已联系快递，明天给您答复")
+    a2.locator("#tv-send").click()
+    expect(a2.locator("#tv-thread li.public")).to_contain_text("已联系快递")
+    buyer_view = httpx.get(f"{running.http}/api/tickets/{lost['id']}",
+                           headers={"Authorization": f"Bearer {token('b1')}"}).json()
+    assert [e["body"] for e in buyer_view["thread"]] == ["已联系快递，明天给您答复"]
+
+    # a1 merges the duplicate into T-1 (the same buyer's open tickets are offered).
+    a1.select_option("#tq-who", "")
+    a1.locator(f"#ticket-list [data-ticket='{dup['id']}']").click()
+    expect(a1.locator("#tv-title")).to_contain_text("T-2")
+    a1.locator("#tv-merge").click()
+    a1.select_option("#merge-into", lost["id"])
+    a1.locator("#merge-form").get_by_role("button", name="合并").click()
+    expect(a1.locator("#tv-sub")).to_contain_text("已关闭")
+    expect(a1.locator("#ts-history")).to_contain_text("合并到")
+
+    a2.select_option("#ts-status", "solved")
+    a2.locator("#ts-save").click()
+    expect(a2.locator("#tv-sub")).to_contain_text("已解决")
+    history = api.get(f"/api/tickets/{lost['id']}/history").json()
+    changes = [(h["by"], h["field"], h["after"]) for h in history]
+    for change in (("a1", "assignee", "a2"), ("a2", "status", "on_hold"),
+                   ("system", "sla_breached", "first_reply"), ("a2", "status", "solved")):
+        assert change in changes, changes
+    expect(a2.locator("#ts-history li[data-field='sla_breached']")).to_have_count(1)
+    a1.screenshot(path=str(artifacts / "ticket-merged.png"))
+    assert not problems, problems

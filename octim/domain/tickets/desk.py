@@ -11,6 +11,7 @@ solved ticket closes itself after the shop's time (a timer on the engine's clock
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +39,7 @@ log = logging.getLogger("octim.tickets")
 KIND = "tickets"
 MAX_LIST = 500
 DUE_SOON_MS = 3_600_000  # "due soon": an SLA metric due within the hour
+MENTION = re.compile(r"@([\w.:-]{1,128})")
 
 
 @record
@@ -93,6 +95,7 @@ class ListTickets(Message):
     q: str
     limit: int
     sla: str = ""  # "breached" or "due_soon" (due within the hour)
+    order: str = ""  # "urgent": the queue's order (breached, then soonest due); else newest
 
 
 @record
@@ -245,13 +248,21 @@ class TicketDesk(Actor[EngineContext]):
         now = self.context.now_ms()
         match message:
             case CreateTicket(values=values, by=by, role=role, idempotency_key=key):
-                return await self._create(thaw(values), by, role, key, now)
+                self._check_people(values)
+                created = await self._create(thaw(values), by, role, key, now)
+                if created["created"]:
+                    self._tell(self._ticket(created["id"]), "created", by, None)
+                return created
             case UpdateTicket(ticket=ticket_id, changes=changes, by=by, role=role):
+                self._check_people(changes)
                 before = self._ticket(ticket_id)
                 out = rules.update(before, thaw(changes), by, role, now)
                 if out.ops:
                     self._track(before, out, "updated", role, False, now)
-                return (await self._apply(out)).view()
+                after = await self._apply(out)
+                if out.ops:
+                    self._tell(after, "updated", by, before.assignee)
+                return after.view()
             case CommentTicket(ticket=ticket_id, body=body, public=public, by=by, role=role):
                 ticket = self._ticket(ticket_id)
                 try:
@@ -261,7 +272,11 @@ class TicketDesk(Actor[EngineContext]):
                         raise
                     return await self._follow_up(ticket, body, by, now)
                 self._track(ticket, out, "commented", role, public, now)
-                return {"ticket": (await self._apply(out)).view(), "comment": out.ticket.comments}
+                after = await self._apply(out)
+                self._tell(after, "commented", by, after.assignee)
+                if not public and role != "buyer":
+                    self._mention(after, body, by)
+                return {"ticket": after.view(), "comment": out.ticket.comments}
             case MergeTicket(ticket=ticket_id, into=into, by=by, role=role):
                 duplicate = self._ticket(ticket_id)
                 out = rules.merge(duplicate, self._ticket(into), by, role, now)
@@ -401,6 +416,46 @@ class TicketDesk(Actor[EngineContext]):
                  "label": ticket.label, "shop": self.shop, "metric": metric, "due": due}
         self.context.fanout.publish(frame, self._notified(out.ticket))
 
+    def _check_people(self, values: Mapping[str, Any]) -> None:
+        """An assignee and followers are staff of this shop; a group is one of its groups."""
+        store = self.context.store
+        for user in (values.get("assignee"), *(values.get("followers") or ())):
+            if not user:
+                continue
+            agent = store.get("agents", str(user).encode())
+            if agent is None or not (self.shop in agent["shops"] or "*" in agent["shops"]):
+                raise InvalidInput(f"{user!r} is not staff of this shop")
+        group = values.get("group")
+        if group and store.get("groups", pair_key(self.shop, str(group))) is None:
+            raise InvalidInput(f"no group {group!r} in this shop")
+
+    def _tell(self, ticket: Ticket, event: str, by: str, assigned_before: str | None) -> None:
+        """A live ``ticket`` frame to whoever works the ticket (not to who did it), so
+        their queues follow; a new assignee hears ``assigned``."""
+        frame = {"type": "ticket", "event": event, "ticket": ticket.id, "label": ticket.label,
+                 "shop": self.shop, "status": ticket.status, "by": by}
+        users = self._notified(ticket) - {by}
+        if ticket.assignee in users and assigned_before != ticket.assignee:
+            users.discard(ticket.assignee)
+            self.context.fanout.publish({**frame, "event": "assigned"}, {ticket.assignee})
+        if users:
+            self.context.fanout.publish(frame, users)
+
+    def _mention(self, ticket: Ticket, body: str, by: str) -> None:
+        """``@id`` or ``@name`` of a colleague in an internal note tells them."""
+        named = {m.casefold() for m in MENTION.findall(body)}
+        if not named:
+            return
+        users = {agent["id"] for _, agent in self.context.store.scan("agents")
+                 if (self.shop in agent["shops"] or "*" in agent["shops"])
+                 and (agent["id"].casefold() in named
+                      or str(agent.get("name", "")).casefold() in named)} - {by}
+        if users:
+            self.context.fanout.publish(
+                {"type": "ticket", "event": "mentioned", "ticket": ticket.id,
+                 "label": ticket.label, "shop": self.shop, "status": ticket.status, "by": by,
+                 "excerpt": body[:200]}, users)
+
     def _notified(self, ticket: Ticket) -> set[str]:
         """Who hears of a breach: the assignee, the followers, the group's agents."""
         users = {u for u in (ticket.assignee, *ticket.followers) if u}
@@ -449,8 +504,9 @@ class TicketDesk(Actor[EngineContext]):
         else:
             equal = {"status": m.status, "priority": m.priority, "assignee": m.assignee,
                      "group": m.group, "category": m.category, "requester": m.requester}
-            return [t.view() for t in self.tickets.query(equal, m.q, m.sla, now, DUE_SOON_MS,
-                                                         min(m.limit, MAX_LIST))]
+            return [t.view() for t in self.tickets.query(
+                equal, m.q, m.sla, now, DUE_SOON_MS, min(m.limit, MAX_LIST),
+                urgent=m.order == "urgent")]
         q = m.q.casefold()
         chosen = [t for t in found
                   if (not m.status or t.status == m.status)

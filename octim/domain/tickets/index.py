@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from octim.domain.tickets import sla
@@ -90,10 +91,12 @@ class OpenTickets:
         self.breached.discard(ticket_id)
 
     def query(self, equal: dict[str, str], q: str, sla_filter: str, now: int,
-              within_ms: int, limit: int) -> list[Ticket]:
+              within_ms: int, limit: int, urgent: bool = False) -> list[Ticket]:
         """Tickets whose indexed fields equal ``equal``, whose text holds ``q`` and that
         pass ``sla_filter`` (``breached``, ``due_soon`` or ''): the soonest due first for
-        ``due_soon``, else the most recently updated first."""
+        ``due_soon``; with ``urgent`` (the queue's order) the breached first (the earliest
+        breach first), then the soonest due, then the rest newest first; else the most
+        recently updated first."""
         sets = [self.by[name].get(value, set()) for name, value in equal.items() if value]
         if sla_filter == "breached":
             sets.append(self.breached)
@@ -104,6 +107,8 @@ class OpenTickets:
             return all(ticket_id in s for s in sets) and (not q or q in text[ticket_id])
 
         found: list[Ticket] = []
+        if urgent and sla_filter != "due_soon":
+            return self._urgent(ok, sla_filter == "breached", limit)
         if sla_filter == "due_soon":
             start = bisect.bisect_left(self.dues, (now, ""))
             for due, ticket_id in self.dues[start:]:
@@ -127,3 +132,19 @@ class OpenTickets:
             if len(found) >= limit:
                 break
         return found
+
+    def _urgent(self, ok: Callable[[str], bool], only_breached: bool,
+                limit: int) -> list[Ticket]:
+        late = heapq.nsmallest(limit, (i for i in self.breached if ok(i)),
+                               key=lambda i: sla.first_breach(self.by_id[i].sla))
+        if only_breached or len(late) >= limit:
+            return [self.by_id[i] for i in late]
+        seen = set(late)
+        rest = itertools.chain((i for _, i in self.dues), reversed(self.recent))
+        for ticket_id in rest:
+            if ticket_id not in seen and ok(ticket_id):
+                seen.add(ticket_id)
+                late.append(ticket_id)
+                if len(late) >= limit:
+                    break
+        return [self.by_id[i] for i in late]

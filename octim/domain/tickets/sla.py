@@ -294,5 +294,11 @@ def breached(sla: dict[str, Any] | None) -> bool:
                              for m in sla["metrics"].values())  # type: ignore[index]
 
 
+def first_breach(sla: dict[str, Any] | None) -> int:
+    """When the ticket's earliest breach happened (a large number when none did)."""
+    return min((m["breached_at"] for m in (sla or {}).get("metrics", {}).values()
+                if m.get("breached_at") is not None), default=1 << 62)
+
+
 def due_soon(sla: dict[str, Any] | None, now: int, within_ms: int) -> bool:
     return any(now <= due <= now + within_ms for _, due in due_times(sla))

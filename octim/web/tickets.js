@@ -1,0 +1,301 @@
+// The workbench's ticket desk (工单): the queue (breached first, then the soonest SLA
+// due, live countdowns), the ticket view (thread of public replies and internal notes,
+// fields, followers, history, merge). HTTP for reads and changes; the gateway's
+// ``ticket`` frames (assigned, mentioned, updated, sla_breached) keep it current.
+import { api, clockTime, el, t } from "./common.js";
+
+const $ = (id) => document.getElementById(id);
+const ACTIVE = ["new", "open", "pending", "on_hold"];
+const NEXT = {  // where a status may go by hand (octim/domain/tickets/model.py)
+  new: ["open", "pending", "on_hold", "solved"], open: ["pending", "on_hold", "solved"],
+  pending: ["open", "on_hold", "solved"], on_hold: ["open", "pending", "solved"],
+  solved: ["open", "closed"], closed: [],
+};
+const METRICS = ["first_reply", "next_reply", "resolution"];
+
+// The SLA clocks of a ticket: [{metric, state: "running"|"late"|"paused", ms}], the
+// most urgent first. ``ms`` is what is left (running), how late (late) or spent (paused).
+export function slaClocks(ticket, now) {
+  const out = [];
+  const metrics = ticket.sla?.metrics || {};
+  for (const name of METRICS) {
+    const m = metrics[name];
+    if (!m) continue;
+    if (m.state === "active" && m.due !== null && m.due !== undefined) {
+      const left = m.due - now;
+      out.push({ metric: name, state: left < 0 || m.breached_at ? "late" : "running", ms: Math.abs(left) });
+    } else if (m.state === "paused") {
+      out.push({ metric: name, state: "paused", ms: m.spent || 0 });
+    }
+  }
+  const rank = { late: 0, running: 1, paused: 2 };
+  out.sort((a, b) => rank[a.state] - rank[b.state] || (a.state === "late" ? b.ms - a.ms : a.ms - b.ms));
+  return out;
+}
+
+function clockText(clock) {
+  const s = Math.floor(clock.ms / 1000);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  const span = h ? `${h}:${String(m).padStart(2, "0")}:${String(sec).padStart(2, "0")}`
+    : `${String(m).padStart(2, "0")}:${String(sec).padStart(2, "0")}`;
+  return t(`sla_${clock.state}`, { metric: t("metric_" + clock.metric), span });
+}
+
+function clockNode(clock) {
+  return el(`span.sla-clock.${clock.state}`, { dataset: { metric: clock.metric, state: clock.state }, text: clockText(clock) });
+}
+
+export class TicketDesk {
+  constructor({ token, me, shops, toast }) {
+    Object.assign(this, { token, me, shops, toast });
+    this.list = [];
+    this.current = null;   // the open ticket (its full view)
+    this.team = new Map(); // shop → {agents, groups}
+    this.visible = false;
+    this.alerts = 0;
+    this.reloadTimer = null;
+    const reload = () => this.reload();
+    for (const id of ["tq-shop", "tq-status", "tq-who", "tq-sla"]) $(id).addEventListener("change", reload);
+    $("tq-q").addEventListener("input", () => { clearTimeout(this.searchTimer); this.searchTimer = setTimeout(reload, 250); });
+    $("tv-compose").addEventListener("submit", (event) => { event.preventDefault(); this.comment(); });
+    $("tv-input").addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); this.comment(); }
+    });
+    $("ts-form").addEventListener("submit", (event) => { event.preventDefault(); this.save(); });
+    $("ts-follow").addEventListener("click", () => this.toggleFollow());
+    $("tv-merge").addEventListener("click", () => this.openMerge());
+    $("merge-cancel").addEventListener("click", () => $("merge-dialog").close());
+    $("merge-form").addEventListener("submit", () => this.merge());
+    this.fillShops();
+    setInterval(() => this.tick(), 1000);
+    setInterval(() => { if (this.visible) this.reload(); }, 30_000);
+  }
+
+  fillShops() {
+    const select = $("tq-shop"), chosen = select.value;
+    select.replaceChildren(...this.shops.filter((s) => s !== "*").map((s) => el("option", { value: s, text: s })));
+    if (chosen) select.value = chosen;
+  }
+
+  show() {
+    this.visible = true;
+    this.alerts = 0;
+    this.renderAlert();
+    this.reload();
+  }
+
+  hide() { this.visible = false; }
+
+  // A ``ticket`` frame from the gateway.
+  onFrame(frame) {
+    if (frame.event === "assigned") this.toast(t("ticket_assigned", { label: frame.label, by: frame.by }));
+    else if (frame.event === "mentioned") this.toast(t("ticket_mentioned", { label: frame.label, by: frame.by, text: frame.excerpt }));
+    else if (frame.event === "sla_breached") this.toast(t("ticket_breached", { label: frame.label, metric: t("metric_" + frame.metric) }));
+    if (!this.visible && frame.event !== "updated" && frame.event !== "commented") { this.alerts += 1; this.renderAlert(); }
+    clearTimeout(this.reloadTimer);
+    this.reloadTimer = setTimeout(() => {
+      if (this.visible) this.reload();
+      if (this.current && this.current.id === frame.ticket) this.open(frame.ticket);
+    }, 150);
+  }
+
+  renderAlert() {
+    $("ticket-alert").hidden = !this.alerts;
+    $("ticket-alert").textContent = this.alerts || "";
+  }
+
+  async reload() {
+    const shop = $("tq-shop").value;
+    if (!shop) return;
+    const params = new URLSearchParams({ shop, order: "urgent", limit: "200" });
+    const status = $("tq-status").value;
+    if (status && status !== "active") params.set("status", status);
+    if ($("tq-who").value === "mine") params.set("assignee", this.me);
+    if ($("tq-sla").value) params.set("sla", $("tq-sla").value);
+    if ($("tq-q").value.trim()) params.set("q", $("tq-q").value.trim());
+    let found;
+    try { found = await api(this.token, `/api/tickets?${params}`); } catch (error) { return this.toast(error.message); }
+    this.list = status === "active" ? found.filter((x) => ACTIVE.includes(x.status)) : found;
+    this.renderList();
+  }
+
+  renderList() {
+    const now = Date.now();
+    $("ticket-list").replaceChildren(...this.list.map((x) => {
+      const clock = slaClocks(x, now)[0];
+      return el("li.inbox-item.ticket-item", {
+        tabindex: 0, role: "button", "aria-current": this.current?.id === x.id ? "true" : null,
+        dataset: { ticket: x.id, label: x.label },
+        onclick: () => this.open(x.id), onkeydown: (event) => { if (event.key === "Enter") this.open(x.id); },
+      },
+      el("div.row", el("strong", { text: x.label }), el("span.buyer", { text: x.subject }),
+        el(`span.priority.p-${x.priority}`, { text: t("priority_" + x.priority) })),
+      el("div.row", el("span.state", { text: t("tstatus_" + x.status) }),
+        el("span.preview", { text: x.assignee || t("unassigned") }),
+        clock ? clockNode(clock) : null));
+    }));
+    $("ticket-empty").hidden = this.list.length > 0;
+  }
+
+  tick() {  // the countdowns move every second without a request
+    const now = Date.now();
+    for (const node of document.querySelectorAll("#ticket-list .ticket-item")) {
+      const ticket = this.list.find((x) => x.id === node.dataset.ticket);
+      const clock = ticket && slaClocks(ticket, now)[0];
+      const old = node.querySelector(".sla-clock");
+      if (clock && old) old.replaceWith(clockNode(clock));
+    }
+    if (this.current) this.renderClocks(now);
+  }
+
+  async teamOf(shop) {
+    if (!this.team.has(shop)) {
+      try { this.team.set(shop, await api(this.token, `/api/shops/${shop}/team`)); } catch { this.team.set(shop, { agents: [], groups: [] }); }
+    }
+    return this.team.get(shop);
+  }
+
+  async open(id) {
+    let ticket, history;
+    try {
+      [ticket, history] = await Promise.all([api(this.token, `/api/tickets/${id}`), api(this.token, `/api/tickets/${id}/history`)]);
+    } catch (error) { return this.toast(t("error_" + error.code, { message: error.message })); }
+    this.current = ticket;
+    this.history = history;
+    const team = await this.teamOf(ticket.shop);
+    if (this.current !== ticket) return;
+    this.renderTicket(team);
+    this.renderList();
+  }
+
+  renderTicket(team) {
+    const x = this.current;
+    const closed = x.status === "closed";
+    $("tv-title").textContent = `${x.label} ${x.subject}`;
+    $("tv-sub").textContent = [x.shop, x.requester, t("tstatus_" + x.status), t("priority_" + x.priority),
+      x.source?.kind ? t("source_" + x.source.kind) : null].filter(Boolean).join(" · ");
+    $("tv-description").textContent = x.description || "";
+    $("tv-description").hidden = !x.description;
+    $("tv-thread").replaceChildren(...x.thread.map((entry) => el(
+      `li.msg.${entry.role === "buyer" ? "theirs" : entry.by === this.me ? "mine" : "staff"}.${entry.public ? "public" : "internal"}`,
+      { dataset: { n: entry.n, public: entry.public ? "1" : "0" } },
+      el("div.meta", { text: `${entry.by} · ${new Date(entry.at).toLocaleString()} · ${entry.public ? t("public") : t("internal_note")}` }),
+      el("div.bubble", { text: entry.body }))));
+    $("tv-thread").scrollTop = $("tv-thread").scrollHeight;
+    $("tv-input").disabled = $("tv-send").disabled = closed;
+    $("tv-merge").disabled = closed;
+    $("tv-public").disabled = closed || !x.requester;
+    $("ts-status").replaceChildren(...[x.status, ...NEXT[x.status]].map((s) => el("option", { value: s, text: t("tstatus_" + s) })));
+    $("ts-status").value = x.status;
+    $("ts-priority").value = x.priority;
+    const agents = team.agents.map((a) => [a.id, a.name || a.id]);
+    if (x.assignee && !agents.some(([id]) => id === x.assignee)) agents.push([x.assignee, x.assignee]);
+    $("ts-assignee").replaceChildren(el("option", { value: "", text: t("unassigned") }),
+      ...agents.map(([id, name]) => el("option", { value: id, text: name })));
+    $("ts-assignee").value = x.assignee || "";
+    $("ts-group").replaceChildren(el("option", { value: "", text: t("none") }),
+      ...team.groups.map((g) => el("option", { value: g.id, text: g.name || g.id })));
+    $("ts-group").value = x.group || "";
+    $("ts-category").value = x.category || "";
+    $("ts-tags").value = (x.tags || []).join(", ");
+    for (const id of ["ts-status", "ts-priority", "ts-assignee", "ts-group", "ts-category", "ts-tags", "ts-save"]) $(id).disabled = closed;
+    const following = (x.followers || []).includes(this.me);
+    $("ts-follow").disabled = closed;
+    $("ts-follow").textContent = following ? t("unfollow") : t("follow");
+    $("ts-followers").textContent = (x.followers || []).join(", ");
+    $("ts-facts").replaceChildren(...[
+      ["ticket_order", x.order], ["sku", x.sku],
+      ["merged_into", x.merged_into], ["follow_up_of", x.follow_up_of],
+      ["created", new Date(x.created).toLocaleString()],
+    ].filter(([, v]) => v).flatMap(([k, v]) => [el("dt", { text: t(k) }), el("dd", { text: String(v) })]));
+    $("ts-history").replaceChildren(...this.history.slice().reverse().map((h) => el("li", { dataset: { field: h.field } },
+      el("span.sub", { text: `${clockTime(h.at)} ${h.by}` }), " ",
+      el("span", { text: h.field === "created" ? fieldName(h.field)
+        : `${fieldName(h.field)}: ${show(h.field, h.before)} → ${show(h.field, h.after)}` }))));
+    this.renderClocks(Date.now());
+  }
+
+  renderClocks(now) {
+    $("tv-sla").replaceChildren(...slaClocks(this.current, now).map(clockNode));
+  }
+
+  async comment() {
+    const body = $("tv-input").value.trim();
+    if (!this.current || !body) return;
+    const publicReply = $("tv-public").checked;
+    try {
+      await api(this.token, `/api/tickets/${this.current.id}/comments`, { method: "POST", json: { body, public: publicReply } });
+    } catch (error) { return this.toast(t("error_" + error.code, { message: error.message })); }
+    $("tv-input").value = "";
+    await this.open(this.current.id);
+  }
+
+  async change(json) {
+    try {
+      await api(this.token, `/api/tickets/${this.current.id}`, { method: "PATCH", json });
+    } catch (error) { this.toast(t("error_" + error.code, { message: error.message })); }
+    await this.open(this.current.id);
+    this.reload();
+  }
+
+  save() {
+    const x = this.current;
+    if (!x) return;
+    const json = {};
+    const status = $("ts-status").value, priority = $("ts-priority").value;
+    const assignee = $("ts-assignee").value, group = $("ts-group").value;
+    const category = $("ts-category").value.trim();
+    const tags = $("ts-tags").value.split(/[,，]/).map((s) => s.trim()).filter(Boolean);
+    if (status !== x.status) json.status = status;
+    if (priority !== x.priority) json.priority = priority;
+    if (assignee && assignee !== (x.assignee || "")) json.assignee = assignee;
+    if (group && group !== (x.group || "")) json.group = group;
+    if (category && category !== (x.category || "")) json.category = category;
+    if (tags.join(",") !== (x.tags || []).join(",")) json.tags = tags;
+    if (!Object.keys(json).length) return;
+    return this.change(json);
+  }
+
+  toggleFollow() {
+    const followers = new Set(this.current.followers || []);
+    if (followers.has(this.me)) followers.delete(this.me); else followers.add(this.me);
+    return this.change({ followers: [...followers] });
+  }
+
+  async openMerge() {
+    const x = this.current;
+    let candidates;
+    try {
+      candidates = await api(this.token, `/api/tickets?${new URLSearchParams({ shop: x.shop, requester: x.requester || "", limit: "50" })}`);
+    } catch (error) { return this.toast(error.message); }
+    const others = candidates.filter((c) => c.id !== x.id && c.status !== "closed");
+    if (!others.length) return this.toast(t("merge_none"));
+    $("merge-into").replaceChildren(...others.map((c) => el("option", { value: c.id, text: `${c.label} ${c.subject}` })));
+    $("merge-dialog").showModal();
+  }
+
+  async merge() {
+    const into = $("merge-into").value;
+    if (!into) return;
+    try {
+      await api(this.token, `/api/tickets/${this.current.id}/merge`, { method: "POST", json: { into } });
+    } catch (error) { return this.toast(t("error_" + error.code, { message: error.message })); }
+    await this.open(this.current.id);
+    this.reload();
+  }
+}
+
+function fieldName(field) {
+  const key = "field_" + field, text = t(key);
+  return text === key ? field : text;
+}
+
+const VOCABULARY = { status: "tstatus_", priority: "priority_", sla_breached: "metric_" };
+
+function show(field, value) {
+  if (value === null || value === undefined || value === "") return "—";
+  if (VOCABULARY[field] && typeof value === "string") return t(VOCABULARY[field] + value);
+  if (Array.isArray(value)) return value.join(", ") || "—";
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
