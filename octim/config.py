@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,6 +81,16 @@ class Settings:
     webhook_attempts: int = 6  # attempts before a delivery goes to the dead letters
     webhook_backoff: float = 2.0  # seconds before the first retry; doubles each time
     webhook_allow: str = ""  # hosts or networks webhooks may reach although private (a,b/24)
+    # outgoing email (public ticket replies; docs/tickets.md)
+    smtp: str = ""  # host:port of the SMTP relay; empty: no email goes out
+    smtp_from: str = ""  # the From address (a shop's settings.email_from overrides it)
+    smtp_security: str = "starttls"  # starttls (required), tls (implicit, port 465) or none
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_ca_file: str = ""  # PEM CA bundle to trust for the relay (default: the system's)
+    mail_timeout: float = 10.0  # seconds per SMTP transaction
+    mail_attempts: int = 8  # attempts before a message goes to mail_dead
+    mail_backoff: float = 30.0  # seconds before the first retry; doubles each time
     # uploads
     max_image_bytes: int = 10 * 1024 * 1024
     max_voice_bytes: int = 5 * 1024 * 1024
@@ -111,6 +122,7 @@ def env_var(name: str) -> str:
 
 _FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(Settings)}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+_EMAIL = re.compile(r"[^@\s<>\"]{1,64}@[A-Za-z0-9.-]{1,253}")
 
 
 def parse_host_port(setting: str, value: Any) -> HostPort:
@@ -174,6 +186,12 @@ def _convert(name: str, value: Any) -> Any:
         raise ConfigError(label, f"expected a ws:// or wss:// URL, got {value!r}")
     if name == "log_format" and value not in {"json", "text"}:
         raise ConfigError(label, f"expected json or text, got {value!r}")
+    if name == "smtp" and value:
+        parse_host_port(label, value)
+    if name == "smtp_security" and value not in {"starttls", "tls", "none"}:
+        raise ConfigError(label, f"expected starttls, tls or none, got {value!r}")
+    if name == "smtp_from" and value and not _EMAIL.fullmatch(value):
+        raise ConfigError(label, f"expected an email address, got {value!r}")
     if name in ("webhook_allow", "trusted_proxies") and value:
         _check_networks(label, value)
     return value
@@ -224,7 +242,7 @@ def load_settings(*, config_file: Path | None = None, env: Mapping[str, str] | N
                           f"must be at least {MIN_API_KEY_CHARS} characters")
     if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
         raise ConfigError("tls_cert (OCTIM_TLS_CERT)", "tls_cert and tls_key go together")
-    for name in ("tls_cert", "tls_key", "data_key_file"):
+    for name in ("tls_cert", "tls_key", "data_key_file", "smtp_ca_file"):
         if values.get(name) and not Path(values[name]).is_file():
             raise ConfigError(f"{name} ({env_var(name)})", f"no file {values[name]}")
     load_keys(values.get("data_key", ""), values.get("data_key_file", ""))  # fail now

@@ -46,7 +46,9 @@ from octim.domain.routing.messages import (
     UpsertGroup,
 )
 from octim.domain.shops import SHOP_KIND
+from octim.domain.tickets import outmail
 from octim.domain.tickets.desk import TICKET_DESK_KIND
+from octim.domain.tickets.outmail import MAILER_KIND
 from octim.errors import InvalidInput, NotFound, OctimError
 from octim.events import EventBus
 from octim.gateway import Gateway
@@ -323,6 +325,7 @@ class Engine:
                 directory.register(CUSTOMER_KIND)
                 directory.register(AGENT_KIND)
                 directory.register(TICKET_DESK_KIND)
+                directory.register(MAILER_KIND)
                 self._context = context
                 try:
                     await self._serve(task_status)
@@ -356,6 +359,8 @@ class Engine:
             servers.start_soon(self._tick_forever, ticker)
             timer_task = trio.CancelScope()
             servers.start_soon(self._timers_forever, timer_task)
+            if outmail.enabled(s):  # replies left in the outbox by the last run go out now
+                self.directory.ref(outmail.KIND, outmail.ID).tell_nowait(outmail.Kick())
             tune_interpreter(s.gc_threshold, s.gc_freeze, s.switch_interval)
             listening = Listening(http, ws, bool(s.tls_cert))
             self.ready = True

@@ -35,12 +35,16 @@ if TYPE_CHECKING:
 
 Ref = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 Text = Annotated[str, Field(max_length=200)]
+EmailAddress = Annotated[str, Field(max_length=254,
+                                    pattern=r"^[^@\s<>\"]{1,64}@[A-Za-z0-9.-]{1,253}$")]
 AUDIT_PAGE = 500
 
 
 class CustomerBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     nickname: Text | None = None
+    # Where public ticket replies are emailed (docs/tickets.md); staff see it, audited.
+    email: EmailAddress | None = None
     level: int = Field(0, ge=0, le=100)
     language: Text | None = None
     region: Text | None = None

@@ -47,7 +47,7 @@ KID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 #: buyer questions, webhook secrets and dead letters.
 SEALED = frozenset({
     "messages", "conversations", "customers", "orders", "shop_customers", "tickets",
-    "ticket_history", "ticket_comments",
+    "ticket_history", "ticket_comments", "mail_outbox", "mail_dead",
     "events", "log", "routing", "kb_unanswered", "webhooks", "webhook_dead",
 })
 

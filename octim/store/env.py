@@ -40,7 +40,9 @@ DATABASES: tuple[str, ...] = (
     "idx_requester_tickets",  # buyer \0 ticket → shop
     "sla_policies",  # shop \0 policy id → an SLA policy (octim.domain.tickets.sla)
     "business_hours",  # shop → its working hours (time zone, weekly, holidays)
-    "ticket_mail",  # shop \0 Message-ID → the ticket an email joined or opened
+    "ticket_mail",  # shop \0 Message-ID → the ticket an email joined, opened or came from
+    "mail_outbox",  # (due ms, Message-ID) → a public reply to send by SMTP (outmail.py)
+    "mail_dead",  # same key → a reply that failed every attempt
     "kb",
     "events",  # unread: time-keyed conversation events written before the "log" database
     "log",  # the durable event log, in commit order; key: 8-byte sequence number (LOGS)

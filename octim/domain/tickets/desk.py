@@ -20,7 +20,7 @@ import msgspec
 from octim.actors import Actor, ActorKind, Address, Message, record, thaw
 from octim.domain.context import EngineContext
 from octim.domain.conversations.model import log_op, pair_key
-from octim.domain.tickets import rules, sla
+from octim.domain.tickets import outmail, rules, sla
 from octim.domain.tickets.index import OpenTickets
 from octim.domain.tickets.model import (
     CLOSED,
@@ -264,19 +264,7 @@ class TicketDesk(Actor[EngineContext]):
                     self._tell(after, "updated", by, before.assignee)
                 return after.view()
             case CommentTicket(ticket=ticket_id, body=body, public=public, by=by, role=role):
-                ticket = self._ticket(ticket_id)
-                try:
-                    out = rules.comment(ticket, by, role, body, public, now)
-                except TicketClosed:
-                    if role != "buyer":
-                        raise
-                    return await self._follow_up(ticket, body, by, now)
-                self._track(ticket, out, "commented", role, public, now)
-                after = await self._apply(out)
-                self._tell(after, "commented", by, after.assignee)
-                if not public and role != "buyer":
-                    self._mention(after, body, by)
-                return {"ticket": after.view(), "comment": out.ticket.comments}
+                return await self._comment(ticket_id, body, public, by, role, now)
             case MergeTicket(ticket=ticket_id, into=into, by=by, role=role):
                 duplicate = self._ticket(ticket_id)
                 out = rules.merge(duplicate, self._ticket(into), by, role, now)
@@ -313,7 +301,8 @@ class TicketDesk(Actor[EngineContext]):
         raise InvalidInput(f"the ticket desk cannot handle {type(message).__name__}")
 
     async def _create(self, values: dict[str, Any], by: str, role: str, key: str, now: int,
-                      follow_up_of: str | None = None) -> dict[str, Any]:
+                      follow_up_of: str | None = None, mail_in: str | None = None
+                      ) -> dict[str, Any]:
         store = self.context.store
         if key:
             known = store.get("ticket_idem", idempotency_key(self.shop, key))
@@ -329,14 +318,62 @@ class TicketDesk(Actor[EngineContext]):
                                pack(out.ticket.id)))
         self.next_number += 1
         try:
-            ticket = await self._apply(out)
+            ticket = await self._apply(out, (mail_in, None) if mail_in else None)
         except BaseException:
             self.next_number = number  # nothing was written: the number is free again
             raise
         return {**ticket.view(), "created": True}
 
-    async def _follow_up(self, closed: Ticket, body: str, by: str, now: int
-                         ) -> dict[str, Any]:
+    async def _comment(self, ticket_id: str, body: str, public: bool, by: str, role: str,
+                       now: int, mail_in: str | None = None) -> dict[str, Any]:
+        """A public reply or an internal note; ``mail_in``: the Message-ID it came in."""
+        ticket = self._ticket(ticket_id)
+        try:
+            out = rules.comment(ticket, by, role, body, public, now)
+        except TicketClosed:
+            if role != "buyer":
+                raise
+            return await self._follow_up(ticket, body, by, now, mail_in)
+        self._track(ticket, out, "commented", role, public, now)
+        mail: tuple[str, dict[str, Any] | None] | None = (mail_in, None) if mail_in else None
+        if public and role != "buyer":
+            mail = self._mail_out(out.ticket, body, by, now) or mail
+        after = await self._apply(out, mail)
+        self._tell(after, "commented", by, after.assignee)
+        if not public and role != "buyer":
+            self._mention(after, body, by)
+        return {"ticket": after.view(), "comment": out.ticket.comments}
+
+    def _mail_to(self, ticket: Ticket) -> str | None:
+        """The requester's email address: theirs by email, else their profile's."""
+        if ticket.requester is None:
+            return None
+        if ticket.requester.startswith("email:"):
+            return ticket.requester[len("email:"):]
+        profile = self.context.store.get("customers", ticket.requester.encode()) or {}
+        address = profile.get("email")
+        return address if isinstance(address, str) and "@" in address else None
+
+    def _mail_out(self, ticket: Ticket, body: str, by: str, now: int
+                  ) -> tuple[str, dict[str, Any]] | None:
+        """A public staff reply as an email to the requester (when email goes out)."""
+        settings = self.context.settings
+        to = self._mail_to(ticket)
+        if not outmail.enabled(settings) or to is None:
+            return None
+        shop = self.context.store.get("shops", self.shop.encode()) or {}
+        sender = str((shop.get("settings") or {}).get("email_from") or settings.smtp_from)
+        message_id = outmail.new_message_id(ticket.id, ticket.comments, sender)
+        raw = outmail.compose(sender=sender, sender_name=str(shop.get("name") or self.shop),
+                              to=to, subject=ticket.subject, label=ticket.label, body=body,
+                              message_id=message_id, thread=ticket.mail_ids,
+                              now=now / 1000)
+        return message_id, {"id": message_id, "ticket": ticket.id, "shop": self.shop,
+                            "from": sender, "to": to, "raw": raw, "by": by,
+                            "attempts": 0, "next_at": now / 1000, "error": None}
+
+    async def _follow_up(self, closed: Ticket, body: str, by: str, now: int,
+                         mail_in: str | None = None) -> dict[str, Any]:
         """A buyer wrote to a closed ticket: a new ticket linked to it, with the reply."""
         values = {"subject": f"Re: {closed.subject}"[:200], "requester": closed.requester,
                   "type": closed.type, "category": closed.category,
@@ -347,13 +384,28 @@ class TicketDesk(Actor[EngineContext]):
         fresh = self._ticket(created["id"])
         out = rules.comment(fresh, by, "buyer", body, True, now)
         self._track(fresh, out, "commented", "buyer", True, now)
-        return {"ticket": (await self._apply(out)).view(), "comment": out.ticket.comments,
+        after = await self._apply(out, (mail_in, None) if mail_in else None)
+        return {"ticket": after.view(), "comment": out.ticket.comments,
                 "follow_up_of": closed.id}
 
-    async def _apply(self, out: rules.Outcome) -> Ticket:
-        """Commit a rule's outcome, then adopt it and tell the outside world."""
-        await self.context.store.write(out.ops)
+    async def _apply(self, out: rules.Outcome,
+                     mail: tuple[str, dict[str, Any] | None] | None = None) -> Ticket:
+        """Commit a rule's outcome, then adopt it and tell the outside world. ``mail``: a
+        Message-ID that joins the ticket's email thread in the same commit, with the
+        outbox item that sends it (None for one that came in)."""
         ticket = out.ticket
+        if mail is not None:
+            message_id, outbox = mail
+            ticket.mail_ids = [*ticket.mail_ids, message_id][-outmail.MAX_REFS:]
+            out.ops += [ticket.put(),  # the later put of the same key wins in the commit
+                        Put("ticket_mail", pair_key(self.shop, message_id), pack(ticket.id))]
+            if outbox is not None:
+                out.ops.append(Put("mail_outbox", outmail.outbox_key(
+                    int(outbox["next_at"] * 1000), message_id), pack(outbox)))
+        await self.context.store.write(out.ops)
+        if mail is not None and mail[1] is not None:
+            assert self.context.directory is not None
+            self.context.directory.ref(outmail.KIND, outmail.ID).tell_nowait(outmail.Kick())
         previous = self.tickets.get(ticket.id)
         if ticket.status == CLOSED:
             self.tickets.remove(ticket.id)
@@ -380,18 +432,18 @@ class TicketDesk(Actor[EngineContext]):
             target = next((t.id for t in self.tickets.values() if t.number == m.token), None)
         if target is not None and self._ticket(target).requester != m.requester:
             target = None  # only the requester's own mail joins a ticket
+        # The Message-ID is recorded in the commit that threads or opens the ticket: a
+        # redelivery after any crash finds it, or finds nothing done.
         if target is not None:
-            answer = await self.receive(CommentTicket(target, m.text or m.subject or "-",
-                                                      True, m.requester, "buyer"))
+            answer = await self._comment(target, m.text or m.subject or "-", True,
+                                         m.requester, "buyer", now, mail_in=m.message_id)
             ticket_id = answer["ticket"]["id"]
         else:
             created = await self._create(
                 {"subject": m.subject or "(无主题)", "description": m.text,
                  "requester": m.requester, "source": {"kind": "email"}},
-                m.requester, "buyer", "", now)
+                m.requester, "buyer", "", now, mail_in=m.message_id)
             ticket_id = created["id"]
-        await store.write((Put("ticket_mail", pair_key(self.shop, m.message_id),
-                               pack(ticket_id)),))
         return {"ticket": ticket_id, "label": self._ticket(ticket_id).label,
                 "threaded": target is not None, "duplicate": False}
 
