@@ -106,7 +106,7 @@ async def test_hostile_mail_gets_a_stable_error_or_a_ticket_never_a_5xx(tmp_path
                     assert answer.json()["error"]["code"] in ("invalid_body",
                                                               "invalid_argument")
             too_big = await http.post("/api/inbound/email", params={"shop": SHOP},
-                                      content=b"x" * (3 << 20), headers=KEY)
+                                      content=b"x" * (11 << 20), headers=KEY)
             assert too_big.status_code == 413
             # The body was not read to its end, so the connection is not reused.
             assert too_big.headers.get("connection") == "close"
@@ -114,3 +114,64 @@ async def test_hostile_mail_gets_a_stable_error_or_a_ticket_never_a_5xx(tmp_path
             ok = await http.post("/api/inbound/email", params={"shop": SHOP},
                                  content=mail("<fine@e>", "正常", "你好"), headers=KEY)
             assert ok.status_code == 200 and ok.json()["threaded"] is False
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00"
+       b"\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00"
+       b"\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+async def test_attachments_become_uploads_only_the_ticket_can_read(tmp_path: Path) -> None:
+    from email.message import EmailMessage
+
+    from octim.testing import token
+
+    def with_files(message_id: str, subject: str, reply_to: str = "") -> bytes:
+        msg = EmailMessage()
+        msg["From"] = "Li Lei <lilei@example.com>"
+        msg["To"] = "support@shop.example"
+        msg["Subject"] = subject
+        msg["Message-ID"] = message_id
+        if reply_to:
+            msg["In-Reply-To"] = reply_to
+        msg.set_content("照片和发票在附件里")
+        msg.add_attachment(PNG, maintype="image", subtype="png", filename="破损照片.png")
+        msg.add_attachment(b"%PDF-1.4\n%fake but typed\n", maintype="application",
+                           subtype="pdf", filename="../../发票.pdf")
+        return msg.as_bytes()
+
+    async with open_engine(tmp_path / "d") as (engine, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            api = {"Authorization": f"Bearer {TEST_API_KEY}"}
+            for shop in (SHOP, "s2"):
+                (await http.put(f"/api/shops/{shop}", json={"name": shop}, headers=api)
+                 ).raise_for_status()
+            opened = (await http.post("/api/inbound/email", params={"shop": SHOP},
+                                      content=with_files("<a1@e>", "货损"), headers=KEY)
+                      ).json()
+            ticket = (await http.get(f"/api/tickets/{opened['ticket']}", headers=api)).json()
+            files = ticket["attachments"]
+            assert [(f["name"], f["mime"]) for f in files] == [
+                ("破损照片.png", "image/png"), ("发票.pdf", "application/pdf")]
+            again = await http.post("/api/inbound/email", params={"shop": SHOP},
+                                    content=with_files("<a1@e>", "货损"), headers=KEY)
+            assert again.json()["duplicate"] is True
+            assert sum(1 for _ in engine.store.scan("uploads")) == 2  # nothing stored twice
+
+            reply = await http.post("/api/inbound/email", params={"shop": SHOP},
+                                    content=with_files("<a2@e>", "Re: 货损", "<a1@e>"),
+                                    headers=KEY)
+            assert reply.json()["threaded"] is True
+            thread = (await http.get(f"/api/tickets/{opened['ticket']}", headers=api)
+                      ).json()["thread"]
+            assert [f["name"] for f in thread[-1]["attachments"]] == ["破损照片.png", "发票.pdf"]
+
+            staff = {"Authorization": f"Bearer {token('a1', 'agent', SHOP)}"}
+            photo = await http.get(files[0]["url"], headers=staff)
+            assert photo.status_code == 200 and photo.content == PNG
+            pdf = await http.get(files[1]["url"], headers=staff)
+            assert pdf.headers["content-disposition"].startswith("attachment; filename*=UTF-8''")
+            for stranger in (token("a9", "agent", "s2"), token("b-other")):
+                refused = await http.get(files[0]["url"],
+                                         headers={"Authorization": f"Bearer {stranger}"})
+                assert refused.status_code == 404

@@ -22,13 +22,15 @@ Staff of other shops get ``not_found`` (no probing); every staff read is audited
 # No ``from __future__ import annotations``: FastAPI evaluates these annotations.
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import filetype
+import trio
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from octim.api.auth import require_staff_of
 from octim.auth import Principal
-from octim.domain import audit
+from octim.domain import audit, uploads
 from octim.domain.conversations.model import (
     STAFF_ROLES,
     ConversationMeta,
@@ -52,6 +54,7 @@ from octim.domain.tickets.desk import (
 from octim.domain.tickets.mail import parse as parse_mail
 from octim.domain.tickets.model import PLATFORM, Ticket
 from octim.errors import InvalidInput, NotFound
+from octim.store.blobs import BlobStore
 from octim.values import check_storable
 
 if TYPE_CHECKING:
@@ -67,7 +70,7 @@ Type = Literal["question", "incident", "problem", "task"]
 Priority = Literal["low", "normal", "high", "urgent"]
 Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
 BUYER_FIELDS = {"shop", "subject", "description", "order", "sku", "source"}
-MAX_EMAIL_BYTES = 2 << 20  # attachments are not kept yet; the text is what counts
+MAX_EMAIL_BYTES = 10 << 20  # with its attachments (each becomes an upload)
 
 
 class SourceBody(BaseModel):
@@ -181,6 +184,7 @@ def _staff_may(who: Principal | None, shop: str) -> None:
 
 def router(engine: "Engine", auth: "Auth") -> APIRouter:
     api = APIRouter(tags=["tickets"])
+    blobs = BlobStore(engine.settings.data / "blobs", engine.store.sealer)
     Caller = Annotated[Principal | None, Depends(auth.platform_or_person)]
 
     def desk(shop: str) -> Any:
@@ -383,11 +387,25 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
             if size > MAX_EMAIL_BYTES:
                 raise TooLarge(f"an email is limited to {MAX_EMAIL_BYTES} bytes")
             chunks.append(chunk)
-        mail = parse_mail(b"".join(chunks))
-        check_storable([mail.message_id, *mail.refs, mail.requester, mail.subject, mail.text],
-                       where="email")
+        # Parsing a large message (base64 attachments) takes a while: not on the loop.
+        mail = await trio.to_thread.run_sync(parse_mail, b"".join(chunks))
+        names = [name for name, _ in mail.attachments]
+        check_storable([mail.message_id, *mail.refs, mail.requester, mail.subject, mail.text,
+                        *names], where="email")
+        files: list[dict[str, Any]] = []
+        if engine.store.get("ticket_mail", pair_key(shop, mail.message_id)) is None:
+            for name, data in mail.attachments:  # a redelivery stores nothing again
+                guessed = filetype.guess(data[:8192])
+                mime = guessed.mime if guessed is not None else "application/octet-stream"
+                digest = await trio.to_thread.run_sync(blobs.put, data)
+                record = await uploads.create(engine.store, mail.requester, "file", mime,
+                                              len(data), digest, engine.context.now_ms(),
+                                              name=name)
+                files.append({"upload": record["id"], "name": name, "mime": mime,
+                              "size": len(data), "url": f"/api/uploads/{record['id']}"})
         return await desk(shop).ask(InboundEmail(mail.message_id, mail.refs, mail.requester,
-                                                 mail.subject, mail.text, mail.token))
+                                                 mail.subject, mail.text, mail.token,
+                                                 tuple(files)))
 
     @api.put("/api/shops/{shop}/business-hours")
     async def put_hours(shop: Annotated[str, Path(max_length=128,

@@ -11,6 +11,7 @@ the participants of conversations the upload was sent in; anyone else gets
 # No ``from __future__ import annotations`` here: FastAPI must evaluate the
 # route annotations, which refer to the ``person`` dependency of router().
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import quote
 
 import filetype
 import trio
@@ -96,6 +97,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
             "X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=86400",
             # Never a document that runs in our origin, even if sniffing were fooled.
             "Content-Security-Policy": "default-src 'none'; sandbox",
-            "Content-Disposition": "inline" if inline else "attachment"})
+            "Content-Disposition": "inline" if inline else
+            f"attachment; filename*=UTF-8''{quote(meta.get('name') or 'attachment')}"})
 
     return api

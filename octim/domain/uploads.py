@@ -12,18 +12,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from octim.domain.conversations.model import ConversationMeta, new_upload_id, pair_key
+from octim.domain.conversations.model import (
+    STAFF_ROLES,
+    ConversationMeta,
+    new_upload_id,
+    pair_key,
+)
 from octim.store import Put, pack
 
 INDEX = "idx_upload_conversations"
+TICKET_INDEX = "idx_upload_tickets"  # written by the ticket desk with the ticket's commit
 
 
 async def create(store: Any, owner: str, kind: str, mime: str, size: int, digest: str,
-                 now: int) -> dict[str, Any]:
+                 now: int, name: str | None = None) -> dict[str, Any]:
     """Record a stored blob as a new upload of ``owner`` and return the record."""
     upload_id = new_upload_id()
     record = {"id": upload_id, "owner": owner, "kind": kind, "mime": mime, "size": size,
               "sha256": digest, "created": now}
+    if name is not None:
+        record["name"] = name
     await store.write((Put("uploads", upload_id.encode(), pack(record)),))
     return record
 
@@ -50,5 +58,14 @@ def may_read(store: Any, record: dict[str, Any], user: str, role: str,
     for conversation in conversations_of(store, record):
         meta = ConversationMeta.load(store, conversation)
         if meta is not None and meta.visible_to(user, role, shops):
+            return True
+    prefix = pair_key(record["id"], "")
+    for key, _ in store.scan(TICKET_INDEX, prefix, prefix[:-1] + b"\x01"):
+        ticket = store.get("tickets", key[len(prefix):])
+        if ticket is None:
+            continue
+        if role == "buyer" and ticket.get("requester") == user:
+            return True
+        if role in STAFF_ROLES and (ticket["shop"] in shops or "*" in shops):
             return True
     return False

@@ -49,6 +49,7 @@ DATABASES: tuple[str, ...] = (
     "client_ids",  # key: conversation \0 sender \x1f client message id → [seq, ts] (dedupe)
     "uploads",  # upload id → metadata; the bytes live in the blob directory
     "idx_upload_conversations",  # upload \0 conversation → 1 (it was sent there)
+    "idx_upload_tickets",  # upload \0 ticket → 1 (an email brought it to the ticket)
     "idx_customer_conversations",  # buyer \0 shop → the buyer's current conversation
     "idx_user_conversations",  # user \0 conversation → shop (inboxes)
     "idx_shop_conversations",  # shop \0 conversation → state

@@ -2,7 +2,7 @@
 // due, live countdowns), the ticket view (thread of public replies and internal notes,
 // fields, followers, history, merge). HTTP for reads and changes; the gateway's
 // ``ticket`` frames (assigned, mentioned, updated, sla_breached) keep it current.
-import { api, clockTime, el, t } from "./common.js";
+import { api, clockTime, el, t, uploadUrl } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const ACTIVE = ["new", "open", "pending", "on_hold"];
@@ -174,13 +174,14 @@ export class TicketDesk {
     $("tv-title").textContent = `${x.label} ${x.subject}`;
     $("tv-sub").textContent = [x.shop, x.requester, t("tstatus_" + x.status), t("priority_" + x.priority),
       x.source?.kind ? t("source_" + x.source.kind) : null].filter(Boolean).join(" · ");
-    $("tv-description").textContent = x.description || "";
-    $("tv-description").hidden = !x.description;
+    $("tv-description").replaceChildren(x.description || "", this.files(x.attachments));
+    $("tv-description").hidden = !x.description && !(x.attachments || []).length;
     $("tv-thread").replaceChildren(...x.thread.map((entry) => el(
       `li.msg.${entry.role === "buyer" ? "theirs" : entry.by === this.me ? "mine" : "staff"}.${entry.public ? "public" : "internal"}`,
       { dataset: { n: entry.n, public: entry.public ? "1" : "0" } },
       el("div.meta", { text: `${entry.by} · ${new Date(entry.at).toLocaleString()} · ${entry.public ? t("public") : t("internal_note")}` }),
-      el("div.bubble", { text: entry.body }))));
+      el("div.bubble", { text: entry.body }),
+      this.files(entry.attachments))));
     $("tv-thread").scrollTop = $("tv-thread").scrollHeight;
     $("tv-input").disabled = $("tv-send").disabled = closed;
     $("tv-merge").disabled = closed;
@@ -213,6 +214,17 @@ export class TicketDesk {
       el("span", { text: h.field === "created" ? fieldName(h.field)
         : `${fieldName(h.field)}: ${show(h.field, h.before)} → ${show(h.field, h.after)}` }))));
     this.renderClocks(Date.now());
+  }
+
+  // Attachments (uploads that came by email): fetched with the token, opened in a tab.
+  files(list) {
+    if (!list || !list.length) return null;
+    return el("div.files", ...list.map((f) => el("button.link.file", {
+      type: "button", text: `📎 ${f.name}`, title: `${f.mime} · ${Math.ceil(f.size / 1024)} KB`,
+      onclick: async () => {
+        try { window.open(await uploadUrl(this.token, `/api/uploads/${f.upload}`), "_blank", "noopener"); } catch (error) { this.toast(error.message); }
+      },
+    })));
   }
 
   renderClocks(now) {

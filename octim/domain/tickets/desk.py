@@ -37,6 +37,7 @@ from octim.store import Delete, Put, pack
 log = logging.getLogger("octim.tickets")
 
 KIND = "tickets"
+UPLOAD_TICKETS = "idx_upload_tickets"
 MAX_LIST = 500
 DUE_SOON_MS = 3_600_000  # "due soon": an SLA metric due within the hour
 MENTION = re.compile(r"@([\w.:-]{1,128})")
@@ -140,6 +141,12 @@ class InboundEmail(Message):
     subject: str
     text: str
     token: int | None
+    attachments: tuple[Mapping[str, Any], ...] = ()  # stored uploads: {upload, name, mime, size}
+
+
+def attached(files: tuple[dict[str, Any], ...], ticket: str) -> list[Put]:
+    """The rows that let the ticket's staff and requester read its attachments."""
+    return [Put(UPLOAD_TICKETS, pair_key(f["upload"], ticket), pack(1)) for f in files]
 
 
 def idempotency_key(shop: str, key: str) -> bytes:
@@ -311,6 +318,7 @@ class TicketDesk(Actor[EngineContext]):
         number = self.next_number
         out = rules.create(new_ticket_id(), self.shop, number, values, by, role, now,
                            follow_up_of=follow_up_of)
+        out.ops += attached(tuple(out.ticket.attachments), out.ticket.id)
         self._track(None, out, "created", role, False, now)
         out.ops.append(Put("ticket_counters", self.shop.encode(), pack(number)))
         if key:
@@ -325,15 +333,17 @@ class TicketDesk(Actor[EngineContext]):
         return {**ticket.view(), "created": True}
 
     async def _comment(self, ticket_id: str, body: str, public: bool, by: str, role: str,
-                       now: int, mail_in: str | None = None) -> dict[str, Any]:
+                       now: int, mail_in: str | None = None,
+                       attachments: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
         """A public reply or an internal note; ``mail_in``: the Message-ID it came in."""
         ticket = self._ticket(ticket_id)
         try:
-            out = rules.comment(ticket, by, role, body, public, now)
+            out = rules.comment(ticket, by, role, body, public, now, attachments)
         except TicketClosed:
             if role != "buyer":
                 raise
-            return await self._follow_up(ticket, body, by, now, mail_in)
+            return await self._follow_up(ticket, body, by, now, mail_in, attachments)
+        out.ops += attached(attachments, ticket.id)
         self._track(ticket, out, "commented", role, public, now)
         mail: tuple[str, dict[str, Any] | None] | None = (mail_in, None) if mail_in else None
         if public and role != "buyer":
@@ -373,7 +383,8 @@ class TicketDesk(Actor[EngineContext]):
                             "attempts": 0, "next_at": now / 1000, "error": None}
 
     async def _follow_up(self, closed: Ticket, body: str, by: str, now: int,
-                         mail_in: str | None = None) -> dict[str, Any]:
+                         mail_in: str | None = None,
+                         attachments: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
         """A buyer wrote to a closed ticket: a new ticket linked to it, with the reply."""
         values = {"subject": f"Re: {closed.subject}"[:200], "requester": closed.requester,
                   "type": closed.type, "category": closed.category,
@@ -382,7 +393,8 @@ class TicketDesk(Actor[EngineContext]):
                              "conversation": closed.source.conversation}}
         created = await self._create(values, by, "buyer", "", now, follow_up_of=closed.id)
         fresh = self._ticket(created["id"])
-        out = rules.comment(fresh, by, "buyer", body, True, now)
+        out = rules.comment(fresh, by, "buyer", body, True, now, attachments)
+        out.ops += attached(attachments, fresh.id)
         self._track(fresh, out, "commented", "buyer", True, now)
         after = await self._apply(out, (mail_in, None) if mail_in else None)
         return {"ticket": after.view(), "comment": out.ticket.comments,
@@ -434,14 +446,17 @@ class TicketDesk(Actor[EngineContext]):
             target = None  # only the requester's own mail joins a ticket
         # The Message-ID is recorded in the commit that threads or opens the ticket: a
         # redelivery after any crash finds it, or finds nothing done.
+        files = tuple(thaw(a) for a in m.attachments)
         if target is not None:
             answer = await self._comment(target, m.text or m.subject or "-", True,
-                                         m.requester, "buyer", now, mail_in=m.message_id)
+                                         m.requester, "buyer", now, mail_in=m.message_id,
+                                         attachments=files)
             ticket_id = answer["ticket"]["id"]
         else:
             created = await self._create(
                 {"subject": m.subject or "(无主题)", "description": m.text,
-                 "requester": m.requester, "source": {"kind": "email"}},
+                 "requester": m.requester, "source": {"kind": "email"},
+                 "attachments": list(files)},
                 m.requester, "buyer", "", now, mail_in=m.message_id)
             ticket_id = created["id"]
         return {"ticket": ticket_id, "label": self._ticket(ticket_id).label,

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
+from email.message import EmailMessage
 from email.parser import BytesParser
 from html.parser import HTMLParser
 
@@ -29,6 +30,7 @@ MSGID = re.compile(r"<[^<>\s]{1,250}>")
 WROTE = re.compile(r"^(On .{0,200} wrote:|在.{0,200}写道[：:])\s*$")
 MAX_TEXT = 20_000
 MAX_ADDRESS = 254  # RFC 5321's longest path
+MAX_ATTACHMENTS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class Inbound:
     name: str
     subject: str
     text: str
+    attachments: tuple[tuple[str, bytes], ...] = ()  # (file name, bytes), at most 10
 
     @property
     def requester(self) -> str:
@@ -72,7 +75,7 @@ def _unquoted(text: str) -> str:
 def parse(raw: bytes) -> Inbound:
     """The parts of a raw message threading needs (InvalidInput when it has no
     sender or no Message-ID)."""
-    message = BytesParser(policy=policy.default).parsebytes(raw)
+    message: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)
     try:
         senders = message["from"].addresses if message["from"] is not None else ()
     except (AttributeError, IndexError, ValueError):
@@ -100,4 +103,27 @@ def parse(raw: bytes) -> Inbound:
         text = _unquoted(str(content))
     subject = " ".join(str(message.get("subject", "")).split())[:200]
     return Inbound(message_id[0], tuple(dict.fromkeys(refs)), senders[0].addr_spec.lower(),
-                   senders[0].display_name[:100], subject, text)
+                   senders[0].display_name[:100], subject, text, _attachments(message))
+
+
+def _attachments(message: EmailMessage) -> tuple[tuple[str, bytes], ...]:
+    """The message's attachments: a safe file name (no path) and the decoded bytes."""
+    found: list[tuple[str, bytes]] = []
+    try:
+        parts = list(message.iter_attachments())
+    except (LookupError, ValueError, KeyError, AttributeError):
+        return ()
+    for part in parts:
+        if len(found) >= MAX_ATTACHMENTS:
+            break
+        try:
+            content = part.get_content()
+        except (LookupError, ValueError, KeyError):
+            continue
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        if not isinstance(data, bytes) or not data:
+            continue  # a nested message or an empty part
+        name = str(part.get_filename() or "attachment")
+        name = " ".join(name.replace("\\", "/").rsplit("/", 1)[-1].split())[:200]
+        found.append((name or "attachment", data))
+    return tuple(found)

@@ -105,6 +105,7 @@ class Ticket(msgspec.Struct):
     merged_into: str | None = None
     follow_up_of: str | None = None
     sla: dict[str, Any] | None = None  # {"policy", "business_hours", "metrics"} (sla.py)
+    attachments: list[dict[str, Any]] = []  # uploads it came with: {upload, name, mime, size}
     mail_ids: list[str] = []  # the Message-IDs of its email thread, oldest first (≤ 20)
 
     @property

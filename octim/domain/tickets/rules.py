@@ -142,7 +142,8 @@ def update(ticket: Ticket, changes: dict[str, Any], by: str, role: str, now: int
     return _finish(out, ticket.status, now, "ticket_updated", {"by": by, "changes": changed})
 
 
-def comment(ticket: Ticket, by: str, role: str, body: str, public: bool, now: int) -> Outcome:
+def comment(ticket: Ticket, by: str, role: str, body: str, public: bool, now: int,
+            attachments: tuple[dict[str, Any], ...] = ()) -> Outcome:
     """A public reply (reaches the buyer) or an internal note (staff only). A buyer's
     reply reopens a ``pending`` or ``solved`` ticket; a staff public reply to a ``new``
     one opens it. A closed ticket takes nothing (the caller opens a follow-up)."""
@@ -156,9 +157,11 @@ def comment(ticket: Ticket, by: str, role: str, body: str, public: bool, now: in
     after = _copy(ticket)
     out = Outcome(after)
     after.comments += 1
-    out.ops.append(Put("ticket_comments", scope_key(after.id, after.comments), pack(
-        {"n": after.comments, "by": by, "role": role, "public": public, "body": body,
-         "at": now})))
+    entry = {"n": after.comments, "by": by, "role": role, "public": public, "body": body,
+             "at": now}
+    if attachments:
+        entry["attachments"] = list(attachments)
+    out.ops.append(Put("ticket_comments", scope_key(after.id, after.comments), pack(entry)))
     if buyer and ticket.status in (PENDING, SOLVED):
         _set_status(after, OPEN, now)
         _history(out, by, role, now, "status", ticket.status, OPEN)
