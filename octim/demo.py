@@ -174,7 +174,7 @@ async def seed_demo(engine: Engine) -> str:
          "order": "demo-o1", "assignee": "agent-1",
          "source": {"kind": "chat", "conversation": conversation, "seq_from": 1},
          "requester": "buyer-1"}, "agent-1", "agent", "demo\x1fdemo-ticket-1"))
-    if made["created"]:
+    if not made["repeated"]:
         await desk.ask(CommentTicket(made["id"], "已联系仓库确认库存", False, "agent-1", "agent"))
     return str(conversation)
 

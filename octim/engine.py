@@ -156,7 +156,7 @@ class Engine:
     async def create_ticket(self, shop: str, subject: str, *, idempotency_key: str = "",
                             by: str = "api", **fields: Any) -> dict[str, Any]:
         """Open a ticket (fields validated like ``POST /api/tickets``); with an
-        ``idempotency_key`` a repeat answers the same ticket (``created`` False)."""
+        ``idempotency_key`` a repeat answers the same ticket (``repeated`` True)."""
         from octim.api.tickets import TicketBody
         from octim.domain.tickets.desk import KIND as TICKETS
         from octim.domain.tickets.desk import CreateTicket

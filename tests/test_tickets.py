@@ -191,7 +191,8 @@ async def test_the_python_api_works_tickets_like_http(tmp_path: Path) -> None:
                                               priority="urgent", idempotency_key="r-1")
             again = await engine.create_ticket(SHOP, "退款进度", requester="b1",
                                                priority="urgent", idempotency_key="r-1")
-            assert made["created"] and not again["created"] and again["id"] == made["id"]
+            assert not made["repeated"] and again["repeated"] and again["id"] == made["id"]
+            assert made["created"] == again["created"]  # the creation time, never a flag
             await engine.comment_ticket(made["id"], "已提交财务", by="a1")
             solved = await engine.update_ticket(made["id"], status="solved", by="a1")
             assert solved["status"] == "solved" and solved["comments"] == 1
@@ -339,3 +340,39 @@ async def test_the_queue_puts_breaches_first_and_tells_colleagues_live(
                     # The one who changed it hears nothing of their own change.
                     with pytest.raises(trio.TooSlowError):
                         await a1.expect("ticket", timeout=0.3, event="updated")
+
+
+async def test_a_message_left_when_nobody_can_serve_becomes_a_bot_ticket(
+        tmp_path: Path) -> None:
+    """Nobody online: the buyer is told to leave a message; what they leave is a ticket
+    (source ``bot``, linked to the chat), and the bot says its number in the chat once."""
+    async with open_engine(tmp_path / "d") as (_, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            await setup(http)
+            buyer_http = bearer("b1")
+            with trio.fail_after(20):
+                async with connect(listening.ws_url, token("b1")) as buyer:
+                    conv = (await buyer.open(SHOP))["conversation"]
+                    await buyer.say(conv, "m1", "有人吗")
+                    queued = await buyer.expect("event", event="queued")
+                    assert queued["data"]["mode"] == "leave_message"
+                    body = {"shop": SHOP, "subject": "退货地址", "description": "请告诉我退货地址",
+                            "source": {"kind": "bot", "conversation": conv, "seq_from": 1,
+                                       "seq_to": 1}}
+                    headers = {**buyer_http, "Idempotency-Key": "leave-1"}
+                    made = await http.post("/api/tickets", json=body, headers=headers)
+                    assert made.status_code == 201, made.text
+                    assert made.json()["status_label"] == "已提交"
+                    line = await buyer.expect("msg", role="bot")
+                    assert "T-1" in line["body"]["text"]
+                    again = await http.post("/api/tickets", json=body, headers=headers)
+                    assert again.status_code == 200
+                    with pytest.raises(trio.TooSlowError):
+                        await buyer.expect("msg", timeout=0.3, role="bot")
+            staff = (await http.get(f"/api/tickets/{made.json()['id']}", headers=KEY)).json()
+            assert staff["source"] == {"kind": "bot", "conversation": conv, "seq_from": 1,
+                                       "seq_to": 1}
+            assert staff["requester"] == "b1"
+            # Another buyer cannot hang a ticket on this chat.
+            other = await http.post("/api/tickets", json=body, headers=bearer("b2"))
+            assert other.status_code == 404

@@ -20,6 +20,7 @@ Staff of other shops get ``not_found`` (no probing); every staff read is audited
 """
 
 # No ``from __future__ import annotations``: FastAPI evaluates these annotations.
+import logging
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import filetype
@@ -53,13 +54,15 @@ from octim.domain.tickets.desk import (
 )
 from octim.domain.tickets.mail import parse as parse_mail
 from octim.domain.tickets.model import PLATFORM, Ticket
-from octim.errors import InvalidInput, NotFound
+from octim.errors import InvalidInput, NotFound, OctimError
 from octim.store.blobs import BlobStore
 from octim.values import check_storable
 
 if TYPE_CHECKING:
     from octim.api.auth import Auth
     from octim.engine import Engine
+
+log = logging.getLogger("octim.tickets")
 
 Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 ShopId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^(\*|[A-Za-z0-9._-]+)$")]
@@ -70,6 +73,7 @@ Type = Literal["question", "incident", "problem", "task"]
 Priority = Literal["low", "normal", "high", "urgent"]
 Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
 BUYER_FIELDS = {"shop", "subject", "description", "order", "sku", "source"}
+BOT_LEFT = "已为您登记留言，工单号 {label}。客服上线后会尽快回复，进度可在“我的工单”查看。"
 MAX_EMAIL_BYTES = 10 << 20  # with its attachments (each becomes an upload)
 
 
@@ -249,7 +253,14 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         key = f"{by}\x1f{idempotency_key}" if idempotency_key else ""
         created = await desk(body.shop).ask(CreateTicket(values, by, role, key))
         answer = dict(created)
-        fresh = answer.pop("created")
+        fresh = not answer.pop("repeated")
+        if fresh and conversation and values["source"].get("kind") == "bot":
+            # 留言: nobody could serve; the bot tells the buyer in the chat what became of it.
+            try:
+                await engine.post_message(conversation, BOT_LEFT.format(label=answer["label"]),
+                                          as_="bot")
+            except OctimError as exc:  # the ticket stands even if the chat has closed
+                log.info("leave-a-message line not posted", extra={"error": repr(exc)})
         if who is not None and who.role == "buyer":
             answer = Ticket.from_record({k: v for k, v in answer.items() if k != "label"}
                                         ).buyer_view()

@@ -139,6 +139,26 @@ async function openConversation() {
   } catch (error) { toast(t("error_" + error.code, { message: error.message })); }
 }
 
+// 留言: nobody can serve now, so the buyer's message becomes a ticket (source "bot",
+// linked to this chat); the bot confirms its number in the chat.
+$("leave").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = $("leave-text").value.trim();
+  if (!text || !state.conversation) return;
+  const latest = state.thread ? state.thread.latest : 0;
+  const json = { shop, subject: text.slice(0, 60), description: text,
+                 source: { kind: "bot", conversation: state.conversation, seq_from: 1, seq_to: Math.max(1, latest || 1) } };
+  try {
+    const ticket = await api(state.token, "/api/tickets", { method: "POST", json, headers: { "Idempotency-Key": (state.leaveKey ||= newId("leave")) } });
+    state.left = true;
+    state.leaveKey = null;
+    $("leave").hidden = true;
+    $("leave-text").value = "";
+    toast(t("leave_done", { label: ticket.label }));
+    $("tickets-open").hidden = false;
+  } catch (error) { toast(t("error_" + error.code, { message: error.message })); }
+});
+
 function onEvent(frame) {
   if (frame.conversation !== state.conversation) return;
   const { event, data } = frame;
@@ -148,12 +168,14 @@ function onEvent(frame) {
       $("queue").hidden = false;
       $("queue").textContent = data.mode === "leave_message" ? t("queue_leave_message")
         : t("queue_position", { n: data.position, wait: duration(data.estimated_wait || 0) });
+      $("leave").hidden = data.mode !== "leave_message" || state.left;
       break;
     case "assigned":
       state.convState = "assigned";
       if (data.agent_name) state.names.set(data.agent, data.agent_name);
       $("queue").hidden = true;
       $("queue").textContent = "";
+      $("leave").hidden = true;
       break;
     case "handoff":
       state.convState = "queued";

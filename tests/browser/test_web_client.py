@@ -465,3 +465,30 @@ def test_ticket_queue_two_agents_notes_mention_merge_and_a_real_sla_breach(
     expect(a2.locator("#ts-history li[data-field='sla_breached']")).to_have_count(1)
     a1.screenshot(path=str(artifacts / "ticket-merged.png"))
     assert not problems, problems
+
+
+def test_nobody_online_the_buyer_leaves_a_message_that_becomes_a_ticket(
+        chromium: Any, running: Running, artifacts: Path) -> None:
+    api = running.api
+    api.put(f"/api/shops/{SHOP}", json={"name": "测试服装店", "bot": {"mode": "off"}}
+            ).raise_for_status()
+    problems: list[str] = []
+    buyer = chromium.new_context(viewport={"width": 390, "height": 780}).new_page()
+    watch_console(buyer, problems)
+    buyer.goto(f"{running.http}/chat?shop={SHOP}#token={token('b1', 'buyer')}")
+    buyer.fill("#input", "有人在吗")
+    buyer.keyboard.press("Enter")
+    expect(buyer.locator("#queue")).to_contain_text("您可以留言")
+    expect(buyer.locator("#leave")).to_be_visible()
+    buyer.fill("#leave-text", "想换成M码，麻烦上线后联系我")
+    buyer.locator("#leave-send").click()
+    expect(buyer.locator("#toast")).to_contain_text("已登记为工单 T-1")
+    expect(buyer.locator("li.msg[data-role='bot']")).to_contain_text("工单号 T-1")
+    expect(buyer.locator("#leave")).to_be_hidden()
+    buyer.locator("#tickets-open").click()
+    expect(buyer.locator("li.ticket")).to_contain_text("想换成M码")
+    [made] = api.get("/api/tickets", params={"shop": SHOP}).json()
+    assert made["source"]["kind"] == "bot" and made["requester"] == "b1"
+    assert made["description"] == "想换成M码，麻烦上线后联系我"
+    buyer.screenshot(path=str(artifacts / "left-a-message.png"))
+    assert not problems, problems

@@ -257,7 +257,7 @@ class TicketDesk(Actor[EngineContext]):
             case CreateTicket(values=values, by=by, role=role, idempotency_key=key):
                 self._check_people(values)
                 created = await self._create(thaw(values), by, role, key, now)
-                if created["created"]:
+                if not created["repeated"]:
                     self._tell(self._ticket(created["id"]), "created", by, None)
                 return created
             case UpdateTicket(ticket=ticket_id, changes=changes, by=by, role=role):
@@ -314,7 +314,7 @@ class TicketDesk(Actor[EngineContext]):
         if key:
             known = store.get("ticket_idem", idempotency_key(self.shop, key))
             if known is not None:
-                return {**self._ticket(known).view(), "created": False}
+                return {**self._ticket(known).view(), "repeated": True}
         number = self.next_number
         out = rules.create(new_ticket_id(), self.shop, number, values, by, role, now,
                            follow_up_of=follow_up_of)
@@ -330,7 +330,7 @@ class TicketDesk(Actor[EngineContext]):
         except BaseException:
             self.next_number = number  # nothing was written: the number is free again
             raise
-        return {**ticket.view(), "created": True}
+        return {**ticket.view(), "repeated": False}
 
     async def _comment(self, ticket_id: str, body: str, public: bool, by: str, role: str,
                        now: int, mail_in: str | None = None,
