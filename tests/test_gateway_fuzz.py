@@ -172,7 +172,8 @@ VALID: dict[tuple[str, str], tuple[Any, tuple[str, str] | None]] = {
                                      "similar": ["几天发货"]}, None),
     ("POST", "/api/kb/ask"): ({"question": "几天发货", "shop": "s1"}, ("fuzzer-buyer", "buyer")),
     ("PUT", "/api/customers/{customer_id}"): ({"nickname": "n", "attributes": {"a": 1},
-                                              "tags": ["t"]}, None),
+                                              "tags": ["t"], "email": "c1@example.com",
+                                              "phone": "+8613800001111"}, None),
     ("POST", "/api/customers/bulk"): ([{"id": "c2", "nickname": "m"}], None),
     ("PUT", "/api/orders/{order_id}"): ({"shop": "s1", "customer": "c1", "status": "paid",
                                          "items": [{"sku": "k", "name": "n", "price": 1}]}, None),
@@ -203,6 +204,8 @@ VALID: dict[tuple[str, str], tuple[Any, tuple[str, str] | None]] = {
                                              "business_hours": True}, ("boss", "shop_admin")),
     ("PUT", "/api/shops/{shop}/business-hours"): ({"timezone": "Asia/Shanghai", "weekly": {
         "mon": [["09:00", "18:00"]]}, "holidays": ["2026-10-01"]}, None),
+    ("POST", "/api/inbound/call"): ({"shop": "s1", "call": "c-1", "phone": "+8613800001111",
+                                     "agent": "a1"}, None),
 }
 
 

@@ -45,6 +45,7 @@ class CustomerBody(BaseModel):
     nickname: Text | None = None
     # Where public ticket replies are emailed (docs/tickets.md); staff see it, audited.
     email: EmailAddress | None = None
+    phone: Annotated[str, Field(pattern=r"^\+?[0-9]{3,20}$")] | None = None  # 来电弹屏
     level: int = Field(0, ge=0, le=100)
     language: Text | None = None
     region: Text | None = None

@@ -22,7 +22,7 @@ from octim.store import Store
 DEFAULT_SHARED = ("level", "attributes.sizes", "attributes.style", "total_orders")
 SHAREABLE = ("level", "language", "region", "tags", "attributes", "total_orders")
 SHARING_KEY = b"sharing"
-PROFILE = ("id", "nickname", "email", "level", "language", "region", "opt_outs")
+PROFILE = ("id", "nickname", "email", "phone", "level", "language", "region", "opt_outs")
 WHERE_WORDS = ("到哪", "物流", "快递", "发货", "单号", "签收", "没收到", "到了吗")
 REFUND_WORDS = ("退款", "退货", "退钱", "售后", "换货")
 

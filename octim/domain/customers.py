@@ -8,6 +8,8 @@ Reads (the agent's context) go straight to the store; see ``context.py``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,11 +17,24 @@ from octim.actors import Actor, ActorKind, Address, Message, record, thaw
 from octim.domain.context import EngineContext
 from octim.domain.conversations.model import pair_key
 from octim.errors import InvalidInput, NotFound
-from octim.store import Put, pack
+from octim.store import Delete, Put, pack
 
 KIND = "customer"
 ORDER_STATUSES = ("unpaid", "paid", "shipped", "delivered", "refunding", "refunded", "closed")
 MAX_NOTES = 200
+PHONE_INDEX = "idx_customer_phone"
+
+
+def phone_key(secret: str, phone: str) -> bytes:
+    """``idx_customer_phone`` key: a keyed hash of the number, never the number itself
+    (index keys stay in clear even when the store is encrypted)."""
+    return hmac.new(secret.encode(), b"phone\0" + phone.encode(), hashlib.sha256).digest()
+
+
+def find_by_phone(store: Any, secret: str, phone: str) -> str | None:
+    """The buyer whose profile has this phone number (the last one to claim it)."""
+    found = store.get(PHONE_INDEX, phone_key(secret, phone))
+    return None if found is None else str(found)
 
 
 def order_index_key(customer: str, shop: str, order: str) -> bytes:
@@ -73,7 +88,15 @@ class CustomerActor(Actor[EngineContext]):
         match message:
             case UpsertCustomer(customer=raw):
                 customer = {**thaw(raw), "id": self.id, "updated": now}
-                await store.write((Put("customers", self.id.encode(), pack(customer)),))
+                ops: list[Any] = [Put("customers", self.id.encode(), pack(customer))]
+                secret = self.context.settings.secret
+                old = (store.get("customers", self.id.encode()) or {}).get("phone")
+                phone = customer.get("phone")
+                if old and old != phone and find_by_phone(store, secret, old) == self.id:
+                    ops.append(Delete(PHONE_INDEX, phone_key(secret, old)))
+                if phone:
+                    ops.append(Put(PHONE_INDEX, phone_key(secret, phone), pack(self.id)))
+                await store.write(ops)
                 return customer
             case UpsertOrder(order=raw):
                 order = thaw(raw)

@@ -76,6 +76,7 @@ function start() {
   gw.on("event", onEvent);
   state.tickets = new TicketDesk({ token: state.token, me: state.me, shops: state.shops, toast });
   gw.on("ticket", (frame) => state.tickets.onFrame(frame));
+  gw.on("call", showCall);
   gw.on("error", (frame) => { if (frame.ref === undefined) toast(`${frame.code}: ${frame.message}`); });
   gw.start().catch((error) => toast(error.message));
   loadCanned();
@@ -536,6 +537,39 @@ $("ticket-form").addEventListener("submit", async (event) => {
   try {
     const ticket = await api(state.token, "/api/tickets", { method: "POST", json });
     toast(t("ticket_created", { label: ticket.label }));
+  } catch (error) { toast(t("error_" + error.code, { message: error.message })); }
+});
+
+// -- 来电弹屏: a call rings; the caller's profile and open tickets pop up ----------------
+
+let ringing = null;
+function showCall(frame) {
+  ringing = frame;
+  beep();
+  const profile = frame.profile || {};
+  $("call-who").textContent = [frame.phone, profile.nickname || frame.buyer || t("unknown_caller"),
+    profile.level ? `VIP${profile.level}` : null, frame.shop].filter(Boolean).join(" · ");
+  $("call-profile").replaceChildren(...Object.entries(profile)
+    .filter(([k, v]) => !["nickname", "id"].includes(k) && !(Array.isArray(v) && !v.length))
+    .flatMap(([k, v]) => [el("dt", { text: t("profile_" + k) }), el("dd", { text: Array.isArray(v) ? v.join(", ") : String(v) })]));
+  $("call-tickets").replaceChildren(...(frame.tickets.length ? frame.tickets.map((x) => el("li",
+    el("button.link", { type: "button", dataset: { ticket: x.id }, text: `${x.label} ${x.subject} · ${t("tstatus_" + x.status)}`,
+      onclick: () => { $("call-dialog").close(); showDesk("tickets"); state.tickets.open(x.id); } }))) : [el("li.empty", { text: t("none") })]));
+  $("call-subject").value = t("call_subject", { phone: frame.phone || frame.buyer || "" });
+  if (!$("call-dialog").open) $("call-dialog").showModal();
+}
+$("call-close").addEventListener("click", () => $("call-dialog").close());
+$("call-form").addEventListener("submit", async () => {
+  if (!ringing) return;
+  const json = { shop: ringing.shop, subject: $("call-subject").value.trim() || t("call_subject", { phone: ringing.phone || "" }),
+                 source: { kind: "phone" } };
+  if (ringing.buyer) json.requester = ringing.buyer;
+  json.description = `${t("incoming_call")}: ${ringing.phone || ringing.buyer} (${ringing.call})`;
+  try {
+    const ticket = await api(state.token, "/api/tickets", { method: "POST", json, headers: { "Idempotency-Key": `call-${ringing.call}` } });
+    toast(t("ticket_created", { label: ticket.label }));
+    showDesk("tickets");
+    state.tickets.open(ticket.id);
   } catch (error) { toast(t("error_" + error.code, { message: error.message })); }
 });
 

@@ -492,3 +492,37 @@ def test_nobody_online_the_buyer_leaves_a_message_that_becomes_a_ticket(
     assert made["description"] == "想换成M码，麻烦上线后联系我"
     buyer.screenshot(path=str(artifacts / "left-a-message.png"))
     assert not problems, problems
+
+
+def test_a_call_pops_up_the_caller_in_the_workbench_and_becomes_a_ticket(
+        chromium: Any, running: Running, artifacts: Path) -> None:
+    api = running.api
+    api.put(f"/api/shops/{SHOP}", json={"name": "测试服装店", "bot": {"mode": "off"}}
+            ).raise_for_status()
+    api.put("/api/agents/a1", json={"name": "小美", "shops": [SHOP]}).raise_for_status()
+    api.put("/api/customers/b1", json={"nickname": "阿宝", "level": 3,
+                                       "phone": "+8613800001111"}).raise_for_status()
+    earlier = api.post("/api/tickets", json={"shop": SHOP, "subject": "上次的退款",
+                                             "requester": "b1"}).json()
+    problems: list[str] = []
+    a1 = chromium.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    watch_console(a1, problems)
+    a1.goto(f"{running.http}/agent#token={token('a1', 'agent', SHOP)}")
+    expect(a1.locator("#conn")).to_have_text("已连接")
+    api.post("/api/inbound/call", json={"shop": SHOP, "call": "c-77",
+                                        "phone": "+8613800001111", "agent": "a1"}
+             ).raise_for_status()
+    dialog = a1.locator("#call-dialog")
+    expect(dialog).to_be_visible()
+    expect(a1.locator("#call-who")).to_contain_text("阿宝")
+    expect(a1.locator("#call-who")).to_contain_text("VIP3")
+    expect(a1.locator("#call-tickets")).to_contain_text("T-1 上次的退款")
+    a1.screenshot(path=str(artifacts / "call-popup.png"))
+    a1.fill("#call-subject", "来电询问换货")
+    a1.locator("#call-ticket").click()
+    expect(a1.locator("#tv-title")).to_have_text("T-2 来电询问换货")
+    expect(a1.locator("#tv-sub")).to_contain_text("电话")
+    made = [t for t in api.get("/api/tickets", params={"shop": SHOP}).json()
+            if t["id"] != earlier["id"]]
+    assert [(t["source"]["kind"], t["requester"]) for t in made] == [("phone", "b1")]
+    assert not problems, problems
