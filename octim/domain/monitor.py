@@ -145,7 +145,7 @@ class Monitor:
             day = self._day(shop, ts)
             day["rating_sum"] += int(data.get("score", 0))
             day["rating_count"] += 1
-        elif event == "message":
+        elif event == "message" and data.get("kind") != "note":  # notes answer nobody
             self._message(shop, conversation, data["role"], ts)
 
     def _message(self, shop: str, conversation: str, role: str, ts: int) -> None:

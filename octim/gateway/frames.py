@@ -85,6 +85,12 @@ class Transfer(ClientFrame):
     note: Annotated[str, Field(max_length=1000)] = ""
 
 
+class InviteFrame(ClientFrame):
+    conversation: Id
+    agent: Id
+    remove: bool = False
+
+
 class FeedbackFrame(ClientFrame):
     conversation: Id
     seq: Annotated[int, Field(ge=1, le=2**63 - 1)]
@@ -99,7 +105,7 @@ FRAMES: dict[str, type[ClientFrame]] = {
     "open": Open, "send": Send, "sync": Sync, "inbox": Inbox, "typing": Typing,
     "read": Read, "recall": Recall, "resolve": Resolve, "rate": Rate,
     "presence": Presence, "ping": Ping, "transfer": Transfer, "feedback": FeedbackFrame,
-    "monitor": MonitorFrame,
+    "monitor": MonitorFrame, "invite": InviteFrame,
 }
 
 

@@ -37,6 +37,7 @@ from octim.domain.agents import ChoosePresence, Connected, Disconnected
 from octim.domain.conversations.actor import KIND as CONVERSATION
 from octim.domain.conversations.actor import (
     Feedback,
+    Invite,
     MarkRead,
     Rate,
     Recall,
@@ -47,6 +48,7 @@ from octim.domain.conversations.actor import (
 )
 from octim.domain.conversations.inbox import inbox
 from octim.domain.conversations.model import (
+    NOTE,
     STAFF_ROLES,
     ConversationMeta,
     Forbidden,
@@ -354,6 +356,10 @@ class Session:
                 self._member(conv)
                 await self._pipeline(await directory.ref(CONVERSATION, conv).ask(Transfer(
                     conv, p.user, p.role, p.shops, to_agent, to_group, to_shop, note)), ref)
+            case f.InviteFrame(conversation=conv, agent=agent, remove=remove):
+                self._member(conv)
+                await self._pipeline(await directory.ref(CONVERSATION, conv).ask(Invite(
+                    conv, p.user, p.role, p.shops, agent, remove)), ref)
             case f.MonitorFrame(shops=shops):
                 await self._monitor(shops)
             case _:
@@ -431,7 +437,10 @@ class Session:
                                conversation=conversation, customer=meta.buyer, shop=meta.shop)
         records = self.engine.store.scan_scope("messages", conversation, after=after,
                                                limit=limit)
+        buyer = p is not None and p.role == "buyer"
         for _, stored in records:
+            if buyer and stored["kind"] == NOTE:
+                continue  # private notes are staff's; the buyer's thread has a gap there
             await self._send(msg_frame(conversation, stored))
         last = records[-1][0] if records else max(after, 0)
         await self._send({"type": "synced", "conversation": conversation, "last": last,

@@ -132,7 +132,8 @@ function applyInbox(list) {
   if (state.current && state.entries.has(state.current)) renderChatHead();
 }
 
-function isMine(entry) { return entry.agent === state.me; }
+// Mine: I own it, or I was invited to assist in it.
+function isMine(entry) { return entry.agent === state.me || (entry.helpers || []).includes(state.me); }
 
 function urgency(entry, now) {
   // Waiting buyers first: seconds waited, each VIP level counting as 30 s more.
@@ -219,8 +220,9 @@ function onMessage(frame) {
   if (!entry) { state.gw.send({ type: "inbox" }); return; }
   entry.last_seq = Math.max(entry.last_seq, frame.seq);
   entry.updated = frame.ts;
-  entry.preview = frame.recalled ? t("recalled") : previewOf(frame);
-  if (frame.role === "buyer") entry.waiting_since ??= frame.ts;
+  if (frame.kind !== "note") entry.preview = frame.recalled ? t("recalled") : previewOf(frame);
+  if (frame.kind === "note") { /* a private note answers nobody: the waiting clock runs on */ }
+  else if (frame.role === "buyer") entry.waiting_since ??= frame.ts;
   else if (frame.role === "agent" || frame.role === "shop_admin") entry.waiting_since = null;
   const viewing = frame.conversation === state.current && !document.hidden;
   if (frame.from !== state.me && !viewing) entry.unread = (entry.unread || 0) + 1;
@@ -262,6 +264,14 @@ function onEvent(frame) {
     case "suggestions":
       state.suggestions.set(conversation, data);
       if (conversation === state.current) renderSuggestions();
+      break;
+    case "mentioned":
+      toast(t("mentioned_in_chat", { by: data.by, text: data.excerpt }));
+      beep();
+      break;
+    case "invited":
+      if (data.agent === state.me) toast(t("invited_to_chat", { by: data.by }));
+      state.gw.send({ type: "inbox" });
       break;
     default: // unassigned, transferred, resolved, reopened, closed, rated
       state.gw.send({ type: "inbox" });
@@ -322,8 +332,9 @@ function renderChatHead() {
   if (!entry) return;
   $("chat-title").textContent = entry.buyer_name || entry.buyer;
   $("chat-sub").textContent = `${entry.shop_name || entry.shop} · ${t("state_" + entry.state)}`;
-  const open = OPEN_STATES.has(entry.state) && isMine(entry);
+  const open = OPEN_STATES.has(entry.state) && entry.agent === state.me;  // the owner's
   $("transfer-open").disabled = !open;
+  $("invite-open").disabled = entry.state === "closed";
   $("ticket-open").disabled = false;  // any conversation can become a ticket
   $("resolve").disabled = !open;
 }
@@ -346,16 +357,17 @@ function renderMessages() {
 
 function messageItem(msg, peerRead) {
   const mine = msg.from === state.me;
-  const side = msg.role === "system" ? "system" : mine ? "mine" : msg.role === "buyer" ? "theirs" : "staff";
+  const side = (msg.role === "system" ? "system" : mine ? "mine" : msg.role === "buyer" ? "theirs" : "staff") +
+    (msg.kind === "note" ? ".internal" : "");
   let status = null;
   if (mine) {
     if (msg.sending) status = t("sending");
     else if (msg.failed) status = t("failed");
     else status = peerRead >= msg.seq ? t("read") : t("delivered");
   }
-  const canRecall = mine && !msg.sending && !msg.recalled && Date.now() - msg.ts < RECALL_WINDOW_MS;
+  const canRecall = mine && msg.kind !== "note" && !msg.sending && !msg.recalled && Date.now() - msg.ts < RECALL_WINDOW_MS;
   return el(`li.msg.${side}`, { dataset: { seq: msg.seq ?? "", role: msg.role } },
-    el("div.meta", { text: `${msg.role === "bot" ? t("bot") : msg.from} · ${clockTime(msg.ts)}` }),
+    el("div.meta", { text: `${msg.role === "bot" ? t("bot") : msg.from} · ${clockTime(msg.ts)}${msg.kind === "note" ? " · " + t("private_note") : ""}` }),
     el("div.bubble", renderBody(msg, state.token)),
     status ? el("div.status", { text: status }) : null,
     canRecall ? el("button.link", { type: "button", text: t("recall"), onclick: () => recall(msg.seq) }) : null);
@@ -395,8 +407,9 @@ function insertText(text) {
 
 bindComposer({
   input: $("input"), form: $("compose"), picker: $("image-input"), onFile: sendFile,
-  onText: (text) => { if (state.current) sendMessage("text", { text }); },
-  onTyping: () => { if (state.current) state.gw.send({ type: "typing", conversation: state.current }); },
+  onText: (text) => { if (state.current) sendMessage($("note-mode").checked ? "note" : "text", { text }); },
+  // Writing a private note is not typing to the buyer.
+  onTyping: () => { if (state.current && !$("note-mode").checked) state.gw.send({ type: "typing", conversation: state.current }); },
 });
 
 async function sendFile(file) {
@@ -510,6 +523,34 @@ $("transfer-form").addEventListener("submit", (event) => {
   frame[$("transfer-kind").value] = target;
   state.gw.command(frame, (error) => toast(t("error_" + error.code, { message: error.message })));
 });
+
+$("note-mode").addEventListener("change", () => $("compose").classList.toggle("noting", $("note-mode").checked));
+
+// -- invite a colleague to assist (协助) -------------------------------------------------
+
+$("invite-open").addEventListener("click", async () => {
+  const entry = state.entries.get(state.current);
+  if (!entry) return;
+  try { team = await api(state.token, `/api/shops/${entry.shop}/team`); } catch (error) { return toast(error.message); }
+  const helpers = entry.helpers || [];
+  const names = new Map(team.agents.map((a) => [a.id, a.name || a.id]));
+  $("invite-agent").replaceChildren(...team.agents.filter((a) => a.id !== state.me && a.id !== entry.agent && !helpers.includes(a.id))
+    .map((a) => el("option", { value: a.id, text: `${a.name} (${t(a.status)})` })));
+  $("invite-helpers").replaceChildren(...helpers.map((id) => el("li", names.get(id) || id, " ",
+    el("button.link", { type: "button", text: t("let_go"), onclick: () => { invite(id, true); $("invite-dialog").close(); } }))));
+  $("invite-dialog").showModal();
+});
+$("invite-cancel").addEventListener("click", () => $("invite-dialog").close());
+$("invite-form").addEventListener("submit", (event) => {
+  const agent = $("invite-agent").value;
+  if (!agent) { event.preventDefault(); return toast(t("transfer_no_target")); }
+  invite(agent, false);
+});
+
+function invite(agent, remove) {
+  state.gw.command({ type: "invite", conversation: state.current, agent, remove },
+    (error) => toast(t("error_" + error.code, { message: error.message })));
+}
 
 // -- a ticket from this chat (工单) -----------------------------------------------------
 

@@ -340,7 +340,7 @@ export function renderBody(msg, token) {
   const body = msg.body || {};
   if (msg.recalled) return el("span.recalled", { text: t("recalled") });
   switch (msg.kind) {
-    case "text": case "system":
+    case "text": case "system": case "note":
       return el("span.text", { text: body.text || "" });
     case "image": {
       const img = el("img.photo", { alt: t("image") });

@@ -526,3 +526,53 @@ def test_a_call_pops_up_the_caller_in_the_workbench_and_becomes_a_ticket(
             if t["id"] != earlier["id"]]
     assert [(t["source"]["kind"], t["requester"]) for t in made] == [("phone", "b1")]
     assert not problems, problems
+
+
+def test_a_private_note_mentions_a_colleague_who_is_invited_to_assist(
+        chromium: Any, running: Running, artifacts: Path) -> None:
+    api = running.api
+    api.put(f"/api/shops/{SHOP}", json={"name": "测试服装店", "bot": {"mode": "off"}}
+            ).raise_for_status()
+    for agent_id, name in (("a1", "小美"), ("a2", "小王")):
+        api.put(f"/api/agents/{agent_id}", json={"name": name, "shops": [SHOP],
+                                                 "max_concurrent": 3}).raise_for_status()
+    problems: list[str] = []
+    pages = {}
+    for agent_id in ("a1", "a2"):
+        page = chromium.new_context(viewport={"width": 1280, "height": 800}).new_page()
+        watch_console(page, problems)
+        page.goto(f"{running.http}/agent#token={token(agent_id, 'agent', SHOP)}")
+        expect(page.locator("#conn")).to_have_text("已连接")
+        pages[agent_id] = page
+    a2 = pages["a2"]
+    a2.select_option("#presence", "busy")  # so the chat goes to a1
+    a1 = pages["a1"]
+    buyer = chromium.new_context(viewport={"width": 390, "height": 780}).new_page()
+    watch_console(buyer, problems)
+    buyer.goto(f"{running.http}/chat?shop={SHOP}#token={token('b1', 'buyer')}")
+    buyer.fill("#input", "衣服有破洞")
+    buyer.keyboard.press("Enter")
+    a1.locator(".inbox-item").click()
+    expect(a1.locator("#messages")).to_contain_text("衣服有破洞")
+
+    a1.check("#note-mode")
+    a1.fill("#input", "@小王 这个客户上次也反馈过质量问题")
+    a1.keyboard.press("Enter")
+    expect(a1.locator("#messages li.internal")).to_contain_text("上次也反馈过")
+    expect(a2.locator("#toast")).to_contain_text("a1 在会话中提到了你")
+
+    a1.locator("#invite-open").click()
+    a1.select_option("#invite-agent", "a2")
+    a1.locator("#invite-form").get_by_role("button", name="邀请协助").click()
+    expect(a2.locator("#toast")).to_contain_text("a1 邀请你协助一个会话")
+    a2.locator(".inbox-item").click()
+    expect(a2.locator("#messages li.internal")).to_contain_text("上次也反馈过")
+    a2.fill("#input", "您好，我是质检的小王，请发一张照片")
+    a2.keyboard.press("Enter")
+    expect(buyer.locator("li.msg[data-role='agent']")).to_contain_text("请发一张照片")
+    expect(buyer.locator("#messages")).not_to_contain_text("上次也反馈过")
+    buyer.reload()  # the buyer's sync leaves the note out too
+    expect(buyer.locator("li.msg[data-role='agent']")).to_contain_text("请发一张照片")
+    expect(buyer.locator("#messages")).not_to_contain_text("上次也反馈过")
+    a1.screenshot(path=str(artifacts / "private-note.png"))
+    assert not problems, problems

@@ -27,6 +27,7 @@ from octim.domain.conversations.messages import (
     CloseIfIdle,
     DescribeConversation,
     Feedback,
+    Invite,
     MarkRead,
     Post,
     Rate,
@@ -41,6 +42,7 @@ from octim.domain.conversations.model import (
     ASSIGNED,
     BOT,
     CLOSED,
+    NOTE,
     UPLOAD_PATH,
     ConversationMeta,
     InvalidBody,
@@ -54,6 +56,7 @@ from octim.domain.conversations.model import (
     validate_body,
 )
 from octim.domain.kb.knowledge import RecordFeedback
+from octim.domain.mentions import mentioned
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
 from octim.domain.routing.messages import AgentReplied, ConversationReleased, RouteConversation
@@ -71,6 +74,7 @@ __all__ = [
     "ConversationActor",
     "DescribeConversation",
     "Feedback",
+    "Invite",
     "MarkRead",
     "Post",
     "Rate",
@@ -145,6 +149,8 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                 return await self._unassign(reason)
             case Transfer():
                 return await self._transfer(message)
+            case Invite():
+                return await self._invite(message)
             case Post(role=role, text=text):
                 return await self._post(role, text)
             case Feedback(seq=seq, helpful=helpful):
@@ -177,7 +183,7 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         return None if record is None else StoredMessage.from_record(record)
 
     def _participants(self) -> set[str]:
-        users = {self.meta.buyer}
+        users = {self.meta.buyer, *self.meta.helpers}
         if self.meta.agent:
             users.add(self.meta.agent)
         return users
@@ -185,14 +191,18 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
     async def _commit(self, ops: list[Op], frames: list[Any],
                       done: Reply[Any] | None = None, result: Any = None,
                       settle: Callable[[bool], None] | None = None,
-                      also: tuple[str, ...] = ()) -> None:
+                      also: tuple[str, ...] = (),
+                      direct: list[tuple[dict[str, Any], tuple[str, ...]]] | None = None
+                      ) -> None:
         """Submit ``ops``; once durable publish ``frames`` and fill ``done`` with ``result``.
 
         ``settle(ok)`` runs first, with whether the commit succeeded. These
         callbacks run on the actor's trio thread between its awaits and touch
         only the ack bookkeeping. ``also`` adds recipients (a transferred-away agent).
+        A private note's frame goes to staff only; ``direct`` frames to the users named.
         """
         users = self._participants() | set(also)
+        staff = users - {self.meta.buyer}
 
         def durable(error: str | None) -> None:
             if settle is not None:
@@ -207,8 +217,13 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
             if done is not None:
                 done.fill(result)
             for frame, exclude in frames:
+                if frame["type"] == "msg" and frame["kind"] == NOTE:
+                    self.context.fanout.publish(frame, staff, exclude=exclude)
+                    continue  # never a webhook: the platform might relay it to the buyer
                 self.context.fanout.publish(frame, users, exclude=exclude)
                 self._emit(frame)
+            for frame, named in direct or ():
+                self.context.fanout.publish(frame, named)
 
         await self.context.store.submit(ops, durable)
 
@@ -245,6 +260,8 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         elif str(body.get("image", "")).startswith(UPLOAD_PATH):  # a card with our picture
             attached = self._attach_upload(m.user, body["image"][len(UPLOAD_PATH):], "image",
                                            {})
+        if m.kind == NOTE:
+            body["mentions"] = mentioned(self.context.store, self.meta.shop, body["text"])
         try:
             out = rules.send(self.meta, m.user, m.role, m.kind, body, m.client_id, dedupe,
                              self.context.now_ms(),
@@ -267,7 +284,7 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                     self.complete = False  # older ids are only in the store now
 
         await self._commit(attached + out.ops, out.frames, reply,
-                           self._ack(m.client_id, seq, ts), settle)
+                           self._ack(m.client_id, seq, ts), settle, direct=out.direct)
         if out.route:
             await self._dispatcher(self._route(
                 out.route, prefer=(self.meta.last_agent or "") if out.route == "reopened"
@@ -385,6 +402,16 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         await self._adopt(out, done, also=(previous,) if previous else ())
         await self._dispatcher(ConversationReleased(self.id))
         await self._dispatcher(self._route("transfer", group=m.to_group, prefer=m.to_agent))
+        return done
+
+    async def _invite(self, m: Invite) -> Reply[Any]:
+        self._check_member(m.user, m.role, m.shops)
+        agent = self.context.store.get("agents", m.agent.encode())
+        out = rules.invite(self.meta, m.user, m.role, m.agent,
+                           None if agent is None else tuple(agent["shops"]), m.remove,
+                           self.context.now_ms())
+        done: Reply[Any] = Reply()
+        await self._adopt(out, done, also=(m.agent,))  # a colleague let go hears it too
         return done
 
     async def _close(self, reason: str) -> None:

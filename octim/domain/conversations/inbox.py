@@ -22,6 +22,8 @@ from octim.domain.conversations.model import (
 def agent_keeps(meta: ConversationMeta, agent: str) -> bool:
     """An agent's inbox: what is assigned to them now, and what they handled last
     that has since ended; not what was transferred (or reassigned) away from them."""
+    if agent in meta.helpers:  # invited to assist, until let go
+        return True
     if meta.agent:
         return meta.agent == agent
     return meta.last_agent == agent and meta.state in (RESOLVED, CLOSED)
@@ -50,9 +52,11 @@ def inbox(store: Any, user: str, role: str, shops: tuple[str, ...]) -> list[dict
         # how far the other side has read: the buyer for staff, any staff for the buyer
         peer_read = meta.reads.get(meta.buyer, 0) if staff else max(
             [upto for reader, upto in meta.reads.items() if reader != user], default=0)
+        # The buyer's unread leaves out the private notes they never get.
+        hidden = 0 if staff else sum(1 for seq in meta.notes if seq > read)
         entry = {"conversation": conversation, "shop": shop, "shop_name": shop_names[shop],
                  "state": meta.state, "last_seq": meta.last_seq, "read": read,
-                 "unread": max(0, meta.last_seq - read), "peer_read": peer_read,
+                 "unread": max(0, meta.last_seq - read - hidden), "peer_read": peer_read,
                  "updated": meta.updated, "created": meta.created, "agent": meta.agent,
                  "preview": meta.preview, "rated": bool(meta.rating)}
         agent = meta.agent or meta.last_agent
@@ -63,6 +67,7 @@ def inbox(store: Any, user: str, role: str, shops: tuple[str, ...]) -> list[dict
             entry["agent_name"] = agent_names[agent]
             entry["last_agent"] = agent
         if staff:  # what the workbench sorts and filters by
+            entry["helpers"] = list(meta.helpers)
             buyer = meta.buyer
             profile = store.get("customers", buyer.encode()) or {}
             private = store.get("shop_customers", pair_key(shop, buyer)) or {}

@@ -111,6 +111,18 @@ class Transfer(Message):
 
 
 @record
+class Invite(Message):
+    """Staff invite a colleague to assist in the conversation (or let them go)."""
+
+    conversation: str
+    user: str
+    role: str
+    shops: tuple[str, ...]
+    agent: str
+    remove: bool
+
+
+@record
 class CloseIfIdle(Message):
     """Close the conversation if it has been inactive for the auto-close time."""
 

@@ -25,7 +25,8 @@ STATES = (BOT, QUEUED, ASSIGNED, RESOLVED, CLOSED)
 OPEN_STATES = (BOT, QUEUED, ASSIGNED, RESOLVED)
 
 STAFF_ROLES = ("agent", "shop_admin", "platform_admin")
-CLIENT_KINDS = ("text", "image", "voice", "link", "product", "order")
+CLIENT_KINDS = ("text", "image", "voice", "link", "product", "order", "note")
+NOTE = "note"  # a private note: staff only, never to the buyer (docs/protocol.md)
 KINDS = (*CLIENT_KINDS, "system")
 MAX_ID_CHARS = 128
 UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -154,7 +155,7 @@ def validate_body(kind: str, body: Any, max_text_chars: int,
     if not isinstance(body, dict):
         raise InvalidBody("body must be a map")
     out: dict[str, Any] = {}
-    if kind == "text":
+    if kind in ("text", NOTE):
         out["text"] = _text(body, "text", max_text_chars)
     elif kind in ("image", "voice"):
         upload = body.get("upload")
@@ -244,6 +245,8 @@ class ConversationMeta(msgspec.Struct):
     resolved_at: int | None = None
     closed_at: int | None = None
     rating: dict[str, Any] | None = None
+    notes: list[int] = []  # the seqs of private notes (the buyer never sees or counts them)
+    helpers: list[str] = []  # colleagues invited to assist (no capacity; see rules.invite)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> ConversationMeta:

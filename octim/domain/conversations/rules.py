@@ -28,6 +28,7 @@ from octim.domain.conversations.model import (
     ASSIGNED,
     BOT,
     CLOSED,
+    NOTE,
     QUEUED,
     RESOLVED,
     STAFF_ROLES,
@@ -74,6 +75,8 @@ class Outcome:
     said: StoredMessage | None = None  # the message it appended, if any
     route: str = ""  # why the conversation now (re)enters routing ("" for no)
     replied: bool = False  # the assigned agent's first reply: its no-reply timer stops
+    direct: list[tuple[dict[str, Any], tuple[str, ...]]] = field(default_factory=list)
+    # frames for named users only (a mention), published with the others after the commit
 
 
 class ReopenExpired(ConversationClosed):
@@ -100,6 +103,58 @@ def append(meta: ConversationMeta, sender: str, role: str, kind: str, body: dict
     put, frame = said.written(meta.id)
     frames.append((frame, exclude))
     return said, [put, message_logged(meta.id, meta.shop, said)]
+
+
+def _note(meta: ConversationMeta, sender: str, role: str, body: dict[str, Any],
+          client_id: str, dedupe: str, now: int, exclude: str | None) -> Outcome:
+    """A private note among staff: a message in the thread that the buyer never gets
+    (the actor sends it to staff only; sync leaves it out for the buyer). It answers
+    nobody: no preview, no waiting clock, no first response, no routing. Colleagues it
+    names (``body["mentions"]``, resolved by the actor) hear of it."""
+    if role not in STAFF_ROLES:
+        raise Forbidden("private notes are for staff")
+    after = _copy(meta, reads={**meta.reads})
+    out = Outcome(after)
+    said, written = append(after, sender, role, NOTE, body, now, out.frames,
+                           msg_id=client_id, exclude=exclude)
+    out.said = said
+    after.notes = [*meta.notes, said.seq]
+    after.reads[sender] = max(after.reads.get(sender, 0), said.seq)
+    mentioned = tuple(u for u in body.get("mentions", ()) if u != sender)
+    if mentioned:
+        out.direct.append((event_frame(meta.id, "mentioned", {
+            "seq": said.seq, "by": sender, "excerpt": str(body.get("text", ""))[:200]}),
+            mentioned))
+    out.ops += [*written, Put("client_ids", pair_key(meta.id, dedupe), pack([said.seq, now])),
+                after.put()]
+    return out
+
+
+def invite(meta: ConversationMeta, by: str, role: str, agent: str,
+           agent_shops: tuple[str, ...] | None, remove: bool, now: int) -> Outcome:
+    """Staff invite a colleague of the shop to assist (协助): they get the conversation's
+    frames and find it in their inbox, may reply and write notes; it takes none of their
+    capacity (routing counts the owner only). ``remove`` lets them go again."""
+    if role not in STAFF_ROLES:
+        raise Forbidden("only staff invite colleagues")
+    if meta.state == CLOSED:
+        raise ConversationClosed(f"conversation {meta.id} is closed")
+    if agent_shops is None or not (meta.shop in agent_shops or "*" in agent_shops):
+        raise NotFound(f"no agent {agent!r} in this shop")
+    if agent == meta.agent:
+        raise InvalidState(f"{agent} already owns this conversation")
+    if remove == (agent not in meta.helpers):
+        raise InvalidState(f"{agent} is {'not ' if remove else ''}assisting already")
+    helpers = [h for h in meta.helpers if h != agent] if remove else [*meta.helpers, agent]
+    after = _copy(meta, helpers=helpers)
+    out = Outcome(after)
+    if not remove:  # the colleague's inbox index names it from now on
+        out.ops.append(Put("idx_user_conversations", pair_key(agent, meta.id),
+                           pack(meta.shop)))
+    out.ops.append(log_event(after, "uninvited" if remove else "invited",
+                             {"agent": agent, "by": by}, now, out.frames))
+    out.ops.append(after.put())
+    return out
 
 
 def message_logged(conversation: str, shop: str, said: StoredMessage) -> Op:
@@ -136,6 +191,8 @@ def send(meta: ConversationMeta, sender: str, role: str, kind: str, body: dict[s
     (sender and client id) the ack is remembered under."""
     if meta.state == CLOSED:
         raise ConversationClosed(f"conversation {meta.id} is closed; open a new one")
+    if kind == NOTE:
+        return _note(meta, sender, role, body, client_id, dedupe, now, exclude)
     after = _copy(meta, reads={**meta.reads})
     out = Outcome(after)
     if meta.state == RESOLVED and role == "buyer":
@@ -238,6 +295,8 @@ def recall(meta: ConversationMeta, said: StoredMessage | None, seq: int, user: s
         raise NotFound(f"no message {seq} in {meta.id}")
     if said.sender != user:
         raise Forbidden("only the author may recall a message")
+    if said.kind == NOTE:  # a recall event would tell the buyer a note existed
+        raise InvalidState("a private note is not recalled; write another")
     if said.recalled_at is not None:
         raise InvalidState(f"message {seq} is already recalled")
     if now - said.ts > window_ms:

@@ -11,7 +11,6 @@ solved ticket closes itself after the shop's time (a timer on the engine's clock
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ import msgspec
 from octim.actors import Actor, ActorKind, Address, Message, record, thaw
 from octim.domain.context import EngineContext
 from octim.domain.conversations.model import log_op, pair_key
+from octim.domain.mentions import mentioned
 from octim.domain.tickets import outmail, rules, sla
 from octim.domain.tickets.index import OpenTickets
 from octim.domain.tickets.model import (
@@ -40,7 +40,6 @@ KIND = "tickets"
 UPLOAD_TICKETS = "idx_upload_tickets"
 MAX_LIST = 500
 DUE_SOON_MS = 3_600_000  # "due soon": an SLA metric due within the hour
-MENTION = re.compile(r"@([\w.:-]{1,128})")
 
 
 @record
@@ -510,13 +509,7 @@ class TicketDesk(Actor[EngineContext]):
 
     def _mention(self, ticket: Ticket, body: str, by: str) -> None:
         """``@id`` or ``@name`` of a colleague in an internal note tells them."""
-        named = {m.casefold() for m in MENTION.findall(body)}
-        if not named:
-            return
-        users = {agent["id"] for _, agent in self.context.store.scan("agents")
-                 if (self.shop in agent["shops"] or "*" in agent["shops"])
-                 and (agent["id"].casefold() in named
-                      or str(agent.get("name", "")).casefold() in named)} - {by}
+        users = set(mentioned(self.context.store, self.shop, body)) - {by}
         if users:
             self.context.fanout.publish(
                 {"type": "ticket", "event": "mentioned", "ticket": ticket.id,
