@@ -204,6 +204,11 @@ VALID: dict[tuple[str, str], tuple[Any, tuple[str, str] | None]] = {
                                              "business_hours": True}, ("boss", "shop_admin")),
     ("PUT", "/api/shops/{shop}/business-hours"): ({"timezone": "Asia/Shanghai", "weekly": {
         "mon": [["09:00", "18:00"]]}, "holidays": ["2026-10-01"]}, None),
+    ("PUT", "/api/shops/{shop}/ticket-rules"): ({"rules": [
+        {"name": "物流", "conditions": {"keywords": ["快递"], "priority": ["high"],
+                                      "min_level": 1}, "group": "g1", "priority": "urgent"}]},
+        None),
+    ("POST", "/api/tickets/{ticket}/escalate"): ({"to_shop": "*", "note": "平台介入"}, None),
     ("POST", "/api/inbound/call"): ({"shop": "s1", "call": "c-1", "phone": "+8613800001111",
                                      "agent": "a1"}, None),
 }

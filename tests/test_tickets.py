@@ -376,3 +376,77 @@ async def test_a_message_left_when_nobody_can_serve_becomes_a_bot_ticket(
             # Another buyer cannot hang a ticket on this chat.
             other = await http.post("/api/tickets", json=body, headers=bearer("b2"))
             assert other.status_code == 404
+
+
+async def test_assignment_rules_and_escalation_to_the_platform(tmp_path: Path) -> None:
+    """The first matching rule sets the group (skipping one whose group is gone); a
+    ticket escalated to the platform (平台介入) gets a linked platform ticket that the
+    buyer also sees, and waits on hold; platform admins see it, shop staff do not."""
+    async with open_engine(tmp_path / "d") as (engine, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            await setup(http)
+            for group in ("logistics", "vip"):
+                (await http.put(f"/api/shops/{SHOP}/groups/{group}", json={"name": group},
+                                headers=KEY)).raise_for_status()
+            (await http.put("/api/customers/b9", json={"level": 3}, headers=KEY)
+             ).raise_for_status()
+            admin = bearer("boss", "shop_admin", SHOP)
+            rules = {"rules": [
+                {"name": "已删的组", "conditions": {"keywords": ["快递"]}, "group": "gone"},
+                {"name": "大客户", "conditions": {"min_level": 3}, "group": "vip",
+                 "priority": "high"},
+                {"name": "物流", "conditions": {"keywords": ["快递", "物流"],
+                                              "source": ["api", "email"]},
+                 "group": "logistics", "assignee": "a2"}]}
+            assert (await http.put(f"/api/shops/{SHOP}/ticket-rules", json=rules,
+                                   headers=AGENT)).status_code == 403
+            saved = await http.put(f"/api/shops/{SHOP}/ticket-rules", json=rules,
+                                   headers=admin)
+            assert saved.status_code == 200, saved.text
+            assert (await http.put(f"/api/shops/{SHOP}/ticket-rules", json={"rules": [
+                {"name": "空", "conditions": {}}]}, headers=admin)).status_code == 422
+
+            async def make(subject: str, requester: str, **more: object) -> dict:
+                made = await http.post("/api/tickets", json={
+                    "shop": SHOP, "subject": subject, "requester": requester, **more},
+                    headers=KEY)
+                assert made.status_code == 201, made.text
+                return dict(made.json())
+
+            parcel = await make("快递丢了", "b1")
+            assert (parcel["group"], parcel["assignee"], parcel["status"]) == (
+                "logistics", "a2", "open")
+            vip = await make("快递慢", "b9")
+            assert (vip["group"], vip["priority"], vip["assignee"]) == ("vip", "high", None)
+            by_hand = await make("快递", "b1", group="vip")
+            assert by_hand["group"] == "vip" and by_hand["assignee"] is None  # no rule
+            other = await make("发票", "b1")
+            assert other["group"] is None
+            history = (await http.get(f"/api/tickets/{parcel['id']}/history",
+                                      headers=KEY)).json()
+            assert history[0]["after"]["rule"] == "物流"
+
+            # 平台介入: the platform gets a linked ticket; this one waits for it.
+            assert (await http.post(f"/api/tickets/{parcel['id']}/escalate", json={
+                "to_shop": OTHER}, headers=AGENT)).status_code == 403  # not their shop
+            up = await http.post(f"/api/tickets/{parcel['id']}/escalate", json={
+                "to_shop": "*", "note": "买家申请平台介入"}, headers=AGENT)
+            assert up.status_code == 200, up.text
+            answer = up.json()
+            platform_id = answer["escalated"]["id"]
+            assert answer["ticket"]["status"] == "on_hold"
+            assert answer["ticket"]["escalated_to"] == platform_id
+            again = await http.post(f"/api/tickets/{parcel['id']}/escalate", json={
+                "to_shop": "*"}, headers=AGENT)
+            assert again.status_code == 409
+            root = bearer("root", "platform_admin")
+            seen = (await http.get(f"/api/tickets/{platform_id}", headers=root)).json()
+            assert seen["shop"] == "*" and seen["escalated_from"] == parcel["id"]
+            assert seen["requester"] == "b1" and "买家申请平台介入" in seen["description"]
+            assert (await http.get(f"/api/tickets/{platform_id}", headers=AGENT)
+                    ).status_code == 404
+            mine = (await http.get("/api/tickets", headers=bearer("b1"))).json()
+            assert platform_id in [t["id"] for t in mine]
+            fields = [h["field"] for h in (await http.get(
+                f"/api/tickets/{parcel['id']}/history", headers=KEY)).json()]
+            assert fields[-2:] == ["status", "escalated_to"]

@@ -27,7 +27,7 @@ import filetype
 import trio
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from octim.api.auth import require_staff_of
 from octim.auth import Principal
@@ -37,12 +37,15 @@ from octim.domain.conversations.model import (
     ConversationMeta,
     Forbidden,
     TooLarge,
+    may_transfer_to,
     pair_key,
 )
 from octim.domain.tickets.desk import KIND as DESK
 from octim.domain.tickets.desk import (
     CommentTicket,
     CreateTicket,
+    EscalateTicket,
+    GetRules,
     GetTicket,
     InboundEmail,
     ListPolicies,
@@ -50,6 +53,7 @@ from octim.domain.tickets.desk import (
     MergeTicket,
     PutBusinessHours,
     PutPolicy,
+    PutRules,
     UpdateTicket,
 )
 from octim.domain.tickets.mail import parse as parse_mail
@@ -170,6 +174,44 @@ class HoursBody(BaseModel):
                  Annotated[list[tuple[Clock, Clock]], Field(max_length=6)]]
     holidays: list[Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]] = Field(
         default_factory=list, max_length=400)
+
+
+class RuleConditions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    priority: list[Priority] = Field(default_factory=list, max_length=4)
+    category: list[Short] = Field(default_factory=list, max_length=50)
+    source: list[Literal["chat", "api", "email", "phone", "form", "bot"]] = Field(
+        default_factory=list, max_length=6)
+    keywords: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=50)
+    min_level: Annotated[int, Field(ge=0, le=100)] = 0
+
+
+class AssignRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    conditions: RuleConditions = Field(default_factory=RuleConditions)
+    group: Short | None = None
+    assignee: UserId | None = None
+    priority: Priority | None = None
+
+    @model_validator(mode="after")
+    def does_something(self) -> "AssignRule":
+        if not (self.group or self.assignee or self.priority):
+            raise ValueError("a rule sets a group, an assignee or a priority")
+        return self
+
+
+class RulesBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rules: list[AssignRule] = Field(max_length=100)
+
+
+class EscalateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to_shop: ShopId  # another shop, or "*": the platform (平台介入)
+    group: Short | None = None
+    note: Annotated[str, Field(max_length=2000)] = ""
 
 
 class MergeBody(BaseModel):
@@ -351,10 +393,43 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         by, role = actor(who)
         return await desk(found.shop).ask(MergeTicket(found.id, survivor.id, by, role))
 
+    @api.post("/api/tickets/{ticket}/escalate")
+    async def escalate_ticket(ticket: Id, body: EscalateBody, who: Caller) -> Any:
+        """Escalate to another shop or the platform (平台介入): a linked ticket there."""
+        found, requester = visible(ticket, who)
+        if requester:
+            raise Forbidden("buyers do not escalate tickets")
+        if body.to_shop != PLATFORM:
+            if engine.store.get("shops", body.to_shop.encode()) is None or (
+                    who is not None and not may_transfer_to(who.role, who.shops, body.to_shop,
+                                                            engine.settings)):
+                raise Forbidden(f"you may not escalate to shop {body.to_shop!r}")
+        by, role = actor(who)
+        return await desk(found.shop).ask(EscalateTicket(found.id, body.to_shop,
+                                                         body.group or "", body.note, by,
+                                                         role))
+
+    @api.put("/api/shops/{shop}/ticket-rules")
+    async def put_rules(shop: Annotated[str, Path(max_length=128,
+                                                  pattern=r"^(\*|[A-Za-z0-9._-]+)$")],
+                        body: RulesBody, who: Caller) -> Any:
+        """The shop's ordered assignment rules (the first that fits a new ticket)."""
+        admin_of(who, shop)
+        return await desk(shop).ask(PutRules(tuple(
+            r.model_dump(exclude_none=True) for r in body.rules)))
+
+    @api.get("/api/shops/{shop}/ticket-rules")
+    async def get_rules(shop: Annotated[str, Path(max_length=128,
+                                                  pattern=r"^(\*|[A-Za-z0-9._-]+)$")],
+                        who: Caller) -> Any:
+        """The shop's assignment rules, in order."""
+        _staff_may(who, shop)
+        return await desk(shop).ask(GetRules())
+
     def admin_of(who: Principal | None, shop: str) -> None:
         """The API key, the shop's admins or platform admins; the shop must exist."""
         if who is not None and who.role not in ("shop_admin", "platform_admin"):
-            raise Forbidden("SLA settings are for shop admins")
+            raise Forbidden("ticket settings are for shop admins")
         _staff_may(who, shop)
         if shop != PLATFORM and engine.store.get("shops", shop.encode()) is None:
             raise NotFound(f"no shop {shop!r}")

@@ -64,6 +64,7 @@ export class TicketDesk {
     $("ts-form").addEventListener("submit", (event) => { event.preventDefault(); this.save(); });
     $("ts-follow").addEventListener("click", () => this.toggleFollow());
     $("tv-merge").addEventListener("click", () => this.openMerge());
+    $("tv-escalate").addEventListener("click", () => this.escalate());
     $("merge-cancel").addEventListener("click", () => $("merge-dialog").close());
     $("merge-form").addEventListener("submit", () => this.merge());
     this.fillShops();
@@ -185,6 +186,7 @@ export class TicketDesk {
     $("tv-thread").scrollTop = $("tv-thread").scrollHeight;
     $("tv-input").disabled = $("tv-send").disabled = closed;
     $("tv-merge").disabled = closed;
+    $("tv-escalate").disabled = closed || Boolean(x.escalated_to) || x.shop === "*";
     $("tv-public").disabled = closed || !x.requester;
     $("ts-status").replaceChildren(...[x.status, ...NEXT[x.status]].map((s) => el("option", { value: s, text: t("tstatus_" + s) })));
     $("ts-status").value = x.status;
@@ -207,6 +209,7 @@ export class TicketDesk {
     $("ts-facts").replaceChildren(...[
       ["ticket_order", x.order], ["sku", x.sku],
       ["merged_into", x.merged_into], ["follow_up_of", x.follow_up_of],
+      ["escalated_to", x.escalated_to], ["escalated_from", x.escalated_from],
       ["created", new Date(x.created).toLocaleString()],
     ].filter(([, v]) => v).flatMap(([k, v]) => [el("dt", { text: t(k) }), el("dd", { text: String(v) })]));
     $("ts-history").replaceChildren(...this.history.slice().reverse().map((h) => el("li", { dataset: { field: h.field } },
@@ -286,6 +289,18 @@ export class TicketDesk {
     $("merge-dialog").showModal();
   }
 
+  // 平台介入: the platform gets a linked ticket; this one waits on hold for it.
+  async escalate() {
+    const note = prompt(t("escalate_note"));
+    if (note === null) return;
+    try {
+      const done = await api(this.token, `/api/tickets/${this.current.id}/escalate`, { method: "POST", json: { to_shop: "*", note } });
+      this.toast(t("escalated", { label: done.escalated.label }));
+    } catch (error) { return this.toast(t("error_" + error.code, { message: error.message })); }
+    await this.open(this.current.id);
+    this.reload();
+  }
+
   async merge() {
     const into = $("merge-into").value;
     if (!into) return;
@@ -308,6 +323,6 @@ function show(field, value) {
   if (value === null || value === undefined || value === "") return "—";
   if (VOCABULARY[field] && typeof value === "string") return t(VOCABULARY[field] + value);
   if (Array.isArray(value)) return value.join(", ") || "—";
-  if (typeof value === "object") return JSON.stringify(value);
+  if (typeof value === "object") return value.label ? `${value.label} (${value.shop === "*" ? t("platform") : value.shop})` : JSON.stringify(value);
   return String(value);
 }

@@ -522,9 +522,18 @@ def test_a_call_pops_up_the_caller_in_the_workbench_and_becomes_a_ticket(
     a1.locator("#call-ticket").click()
     expect(a1.locator("#tv-title")).to_have_text("T-2 来电询问换货")
     expect(a1.locator("#tv-sub")).to_contain_text("电话")
+    # The buyer asks for the platform to step in (平台介入).
+    a1.once("dialog", lambda dialog: dialog.accept("买家要求平台仲裁"))
+    a1.locator("#tv-escalate").click()
+    expect(a1.locator("#toast")).to_contain_text("已提交平台介入")
+    expect(a1.locator("#tv-sub")).to_contain_text("等待第三方")
+    expect(a1.locator("#ts-history")).to_contain_text("平台介入")
     made = [t for t in api.get("/api/tickets", params={"shop": SHOP}).json()
             if t["id"] != earlier["id"]]
     assert [(t["source"]["kind"], t["requester"]) for t in made] == [("phone", "b1")]
+    [platform] = api.get("/api/tickets", params={"shop": "*"}).json()
+    assert platform["escalated_from"] == made[0]["id"]
+    assert "买家要求平台仲裁" in platform["description"]
     assert not problems, problems
 
 

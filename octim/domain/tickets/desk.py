@@ -20,13 +20,18 @@ from octim.actors import Actor, ActorKind, Address, Message, record, thaw
 from octim.domain.context import EngineContext
 from octim.domain.conversations.model import log_op, pair_key
 from octim.domain.mentions import mentioned
-from octim.domain.tickets import outmail, rules, sla
+from octim.domain.tickets import assign, outmail, rules, sla
 from octim.domain.tickets.index import OpenTickets
 from octim.domain.tickets.model import (
     CLOSED,
+    NEW,
+    ON_HOLD,
+    OPEN,
+    PENDING,
     PRIORITIES,
     SOLVED,
     STATUSES,
+    InvalidTransition,
     Ticket,
     TicketClosed,
     new_ticket_id,
@@ -126,6 +131,31 @@ class ListPolicies(Message):
 
 
 @record
+class PutRules(Message):
+    """Replace the shop's ordered assignment rules (``assign.py``)."""
+
+    rules: tuple[Mapping[str, Any], ...]
+
+
+@record
+class GetRules(Message):
+    pass
+
+
+@record
+class EscalateTicket(Message):
+    """Escalate to another shop or the platform (平台介入): a linked ticket there; this
+    one waits on hold for it."""
+
+    ticket: str
+    to_shop: str
+    group: str
+    note: str
+    by: str
+    role: str
+
+
+@record
 class PutBusinessHours(Message):
     hours: Mapping[str, Any]
 
@@ -162,6 +192,7 @@ class TicketDesk(Actor[EngineContext]):
         self.policies: dict[str, sla.Policy] = {}
         self.policy_records: dict[str, dict[str, Any]] = {}
         self.hours: sla.BusinessHours | None = None
+        self.rules: list[dict[str, Any]] = []  # assignment rules, in order
 
     @property
     def shop(self) -> str:
@@ -175,6 +206,7 @@ class TicketDesk(Actor[EngineContext]):
         for _, policy in store.scan("sla_policies", prefix, prefix[:-1] + b"\x01"):
             self.policy_records[policy["id"]] = policy
             self.policies[policy["id"]] = sla.Policy.from_record(policy)
+        self.rules = list((store.get("ticket_rules", self.shop.encode()) or {}).get("rules", []))
         hours = store.get("business_hours", self.shop.encode())
         self.hours = None if hours is None else sla.BusinessHours.from_record(hours)
         loaded: list[Ticket] = []
@@ -214,12 +246,8 @@ class TicketDesk(Actor[EngineContext]):
         return sla.Clock(self.hours if policy.business_hours else None)
 
     def _policy_for(self, ticket: Ticket) -> sla.Policy | None:
-        level = 0
-        if ticket.requester:
-            level = int((self.context.store.get("customers", ticket.requester.encode())
-                         or {}).get("level") or 0)
         return sla.choose(list(self.policies.values()), ticket.priority, ticket.category,
-                          ticket.source.kind, level)
+                          ticket.source.kind, self._level(ticket))
 
     def _track(self, before: Ticket | None, out: rules.Outcome, change: str, role: str,
                public: bool, now: int) -> None:
@@ -297,6 +325,15 @@ class TicketDesk(Actor[EngineContext]):
                               key=lambda p: (p.get("position", 0), p["id"]))
             case InboundEmail():
                 return await self._email(message, now)
+            case PutRules(rules=rules_):
+                self.rules = [thaw(r) for r in rules_]
+                await self.context.store.write((Put("ticket_rules", self.shop.encode(),
+                                                    pack({"rules": self.rules})),))
+                return {"rules": self.rules}
+            case GetRules():
+                return {"rules": self.rules}
+            case EscalateTicket():
+                return await self._escalate(message, now)
             case PutBusinessHours(hours=hours):
                 parsed = sla.BusinessHours.from_record(thaw(hours))
                 await self.context.store.write((Put("business_hours", self.shop.encode(),
@@ -315,8 +352,11 @@ class TicketDesk(Actor[EngineContext]):
             if known is not None:
                 return {**self._ticket(known).view(), "repeated": True}
         number = self.next_number
+        rule = None
+        if self.rules and not values.get("assignee") and not values.get("group"):
+            rule, values = self._assign(values, number, now)
         out = rules.create(new_ticket_id(), self.shop, number, values, by, role, now,
-                           follow_up_of=follow_up_of)
+                           follow_up_of=follow_up_of, rule=rule)
         out.ops += attached(tuple(out.ticket.attachments), out.ticket.id)
         self._track(None, out, "created", role, False, now)
         out.ops.append(Put("ticket_counters", self.shop.encode(), pack(number)))
@@ -481,6 +521,65 @@ class TicketDesk(Actor[EngineContext]):
         frame = {"type": "ticket", "event": "sla_breached", "ticket": ticket.id,
                  "label": ticket.label, "shop": self.shop, "metric": metric, "due": due}
         self.context.fanout.publish(frame, self._notified(out.ticket))
+
+    def _assign(self, values: dict[str, Any], number: int, now: int
+                ) -> tuple[str | None, dict[str, Any]]:
+        """The first assignment rule that fits the new ticket: its changes to ``values``."""
+        draft = rules.create("draft", self.shop, number, values, "", "", now).ticket
+        store = self.context.store
+        prefix = pair_key(self.shop, "")
+        groups = {k[len(prefix):].decode()
+                  for k, _ in store.scan("groups", prefix, prefix[:-1] + b"\x01")}
+        staff = {a["id"] for _, a in store.scan("agents")
+                 if self.shop in a["shops"] or "*" in a["shops"]}
+        chosen = assign.choose(self.rules, draft, self._level(draft), groups, staff)
+        if chosen is None:
+            return None, values
+        name, changes = chosen
+        return name, {**values, **changes}
+
+    def _level(self, ticket: Ticket) -> int:
+        if not ticket.requester:
+            return 0
+        return int((self.context.store.get("customers", ticket.requester.encode())
+                    or {}).get("level") or 0)
+
+    async def _escalate(self, m: EscalateTicket, now: int) -> dict[str, Any]:
+        """A linked ticket in the other desk (idempotent per ticket and target), then
+        this one on hold with ``escalated_to`` and a history entry."""
+        ticket = self._ticket(m.ticket)
+        if ticket.status == CLOSED:
+            raise TicketClosed(f"ticket {ticket.label} is closed")
+        if m.to_shop == self.shop:
+            raise InvalidInput("escalate to another shop or the platform")
+        if ticket.escalated_to is not None:
+            raise InvalidTransition(f"{ticket.label} was escalated already")
+        assert self.context.directory is not None
+        shop = self.context.store.get("shops", self.shop.encode()) or {}
+        values: dict[str, Any] = {
+            "subject": ticket.subject, "type": ticket.type, "category": ticket.category,
+            "priority": ticket.priority, "requester": ticket.requester,
+            "order": ticket.order, "sku": ticket.sku, "escalated_from": ticket.id,
+            "description": f"{shop.get('name') or self.shop} {ticket.label}: {m.note}".strip()
+            if m.note else f"{shop.get('name') or self.shop} {ticket.label}",
+            "source": {"kind": ticket.source.kind,
+                       "conversation": ticket.source.conversation}}
+        if m.group:
+            values["group"] = m.group
+        made = await self.context.directory.ref(KIND, m.to_shop).ask(CreateTicket(
+            values, m.by, m.role, f"escalate\x1f{ticket.id}"))
+        changes: dict[str, Any] = {}
+        if ticket.status in (NEW, OPEN, PENDING):
+            changes["status"] = ON_HOLD  # waiting for the other side (a third party)
+        out = rules.update(ticket, changes, m.by, m.role, now)
+        out.ticket.escalated_to = made["id"]
+        rules.record(out, m.by, m.role, now, "escalated_to", None,
+                     {"ticket": made["id"], "shop": m.to_shop, "label": made["label"]})
+        out.ops.append(out.ticket.put())
+        self._track(ticket, out, "updated", m.role, False, now)
+        after = await self._apply(out)
+        self._tell(after, "updated", m.by, ticket.assignee)
+        return {"ticket": after.view(), "escalated": made}
 
     def _check_people(self, values: Mapping[str, Any]) -> None:
         """An assignee and followers are staff of this shop; a group is one of its groups."""

@@ -104,6 +104,8 @@ class Ticket(msgspec.Struct):
     closed_at: int | None = None
     merged_into: str | None = None
     follow_up_of: str | None = None
+    escalated_to: str | None = None  # the linked ticket of another shop or the platform
+    escalated_from: str | None = None  # the ticket this one was escalated from
     sla: dict[str, Any] | None = None  # {"policy", "business_hours", "metrics"} (sla.py)
     attachments: list[dict[str, Any]] = []  # uploads it came with: {upload, name, mime, size}
     mail_ids: list[str] = []  # the Message-IDs of its email thread, oldest first (≤ 20)

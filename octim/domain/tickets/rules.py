@@ -53,6 +53,12 @@ def _copy(ticket: Ticket, **changes: Any) -> Ticket:
     return msgspec.structs.replace(ticket, **changes)
 
 
+def record(out: Outcome, by: str, role: str, now: int, name: str, before: Any,
+           after: Any) -> None:
+    """A history entry for a change a caller made outside these rules (escalation)."""
+    _history(out, by, role, now, name, before, after)
+
+
 def _history(out: Outcome, by: str, role: str, now: int, name: str, before: Any,
              after: Any) -> None:
     """One immutable history entry: who, when, which field, before and after."""
@@ -90,7 +96,8 @@ def _set_status(t: Ticket, status: str, now: int) -> None:
 
 
 def create(ticket_id: str, shop: str, number: int, values: dict[str, Any], by: str,
-           role: str, now: int, *, follow_up_of: str | None = None) -> Outcome:
+           role: str, now: int, *, follow_up_of: str | None = None,
+           rule: str | None = None) -> Outcome:
     """A new ticket from validated ``values`` (the API's body: subject, description,
     type, category, priority, requester, assignee, group, order, sku, tags, fields,
     due, source). It starts ``new``, or ``open`` when it already has an assignee."""
@@ -102,9 +109,11 @@ def create(ticket_id: str, shop: str, number: int, values: dict[str, Any], by: s
     if ticket.assignee:
         ticket.status = OPEN
     out = Outcome(ticket)
-    _history(out, by, role, now, "created", None,
-             {"status": ticket.status, "subject": ticket.subject,
-              "priority": ticket.priority, "source": source.kind})
+    created: dict[str, Any] = {"status": ticket.status, "subject": ticket.subject,
+                               "priority": ticket.priority, "source": source.kind}
+    if rule is not None:  # an assignment rule set the group (assignee, priority)
+        created.update(rule=rule, group=ticket.group, assignee=ticket.assignee)
+    _history(out, by, role, now, "created", None, created)
     return _finish(out, None, now, "ticket_created",
                    {"by": by, "source": source.kind, "priority": ticket.priority})
 
