@@ -204,6 +204,12 @@ VALID: dict[tuple[str, str], tuple[Any, tuple[str, str] | None]] = {
                                              "business_hours": True}, ("boss", "shop_admin")),
     ("PUT", "/api/shops/{shop}/business-hours"): ({"timezone": "Asia/Shanghai", "weekly": {
         "mon": [["09:00", "18:00"]]}, "holidays": ["2026-10-01"]}, None),
+    ("PUT", "/api/shops/{shop}/ticket-settings"): ({
+        "fields": [{"key": "n", "label": "数量", "type": "number"},
+                   {"key": "c", "label": "快递", "type": "choice", "choices": ["顺丰"]}],
+        "categories": [], "statuses": [{"key": "wh", "label": "待仓库核实",
+                                        "buyer_label": "处理中", "maps_to": "on_hold"}]},
+        None),
     ("PUT", "/api/shops/{shop}/ticket-rules"): ({"rules": [
         {"name": "物流", "conditions": {"keywords": ["快递"], "priority": ["high"],
                                       "min_level": 1}, "group": "g1", "priority": "urgent"}]},

@@ -450,3 +450,68 @@ async def test_assignment_rules_and_escalation_to_the_platform(tmp_path: Path) -
             fields = [h["field"] for h in (await http.get(
                 f"/api/tickets/{parcel['id']}/history", headers=KEY)).json()]
             assert fields[-2:] == ["status", "escalated_to"]
+
+
+async def test_a_shops_custom_fields_categories_and_statuses(tmp_path: Path) -> None:
+    async with open_engine(tmp_path / "d") as (_, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            await setup(http)
+            admin = bearer("boss", "shop_admin", SHOP)
+            settings = {
+                "fields": [
+                    {"key": "carrier", "label": "快递公司", "type": "choice",
+                     "choices": ["顺丰", "中通"], "required": True},
+                    {"key": "amount", "label": "金额", "type": "number"},
+                    {"key": "shipped", "label": "发货日", "type": "date"},
+                    {"key": "waybill", "label": "运单号", "type": "text"}],
+                "categories": ["物流问题", "售后"],
+                "statuses": [{"key": "warehouse", "label": "待仓库核实",
+                              "buyer_label": "仓库核实中", "maps_to": "on_hold"}]}
+            assert (await http.put(f"/api/shops/{SHOP}/ticket-settings", json=settings,
+                                   headers=AGENT)).status_code == 403
+            saved = await http.put(f"/api/shops/{SHOP}/ticket-settings", json=settings,
+                                   headers=admin)
+            assert saved.status_code == 200, saved.text
+            assert (await http.get(f"/api/shops/{SHOP}/ticket-settings", headers=AGENT)
+                    ).json()["statuses"][0]["label"] == "待仓库核实"
+            for bad in ({"fields": [{"key": "x", "label": "x", "type": "choice"}]},
+                        {"categories": ["a", "a"]},
+                        {"statuses": [{"key": "s", "label": "s", "buyer_label": "s",
+                                       "maps_to": "new"}]}):
+                answer = await http.put(f"/api/shops/{SHOP}/ticket-settings", json=bad,
+                                        headers=admin)
+                assert answer.status_code == 422, bad
+
+            base = {"shop": SHOP, "subject": "包裹破损", "requester": "b1",
+                    "category": "物流问题"}
+            for fields, category in (({}, "物流问题"),  # the required one is missing
+                                     ({"carrier": "韵达"}, "物流问题"),
+                                     ({"carrier": "顺丰", "amount": "12"}, "物流问题"),
+                                     ({"carrier": "顺丰", "shipped": "12/01"}, "物流问题"),
+                                     ({"carrier": "顺丰", "nope": 1}, "物流问题"),
+                                     ({"carrier": "顺丰"}, "其他")):
+                refused = await http.post("/api/tickets", json={
+                    **base, "fields": fields, "category": category}, headers=KEY)
+                assert refused.status_code == 422, (fields, refused.text)
+                assert refused.json()["error"]["code"] == "invalid_body"
+            made = (await http.post("/api/tickets", json={**base, "fields": {
+                "carrier": "顺丰", "amount": 12.5, "shipped": "2026-12-01",
+                "waybill": "SF1"}}, headers=KEY)).json()
+            assert made["fields"]["carrier"] == "顺丰"
+            url = f"/api/tickets/{made['id']}"
+            assert (await http.patch(url, json={"fields": {"amount": "many"}},
+                                     headers=AGENT)).status_code == 422
+
+            held = (await http.patch(url, json={"custom_status": "warehouse"},
+                                     headers=AGENT)).json()
+            assert held["status"] == "on_hold" and held["custom_status"] == "warehouse"
+            buyer = (await http.get(url, headers=bearer("b1"))).json()
+            assert buyer["status_label"] == "仓库核实中"
+            assert (await http.patch(url, json={"custom_status": "nope"},
+                                     headers=AGENT)).status_code == 422
+            assert (await http.patch(url, json={"custom_status": "warehouse",
+                                                "status": "solved"},
+                                     headers=AGENT)).status_code == 422
+            moved = (await http.patch(url, json={"status": "open"}, headers=AGENT)).json()
+            assert moved["status"] == "open" and moved["custom_status"] is None
+            assert (await http.get(url, headers=bearer("b1"))).json()["status_label"] == "处理中"

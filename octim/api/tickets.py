@@ -46,6 +46,7 @@ from octim.domain.tickets.desk import (
     CreateTicket,
     EscalateTicket,
     GetRules,
+    GetSettings,
     GetTicket,
     InboundEmail,
     ListPolicies,
@@ -54,8 +55,10 @@ from octim.domain.tickets.desk import (
     PutBusinessHours,
     PutPolicy,
     PutRules,
+    PutSettings,
     UpdateTicket,
 )
+from octim.domain.tickets.fields import buyer_labels
 from octim.domain.tickets.mail import parse as parse_mail
 from octim.domain.tickets.model import PLATFORM, Ticket
 from octim.errors import InvalidInput, NotFound, OctimError
@@ -72,6 +75,7 @@ Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$
 ShopId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^(\*|[A-Za-z0-9._-]+)$")]
 UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
 Short = Annotated[str, Field(min_length=1, max_length=128)]
+Key = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Filter = Annotated[str, Query(max_length=128)]
 Type = Literal["question", "incident", "problem", "task"]
 Priority = Literal["low", "normal", "high", "urgent"]
@@ -126,6 +130,7 @@ class TicketPatch(BaseModel):
                                                                          max_length=50)
     due: Annotated[int, Field(ge=0)] | None = None
     followers: list[UserId] | None = Field(default=None, max_length=50)
+    custom_status: Key | None = None
 
 
 class CommentBody(BaseModel):
@@ -214,6 +219,45 @@ class EscalateBody(BaseModel):
     note: Annotated[str, Field(max_length=2000)] = ""
 
 
+class FieldDef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: Key
+    label: Annotated[str, Field(min_length=1, max_length=100)]
+    type: Literal["text", "number", "choice", "date"]
+    choices: list[Short] = Field(default_factory=list, max_length=100)
+    required: bool = False
+
+    @model_validator(mode="after")
+    def choices_for_choice(self) -> "FieldDef":
+        if (self.type == "choice") != bool(self.choices):
+            raise ValueError("a choice field lists its choices (and only a choice field)")
+        return self
+
+
+class StatusDef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: Key
+    label: Annotated[str, Field(min_length=1, max_length=50)]
+    buyer_label: Annotated[str, Field(min_length=1, max_length=50)]
+    maps_to: Literal["open", "pending", "on_hold", "solved"]
+
+
+class SettingsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fields: list[FieldDef] = Field(default_factory=list, max_length=50)
+    categories: list[Short] = Field(default_factory=list, max_length=100)
+    statuses: list[StatusDef] = Field(default_factory=list, max_length=30)
+
+    @model_validator(mode="after")
+    def unique(self) -> "SettingsBody":
+        for name, keys in (("field", [f.key for f in self.fields]),
+                           ("status", [s.key for s in self.statuses]),
+                           ("category", self.categories)):
+            if len(set(keys)) != len(keys):
+                raise ValueError(f"each {name} once")
+        return self
+
+
 class MergeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     into: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -235,6 +279,9 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
 
     def desk(shop: str) -> Any:
         return engine.directory.ref(DESK, shop)
+
+    def custom_labels(shop: str) -> dict[str, tuple[str, str]]:
+        return buyer_labels(engine.store.get("ticket_settings", shop.encode()) or {})
 
     def stored(ticket: str) -> Ticket:
         raw = engine.store.get("tickets", ticket.encode())
@@ -305,7 +352,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
                 log.info("leave-a-message line not posted", extra={"error": repr(exc)})
         if who is not None and who.role == "buyer":
             answer = Ticket.from_record({k: v for k, v in answer.items() if k != "label"}
-                                        ).buyer_view()
+                                        ).buyer_view(custom_labels(body.shop))
         return JSONResponse(answer, status_code=201 if fresh else 200)
 
     @api.get("/api/tickets")
@@ -323,7 +370,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
                                             prefix[:-1] + b"\x01"):
                 raw = engine.store.get("tickets", key[len(prefix):])
                 if raw is not None and (not shop or raw["shop"] == shop):
-                    mine.append(Ticket.from_record(raw).buyer_view())
+                    mine.append(Ticket.from_record(raw).buyer_view(custom_labels(raw["shop"])))
             mine.sort(key=lambda t: t["updated"], reverse=True)
             return mine[:limit]
         if not shop:
@@ -340,7 +387,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         found, requester = visible(ticket, who)
         thread = [entry for _, entry in engine.store.scan_scope("ticket_comments", found.id)]
         if requester:
-            return {**found.buyer_view(), "thread": [
+            return {**found.buyer_view(custom_labels(found.shop)), "thread": [
                 {k: e[k] for k in ("n", "by", "role", "body", "at")}
                 for e in thread if e["public"]]}
         await audited(who, request, found)
@@ -377,7 +424,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
                                                                body.public, by, role)))
         if requester:
             view = Ticket.from_record({k: v for k, v in answer["ticket"].items()
-                                       if k != "label"}).buyer_view()
+                                       if k != "label"}).buyer_view(custom_labels(found.shop))
             return {**answer, "ticket": view}
         return answer
 
@@ -408,6 +455,22 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         return await desk(found.shop).ask(EscalateTicket(found.id, body.to_shop,
                                                          body.group or "", body.note, by,
                                                          role))
+
+    @api.put("/api/shops/{shop}/ticket-settings")
+    async def put_settings(shop: Annotated[str, Path(max_length=128,
+                                                     pattern=r"^(\*|[A-Za-z0-9._-]+)$")],
+                           body: SettingsBody, who: Caller) -> Any:
+        """The shop's custom ticket fields, categories and custom statuses."""
+        admin_of(who, shop)
+        return await desk(shop).ask(PutSettings(body.model_dump()))
+
+    @api.get("/api/shops/{shop}/ticket-settings")
+    async def get_settings(shop: Annotated[str, Path(max_length=128,
+                                                     pattern=r"^(\*|[A-Za-z0-9._-]+)$")],
+                           who: Caller) -> Any:
+        """What the shop's tickets take (the workbench builds its form from it)."""
+        _staff_may(who, shop)
+        return await desk(shop).ask(GetSettings())
 
     @api.put("/api/shops/{shop}/ticket-rules")
     async def put_rules(shop: Annotated[str, Path(max_length=128,

@@ -40,6 +40,7 @@ DATABASES: tuple[str, ...] = (
     "idx_requester_tickets",  # buyer \0 ticket → shop
     "sla_policies",  # shop \0 policy id → an SLA policy (octim.domain.tickets.sla)
     "business_hours",  # shop → its working hours (time zone, weekly, holidays)
+    "ticket_settings",  # shop → custom fields, categories, custom statuses (tickets/fields.py)
     "ticket_rules",  # shop → {"rules": [...]}: ordered assignment rules (tickets/assign.py)
     "ticket_mail",  # shop \0 Message-ID → the ticket an email joined, opened or came from
     "mail_outbox",  # (due ms, Message-ID) → a public reply to send by SMTP (outmail.py)

@@ -151,7 +151,10 @@ export class TicketDesk {
 
   async teamOf(shop) {
     if (!this.team.has(shop)) {
-      try { this.team.set(shop, await api(this.token, `/api/shops/${shop}/team`)); } catch { this.team.set(shop, { agents: [], groups: [] }); }
+      const [team, settings] = await Promise.all([
+        api(this.token, `/api/shops/${shop}/team`).catch(() => ({ agents: [], groups: [] })),
+        api(this.token, `/api/shops/${shop}/ticket-settings`).catch(() => ({}))]);
+      this.team.set(shop, { ...team, settings });
     }
     return this.team.get(shop);
   }
@@ -188,8 +191,23 @@ export class TicketDesk {
     $("tv-merge").disabled = closed;
     $("tv-escalate").disabled = closed || Boolean(x.escalated_to) || x.shop === "*";
     $("tv-public").disabled = closed || !x.requester;
-    $("ts-status").replaceChildren(...[x.status, ...NEXT[x.status]].map((s) => el("option", { value: s, text: t("tstatus_" + s) })));
-    $("ts-status").value = x.status;
+    // The status machine's next statuses, and the shop's own names for them.
+    const settings = team.settings || {};
+    const reachable = [x.status, ...NEXT[x.status]];
+    const custom = (settings.statuses || []).filter((s) => reachable.includes(s.maps_to));
+    $("ts-status").replaceChildren(...reachable.map((s) => el("option", { value: s, text: t("tstatus_" + s) })),
+      ...custom.map((s) => el("option", { value: `custom:${s.key}`, text: `${s.label} (${t("tstatus_" + s.maps_to)})` })));
+    $("ts-status").value = x.custom_status && custom.some((s) => s.key === x.custom_status) ? `custom:${x.custom_status}` : x.status;
+    $("ts-custom").replaceChildren(...(settings.fields || []).map((f) => {
+      const value = (x.fields || {})[f.key];
+      const input = f.type === "choice"
+        ? el("select", { dataset: { field: f.key, type: f.type } }, el("option", { value: "", text: "—" }),
+          ...f.choices.map((c) => el("option", { value: c, text: c })))
+        : el("input", { dataset: { field: f.key, type: f.type }, type: f.type === "number" ? "number" : f.type === "date" ? "date" : "text", maxlength: 500 });
+      input.value = value ?? "";
+      input.disabled = closed;
+      return el("label", el("span", { text: f.label + (f.required ? " *" : "") }), " ", input);
+    }));
     $("ts-priority").value = x.priority;
     const agents = team.agents.map((a) => [a.id, a.name || a.id]);
     if (x.assignee && !agents.some(([id]) => id === x.assignee)) agents.push([x.assignee, x.assignee]);
@@ -257,11 +275,20 @@ export class TicketDesk {
     const x = this.current;
     if (!x) return;
     const json = {};
-    const status = $("ts-status").value, priority = $("ts-priority").value;
+    const chosen = $("ts-status").value, priority = $("ts-priority").value;
+    const status = chosen.startsWith("custom:") ? x.status : chosen;
+    if (chosen.startsWith("custom:") && chosen.slice(7) !== x.custom_status) json.custom_status = chosen.slice(7);
     const assignee = $("ts-assignee").value, group = $("ts-group").value;
     const category = $("ts-category").value.trim();
     const tags = $("ts-tags").value.split(/[,，]/).map((s) => s.trim()).filter(Boolean);
-    if (status !== x.status) json.status = status;
+    if (!json.custom_status && status !== x.status) json.status = status;
+    const custom = {};
+    for (const input of $("ts-custom").querySelectorAll("[data-field]")) {
+      const raw = input.value.trim();
+      const value = raw === "" ? null : input.dataset.type === "number" ? Number(raw) : raw;
+      if (value !== ((x.fields || {})[input.dataset.field] ?? null)) custom[input.dataset.field] = value;
+    }
+    if (Object.keys(custom).length) json.fields = { ...(x.fields || {}), ...custom };
     if (priority !== x.priority) json.priority = priority;
     if (assignee && assignee !== (x.assignee || "")) json.assignee = assignee;
     if (group && group !== (x.group || "")) json.group = group;

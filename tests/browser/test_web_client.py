@@ -382,6 +382,10 @@ def test_ticket_queue_two_agents_notes_mention_merge_and_a_real_sla_breach(
         "shop": SHOP, "name": "标准", "targets": {"normal": {"first_reply": 1,
                                                             "resolution": 600}}}
             ).raise_for_status()
+    api.put(f"/api/shops/{SHOP}/ticket-settings", json={
+        "fields": [{"key": "waybill", "label": "运单号", "type": "text"}],
+        "statuses": [{"key": "warehouse", "label": "待仓库核实", "buyer_label": "仓库核实中",
+                      "maps_to": "on_hold"}]}).raise_for_status()
     lost = api.post("/api/tickets", json={
         "shop": SHOP, "subject": "包裹丢失", "requester": "b1", "assignee": "a1",
         "order": "o-1"}).json()
@@ -423,9 +427,13 @@ def test_ticket_queue_two_agents_notes_mention_merge_and_a_real_sla_breach(
     a2_item = a2.locator(f"#ticket-list [data-ticket='{lost['id']}']")
     a2_item.click()
     expect(a2.locator("#tv-thread")).to_contain_text("麻烦帮忙查一下物流")
-    a2.select_option("#ts-status", "on_hold")
+    # The shop's own status name (mapped onto on_hold) and its custom field.
+    a2.select_option("#ts-status", "custom:warehouse")
+    a2.locator("#ts-custom [data-field='waybill']").fill("SF1234567")
     a2.locator("#ts-save").click()
     expect(a2.locator("#tv-sub")).to_contain_text("等待第三方")
+    expect(a2.locator("#ts-status")).to_have_value("custom:warehouse")
+    expect(a2.locator("#ts-custom [data-field='waybill']")).to_have_value("SF1234567")
 
     # Nobody replied to the buyer within the minute: the breach comes on its timer, to
     # the assignee's workbench, and the queue shows it late.
@@ -443,6 +451,7 @@ def test_ticket_queue_two_agents_notes_mention_merge_and_a_real_sla_breach(
     buyer_view = httpx.get(f"{running.http}/api/tickets/{lost['id']}",
                            headers={"Authorization": f"Bearer {token('b1')}"}).json()
     assert [e["body"] for e in buyer_view["thread"]] == ["已联系快递，明天给您答复"]
+    assert buyer_view["status_label"] == "仓库核实中"
 
     # a1 merges the duplicate into T-1 (the same buyer's open tickets are offered).
     a1.select_option("#tq-who", "")

@@ -20,7 +20,7 @@ from octim.actors import Actor, ActorKind, Address, Message, record, thaw
 from octim.domain.context import EngineContext
 from octim.domain.conversations.model import log_op, pair_key
 from octim.domain.mentions import mentioned
-from octim.domain.tickets import assign, outmail, rules, sla
+from octim.domain.tickets import assign, fields, outmail, rules, sla
 from octim.domain.tickets.index import OpenTickets
 from octim.domain.tickets.model import (
     CLOSED,
@@ -143,6 +143,18 @@ class GetRules(Message):
 
 
 @record
+class PutSettings(Message):
+    """Replace the shop's ticket settings: custom fields, categories, custom statuses."""
+
+    settings: Mapping[str, Any]
+
+
+@record
+class GetSettings(Message):
+    pass
+
+
+@record
 class EscalateTicket(Message):
     """Escalate to another shop or the platform (平台介入): a linked ticket there; this
     one waits on hold for it."""
@@ -193,6 +205,7 @@ class TicketDesk(Actor[EngineContext]):
         self.policy_records: dict[str, dict[str, Any]] = {}
         self.hours: sla.BusinessHours | None = None
         self.rules: list[dict[str, Any]] = []  # assignment rules, in order
+        self.settings: dict[str, Any] = {}  # custom fields, categories, statuses (fields.py)
 
     @property
     def shop(self) -> str:
@@ -207,6 +220,7 @@ class TicketDesk(Actor[EngineContext]):
             self.policy_records[policy["id"]] = policy
             self.policies[policy["id"]] = sla.Policy.from_record(policy)
         self.rules = list((store.get("ticket_rules", self.shop.encode()) or {}).get("rules", []))
+        self.settings = store.get("ticket_settings", self.shop.encode()) or {}
         hours = store.get("business_hours", self.shop.encode())
         self.hours = None if hours is None else sla.BusinessHours.from_record(hours)
         loaded: list[Ticket] = []
@@ -283,6 +297,7 @@ class TicketDesk(Actor[EngineContext]):
         match message:
             case CreateTicket(values=values, by=by, role=role, idempotency_key=key):
                 self._check_people(values)
+                fields.check_values(self.settings, thaw(values), creating=True)
                 created = await self._create(thaw(values), by, role, key, now)
                 if not created["repeated"]:
                     self._tell(self._ticket(created["id"]), "created", by, None)
@@ -290,7 +305,9 @@ class TicketDesk(Actor[EngineContext]):
             case UpdateTicket(ticket=ticket_id, changes=changes, by=by, role=role):
                 self._check_people(changes)
                 before = self._ticket(ticket_id)
-                out = rules.update(before, thaw(changes), by, role, now)
+                wanted = self._custom_status(before, thaw(changes))
+                fields.check_values(self.settings, wanted, creating=False)
+                out = rules.update(before, wanted, by, role, now)
                 if out.ops:
                     self._track(before, out, "updated", role, False, now)
                 after = await self._apply(out)
@@ -332,6 +349,13 @@ class TicketDesk(Actor[EngineContext]):
                 return {"rules": self.rules}
             case GetRules():
                 return {"rules": self.rules}
+            case PutSettings(settings=settings):
+                self.settings = thaw(settings)
+                await self.context.store.write((Put("ticket_settings", self.shop.encode(),
+                                                    pack(self.settings)),))
+                return self.settings
+            case GetSettings():
+                return self.settings
             case EscalateTicket():
                 return await self._escalate(message, now)
             case PutBusinessHours(hours=hours):
@@ -580,6 +604,20 @@ class TicketDesk(Actor[EngineContext]):
         after = await self._apply(out)
         self._tell(after, "updated", m.by, ticket.assignee)
         return {"ticket": after.view(), "escalated": made}
+
+    def _custom_status(self, ticket: Ticket, changes: dict[str, Any]) -> dict[str, Any]:
+        """A custom status brings its status; a plain status change that leaves the
+        custom one's status drops it."""
+        key = changes.get("custom_status")
+        if key:
+            status = fields.custom_status(self.settings, key)["maps_to"]
+            if changes.get("status", status) != status:
+                raise InvalidInput(f"custom status {key!r} is {status}")
+            if status != ticket.status:
+                changes["status"] = status
+        elif "status" in changes and ticket.custom_status and "custom_status" not in changes:
+            changes["custom_status"] = None
+        return changes
 
     def _check_people(self, values: Mapping[str, Any]) -> None:
         """An assignee and followers are staff of this shop; a group is one of its groups."""

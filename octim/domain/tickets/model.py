@@ -104,6 +104,7 @@ class Ticket(msgspec.Struct):
     closed_at: int | None = None
     merged_into: str | None = None
     follow_up_of: str | None = None
+    custom_status: str | None = None  # the shop's own status name (tickets/fields.py)
     escalated_to: str | None = None  # the linked ticket of another shop or the platform
     escalated_from: str | None = None  # the ticket this one was escalated from
     sla: dict[str, Any] | None = None  # {"policy", "business_hours", "metrics"} (sla.py)
@@ -127,11 +128,17 @@ class Ticket(msgspec.Struct):
         """The staff view (the record with its label)."""
         return {**self.to_record(), "label": self.label}
 
-    def buyer_view(self) -> dict[str, Any]:
-        """What the requester sees: no assignee, group, tags, fields or followers."""
+    def buyer_view(self, custom: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+        """What the requester sees: no assignee, group, tags, fields or followers. The
+        shop's custom status shows its buyer label while the ticket is in its status
+        (``custom``: key → (buyer label, status), tickets/fields.py)."""
+        label = BUYER_LABELS[self.status]
+        shown = (custom or {}).get(self.custom_status or "")
+        if shown is not None and shown[1] == self.status:
+            label = shown[0]
         return {"id": self.id, "label": self.label, "shop": self.shop,
                 "subject": self.subject, "status": self.status,
-                "status_label": BUYER_LABELS[self.status], "created": self.created,
+                "status_label": label, "created": self.created,
                 "updated": self.updated, "order": self.order}
 
     def put(self) -> Put:

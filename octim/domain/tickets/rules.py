@@ -37,7 +37,7 @@ from octim.store import Op, Put, pack
 
 #: Fields a PATCH may change (status goes through the machine; the rest are values).
 EDITABLE = ("subject", "description", "type", "category", "priority", "status", "assignee",
-            "group", "order", "sku", "tags", "fields", "due", "followers")
+            "group", "order", "sku", "tags", "fields", "due", "followers", "custom_status")
 
 
 @dataclass(slots=True)
