@@ -8,6 +8,7 @@ __all__ = [
     "MAX_SCOPE_LEN",
     "SOURCE_DIGEST",
     "FanoutHub",
+    "TextIndex",
     "__version__",
     "assign_batch",
     "check_json",
@@ -39,6 +40,16 @@ def check_json(data: str | bytes, max_depth: int, max_nodes: int) -> tuple[int, 
 
 def check_msgpack(data: bytes, max_depth: int, max_nodes: int) -> tuple[int, str] | None:
     """``None`` if the msgpack value is storable, else ``(byte offset, reason)``."""
+
+@final
+class TextIndex:
+    """Texts by slot; ``find`` returns the slots whose text contains a needle."""
+
+    def __init__(self) -> None: ...
+    def set(self, slot: int, text: str) -> None: ...
+    def remove(self, slot: int) -> bool: ...
+    def find(self, needle: str) -> list[int]: ...
+    def __len__(self) -> int: ...
 
 @final
 class FanoutHub:

@@ -9,6 +9,7 @@ pub mod fanout;
 pub mod scorer;
 pub mod keys;
 pub mod storable;
+pub mod textsearch;
 
 #[cfg(feature = "python")]
 mod py;

@@ -3,10 +3,12 @@
 The TicketDesk keeps every ticket of its shop that is not closed here: per indexed
 field (status, priority, assignee, group, category, requester) the set of ticket ids
 with each value, the tickets in order of their last update (so "newest first" needs
-no sort), each ticket's folded search text, the open tickets' next SLA due times in
-order, and which have breached. A list with a small candidate set intersects and sorts
-it; otherwise it walks the tickets in order (newest first, or soonest due) and stops
-when the page is full.
+no sort), each ticket's folded search text (in the Rust :class:`octim._core.TextIndex`,
+by slot: a substring search over all of them is one SIMD scan of their bytes), the open
+tickets' next SLA due times in order, and which have breached. A text query becomes one
+more candidate set. A list with a small candidate set intersects and sorts it; otherwise
+it walks the tickets in order (newest first, or soonest due) and stops when the page is
+full.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from octim._core import TextIndex
 from octim.domain.tickets import sla
 from octim.domain.tickets.model import Ticket
 
@@ -37,7 +40,10 @@ class OpenTickets:
         self.by_id: dict[str, Ticket] = {}
         self.by: dict[str, dict[Any, set[str]]] = {name: {} for name in INDEXED}
         self.recent: OrderedDict[str, None] = OrderedDict()  # oldest update first
-        self.text: dict[str, str] = {}
+        self.text = TextIndex()
+        self.slot: dict[str, int] = {}  # ticket → its slot in ``text``
+        self.at_slot: list[str | None] = []  # slot → ticket
+        self.free: list[int] = []
         self.next_due: dict[str, int] = {}
         self.dues: list[tuple[int, str]] = []  # (next due, ticket), sorted
         self.breached: set[str] = set()
@@ -63,7 +69,13 @@ class OpenTickets:
         for name in INDEXED:
             self.by[name].setdefault(getattr(ticket, name), set()).add(ticket.id)
         self.recent[ticket.id] = None
-        self.text[ticket.id] = _text(ticket)
+        slot = self.free.pop() if self.free else len(self.at_slot)
+        if slot == len(self.at_slot):
+            self.at_slot.append(ticket.id)
+        else:
+            self.at_slot[slot] = ticket.id
+        self.slot[ticket.id] = slot
+        self.text.set(slot, _text(ticket))
         dues = [due for _, due in sla.due_times(ticket.sla)]
         if dues:
             self.next_due[ticket.id] = min(dues)
@@ -82,7 +94,11 @@ class OpenTickets:
                 if not ids:
                     del self.by[name][getattr(old, name)]
         self.recent.pop(ticket_id, None)
-        self.text.pop(ticket_id, None)
+        slot = self.slot.pop(ticket_id, None)
+        if slot is not None:
+            self.text.remove(slot)
+            self.at_slot[slot] = None
+            self.free.append(slot)
         due = self.next_due.pop(ticket_id, None)
         if due is not None:
             at = bisect.bisect_left(self.dues, (due, ticket_id))
@@ -100,11 +116,12 @@ class OpenTickets:
         sets = [self.by[name].get(value, set()) for name, value in equal.items() if value]
         if sla_filter == "breached":
             sets.append(self.breached)
-        q = q.casefold()
-        text = self.text
+        if q:
+            at_slot = self.at_slot
+            sets.append({at_slot[s] for s in self.text.find(q.casefold())})  # type: ignore[misc]
 
         def ok(ticket_id: str) -> bool:
-            return all(ticket_id in s for s in sets) and (not q or q in text[ticket_id])
+            return all(ticket_id in s for s in sets)
 
         found: list[Ticket] = []
         if urgent and sla_filter != "due_soon":
@@ -123,10 +140,7 @@ class OpenTickets:
             return heapq.nlargest(limit, (self.by_id[i] for i in ids),
                                   key=lambda t: (t.updated, t.number))
         newest = reversed(self.recent)  # newest first, stop at the limit
-        if not sets:  # the common queue views and text search: no per-ticket call
-            matching = (i for i in newest if q in text[i]) if q else newest
-        else:
-            matching = (i for i in newest if ok(i))
+        matching = (i for i in newest if ok(i)) if sets else newest
         for ticket_id in matching:
             found.append(self.by_id[ticket_id])
             if len(found) >= limit:

@@ -5,6 +5,7 @@ mod errors;
 mod fanout;
 mod scorer;
 mod storable;
+mod textsearch;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -53,6 +54,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SOURCE_DIGEST", crate::SOURCE_DIGEST)?;
     m.add("MAX_SCOPE_LEN", keys::MAX_SCOPE_LEN)?;
     m.add_class::<fanout::FanoutHub>()?;
+    m.add_class::<textsearch::TextIndex>()?;
     m.add_function(wrap_pyfunction!(scorer::assign_batch, m)?)?;
     m.add_function(wrap_pyfunction!(encode_key, m)?)?;
     m.add_function(wrap_pyfunction!(decode_key, m)?)?;
