@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from octim.testing import TEST_API_KEY, open_engine, token
-from octim.testing.client import connect
+from octim.testing.client import Client, connect
 
 SHOP = "s1"
 KEY = {"Authorization": f"Bearer {TEST_API_KEY}"}
@@ -54,7 +54,8 @@ async def test_notes_mentions_and_an_invited_colleague(tmp_path: Path) -> None:
             assert stats["today"]["staff_messages"] == 1
 
 
-async def collaborate(http: httpx.AsyncClient, conv: str, a1, a2, buyer) -> None:  # noqa: ANN001
+async def collaborate(http: httpx.AsyncClient, conv: str, a1: Client, a2: Client,
+                      buyer: Client) -> None:
     # A private note naming a colleague: staff only; the colleague hears of it.
     ack = await a1.request(note(conv, "n1", "@小王 帮我查下这个客户的物流"), "ack", id="n1")
     mention = await a2.expect("event", event="mentioned", conversation=conv)

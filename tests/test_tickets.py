@@ -382,7 +382,7 @@ async def test_assignment_rules_and_escalation_to_the_platform(tmp_path: Path) -
     """The first matching rule sets the group (skipping one whose group is gone); a
     ticket escalated to the platform (平台介入) gets a linked platform ticket that the
     buyer also sees, and waits on hold; platform admins see it, shop staff do not."""
-    async with open_engine(tmp_path / "d") as (engine, listening):
+    async with open_engine(tmp_path / "d") as (_, listening):
         async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
             await setup(http)
             for group in ("logistics", "vip"):
