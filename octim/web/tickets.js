@@ -49,6 +49,7 @@ export class TicketDesk {
   constructor({ token, me, shops, toast }) {
     Object.assign(this, { token, me, shops, toast });
     this.list = [];
+    this.selected = new Set(); // ticket ids ticked for a bulk change
     this.current = null;   // the open ticket (its full view)
     this.team = new Map(); // shop → {agents, groups}
     this.visible = false;
@@ -67,6 +68,7 @@ export class TicketDesk {
     $("tv-escalate").addEventListener("click", () => this.escalate());
     $("merge-cancel").addEventListener("click", () => $("merge-dialog").close());
     $("merge-form").addEventListener("submit", () => this.merge());
+    $("tq-bulk-apply").addEventListener("click", () => this.bulk());
     this.fillShops();
     setInterval(() => this.tick(), 1000);
     setInterval(() => { if (this.visible) this.reload(); }, 30_000);
@@ -117,7 +119,10 @@ export class TicketDesk {
     let found;
     try { found = await api(this.token, `/api/tickets?${params}`); } catch (error) { return this.toast(error.message); }
     this.list = status === "active" ? found.filter((x) => ACTIVE.includes(x.status)) : found;
+    const shown = new Set(this.list.map((x) => x.id));
+    for (const id of [...this.selected]) if (!shown.has(id)) this.selected.delete(id);
     this.renderList();
+    this.renderBulk(shop);
   }
 
   renderList() {
@@ -129,13 +134,49 @@ export class TicketDesk {
         dataset: { ticket: x.id, label: x.label },
         onclick: () => this.open(x.id), onkeydown: (event) => { if (event.key === "Enter") this.open(x.id); },
       },
-      el("div.row", el("strong", { text: x.label }), el("span.buyer", { text: x.subject }),
+      el("div.row",
+        el("input.pick", { type: "checkbox", "aria-label": t("select_ticket", { label: x.label }), checked: this.selected.has(x.id) || null,
+          onclick: (event) => { event.stopPropagation(); this.pick(x.id, event.target.checked); } }),
+        el("strong", { text: x.label }), el("span.buyer", { text: x.subject }),
         el(`span.priority.p-${x.priority}`, { text: t("priority_" + x.priority) })),
       el("div.row", el("span.state", { text: t("tstatus_" + x.status) }),
         el("span.preview", { text: x.assignee || t("unassigned") }),
         clock ? clockNode(clock) : null));
     }));
     $("ticket-empty").hidden = this.list.length > 0;
+  }
+
+  pick(id, on) {
+    if (on) this.selected.add(id); else this.selected.delete(id);
+    this.renderBulk($("tq-shop").value);
+  }
+
+  async renderBulk(shop) {
+    $("tq-bulk").hidden = !this.selected.size;
+    $("tq-selected").textContent = t("n_selected", { n: this.selected.size });
+    if (!this.selected.size) return;
+    const team = await this.teamOf(shop);
+    const chosen = $("tq-bulk-assignee").value;
+    $("tq-bulk-assignee").replaceChildren(el("option", { value: "", text: t("bulk_assignee") }),
+      ...team.agents.map((a) => el("option", { value: a.id, text: a.name || a.id })));
+    $("tq-bulk-assignee").value = chosen;
+  }
+
+  // One change to every ticked ticket (a PATCH each; what the machine refuses is counted).
+  async bulk() {
+    const json = {};
+    if ($("tq-bulk-status").value) json.status = $("tq-bulk-status").value;
+    if ($("tq-bulk-assignee").value) json.assignee = $("tq-bulk-assignee").value;
+    if (!Object.keys(json).length || !this.selected.size) return;
+    let done = 0, failed = 0;
+    for (const id of this.selected) {
+      try { await api(this.token, `/api/tickets/${id}`, { method: "PATCH", json }); done += 1; } catch { failed += 1; }
+    }
+    this.toast(t("bulk_done", { done, failed }));
+    this.selected.clear();
+    $("tq-bulk-status").value = "";
+    await this.reload();
+    if (this.current) this.open(this.current.id);
   }
 
   tick() {  // the countdowns move every second without a request

@@ -594,3 +594,32 @@ def test_a_private_note_mentions_a_colleague_who_is_invited_to_assist(
     expect(buyer.locator("#messages")).not_to_contain_text("上次也反馈过")
     a1.screenshot(path=str(artifacts / "private-note.png"))
     assert not problems, problems
+
+
+def test_bulk_changes_to_ticked_tickets_in_the_queue(
+        chromium: Any, running: Running, artifacts: Path) -> None:
+    api = running.api
+    api.put(f"/api/shops/{SHOP}", json={"name": "测试服装店"}).raise_for_status()
+    for agent_id, name in (("a1", "小美"), ("a2", "小王")):
+        api.put(f"/api/agents/{agent_id}", json={"name": name, "shops": [SHOP]}
+                ).raise_for_status()
+    made = [api.post("/api/tickets", json={"shop": SHOP, "subject": f"批量{n}",
+                                           "requester": "b1"}).json() for n in range(3)]
+    problems: list[str] = []
+    a1 = chromium.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    watch_console(a1, problems)
+    a1.goto(f"{running.http}/agent#token={token('a1', 'agent', SHOP)}")
+    a1.locator("#tab-tickets").click()
+    a1.select_option("#tq-who", "")
+    for ticket in made[:2]:
+        a1.locator(f"[data-ticket='{ticket['id']}'] input.pick").check()
+    expect(a1.locator("#tq-selected")).to_have_text("已选 2 个")
+    a1.select_option("#tq-bulk-status", "pending")
+    a1.select_option("#tq-bulk-assignee", "a2")
+    a1.locator("#tq-bulk-apply").click()
+    expect(a1.locator("#toast")).to_contain_text("已更新 2 个工单，0 个未能更新")
+    expect(a1.locator("#tq-bulk")).to_be_hidden()
+    after = {t["id"]: t for t in api.get("/api/tickets", params={"shop": SHOP}).json()}
+    assert [(after[t["id"]]["status"], after[t["id"]]["assignee"]) for t in made] == [
+        ("pending", "a2"), ("pending", "a2"), ("new", None)]
+    assert not problems, problems
