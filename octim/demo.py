@@ -29,7 +29,15 @@ from octim.domain.routing.messages import ForceAssign, UpsertAgent, UpsertGroup
 from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import OpenConversation, UpsertShop
 from octim.domain.tickets.desk import KIND as TICKETS
-from octim.domain.tickets.desk import CommentTicket, CreateTicket
+from octim.domain.tickets.desk import (
+    CommentTicket,
+    CreateTicket,
+    InboundEmail,
+    PutBusinessHours,
+    PutPolicy,
+    PutRules,
+    PutSettings,
+)
 from octim.engine import Engine, Listening
 
 DEFAULT_DATA = Path("octim-demo-data")
@@ -107,6 +115,34 @@ DEMO_BUYERS: tuple[tuple[str, str, int, str, tuple[tuple[str, str, str, str, int
 )
 
 
+# The first shop's service desk: working hours, an SLA, its own ticket fields and
+# statuses, and assignment rules (docs/tickets.md).
+DEMO_HOURS = {"timezone": "Asia/Shanghai", "holidays": ["2027-01-01"],
+              "weekly": {d: [["09:00", "21:00"]] for d in ("mon", "tue", "wed", "thu", "fri",
+                                                           "sat", "sun")}}
+DEMO_POLICY = {"name": "标准服务", "position": 0, "business_hours": True,
+               "escalate_to": "urgent", "conditions": {},
+               "targets": {"urgent": {"first_reply": 30, "resolution": 240},
+                           "high": {"first_reply": 60, "next_reply": 120, "resolution": 480},
+                           "normal": {"first_reply": 240, "resolution": 1440}}}
+DEMO_TICKET_SETTINGS = {
+    "fields": [{"key": "carrier", "label": "快递公司", "type": "choice",
+                "choices": ["中通", "圆通", "顺丰"]},
+               {"key": "waybill", "label": "运单号", "type": "text"},
+               {"key": "refund", "label": "退款金额", "type": "number"}],
+    "categories": ["物流问题", "售后", "投诉", "商品咨询"],
+    "statuses": [{"key": "warehouse", "label": "待仓库核实", "buyer_label": "仓库核实中",
+                  "maps_to": "on_hold"}]}
+DEMO_CONTACTS = {"buyer-1": {"phone": "+8613800000001", "email": "xiaowang@example.com"}}
+DEMO_RULES = (
+    {"name": "退款退货", "conditions": {"keywords": ["退款", "退货", "换货"]},
+     "group": "after_sales"},
+    {"name": "物流", "conditions": {"keywords": ["快递", "物流", "没收到"]},
+     "group": "logistics", "assignee": "agent-2"},
+)
+
+
+
 def demo_settings(config_file: Path | None, flags: dict[str, Any]) -> Settings:
     """Settings for the demo: generated credentials unless the environment sets them."""
     env = dict(os.environ)
@@ -150,7 +186,8 @@ async def seed_demo(engine: Engine) -> str:
                          text=text, now_ms=now)
     for buyer, nickname, level, region, orders in DEMO_BUYERS:
         await engine.upsert_customer(buyer, nickname=nickname, level=level, region=region,
-                                     attributes={"sizes": {"top": "L", "shoes": 42}})
+                                     attributes={"sizes": {"top": "L", "shoes": 42}},
+                                     **DEMO_CONTACTS.get(buyer, {}))
         for order, order_shop, status, name, price, age in orders:
             await engine.upsert_order(
                 order, shop=order_shop, customer=buyer, status=status,
@@ -176,6 +213,15 @@ async def seed_demo(engine: Engine) -> str:
          "requester": "buyer-1"}, "agent-1", "agent", "demo\x1fdemo-ticket-1"))
     if not made["repeated"]:
         await desk.ask(CommentTicket(made["id"], "已联系仓库确认库存", False, "agent-1", "agent"))
+    await desk.ask(PutBusinessHours(DEMO_HOURS))
+    await desk.ask(PutPolicy("standard", DEMO_POLICY))
+    await desk.ask(PutSettings(DEMO_TICKET_SETTINGS))
+    await desk.ask(PutRules(DEMO_RULES))
+    # An email to the shop opens a ticket that the refund rule gives to after-sales (a
+    # redelivery on the next start changes nothing). buyer-1 can be called (来电弹屏).
+    await desk.ask(InboundEmail("<demo-mail-1@example.com>", (), "email:azhen@example.com",
+                                "退款还没到账", "快递退回去一周了，退款还没到账，订单 demo-o4。",
+                                None))
     return str(conversation)
 
 
@@ -200,7 +246,7 @@ def demo_links(settings: Settings, listening: Listening, conversation: str) -> s
         "",
         f"  conversation  {conversation}   (buyer-1 with {shop}, assigned to agent-1)",
         f"  tickets       GET {http}/api/tickets?shop={shop}   (with the API key: T-1, "
-        "opened from that chat; docs/tickets.md)",
+        "opened from that chat; T-2, opened by an email; docs/tickets.md)",
         "",
         "Open in a browser (each link signs in as that person):",
     ]
@@ -231,6 +277,15 @@ def demo_links(settings: Settings, listening: Listening, conversation: str) -> s
         "buyer token it does not",
         "  security: docs/security.md (TLS with --tls-cert/--tls-key, encryption at rest "
         "with OCTIM_DATA_KEY, octim rekey)",
+        "  tickets: the workbench's 工单 tab is the queue (SLA countdowns, breached first); "
+        f"{shop} has business hours, an SLA, custom fields and statuses, assignment rules",
+        f"  a phone call pops up buyer-1 in agent-1's workbench (来电弹屏): curl -X POST "
+        f"-H 'Authorization: Bearer {settings.api_key}' -H 'Content-Type: application/json' "
+        f"-d '{{\"shop\":\"{shop}\",\"call\":\"c-1\",\"phone\":\"+8613800000001\","
+        f"\"agent\":\"agent-1\"}}' {http}/api/inbound/call",
+        "  an email opens or joins a ticket: POST a raw message to "
+        f"{http}/api/inbound/email?shop={shop}; with OCTIM_SMTP and OCTIM_SMTP_FROM set, "
+        "public replies go out by email",
         "",
     ]
     return "\n".join(lines)

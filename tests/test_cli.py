@@ -151,8 +151,18 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
             assert shop.json()["name"] == "优衣坊旗舰店"
             tickets = client.get("/api/tickets", params={"shop": "uniqlo-style"},
                                  headers={"Authorization": f"Bearer {api_key}"}).json()
-            assert [(t["label"], t["requester"], t["source"]["kind"]) for t in tickets] == [
-                ("T-1", "buyer-1", "chat")]
+            assert sorted((t["label"], t["requester"], t["source"]["kind"], t["group"])
+                          for t in tickets) == [
+                ("T-1", "buyer-1", "chat", None),
+                ("T-2", "email:azhen@example.com", "email", "after_sales")]  # a rule's
+            key = {"Authorization": f"Bearer {api_key}"}
+            one = next(t for t in tickets if t["label"] == "T-1")
+            assert one["sla"]["policy"] == "standard" and one["sla"]["business_hours"]
+            settings = client.get("/api/shops/uniqlo-style/ticket-settings", headers=key).json()
+            assert settings["statuses"][0]["label"] == "待仓库核实"
+            call = client.post("/api/inbound/call", headers=key, json={
+                "shop": "uniqlo-style", "call": "c-1", "phone": "+8613800000001"}).json()
+            assert call["buyer"] == "buyer-1" and "T-1" in [t["label"] for t in call["tickets"]]
         assert token.count(".") == 2
         conversation = printed["conversation"][1]
 
