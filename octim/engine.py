@@ -34,6 +34,7 @@ from octim.domain.conversations.actor import KIND as CONVERSATION
 from octim.domain.customers import CUSTOMER_KIND
 from octim.domain.kb.knowledge import KB_KIND
 from octim.domain.monitor import Monitor
+from octim.domain.reports.feeder import Reports
 from octim.domain.routing.dispatcher import DISPATCHER_KIND
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
@@ -112,6 +113,7 @@ class Engine:
         self.listening: Listening | None = None  # set by open_engine
         self.gateway = Gateway(self)
         self.monitor = Monitor(self)
+        self.reports: Reports | None = None  # while running (it reads the store)
         self.ws_bound: HostPort | None = None  # where the gateway listens, once it does
 
     @property
@@ -316,6 +318,8 @@ class Engine:
             # Through the context, so a clock a test injects later is the one read.
             self.events = EventBus(s, store, lambda: context.clock())
             context.emit = self.events.emit
+            self.reports = Reports(store)
+            self.reports.open()
             async with open_directory(context) as directory:
                 context.directory = directory
                 directory.register(SHOP_KIND)
@@ -421,6 +425,8 @@ class Engine:
         await self.directory.ref(DISPATCHER, DISPATCHER_ID).ask(Tick())
         self.events.tick(self.context.clock())
         await self.monitor.catch_up()
+        if self.reports is not None:
+            await self.reports.catch_up()
 
     async def sweep(self) -> int:
         """Ask every open conversation idle past the auto-close time to close; returns

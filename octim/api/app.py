@@ -13,7 +13,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from octim._version import __version__
-from octim.api import calls, canned, customers, kb, routing, tickets, uploads, web, webhooks
+from octim.api import (
+    calls,
+    canned,
+    customers,
+    kb,
+    reports,
+    routing,
+    tickets,
+    uploads,
+    web,
+    webhooks,
+)
 from octim.api.auth import Auth
 from octim.api.errors import error_response, install_error_handlers
 from octim.api.guard import RequestGuard
@@ -79,6 +90,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(canned.router(engine, auth))
     app.include_router(tickets.router(engine, auth))
     app.include_router(calls.router(engine, auth))
+    app.include_router(reports.router(engine, auth))
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Health:

@@ -70,6 +70,8 @@ DATABASES: tuple[str, ...] = (
     "webhook_dead",  # delivery id → a delivery that failed every attempt
     "segments",  # segment id → {"name", "shop", "rule"}
     "stats",  # shop \0 UTC day → the live monitor's counters for that day
+    "report_buckets",  # shop \0 agent \0 hour → report counters (octim.domain.reports)
+    "report_pending",  # conversation → what reports remember of it while it goes on
     "agent_time",  # agent \0 UTC day → ms online, busy and away that day (AgentActor)
     "canned",  # scope \0 id → a canned reply (scope: "shop:<shop>" or "user:<user>")
 )

@@ -1,0 +1,1 @@
+"""Reports and analytics (docs/reports.md): counters folded from the event log."""

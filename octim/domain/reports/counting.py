@@ -1,0 +1,191 @@
+"""Report counters, folded from the durable event log one record at a time.
+
+Pure: :class:`Fold` takes log records (``{"event", "conversation", "shop", "data",
+"ts"}``, docs/architecture.md) and updates hourly **buckets** per shop, per agent of the
+shop and for the whole platform (shop ``*``), plus a small **pending** record per
+conversation that is still going (when its wait for a person began, whether the bot
+served it, who serves it). What the definitions in docs/reports.md need and nothing
+more; a report is then a sum of buckets, never a scan of messages.
+
+Latencies are kept as histograms over fixed bins (:data:`BINS_MS`) with their sum and
+count: means are exact, percentiles are read off the bins (interpolated inside one).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+#: Upper bounds of the latency bins, in ms; one more bin holds everything longer.
+BINS_MS = (1_000, 2_000, 5_000, 10_000, 15_000, 20_000, 30_000, 45_000, 60_000, 90_000,
+           120_000, 180_000, 300_000, 600_000, 1_800_000, 3_600_000, 14_400_000,
+           86_400_000)
+FAST_MS = 30_000  # "answered within 30 s" (30秒应答率)
+PLATFORM = "*"
+HOUR_MS = 3_600_000
+
+COUNTS = ("conversations", "bot_conversations", "handoffs", "bot_resolved", "assigned",
+          "buyer_messages", "staff_messages", "bot_messages", "resolved", "reopened",
+          "ratings", "ratings_good", "rating_sum", "resp_fast", "tickets_created",
+          "tickets_solved", "sla_breaches")
+LATENCIES = ("frt", "resp", "resolution")
+
+
+def empty_bucket() -> dict[str, Any]:
+    bucket: dict[str, Any] = dict.fromkeys(COUNTS, 0)
+    for name in LATENCIES:
+        bucket[name] = [0, 0, [0] * (len(BINS_MS) + 1)]  # count, sum ms, bins
+    return bucket
+
+
+def add_latency(bucket: dict[str, Any], name: str, ms: int) -> None:
+    entry = bucket[name]
+    entry[0] += 1
+    entry[1] += ms
+    entry[2][bisect.bisect_left(BINS_MS, ms)] += 1
+
+
+def bucket_key(shop: str, agent: str, hour: int) -> bytes:
+    """``shop \\0 agent \\0 hour`` ('' agent: the shop as a whole); hours since the epoch,
+    zero-padded so a scan of one shop and agent runs in time order."""
+    return f"{shop}\0{agent}\0{hour:010d}".encode()
+
+
+class Fold:
+    """The buckets and pending records a run of log records changes (see module doc).
+
+    ``bucket(key)`` and ``pending(conversation)`` load what the store holds (the caller
+    supplies them), so the fold works on a few hours and conversations at a time.
+    """
+
+    def __init__(self, load_bucket: Any, load_pending: Any) -> None:
+        self._load_bucket = load_bucket
+        self._load_pending = load_pending
+        self.buckets: dict[bytes, dict[str, Any]] = {}
+        self.pending: dict[str, dict[str, Any] | None] = {}  # None: the conversation ended
+
+    def _bucket(self, shop: str, agent: str, ts: int) -> dict[str, Any]:
+        key = bucket_key(shop, agent, ts // HOUR_MS)
+        found = self.buckets.get(key)
+        if found is None:
+            found = self._load_bucket(key) or empty_bucket()
+            self.buckets[key] = found
+        return found
+
+    def _count(self, shop: str, agent: str | None, ts: int, name: str, n: int = 1) -> None:
+        for scope_shop, scope_agent in self._scopes(shop, agent):
+            self._bucket(scope_shop, scope_agent, ts)[name] += n
+
+    def _latency(self, shop: str, agent: str | None, ts: int, name: str, ms: int) -> None:
+        for scope_shop, scope_agent in self._scopes(shop, agent):
+            add_latency(self._bucket(scope_shop, scope_agent, ts), name, max(0, ms))
+
+    @staticmethod
+    def _scopes(shop: str, agent: str | None) -> list[tuple[str, str]]:
+        scopes = [(shop, ""), (PLATFORM, "")]
+        if agent:
+            scopes.append((shop, agent))
+        return scopes
+
+    def _state(self, conversation: str) -> dict[str, Any]:
+        if conversation in self.pending:
+            state = self.pending[conversation]
+        else:
+            state = self._load_pending(conversation)
+        if state is None:  # logged before reports existed, or already ended: start afresh
+            state = {"bot": False, "was_bot": False, "handed": False, "agent": None,
+                     "served": False, "start": None, "frt_done": False, "wait": None,
+                     "began": None}
+        self.pending[conversation] = state
+        return state
+
+    def observe(self, record: dict[str, Any]) -> None:
+        event, shop, data = record["event"], record["shop"], record["data"]
+        ts = int(record["ts"])
+        if event.startswith("ticket_"):
+            self._ticket(event, shop, data, ts)
+            return
+        conversation = record["conversation"]
+        if event == "opened":
+            bot = data.get("state") == "bot"
+            self.pending[conversation] = {
+                "bot": bot, "was_bot": bot, "handed": False, "agent": None,
+                "served": False, "start": None, "frt_done": False, "wait": None,
+                "began": None}
+            self._count(shop, None, ts, "conversations")
+            if bot:
+                self._count(shop, None, ts, "bot_conversations")
+            return
+        state = self._state(conversation)
+        if event == "message":
+            self._message(state, shop, data, ts)
+        elif event == "handoff":
+            self._count(shop, None, ts, "handoffs")
+            state.update(bot=False, handed=True, start=ts, frt_done=False, wait=ts)
+        elif event == "assigned":
+            agent = data.get("agent")
+            if agent and agent != state["agent"]:
+                self._count(shop, agent, ts, "assigned")
+            state.update(agent=agent, served=True, bot=False)
+        elif event == "transferred":
+            state["agent"] = data.get("to")
+        elif event == "unassigned":
+            state["agent"] = None
+        elif event == "resolved":
+            self._count(shop, state["agent"], ts, "resolved")
+            if state["began"] is not None:
+                self._latency(shop, state["agent"], ts, "resolution", ts - state["began"])
+            state.update(start=None, wait=None)
+        elif event == "reopened":
+            self._count(shop, state["agent"], ts, "reopened")
+            state.update(start=ts, frt_done=False, wait=ts)
+        elif event == "rated":
+            score = int(data.get("score", 0))
+            self._count(shop, state["agent"], ts, "ratings")
+            self._count(shop, state["agent"], ts, "rating_sum", score)
+            if score >= 4:
+                self._count(shop, state["agent"], ts, "ratings_good")
+        elif event == "closed":
+            if state["was_bot"] and not state["handed"] and not state["served"]:
+                self._count(shop, None, ts, "bot_resolved")
+            self.pending[conversation] = None
+
+    def _message(self, state: dict[str, Any], shop: str, data: dict[str, Any], ts: int
+                 ) -> None:
+        role, kind = data.get("role"), data.get("kind")
+        if kind == "note" or role == "system":
+            return  # private notes and notices answer nobody
+        if role == "bot":
+            self._count(shop, None, ts, "bot_messages")
+            return
+        if role == "buyer":
+            self._count(shop, None, ts, "buyer_messages")
+            if state["began"] is None:  # the consultation starts (resolution time)
+                state["began"] = ts
+            if state["bot"]:
+                return  # the bot's turn: no person is waited for yet
+            if state["start"] is None and not state["frt_done"]:
+                state["start"] = ts
+            if state["wait"] is None:
+                state["wait"] = ts
+            return
+        agent = data.get("from")  # a person of the shop
+        self._count(shop, agent, ts, "staff_messages")
+        if state["start"] is not None and not state["frt_done"]:
+            self._latency(shop, agent, ts, "frt", ts - state["start"])
+            state.update(frt_done=True, start=None)
+        if state["wait"] is not None:
+            gap = ts - state["wait"]
+            self._latency(shop, agent, ts, "resp", gap)
+            if gap <= FAST_MS:
+                self._count(shop, agent, ts, "resp_fast")
+            state["wait"] = None
+
+    def _ticket(self, event: str, shop: str, data: dict[str, Any], ts: int) -> None:
+        if event == "ticket_created":
+            self._count(shop, None, ts, "tickets_created")
+        elif event == "ticket_updated" and (data.get("changes") or {}).get("status") == \
+                "solved":
+            self._count(shop, None, ts, "tickets_solved")
+        elif event == "ticket_sla_breached":
+            self._count(shop, None, ts, "sla_breaches")

@@ -1,0 +1,126 @@
+"""Reading reports: sums of hourly buckets over a range, grouped by period in a time zone,
+and the metrics derived from them (definitions: docs/reports.md)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from octim.domain.reports.counting import (
+    BINS_MS,
+    COUNTS,
+    HOUR_MS,
+    LATENCIES,
+    bucket_key,
+    empty_bucket,
+)
+
+GRANULARITIES = ("hour", "day", "week", "month")
+
+
+def merge(into: dict[str, Any], bucket: dict[str, Any]) -> None:
+    for name in COUNTS:
+        into[name] += bucket.get(name, 0)
+    for name in LATENCIES:
+        count, total, bins = bucket.get(name) or (0, 0, [])
+        entry = into[name]
+        entry[0] += count
+        entry[1] += total
+        for i, n in enumerate(bins):
+            entry[2][i] += n
+
+
+def percentile(entry: list[Any], q: float) -> float | None:
+    """The ``q`` quantile in seconds, read off the bins (linear inside one); the open
+    last bin answers its lower bound."""
+    count, bins = int(entry[0]), [int(n) for n in entry[2]]
+    if not count:
+        return None
+    rank = q * count
+    seen = 0
+    for i, n in enumerate(bins):
+        if n and seen + n >= rank:
+            low = BINS_MS[i - 1] if i else 0
+            if i >= len(BINS_MS):
+                return float(low) / 1000
+            high = BINS_MS[i]
+            return round((low + (high - low) * (rank - seen) / n) / 1000.0, 3)
+        seen += n
+    return None
+
+
+def _latency(entry: list[Any]) -> dict[str, Any]:
+    count, total, _ = entry
+    return {"count": count, "mean_s": round(total / count / 1000, 3) if count else None,
+            "p50_s": percentile(entry, 0.5), "p90_s": percentile(entry, 0.9)}
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def metrics(b: dict[str, Any]) -> dict[str, Any]:
+    """The report's figures of one summed bucket (docs/reports.md defines each)."""
+    response = _latency(b["resp"])
+    response["within_30s_rate"] = _rate(b["resp_fast"], b["resp"][0])
+    return {
+        "conversations": b["conversations"], "assigned": b["assigned"],
+        "buyer_messages": b["buyer_messages"], "staff_messages": b["staff_messages"],
+        "bot_messages": b["bot_messages"],
+        "first_response": _latency(b["frt"]), "response": response,
+        "resolved": b["resolved"], "resolution_rate": _rate(b["resolved"], b["conversations"]),
+        "resolution_time": _latency(b["resolution"]),
+        "reopened": b["reopened"], "reopen_rate": _rate(b["reopened"], b["resolved"]),
+        "bot_conversations": b["bot_conversations"], "handoffs": b["handoffs"],
+        "handoff_rate": _rate(b["handoffs"], b["bot_conversations"]),
+        "bot_resolved": b["bot_resolved"],
+        "bot_resolution_rate": _rate(b["bot_resolved"], b["bot_conversations"]),
+        "ratings": b["ratings"], "satisfaction": _rate(b["ratings_good"], b["ratings"]),
+        "rated_share": _rate(b["ratings"], b["conversations"]),
+        "average_rating": round(b["rating_sum"] / b["ratings"], 2) if b["ratings"] else None,
+        "tickets_created": b["tickets_created"], "tickets_solved": b["tickets_solved"],
+        "sla_breaches": b["sla_breaches"],
+    }
+
+
+def period_of(hour: int, granularity: str, zone: ZoneInfo) -> str:
+    local = datetime.datetime.fromtimestamp(hour * 3600, tz=zone)
+    if granularity == "hour":
+        return local.strftime("%Y-%m-%dT%H:00")
+    if granularity == "day":
+        return local.strftime("%Y-%m-%d")
+    if granularity == "week":
+        year, week, _ = local.isocalendar()
+        return f"{year}-W{week:02d}"
+    return local.strftime("%Y-%m")
+
+
+def report(store: Any, shop: str, agent: str, start_ms: int, end_ms: int,
+           granularity: str, zone: ZoneInfo) -> dict[str, Any]:
+    """Totals and a series by period for ``[start_ms, end_ms)`` of one shop (``*``: the
+    platform) or one of its agents."""
+    first, last = start_ms // HOUR_MS, (end_ms - 1) // HOUR_MS
+    total = empty_bucket()
+    periods: dict[str, dict[str, Any]] = {}
+    prefix_len = len(bucket_key(shop, agent, 0)) - 10
+    for key, bucket in store.scan("report_buckets", bucket_key(shop, agent, first),
+                                  bucket_key(shop, agent, last + 1)):
+        hour = int(key[prefix_len:])
+        merge(total, bucket)
+        merge(periods.setdefault(period_of(hour, granularity, zone), empty_bucket()), bucket)
+    return {"shop": shop, "agent": agent or None, "from": start_ms, "to": end_ms,
+            "granularity": granularity, "tz": zone.key, "totals": metrics(total),
+            "series": [{"period": p, **metrics(b)} for p, b in sorted(periods.items())]}
+
+
+def agents(store: Any, shop: str, start_ms: int, end_ms: int, zone: ZoneInfo
+           ) -> list[dict[str, Any]]:
+    """Each agent of the shop with their totals over the range (the shop's agents now)."""
+    rows = []
+    for _, record in store.scan("agents"):
+        if shop in record["shops"]:
+            figures = report(store, shop, record["id"], start_ms, end_ms, "day", zone)
+            rows.append({"agent": record["id"], "name": record.get("name", record["id"]),
+                         **figures["totals"]})
+    return rows

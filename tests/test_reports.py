@@ -1,0 +1,188 @@
+"""Reports over a scripted day on the engine's clock: buyers, the bot, a hand-off,
+replies at known times, a private note, a reopen, ratings and a ticket. Every figure of
+the overview equals the value worked out by hand here; the CSV opens in a spreadsheet;
+agents read only their own figures; a restart counts nothing twice."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from octim.domain.conversations.model import ConversationMeta
+from octim.testing import TEST_API_KEY, open_engine, token
+from octim.testing.client import Client, connect
+
+SHOP, BOTSHOP = "s1", "s2"
+KEY = {"Authorization": f"Bearer {TEST_API_KEY}"}
+DAY = 1_796_083_200.0  # Tue 2026-12-01 00:00 UTC = 08:00 in Shanghai
+T0 = DAY + 2 * 3600  # 10:00 Shanghai
+
+
+async def script(engine: Any, listening: Any, now: list[float]) -> None:
+    """The day, step by step; times are seconds after 10:00 (Shanghai)."""
+    def at(seconds: float) -> None:
+        now[0] = T0 + seconds
+
+    async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers=KEY) as http:
+        (await http.put(f"/api/shops/{SHOP}", json={"name": "一号店", "bot": {"mode": "off"}})
+         ).raise_for_status()
+        (await http.put(f"/api/shops/{BOTSHOP}", json={
+            "name": "二号店", "bot": {"mode": "always"}})).raise_for_status()
+        for agent, shops in (("a1", [SHOP]), ("a2", [BOTSHOP])):
+            (await http.put(f"/api/agents/{agent}", json={"name": agent, "shops": shops})
+             ).raise_for_status()
+        (await http.put("/api/kb/ship", json={"question": "几天发货", "similar": ["多久发货"],
+                                              "answer": "48小时内发货。"})).raise_for_status()
+    a1_token, a2_token = token("a1", "agent", SHOP), token("a2", "agent", BOTSHOP)
+    async with connect(listening.ws_url, a1_token) as a1, \
+            connect(listening.ws_url, a2_token) as a2, \
+            connect(listening.ws_url, token("b1")) as b1, \
+            connect(listening.ws_url, token("b2")) as b2, \
+            connect(listening.ws_url, token("b3")) as b3:
+        # Conversation 1 (s1, no bot): asked at 0 s, answered at 20 s and 130 s.
+        at(0)
+        c1 = (await b1.open(SHOP))["conversation"]
+        await b1.say(c1, "1", "你好，在吗")
+        await a1.expect("event", event="assigned", conversation=c1)
+        at(20)
+        await a1.say(c1, "2", "在的")
+        at(70)
+        await b1.say(c1, "3", "羽绒服有L码吗")
+        at(100)
+        await b1.say(c1, "4", "着急要")  # the wait still counts from 70 s
+        at(110)
+        await note(a1, c1, "5", "查库存")  # a private note answers nobody
+        at(130)
+        await a1.say(c1, "6", "有的")  # a 60 s gap: not within 30 s
+        at(300)
+        await a1.request({"type": "resolve", "conversation": c1, "ref": "r"}, "event",
+                         event="resolved")
+        await b1.send({"type": "rate", "conversation": c1, "score": 5})
+        await b1.expect("event", event="rated")
+        # It reopens at 400 s and is answered at 410 s: a second first response.
+        at(400)
+        await b1.say(c1, "7", "还有个问题")
+        await a1.expect("event", event="assigned", conversation=c1)
+        at(410)
+        await a1.say(c1, "8", "请讲")
+
+        # Conversation 2 (s2, the bot): answered by the bot, never handed over, closed.
+        at(500)
+        c2 = (await b2.open(BOTSHOP))["conversation"]
+        await b2.say(c2, "1", "多久发货")
+        await b2.expect("msg", conversation=c2, role="bot")
+
+        # Conversation 3 (s2): the buyer asks for a person at 600 s; a2 answers at 645 s.
+        at(600)
+        c3 = (await b3.open(BOTSHOP))["conversation"]
+        await b3.say(c3, "1", "转人工")
+        await a2.expect("event", event="assigned", conversation=c3)
+        at(645)
+        await a2.say(c3, "2", "您好，我是客服")
+        at(660)
+        await a2.request({"type": "resolve", "conversation": c3, "ref": "r"}, "event",
+                         event="resolved")
+        await b3.send({"type": "rate", "conversation": c3, "score": 3})
+        await b3.expect("event", event="rated")
+
+    async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers=KEY) as http:
+        at(700)
+        made = (await http.post("/api/tickets", json={"shop": SHOP, "subject": "换货",
+                                                      "requester": "b1"})).json()
+        (await http.patch(f"/api/tickets/{made['id']}", json={"status": "solved"})
+         ).raise_for_status()
+    # Much later the idle conversations close (c2 was the bot's alone).
+    at(5 * 3600)
+    await engine.sweep()
+    while ConversationMeta.load(engine.store, c2).state != "closed":  # type: ignore[union-attr]
+        await trio.sleep(0.01)
+
+
+async def note(agent: Client, conversation: str, client_id: str, text: str) -> None:
+    await agent.request({"type": "send", "conversation": conversation, "id": client_id,
+                         "kind": "note", "body": {"text": text}}, "ack", id=client_id)
+
+
+async def test_a_scripted_day_gives_the_figures_worked_out_by_hand(tmp_path: Path) -> None:
+    now = [T0]
+    async with open_engine(tmp_path / "d", routing_tick=3600, auto_close_after=3600) as (
+            engine, listening):
+        engine.context.clock = lambda: now[0]
+        with trio.fail_after(30):
+            await script(engine, listening, now)
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            params = {"from": "2026-12-01", "to": "2026-12-01", "tz": "Asia/Shanghai"}
+            one = (await http.get("/api/reports/overview", params={**params, "shop": SHOP},
+                                  headers=KEY)).json()["totals"]
+            assert one["conversations"] == 1 and one["assigned"] == 1
+            assert one["buyer_messages"] == 4 and one["staff_messages"] == 3  # not the note
+            # First responses: 20 s (start), 10 s (after the reopen).
+            assert one["first_response"]["count"] == 2
+            assert one["first_response"]["mean_s"] == 15.0
+            # Percentiles off the bins: 10 s ends the (5, 10] bin, 20 s is in (15, 20].
+            assert one["first_response"]["p50_s"] == 10.0
+            assert one["first_response"]["p90_s"] == 19.0
+            # Waits: 0→20 s, 70→130 s, 400→410 s.
+            assert one["response"]["count"] == 3 and one["response"]["mean_s"] == 30.0
+            assert one["response"]["within_30s_rate"] == round(2 / 3, 4)
+            assert one["resolved"] == 1 and one["resolution_time"]["mean_s"] == 300.0
+            assert one["reopened"] == 1 and one["reopen_rate"] == 1.0
+            assert one["ratings"] == 1 and one["satisfaction"] == 1.0
+            assert one["tickets_created"] == 1 and one["tickets_solved"] == 1
+
+            two = (await http.get("/api/reports/overview", params={**params, "shop": BOTSHOP},
+                                  headers=KEY)).json()["totals"]
+            assert two["conversations"] == 2 and two["bot_conversations"] == 2
+            assert two["handoffs"] == 1 and two["handoff_rate"] == 0.5
+            assert two["bot_resolved"] == 1 and two["bot_resolution_rate"] == 0.5
+            assert two["bot_messages"] >= 1
+            assert two["first_response"]["mean_s"] == 45.0  # from the hand-off
+            assert two["resolved"] == 1 and two["resolution_time"]["mean_s"] == 60.0
+            assert two["ratings"] == 1 and two["satisfaction"] == 0.0
+
+            platform = (await http.get("/api/reports/overview", params={**params, "shop": "*"},
+                                       headers=KEY)).json()["totals"]
+            assert platform["conversations"] == 3 and platform["ratings"] == 2
+            assert platform["average_rating"] == 4.0
+
+            hourly = (await http.get("/api/reports/overview", params={
+                **params, "shop": SHOP, "granularity": "hour"}, headers=KEY)).json()
+            assert [p["period"] for p in hourly["series"]] == ["2026-12-01T10:00"]
+
+            # An agent reads their own figures only; the ranking is for admins.
+            a1 = {"Authorization": f"Bearer {token('a1', 'agent', SHOP)}"}
+            mine = (await http.get("/api/reports/overview", params={**params, "shop": SHOP},
+                                   headers=a1)).json()
+            assert mine["agent"] == "a1" and mine["totals"]["staff_messages"] == 3
+            assert (await http.get("/api/reports/overview", params={
+                **params, "shop": SHOP, "agent": "a9"}, headers=a1)).status_code == 403
+            assert (await http.get("/api/reports/overview", params={**params, "shop": BOTSHOP},
+                                   headers=a1)).status_code == 404
+            admin = {"Authorization": f"Bearer {token('boss', 'shop_admin', SHOP)}"}
+            ranking = (await http.get("/api/reports/agents", params={**params, "shop": SHOP},
+                                      headers=admin)).json()["agents"]
+            assert [(r["agent"], r["first_response"]["count"]) for r in ranking] == [("a1", 2)]
+
+            exported = await http.get("/api/reports/overview", params={
+                **params, "shop": SHOP, "format": "csv"}, headers=admin)
+            assert exported.content.startswith("\ufeff".encode())
+            rows = list(csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig"))))
+            assert rows[0]["period"] == "2026-12-01" and rows[0]["conversations"] == "1"
+            assert rows[0]["first_response_mean_s"] == "15.0"
+            for bad in ({"from": "2026-12-02", "to": "2026-12-01"}, {"tz": "Mars/Base"},
+                        {"from": "2026-13-01"}):
+                answer = await http.get("/api/reports/overview", params={
+                    **params, "shop": SHOP, **bad}, headers=KEY)
+                assert answer.status_code == 422, bad
+    # A restart reads the cursor: nothing is counted twice.
+    async with open_engine(tmp_path / "d", routing_tick=3600) as (engine, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            again = (await http.get("/api/reports/overview", params={
+                "from": "2026-12-01", "to": "2026-12-01", "shop": SHOP}, headers=KEY)).json()
+            assert again["totals"]["buyer_messages"] == 4
+            assert again["totals"]["first_response"]["count"] == 2
