@@ -186,3 +186,18 @@ async def test_a_scripted_day_gives_the_figures_worked_out_by_hand(tmp_path: Pat
                 "from": "2026-12-01", "to": "2026-12-01", "shop": SHOP}, headers=KEY)).json()
             assert again["totals"]["buyer_messages"] == 4
             assert again["totals"]["first_response"]["count"] == 2
+
+
+def test_percentiles_are_read_off_the_bins_and_never_pass_the_largest_value() -> None:
+    from octim.domain.reports.counting import add_latency, empty_bucket
+    from octim.domain.reports.read import percentile
+
+    bucket = empty_bucket()
+    add_latency(bucket, "frt", 300)  # one 0.3 s reply: the (0, 1 s] bin
+    assert percentile(bucket["frt"], 0.9) == 0.3  # not 0.9, the bin's interpolation
+    for ms in (12_000, 14_000, 40_000, 50_000):
+        add_latency(bucket, "frt", ms)
+    # rank 2.5 of 5: 1 sample below, then 1.5 of the 2 in (10, 15] → 10 + 5 × 0.75
+    assert percentile(bucket["frt"], 0.5) == 13.75
+    assert percentile(bucket["frt"], 0.99) == 50.0  # capped by the maximum
+    assert percentile(empty_bucket()["frt"], 0.5) is None

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from octim.engine import Engine
 
 WEB = Path(__file__).resolve().parent.parent / "web"
-PAGES = {"/agent": "agent.html", "/chat": "chat.html", "/monitor": "monitor.html"}
+PAGES = {"/agent": "agent.html", "/chat": "chat.html", "/monitor": "monitor.html",
+         "/reports": "reports.html"}
 # The pages load only their own scripts and styles; images come from uploads
 # (blob: URLs) or the platform's image hosts (setting ``image_hosts``), never
 # from any URL a buyer chooses.
@@ -31,7 +32,7 @@ CSP = ("default-src 'self'; img-src 'self' blob: data:{hosts}; media-src 'self' 
        "connect-src 'self' {ws}; style-src 'self'; script-src 'self'; ")
 # Storefronts frame the buyer chat (widget.js); staff pages are never framed (clickjacking).
 FRAMING = {"/chat": "frame-ancestors *", "/agent": "frame-ancestors 'none'",
-           "/monitor": "frame-ancestors 'none'"}
+           "/monitor": "frame-ancestors 'none'", "/reports": "frame-ancestors 'none'"}
 
 
 def mount(app: "FastAPI", engine: "Engine") -> None:

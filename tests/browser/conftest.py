@@ -68,6 +68,7 @@ class Running:
                                       "--ws", "127.0.0.1:0"], env)
         ready = self.process.wait_ready()
         self.http = ready["http"]
+        self.ws = ready["ws"]
         self.api = httpx.Client(base_url=self.http, timeout=10,
                                 headers={"Authorization": f"Bearer {TEST_API_KEY}"})
 

@@ -623,3 +623,53 @@ def test_bulk_changes_to_ticked_tickets_in_the_queue(
     assert [(after[t["id"]]["status"], after[t["id"]]["assignee"]) for t in made] == [
         ("pending", "a2"), ("pending", "a2"), ("new", None)]
     assert not problems, problems
+
+
+def test_the_reports_page_shows_the_figures_a_chart_the_ranking_and_exports_csv(
+        chromium: Any, running: Running, artifacts: Path, tmp_path: Path) -> None:
+    import trio
+
+    from octim.testing.client import connect
+
+    api = running.api
+    api.put(f"/api/shops/{SHOP}", json={"name": "测试服装店", "bot": {"mode": "off"}}
+            ).raise_for_status()
+    api.put("/api/agents/a1", json={"name": "小美", "shops": [SHOP]}).raise_for_status()
+
+    async def a_served_and_rated_chat() -> None:
+        with trio.fail_after(20):
+            async with connect(running.ws, token("a1", "agent", SHOP)) as agent, \
+                    connect(running.ws, token("b1")) as buyer:
+                conv = (await buyer.open(SHOP))["conversation"]
+                await buyer.say(conv, "1", "在吗")
+                await agent.expect("event", event="assigned", conversation=conv)
+                await agent.say(conv, "2", "在的")
+                await agent.request({"type": "resolve", "conversation": conv, "ref": "r"},
+                                    "event", event="resolved")
+                await buyer.send({"type": "rate", "conversation": conv, "score": 5})
+                await buyer.expect("event", event="rated")
+
+    trio.run(a_served_and_rated_chat)
+    problems: list[str] = []
+    page = chromium.new_context(viewport={"width": 1280, "height": 900},
+                                accept_downloads=True).new_page()
+    watch_console(page, problems)
+    page.goto(f"{running.http}/reports#token={token('boss', 'shop_admin', SHOP)}")
+    expect(page.locator("[data-kpi='conversations'] strong")).to_have_text("1")
+    expect(page.locator("[data-kpi='satisfaction'] strong")).to_have_text("100.0%")
+    expect(page.locator("[data-kpi='resp_fast'] strong")).to_have_text("100.0%")
+    expect(page.locator("#ranking-rows tr[data-agent='a1']")).to_contain_text("小美")
+    drawn = page.evaluate("() => Chart.getChart(document.getElementById('trend')) !== undefined")
+    assert drawn
+    page.screenshot(path=str(artifacts / "reports.png"))
+    with page.expect_download() as downloading:
+        page.locator("#r-csv").click()
+    saved = tmp_path / "overview.csv"
+    downloading.value.save_as(saved)
+    content = saved.read_bytes()
+    assert content.startswith("\ufeff".encode())
+    header, *rows = content.decode("utf-8-sig").splitlines()
+    assert header.startswith("period,conversations") and rows
+    page.locator("#lang").click()
+    expect(page.locator("[data-kpi='conversations'] .stat-label")).to_have_text("Conversations")
+    assert not problems, problems

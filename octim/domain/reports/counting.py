@@ -7,8 +7,9 @@ conversation that is still going (when its wait for a person began, whether the 
 served it, who serves it). What the definitions in docs/reports.md need and nothing
 more; a report is then a sum of buckets, never a scan of messages.
 
-Latencies are kept as histograms over fixed bins (:data:`BINS_MS`) with their sum and
-count: means are exact, percentiles are read off the bins (interpolated inside one).
+Latencies are kept as histograms over fixed bins (:data:`BINS_MS`) with their sum, count
+and maximum: means are exact, percentiles are read off the bins (interpolated inside one,
+never above the maximum seen).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ LATENCIES = ("frt", "resp", "resolution")
 def empty_bucket() -> dict[str, Any]:
     bucket: dict[str, Any] = dict.fromkeys(COUNTS, 0)
     for name in LATENCIES:
-        bucket[name] = [0, 0, [0] * (len(BINS_MS) + 1)]  # count, sum ms, bins
+        bucket[name] = [0, 0, [0] * (len(BINS_MS) + 1), 0]  # count, sum ms, bins, max ms
     return bucket
 
 
@@ -43,6 +44,7 @@ def add_latency(bucket: dict[str, Any], name: str, ms: int) -> None:
     entry[0] += 1
     entry[1] += ms
     entry[2][bisect.bisect_left(BINS_MS, ms)] += 1
+    entry[3] = max(entry[3], ms)
 
 
 def bucket_key(shop: str, agent: str, hour: int) -> bytes:

@@ -23,18 +23,19 @@ def merge(into: dict[str, Any], bucket: dict[str, Any]) -> None:
     for name in COUNTS:
         into[name] += bucket.get(name, 0)
     for name in LATENCIES:
-        count, total, bins = bucket.get(name) or (0, 0, [])
+        count, total, bins, *rest = bucket.get(name) or (0, 0, [])
         entry = into[name]
         entry[0] += count
         entry[1] += total
         for i, n in enumerate(bins):
             entry[2][i] += n
+        entry[3] = max(entry[3], rest[0] if rest else BINS_MS[-1] * 10)  # unknown: no cap
 
 
 def percentile(entry: list[Any], q: float) -> float | None:
     """The ``q`` quantile in seconds, read off the bins (linear inside one); the open
     last bin answers its lower bound."""
-    count, bins = int(entry[0]), [int(n) for n in entry[2]]
+    count, bins, top = int(entry[0]), [int(n) for n in entry[2]], int(entry[3])
     if not count:
         return None
     rank = q * count
@@ -43,15 +44,16 @@ def percentile(entry: list[Any], q: float) -> float | None:
         if n and seen + n >= rank:
             low = BINS_MS[i - 1] if i else 0
             if i >= len(BINS_MS):
-                return float(low) / 1000
+                return float(min(low, top)) / 1000
             high = BINS_MS[i]
-            return round((low + (high - low) * (rank - seen) / n) / 1000.0, 3)
+            value = min(low + (high - low) * (rank - seen) / n, float(top))
+            return round(value / 1000.0, 3)
         seen += n
     return None
 
 
 def _latency(entry: list[Any]) -> dict[str, Any]:
-    count, total, _ = entry
+    count, total = entry[0], entry[1]
     return {"count": count, "mean_s": round(total / count / 1000, 3) if count else None,
             "p50_s": percentile(entry, 0.5), "p90_s": percentile(entry, 0.9)}
 

@@ -1,0 +1,97 @@
+// The reports page (docs/reports.md): totals, a trend chart and the agent ranking for a
+// shop (or the platform) over a date range; CSV downloads. Chart.js ships in vendor/.
+/* global Chart */
+import { api, applyI18n, currentLang, el, setLang, t, takeToken, tokenClaims } from "./common.js";
+
+const $ = (id) => document.getElementById(id);
+let chart = null;
+let last = null;
+
+applyI18n(document);
+$("lang").addEventListener("click", () => { setLang(currentLang() === "zh" ? "en" : "zh"); if (last) render(last); });
+
+const token = takeToken(sessionStorage, "octim.reports.token");
+const claims = token && tokenClaims(token);
+if (!claims || !["shop_admin", "platform_admin", "agent"].includes(claims.role)) {
+  $("no-token").hidden = false;
+} else {
+  $("me").textContent = `${claims.sub} (${claims.role})`;
+  const shops = claims.role === "platform_admin" ? ["*", ...(claims.shops || []).filter((s) => s !== "*")] : (claims.shops || []);
+  $("r-shop").replaceChildren(...shops.map((s) => el("option", { value: s, text: s === "*" ? t("whole_platform") : s })));
+  const params = new URLSearchParams(location.search);
+  if (params.get("shop")) $("r-shop").value = params.get("shop");
+  const today = new Date();
+  const iso = (d) => d.toISOString().slice(0, 10);
+  $("r-to").value = params.get("to") || iso(today);
+  $("r-from").value = params.get("from") || iso(new Date(today.getTime() - 29 * 86_400_000));
+  $("filters").hidden = false;
+  $("filters").addEventListener("submit", (event) => { event.preventDefault(); load(); });
+  $("r-csv").addEventListener("click", () => download("overview"));
+  $("r-csv-agents").addEventListener("click", () => download("agents"));
+  load();
+}
+
+function query(extra = {}) {
+  return new URLSearchParams({ shop: $("r-shop").value, from: $("r-from").value, to: $("r-to").value,
+    granularity: $("r-granularity").value, ...extra });
+}
+
+async function load() {
+  $("r-error").textContent = "";
+  try {
+    const overview = await api(token, `/api/reports/overview?${query()}`);
+    const ranking = claims.role === "agent" ? null : await api(token, `/api/reports/agents?${query()}`);
+    last = { overview, ranking };
+    render(last);
+  } catch (error) { $("r-error").textContent = `${error.code || ""} ${error.message}`; }
+}
+
+function pct(value) { return value === null || value === undefined ? "–" : `${(value * 100).toFixed(1)}%`; }
+function secs(value) { return value === null || value === undefined ? "–" : `${Number(value).toFixed(1)}${t("s_unit")}`; }
+
+function render({ overview, ranking }) {
+  const x = overview.totals;
+  const kpis = [
+    ["conversations", x.conversations], ["buyer_messages", x.buyer_messages],
+    ["frt_mean", secs(x.first_response.mean_s)], ["frt_p90", secs(x.first_response.p90_s)],
+    ["resp_mean", secs(x.response.mean_s)], ["resp_fast", pct(x.response.within_30s_rate)],
+    ["resolution_rate", pct(x.resolution_rate)], ["satisfaction", pct(x.satisfaction)],
+    ["handoff_rate", pct(x.handoff_rate)], ["bot_resolution_rate", pct(x.bot_resolution_rate)],
+    ["tickets_created", x.tickets_created], ["sla_breaches", x.sla_breaches],
+  ];
+  $("kpis").replaceChildren(...kpis.map(([key, value]) => el("div.stat", { dataset: { kpi: key } },
+    el("span.stat-label", { text: t("kpi_" + key) }), el("strong", { text: String(value) }))));
+  $("kpis").hidden = false;
+  $("trend-box").hidden = false;
+  const labels = overview.series.map((p) => p.period);
+  const datasets = [
+    { label: t("kpi_conversations"), data: overview.series.map((p) => p.conversations), yAxisID: "y", borderColor: "#2563eb", backgroundColor: "#2563eb" },
+    { label: t("kpi_frt_mean"), data: overview.series.map((p) => p.first_response.mean_s), yAxisID: "y1", borderColor: "#f59e0b", backgroundColor: "#f59e0b" },
+    { label: t("kpi_satisfaction"), data: overview.series.map((p) => p.satisfaction === null ? null : p.satisfaction * 100), yAxisID: "y2", borderColor: "#10b981", backgroundColor: "#10b981" },
+  ];
+  if (typeof Chart === "undefined") return;
+  if (chart) chart.destroy();
+  chart = new Chart($("trend"), { type: "line", data: { labels, datasets }, options: {
+    animation: false, responsive: true, spanGaps: true,
+    scales: { y: { beginAtZero: true, position: "left" }, y1: { beginAtZero: true, position: "right", grid: { drawOnChartArea: false } },
+              y2: { display: false, min: 0, max: 100 } } } });
+  $("ranking-box").hidden = !ranking;
+  if (!ranking) return;
+  const rows = [...ranking.agents].sort((a, b) => b.assigned - a.assigned || b.staff_messages - a.staff_messages);
+  $("ranking-rows").replaceChildren(...rows.map((r) => el("tr", { dataset: { agent: r.agent } },
+    el("td", { text: r.name || r.agent }), el("td", { text: r.assigned }), el("td", { text: r.staff_messages }),
+    el("td", { text: secs(r.first_response.mean_s) }), el("td", { text: pct(r.response.within_30s_rate) }),
+    el("td", { text: r.resolved }), el("td", { text: pct(r.satisfaction) }))));
+}
+
+// A CSV file through the API (the token goes in a header, never in a link).
+async function download(name) {
+  const response = await fetch(`/api/reports/${name}?${query({ format: "csv" })}`, { headers: { Authorization: `Bearer ${token}` } });
+  if (!response.ok) { $("r-error").textContent = response.statusText; return; }
+  const url = URL.createObjectURL(await response.blob());
+  const link = el("a", { href: url, download: `${name}-${$("r-shop").value === "*" ? "platform" : $("r-shop").value}-${$("r-from").value}-${$("r-to").value}.csv` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
