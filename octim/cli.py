@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     rekey.add_argument("--compact", action="store_true",
                        help="then rewrite the file without free pages that may still hold old "
                             "plaintext or ciphertext (the engine must be stopped)")
+    reports = commands.add_parser("reports", help="reports: rebuild the counters")
+    report_commands = reports.add_subparsers(dest="reports_command", required=True,
+                                             metavar="REPORTS_COMMAND")
+    rebuild = report_commands.add_parser(
+        "rebuild", help="replay the event log into fresh report counters (engine stopped)")
+    rebuild.add_argument("--data", type=Path, required=True, help="data directory")
     kb_import = kb_commands.add_parser("import", help="upsert entries from a JSON Lines file")
     kb_import.add_argument("file", type=Path)
     kb_import.add_argument("--data", type=Path, required=True)
@@ -169,6 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _backup(args.data, args.dest)
         if args.command == "rekey":
             return _rekey(args.data, args.key_file, args.compact)
+        if args.command == "reports":
+            from octim.domain.reports.feeder import rebuild
+            from octim.store.crypto import load_keys
+
+            keys = load_keys(os.environ.get("OCTIM_DATA_KEY", ""),
+                             os.environ.get("OCTIM_DATA_KEY_FILE", ""))
+            print(json.dumps(trio.run(rebuild, args.data, keys or None)))
+            return 0
         if args.command == "kb":
             from octim import kb_cli
 

@@ -235,3 +235,21 @@ def test_rekey_command_seals_a_clear_store_and_reports(tmp_path: Path) -> None:
         online = octim("rekey", "--data", str(data), env={"OCTIM_DATA_KEY": key})
         assert online.returncode == 0, online.stderr  # re-sealing runs beside the engine
         assert engine.stop() == 0
+
+
+def test_reports_rebuild_refuses_a_running_engine_and_replays_a_stopped_one(
+        tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    headers = {"Authorization": f"Bearer {TEST_API_KEY}"}
+    with EngineProcess(["serve", "--data", str(data), *PORTS], ENV) as engine:
+        ready = engine.wait_ready()
+        with httpx.Client(base_url=ready["http"], headers=headers, timeout=10) as client:
+            client.put("/api/shops/s1", json={"name": "一号店"}).raise_for_status()
+            client.post("/api/tickets", json={"shop": "s1", "subject": "x"}).raise_for_status()
+            busy = octim("reports", "rebuild", "--data", str(data))
+            assert busy.returncode == 1 and "stop it first" in busy.stderr
+        assert engine.stop() == 0
+    done = octim("reports", "rebuild", "--data", str(data))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["records"] >= 1 and report["buckets"] >= 2  # the shop and the platform

@@ -12,6 +12,7 @@ includes everything committed before it was asked for. Nothing ever scans messag
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -74,3 +75,32 @@ class Reports:
             await store.write(ops)
             self.cursor = cursor
             return counted
+
+
+async def rebuild(data: Path, keys: dict[str, bytes] | None = None) -> dict[str, int]:
+    """Replay the whole event log into fresh counters (``octim reports rebuild``): the
+    engine must be stopped (it holds the data directory's engine lock while it runs)."""
+    from octim.store import open_store
+    from octim.store.env import ENGINE_LOCK_FILE, hold_lock
+
+    lock = hold_lock(data, exclusive=True, name=ENGINE_LOCK_FILE, holder="an engine")
+    try:
+        async with open_store(data, keys=keys) as store:
+            dropped = 0
+            for db in ("report_buckets", "report_pending"):
+                keys_of = [key for key, _ in store.scan(db)]
+                for at in range(0, len(keys_of), READ_BATCH):
+                    await store.write([Delete(db, key) for key in keys_of[at:at + READ_BATCH]])
+                dropped += len(keys_of)
+            await store.write([Put("meta", CURSOR_KEY, pack(0))])
+            reports = Reports(store)
+            counted = 0
+            while True:
+                step = await reports.catch_up()
+                if not step:
+                    break
+                counted += step
+            return {"records": counted, "dropped": dropped,
+                    "buckets": sum(1 for _ in store.scan("report_buckets"))}
+    finally:
+        lock.close()
