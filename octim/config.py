@@ -75,6 +75,7 @@ class Settings:
     presence_grace: float = 30.0  # seconds after an agent's last connection drops → offline
     routing_tick: float = 1.0  # seconds between routing timer checks
     monitor_interval: float = 1.0  # seconds between live monitor updates to a screen
+    report_interval: float = 10.0  # seconds between report catch-ups (a read catches up too)
     public_ws_url: str = ""  # the gateway URL browsers use (default: the bound --ws address)
     # webhooks
     webhook_timeout: float = 5.0  # seconds per delivery attempt

@@ -23,6 +23,7 @@ from octim.domain.customers import AddLogistics
 from octim.domain.kb.knowledge import ID as KB_ID
 from octim.domain.kb.knowledge import KIND as KB
 from octim.domain.kb.knowledge import UpsertEntry
+from octim.domain.reports import synthetic
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
 from octim.domain.routing.messages import ForceAssign, UpsertAgent, UpsertGroup
@@ -39,8 +40,10 @@ from octim.domain.tickets.desk import (
     PutSettings,
 )
 from octim.engine import Engine, Listening
+from octim.store import Put, pack
 
 DEFAULT_DATA = Path("octim-demo-data")
+DEMO_HISTORY_KEY = b"demo_history"  # in ``meta``: the month of synthetic history is loaded
 
 DEMO_SHOPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("uniqlo-style", "优衣坊旗舰店", ("服装",)),
@@ -222,7 +225,22 @@ async def seed_demo(engine: Engine) -> str:
     await desk.ask(InboundEmail("<demo-mail-1@example.com>", (), "email:azhen@example.com",
                                 "退款还没到账", "快递退回去一周了，退款还没到账，订单 demo-o4。",
                                 None))
+    await _history(engine)
     return str(conversation)
+
+
+async def _history(engine: Engine) -> None:
+    """A month of made-up conversations in the event log (once), so the reports page
+    (/reports) has a month to show; their ids start with ``syn-``."""
+    if engine.store.get("meta", DEMO_HISTORY_KEY) is not None:
+        return
+    today = engine.context.now_ms() // DAY_MS * DAY_MS
+    agents = {shop: [a for a, _, shops, _ in DEMO_AGENTS if shop in shops]
+              for shop, _, _ in DEMO_SHOPS}
+    records = synthetic.conversations([s for s, _, _ in DEMO_SHOPS], agents,
+                                      today - 30 * DAY_MS, 30, 40)
+    await synthetic.load(engine.store, records)
+    await engine.store.write((Put("meta", DEMO_HISTORY_KEY, pack(True)),))
 
 
 def demo_links(settings: Settings, listening: Listening, conversation: str) -> str:
@@ -261,6 +279,9 @@ def demo_links(settings: Settings, listening: Listening, conversation: str) -> s
     lines += [
         f"  monitor platform  {http}/monitor#token={jwt('ops', 'platform_admin')}",
         f"  monitor {shop}  {http}/monitor#token={jwt('admin-' + shop, 'shop_admin', shop)}",
+        f"  reports {shop}  {http}/reports#token={jwt('admin-' + shop, 'shop_admin', shop)}"
+        "   (a month of demo history)",
+        f"  reports platform  {http}/reports#token={jwt('ops', 'platform_admin')}",
         f"  storefront embed  <script src=\"{http}/widget.js\" data-shop=\"{shop}\" "
         f"data-token=\"{buyer}\"></script>",
         "",

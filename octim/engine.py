@@ -425,7 +425,8 @@ class Engine:
         await self.directory.ref(DISPATCHER, DISPATCHER_ID).ask(Tick())
         self.events.tick(self.context.clock())
         await self.monitor.catch_up()
-        if self.reports is not None:
+        if self.reports is not None and self.reports.due(self.context.clock(),
+                                                          self.settings.report_interval):
             await self.reports.catch_up()
 
     async def sweep(self) -> int:

@@ -163,6 +163,11 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
             call = client.post("/api/inbound/call", headers=key, json={
                 "shop": "uniqlo-style", "call": "c-1", "phone": "+8613800000001"}).json()
             assert call["buyer"] == "buyer-1" and "T-1" in [t["label"] for t in call["tickets"]]
+            # A month of demo history, so the reports page shows a month.
+            week = client.get("/api/reports/overview", headers=key,
+                              params={"shop": "uniqlo-style"}).json()  # the last 7 days
+            assert week["totals"]["conversations"] > 100
+            assert week["totals"]["first_response"]["p50_s"] is not None
         assert token.count(".") == 2
         conversation = printed["conversation"][1]
 

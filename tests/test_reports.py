@@ -151,6 +151,11 @@ async def test_a_scripted_day_gives_the_figures_worked_out_by_hand(tmp_path: Pat
             assert platform["conversations"] == 3 and platform["ratings"] == 2
             assert platform["average_rating"] == 4.0
 
+            # Day roll-ups (counted in Shanghai) and summed hours (asked in UTC) agree: the
+            # day's events all fall on 2026-12-01 in both zones.
+            in_utc = (await http.get("/api/reports/overview", params={
+                **params, "shop": SHOP, "tz": "UTC"}, headers=KEY)).json()["totals"]
+            assert in_utc == one
             hourly = (await http.get("/api/reports/overview", params={
                 **params, "shop": SHOP, "granularity": "hour"}, headers=KEY)).json()
             assert [p["period"] for p in hourly["series"]] == ["2026-12-01T10:00"]

@@ -15,6 +15,7 @@ never above the maximum seen).
 from __future__ import annotations
 
 import bisect
+import datetime
 from typing import Any
 
 #: Upper bounds of the latency bins, in ms; one more bin holds everything longer.
@@ -53,6 +54,38 @@ def bucket_key(shop: str, agent: str, hour: int) -> bytes:
     return f"{shop}\0{agent}\0{hour:010d}".encode()
 
 
+def day_key(shop: str, agent: str, day: str) -> bytes:
+    """The day roll-up: ``shop \\0 agent \\0 D<YYYYMMDD>``, the day in the shop's zone
+    when it was counted (the bucket says which, in ``tz``)."""
+    return f"{shop}\0{agent}\0D{day}".encode()
+
+
+def compact(bucket: dict[str, Any]) -> dict[str, Any]:
+    """What is stored: the counts that are not zero, the latencies that have samples (their
+    bins without trailing zeros)."""
+    out: dict[str, Any] = {k: v for k, v in bucket.items()
+                           if k not in LATENCIES and v}
+    for name in LATENCIES:
+        count, total, bins, top = bucket[name]
+        if count:
+            last = max(i for i, n in enumerate(bins) if n)
+            out[name] = [count, total, bins[:last + 1], top]
+    return out
+
+
+def expand(stored: dict[str, Any] | None) -> dict[str, Any]:
+    bucket = empty_bucket()
+    for key, value in (stored or {}).items():
+        if key in LATENCIES:
+            count, total, bins, top = value
+            entry = bucket[key]
+            entry[0], entry[1], entry[3] = count, total, top
+            entry[2][:len(bins)] = bins
+        else:
+            bucket[key] = value
+    return bucket
+
+
 class Fold:
     """The buckets and pending records a run of log records changes (see module doc).
 
@@ -60,27 +93,55 @@ class Fold:
     supplies them), so the fold works on a few hours and conversations at a time.
     """
 
-    def __init__(self, load_bucket: Any, load_pending: Any) -> None:
+    def __init__(self, load_bucket: Any, load_pending: Any, zone_of: Any = None,
+                 known: dict[bytes, dict[str, Any]] | None = None) -> None:
         self._load_bucket = load_bucket
         self._load_pending = load_pending
+        self._known = {} if known is None else known  # buckets already loaded (kept live)
+        self._zone_of = zone_of  # shop → its ZoneInfo (None: no day roll-ups)
+        self._days: dict[tuple[str, int], tuple[str, str]] = {}  # (shop, hour) → day, tz
+        self._cache: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
         self.buckets: dict[bytes, dict[str, Any]] = {}
         self.pending: dict[str, dict[str, Any] | None] = {}  # None: the conversation ended
 
-    def _bucket(self, shop: str, agent: str, ts: int) -> dict[str, Any]:
-        key = bucket_key(shop, agent, ts // HOUR_MS)
+    def _get(self, key: bytes, tz: str | None = None) -> dict[str, Any]:
         found = self.buckets.get(key)
         if found is None:
-            found = self._load_bucket(key) or empty_bucket()
+            found = self._known.get(key)
+            if found is None:
+                found = expand(self._load_bucket(key))
+                if tz is not None:
+                    found["tz"] = tz
+                self._known[key] = found
             self.buckets[key] = found
         return found
 
+    def _targets(self, shop: str, agent: str, ts: int) -> list[dict[str, Any]]:
+        """The hour bucket and the day roll-up an event at ``ts`` counts in."""
+        hour = ts // HOUR_MS
+        cached = self._cache.get((shop, agent, hour))
+        if cached is not None:
+            return cached
+        targets = [self._get(bucket_key(shop, agent, hour))]
+        if self._zone_of is not None:
+            day = self._days.get((shop, hour))
+            if day is None:
+                zone = self._zone_of(shop)
+                local = datetime.datetime.fromtimestamp(hour * 3600, tz=zone)
+                day = self._days[(shop, hour)] = (local.strftime("%Y%m%d"), zone.key)
+            targets.append(self._get(day_key(shop, agent, day[0]), day[1]))
+        self._cache[(shop, agent, hour)] = targets
+        return targets
+
     def _count(self, shop: str, agent: str | None, ts: int, name: str, n: int = 1) -> None:
         for scope_shop, scope_agent in self._scopes(shop, agent):
-            self._bucket(scope_shop, scope_agent, ts)[name] += n
+            for bucket in self._targets(scope_shop, scope_agent, ts):
+                bucket[name] += n
 
     def _latency(self, shop: str, agent: str | None, ts: int, name: str, ms: int) -> None:
         for scope_shop, scope_agent in self._scopes(shop, agent):
-            add_latency(self._bucket(scope_shop, scope_agent, ts), name, max(0, ms))
+            for bucket in self._targets(scope_shop, scope_agent, ts):
+                add_latency(bucket, name, max(0, ms))
 
     @staticmethod
     def _scopes(shop: str, agent: str | None) -> list[tuple[str, str]]:

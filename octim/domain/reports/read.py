@@ -13,6 +13,7 @@ from octim.domain.reports.counting import (
     HOUR_MS,
     LATENCIES,
     bucket_key,
+    day_key,
     empty_bucket,
 )
 
@@ -23,7 +24,7 @@ def merge(into: dict[str, Any], bucket: dict[str, Any]) -> None:
     for name in COUNTS:
         into[name] += bucket.get(name, 0)
     for name in LATENCIES:
-        count, total, bins, *rest = bucket.get(name) or (0, 0, [])
+        count, total, bins, *rest = bucket.get(name) or (0, 0, [], 0)
         entry = into[name]
         entry[0] += count
         entry[1] += total
@@ -98,22 +99,65 @@ def period_of(hour: int, granularity: str, zone: ZoneInfo) -> str:
     return local.strftime("%Y-%m")
 
 
+def _by_day(store: Any, shop: str, agent: str, start_ms: int, end_ms: int,
+            zone: ZoneInfo) -> list[tuple[datetime.date, dict[str, Any]]] | None:
+    """The day roll-ups of the range, if every one was counted in ``zone`` (else None:
+    the caller sums hours)."""
+    first = datetime.datetime.fromtimestamp(start_ms / 1000, tz=zone).date()
+    last = datetime.datetime.fromtimestamp((end_ms - 1) / 1000, tz=zone).date()
+    low = day_key(shop, agent, first.strftime("%Y%m%d"))
+    high = day_key(shop, agent, (last + datetime.timedelta(days=1)).strftime("%Y%m%d"))
+    found = []
+    for key, bucket in store.scan("report_buckets", low, high):
+        if bucket.get("tz") != zone.key:
+            return None
+        day = key.rsplit(b"\0D", 1)[1].decode()
+        found.append((datetime.date(int(day[:4]), int(day[4:6]), int(day[6:])), bucket))
+    return found
+
+
+def _day_period(day: datetime.date, granularity: str) -> str:
+    if granularity == "day":
+        return day.isoformat()
+    if granularity == "week":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    return day.strftime("%Y-%m")
+
+
 def report(store: Any, shop: str, agent: str, start_ms: int, end_ms: int,
            granularity: str, zone: ZoneInfo) -> dict[str, Any]:
     """Totals and a series by period for ``[start_ms, end_ms)`` of one shop (``*``: the
-    platform) or one of its agents."""
-    first, last = start_ms // HOUR_MS, (end_ms - 1) // HOUR_MS
+    platform) or one of its agents. Whole days in the zone the days were counted in come
+    from the day roll-ups (one record a day); anything else sums the hours."""
     total = empty_bucket()
     periods: dict[str, dict[str, Any]] = {}
-    prefix_len = len(bucket_key(shop, agent, 0)) - 10
-    for key, bucket in store.scan("report_buckets", bucket_key(shop, agent, first),
-                                  bucket_key(shop, agent, last + 1)):
-        hour = int(key[prefix_len:])
-        merge(total, bucket)
-        merge(periods.setdefault(period_of(hour, granularity, zone), empty_bucket()), bucket)
+    days = None
+    if granularity != "hour" and _whole_days(start_ms, end_ms, zone):
+        days = _by_day(store, shop, agent, start_ms, end_ms, zone)
+    if days is not None:
+        for day, bucket in days:
+            merge(total, bucket)
+            merge(periods.setdefault(_day_period(day, granularity), empty_bucket()), bucket)
+    else:
+        first, last = start_ms // HOUR_MS, (end_ms - 1) // HOUR_MS
+        prefix_len = len(bucket_key(shop, agent, 0)) - 10
+        for key, bucket in store.scan("report_buckets", bucket_key(shop, agent, first),
+                                      bucket_key(shop, agent, last + 1)):
+            hour = int(key[prefix_len:])
+            merge(total, bucket)
+            merge(periods.setdefault(period_of(hour, granularity, zone), empty_bucket()),
+                  bucket)
     return {"shop": shop, "agent": agent or None, "from": start_ms, "to": end_ms,
             "granularity": granularity, "tz": zone.key, "totals": metrics(total),
             "series": [{"period": p, **metrics(b)} for p, b in sorted(periods.items())]}
+
+
+def _whole_days(start_ms: int, end_ms: int, zone: ZoneInfo) -> bool:
+    def midnight(ms: int) -> bool:
+        local = datetime.datetime.fromtimestamp(ms / 1000, tz=zone)
+        return (local.hour, local.minute, local.second, local.microsecond) == (0, 0, 0, 0)
+    return midnight(start_ms) and midnight(end_ms)
 
 
 def agents(store: Any, shop: str, start_ms: int, end_ms: int, zone: ZoneInfo

@@ -1,0 +1,95 @@
+"""Synthetic history for the reports: event-log records of made-up conversations.
+
+The records have exactly the shapes the engine logs (``opened``, ``message``, ``assigned``,
+``handoff``, ``resolved``, ``rated``, ``closed``; docs/architecture.md), with times spread
+over past days, so the reports fold them as they fold real ones. Used by the demo (a
+month of history, so the reports page has something to show) and by the reports
+benchmark (a million conversations). The conversation ids (``syn-…``) name no stored
+conversation: nothing else reads them as such.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from octim.store import Append, pack
+
+DAY_MS = 86_400_000
+
+
+def conversations(shops: Sequence[str], agents: Mapping[str, Sequence[str]], start_ms: int,
+                  days: int, per_day: int, seed: int = 7) -> Iterator[dict[str, Any]]:
+    """Log records of ``per_day`` conversations a day per shop for ``days`` days from
+    ``start_ms``, busier in the afternoon and evening, in the order they happen per
+    conversation (the fold needs no global order across conversations)."""
+    rng = random.Random(seed)
+    n = 0
+    for day in range(days):
+        for shop in shops:
+            staff = agents.get(shop) or ["agent"]
+            for _ in range(per_day):
+                n += 1
+                hour = rng.choices(range(24), weights=[1, 1, 1, 1, 1, 1, 2, 3, 5, 8, 9, 9,
+                                                       8, 8, 9, 10, 10, 9, 8, 9, 10, 8, 5, 2])[0]
+                ts = start_ms + day * DAY_MS + hour * 3_600_000 + rng.randrange(3_600_000)
+                yield from _one(rng, f"syn-{shop}-{n}", shop, rng.choice(staff), ts)
+
+
+def _one(rng: random.Random, conversation: str, shop: str, agent: str, ts: int
+         ) -> Iterator[dict[str, Any]]:
+    def record(event: str, data: dict[str, Any], at: int) -> dict[str, Any]:
+        return {"event": event, "conversation": conversation, "shop": shop, "data": data,
+                "ts": at}
+
+    bot = rng.random() < 0.4
+    buyer = f"syn-buyer-{rng.randrange(50_000)}"
+    yield record("opened", {"buyer": buyer, "state": "bot" if bot else "queued"}, ts)
+    seq = 0
+
+    def message(role: str, sender: str, at: int) -> dict[str, Any]:
+        nonlocal seq
+        seq += 1
+        return record("message", {"seq": seq, "role": role, "from": sender, "kind": "text"},
+                      at)
+
+    yield message("buyer", buyer, ts)
+    if bot:
+        ts += rng.randrange(500, 2_000)
+        yield message("bot", "bot", ts)
+        if rng.random() < 0.6:  # the bot settled it
+            yield record("closed", {"reason": "inactive"}, ts + 1_800_000)
+            return
+        ts += rng.randrange(5_000, 60_000)
+        yield message("buyer", buyer, ts)
+        yield record("handoff", {"reason": rng.choice(["requested", "unanswered"])}, ts)
+    yield record("assigned", {"agent": agent, "rule": "ranked"}, ts + rng.randrange(100, 2_000))
+    for _ in range(rng.randrange(1, 4)):
+        ts += int(rng.lognormvariate(2.7, 0.8) * 1000)  # a reply after ~15 s, long-tailed
+        yield message("agent", agent, ts)
+        ts += rng.randrange(10_000, 120_000)
+        yield message("buyer", buyer, ts)
+    ts += int(rng.lognormvariate(2.5, 0.7) * 1000)
+    yield message("agent", agent, ts)
+    ts += rng.randrange(30_000, 300_000)
+    yield record("resolved", {"by": agent}, ts)
+    if rng.random() < 0.45:
+        yield record("rated", {"score": rng.choices([5, 4, 3, 2, 1], [60, 22, 9, 5, 4])[0]},
+                     ts + rng.randrange(5_000, 60_000))
+    yield record("closed", {"reason": "inactive"}, ts + 1_800_000)
+
+
+async def load(store: Any, records: Iterator[dict[str, Any]], batch: int = 5000) -> int:
+    """Append the records to the event log in commits of ``batch``; returns how many."""
+    ops: list[Any] = []
+    count = 0
+    for item in records:
+        ops.append(Append("log", pack(item)))
+        count += 1
+        if len(ops) >= batch:
+            await store.write(ops)
+            ops = []
+    if ops:
+        await store.write(ops)
+    return count
