@@ -494,6 +494,10 @@ async def test_a_shops_custom_fields_categories_and_statuses(tmp_path: Path) -> 
                     **base, "fields": fields, "category": category}, headers=KEY)
                 assert refused.status_code == 422, (fields, refused.text)
                 assert refused.json()["error"]["code"] == "invalid_body"
+            # A buyer's own ticket (a form, 留言) cannot fill staff fields: none is required.
+            mine = await http.post("/api/tickets", json={
+                "shop": SHOP, "subject": "留言", "description": "请回电"}, headers=bearer("b1"))
+            assert mine.status_code == 201, mine.text
             made = (await http.post("/api/tickets", json={**base, "fields": {
                 "carrier": "顺丰", "amount": 12.5, "shipped": "2026-12-01",
                 "waybill": "SF1"}}, headers=KEY)).json()

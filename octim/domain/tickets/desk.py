@@ -57,6 +57,7 @@ class CreateTicket(Message):
     by: str
     role: str
     idempotency_key: str
+    required: bool = True  # the shop's required fields must be given (staff, the API)
 
 
 @record
@@ -302,9 +303,12 @@ class TicketDesk(Actor[EngineContext]):
     async def receive(self, message: Message) -> Any:
         now = self.context.now_ms()
         match message:
-            case CreateTicket(values=values, by=by, role=role, idempotency_key=key):
+            case CreateTicket(values=values, by=by, role=role, idempotency_key=key,
+                              required=required):
                 self._check_people(values)
-                fields.check_values(self.settings, thaw(values), creating=True)
+                # A buyer's ticket (a form, 留言) cannot fill staff fields: none required.
+                fields.check_values(self.settings, thaw(values),
+                                    creating=required and role != "buyer")
                 created = await self._create(thaw(values), by, role, key, now)
                 if not created["repeated"]:
                     self._tell(self._ticket(created["id"]), "created", by, None)
@@ -598,7 +602,7 @@ class TicketDesk(Actor[EngineContext]):
         if m.group:
             values["group"] = m.group
         made = await self.context.directory.ref(KIND, m.to_shop).ask(CreateTicket(
-            values, m.by, m.role, f"escalate\x1f{ticket.id}"))
+            values, m.by, m.role, f"escalate\x1f{ticket.id}", required=False))
         changes: dict[str, Any] = {}
         if ticket.status in (NEW, OPEN, PENDING):
             changes["status"] = ON_HOLD  # waiting for the other side (a third party)
