@@ -168,6 +168,7 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
                               params={"shop": "uniqlo-style"}).json()  # the last 7 days
             assert week["totals"]["conversations"] > 100
             assert week["totals"]["first_response"]["p50_s"] is not None
+            assert week["totals"]["converted"] > 0 and week["totals"]["sales"] > 0
         assert token.count(".") == 2
         conversation = printed["conversation"][1]
 

@@ -97,6 +97,16 @@ async def script(engine: Any, listening: Any, now: list[float]) -> None:
                                                       "requester": "b1"})).json()
         (await http.patch(f"/api/tickets/{made['id']}", json={"status": "solved"})
          ).raise_for_status()
+        # b1 pays at 12:00 (converts c1's inquiry, the same day); b3 pays 30 h after
+        # asking (too late to count); o-1 shipped later converts nothing again.
+        item = {"sku": "k1", "name": "羽绒服", "price": 399}
+        for order, shop, buyer, paid, status in (
+                ("o-1", SHOP, "b1", T0 + 2 * 3600, "paid"),
+                ("o-3", BOTSHOP, "b3", T0 + 30 * 3600, "paid"),
+                ("o-1", SHOP, "b1", T0 + 2 * 3600, "shipped")):
+            (await http.put(f"/api/orders/{order}", json={
+                "shop": shop, "customer": buyer, "status": status, "items": [item],
+                "times": {"paid": int(paid * 1000)}})).raise_for_status()
     # Much later the idle conversations close (c2 was the bot's alone).
     at(5 * 3600)
     await engine.sweep()
@@ -135,6 +145,9 @@ async def test_a_scripted_day_gives_the_figures_worked_out_by_hand(tmp_path: Pat
             assert one["reopened"] == 1 and one["reopen_rate"] == 1.0
             assert one["ratings"] == 1 and one["satisfaction"] == 1.0
             assert one["tickets_created"] == 1 and one["tickets_solved"] == 1
+            assert one["inquiries"] == 1 and one["converted"] == 1
+            assert one["conversion_rate"] == 1.0 and one["same_day_conversion_rate"] == 1.0
+            assert one["sales"] == 399.0
 
             two = (await http.get("/api/reports/overview", params={**params, "shop": BOTSHOP},
                                   headers=KEY)).json()["totals"]
@@ -145,6 +158,7 @@ async def test_a_scripted_day_gives_the_figures_worked_out_by_hand(tmp_path: Pat
             assert two["first_response"]["mean_s"] == 45.0  # from the hand-off
             assert two["resolved"] == 1 and two["resolution_time"]["mean_s"] == 60.0
             assert two["ratings"] == 1 and two["satisfaction"] == 0.0
+            assert two["inquiries"] == 2 and two["converted"] == 0  # b3 paid after 30 h
 
             platform = (await http.get("/api/reports/overview", params={**params, "shop": "*"},
                                        headers=KEY)).json()["totals"]
@@ -165,6 +179,7 @@ async def test_a_scripted_day_gives_the_figures_worked_out_by_hand(tmp_path: Pat
             mine = (await http.get("/api/reports/overview", params={**params, "shop": SHOP},
                                    headers=a1)).json()
             assert mine["agent"] == "a1" and mine["totals"]["staff_messages"] == 3
+            assert mine["totals"]["converted"] == 1 and mine["totals"]["sales"] == 399.0
             assert (await http.get("/api/reports/overview", params={
                 **params, "shop": SHOP, "agent": "a9"}, headers=a1)).status_code == 403
             assert (await http.get("/api/reports/overview", params={**params, "shop": BOTSHOP},

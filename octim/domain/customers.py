@@ -15,13 +15,14 @@ from typing import Any
 
 from octim.actors import Actor, ActorKind, Address, Message, record, thaw
 from octim.domain.context import EngineContext
-from octim.domain.conversations.model import pair_key
+from octim.domain.conversations.model import log_op, pair_key
 from octim.errors import InvalidInput, NotFound
 from octim.store import Delete, Put, pack
 
 KIND = "customer"
 ORDER_STATUSES = ("unpaid", "paid", "shipped", "delivered", "refunding", "refunded", "closed")
 MAX_NOTES = 200
+PAID = frozenset({"paid", "shipped", "delivered"})  # a status an order reaches once paid
 PHONE_INDEX = "idx_customer_phone"
 
 
@@ -109,11 +110,20 @@ class CustomerActor(Actor[EngineContext]):
                 order["updated"] = now
                 created = (order.get("times") or {}).get("created") or (old or {}).get(
                     "times", {}).get("created") or now
-                await store.write((
+                ops = [
                     Put("orders", order["id"].encode(), pack(order)),
                     Put("idx_customer_orders", order_index_key(self.id, order["shop"],
                                                                order["id"]), pack(created)),
-                ))
+                ]
+                if order["status"] in PAID and (old is None or old["status"] not in PAID):
+                    # Paid now (once per order): what the reports' conversion counts.
+                    paid_at = int((order.get("times") or {}).get("paid") or now)
+                    amount = sum(float(i.get("price", 0)) * int(i.get("quantity", 1))
+                                 for i in order.get("items", []))
+                    ops.append(log_op(order["id"], order["shop"], "order_paid", {
+                        "customer": self.id, "order": order["id"],
+                        "amount": round(amount, 2)}, paid_at))
+                await store.write(ops)
                 return order
             case AddLogistics(order_id=order_id, events=events):
                 order = store.get("orders", order_id.encode())

@@ -57,6 +57,7 @@ function render({ overview, ranking }) {
     ["resp_mean", secs(x.response.mean_s)], ["resp_fast", pct(x.response.within_30s_rate)],
     ["resolution_rate", pct(x.resolution_rate)], ["satisfaction", pct(x.satisfaction)],
     ["handoff_rate", pct(x.handoff_rate)], ["bot_resolution_rate", pct(x.bot_resolution_rate)],
+    ["conversion_rate", pct(x.conversion_rate)], ["sales", `¥${x.sales}`],
     ["tickets_created", x.tickets_created], ["sla_breaches", x.sla_breaches],
   ];
   $("kpis").replaceChildren(...kpis.map(([key, value]) => el("div.stat", { dataset: { kpi: key } },

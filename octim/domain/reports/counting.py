@@ -25,11 +25,14 @@ BINS_MS = (1_000, 2_000, 5_000, 10_000, 15_000, 20_000, 30_000, 45_000, 60_000, 
 FAST_MS = 30_000  # "answered within 30 s" (30秒应答率)
 PLATFORM = "*"
 HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
 
 COUNTS = ("conversations", "bot_conversations", "handoffs", "bot_resolved", "assigned",
           "buyer_messages", "staff_messages", "bot_messages", "resolved", "reopened",
           "ratings", "ratings_good", "rating_sum", "resp_fast", "tickets_created",
-          "tickets_solved", "sla_breaches")
+          "tickets_solved", "sla_breaches", "inquiries", "converted", "converted_same_day",
+          "sales")
+CONVERSION_MS = 24 * HOUR_MS  # an inquiry converts if the buyer pays within 24 h
 LATENCIES = ("frt", "resp", "resolution")
 
 
@@ -168,6 +171,9 @@ class Fold:
         if event.startswith("ticket_"):
             self._ticket(event, shop, data, ts)
             return
+        if event == "order_paid":
+            self._paid(shop, data, ts)
+            return
         conversation = record["conversation"]
         if event == "opened":
             bot = data.get("state") == "bot"
@@ -190,6 +196,12 @@ class Fold:
             if agent and agent != state["agent"]:
                 self._count(shop, agent, ts, "assigned")
             state.update(agent=agent, served=True, bot=False)
+            inquiry = state.get("inquiry")
+            if inquiry is not None and agent:  # the inquiry converts for who served it
+                found = self.pending[inquiry] if inquiry in self.pending else \
+                    self._load_pending(inquiry)
+                if found is not None and found.get("agent") is None:
+                    self.pending[inquiry] = {**found, "agent": agent}
         elif event == "transferred":
             state["agent"] = data.get("to")
         elif event == "unassigned":
@@ -225,6 +237,7 @@ class Fold:
             self._count(shop, None, ts, "buyer_messages")
             if state["began"] is None:  # the consultation starts (resolution time)
                 state["began"] = ts
+                self._inquiry(shop, str(data.get("from")), state, ts)
             if state["bot"]:
                 return  # the bot's turn: no person is waited for yet
             if state["start"] is None and not state["frt_done"]:
@@ -243,6 +256,37 @@ class Fold:
             if gap <= FAST_MS:
                 self._count(shop, agent, ts, "resp_fast")
             state["wait"] = None
+
+    def _inquiry(self, shop: str, buyer: str, state: dict[str, Any], ts: int) -> None:
+        """A buyer asked (询单): remembered per shop and buyer for 24 h, to see whether
+        they pay; counted for the shop (its agent is known only once one serves)."""
+        self._count(shop, None, ts, "inquiries")
+        key = f"inquiry\0{shop}\0{buyer}"
+        self.pending[key] = {"ts": ts, "agent": None, "converted": False}
+        state["inquiry"] = key
+
+    def _paid(self, shop: str, data: dict[str, Any], ts: int) -> None:
+        """An order of the shop was paid: it converts the buyer's inquiry of the last 24 h
+        (once), counted at the inquiry's time for the agent who served it then."""
+        key = f"inquiry\0{shop}\0{data.get('customer')}"
+        inquiry = self.pending[key] if key in self.pending else self._load_pending(key)
+        if inquiry is None or inquiry["converted"] or not 0 <= ts - inquiry["ts"] <= \
+                CONVERSION_MS:
+            return
+        self.pending[key] = None  # converted: done with (a second order counts nothing)
+        asked = inquiry["ts"]
+        agent = inquiry.get("agent")
+        self._count(shop, agent, asked, "converted")
+        self._count(shop, agent, asked, "sales", round(float(data.get("amount", 0)) * 100))
+        if self._same_day(shop, asked, ts):
+            self._count(shop, agent, asked, "converted_same_day")
+
+    def _same_day(self, shop: str, a: int, b: int) -> bool:
+        if self._zone_of is None:
+            return a // DAY_MS == b // DAY_MS
+        zone = self._zone_of(shop)
+        return bool(datetime.datetime.fromtimestamp(a / 1000, tz=zone).date() ==
+                    datetime.datetime.fromtimestamp(b / 1000, tz=zone).date())
 
     def _ticket(self, event: str, shop: str, data: dict[str, Any], ts: int) -> None:
         if event == "ticket_created":

@@ -84,6 +84,10 @@ def metrics(b: dict[str, Any]) -> dict[str, Any]:
         "average_rating": round(b["rating_sum"] / b["ratings"], 2) if b["ratings"] else None,
         "tickets_created": b["tickets_created"], "tickets_solved": b["tickets_solved"],
         "sla_breaches": b["sla_breaches"],
+        "inquiries": b["inquiries"], "converted": b["converted"],
+        "conversion_rate": _rate(b["converted"], b["inquiries"]),
+        "same_day_conversion_rate": _rate(b["converted_same_day"], b["inquiries"]),
+        "sales": round(b["sales"] / 100, 2),
     }
 
 

@@ -1,10 +1,10 @@
 """Synthetic history for the reports: event-log records of made-up conversations.
 
 The records have exactly the shapes the engine logs (``opened``, ``message``, ``assigned``,
-``handoff``, ``resolved``, ``rated``, ``closed``; docs/architecture.md), with times spread
-over past days, so the reports fold them as they fold real ones. Used by the demo (a
-month of history, so the reports page has something to show) and by the reports
-benchmark (a million conversations). The conversation ids (``syn-…``) name no stored
+``handoff``, ``resolved``, ``rated``, ``closed``, ``order_paid``; docs/architecture.md),
+with times spread over past days, so the reports fold them as they fold real ones. Used
+by the demo (a month of history, so the reports page has something to show) and by the
+reports benchmark (a million conversations). The conversation ids (``syn-…``) name no stored
 conversation: nothing else reads them as such.
 """
 
@@ -78,6 +78,12 @@ def _one(rng: random.Random, conversation: str, shop: str, agent: str, ts: int
         yield record("rated", {"score": rng.choices([5, 4, 3, 2, 1], [60, 22, 9, 5, 4])[0]},
                      ts + rng.randrange(5_000, 60_000))
     yield record("closed", {"reason": "inactive"}, ts + 1_800_000)
+    if rng.random() < 0.3:  # the buyer pays an order within hours (询单转化)
+        order = f"{conversation}-order"
+        yield {"event": "order_paid", "conversation": order, "shop": shop,
+               "data": {"customer": buyer, "order": order,
+                        "amount": float(rng.choice([59, 99, 199, 299, 399, 599]))},
+               "ts": ts + rng.randrange(60_000, 6 * 3_600_000)}
 
 
 async def load(store: Any, records: Iterator[dict[str, Any]], batch: int = 5000) -> int:
