@@ -18,7 +18,7 @@ from octim.domain.reports.feeder import rebuild
 from octim.testing import TEST_API_KEY, open_engine, token
 from octim.testing.client import Client, connect
 
-SHOP, BOTSHOP = "s1", "s2"
+SHOP, BOTSHOP, EMPTY = "s1", "s2", "s3"
 KEY = {"Authorization": f"Bearer {TEST_API_KEY}"}
 DAY = 1_796_083_200.0  # Tue 2026-12-01 00:00 UTC = 08:00 in Shanghai
 T0 = DAY + 2 * 3600  # 10:00 Shanghai
@@ -34,6 +34,8 @@ async def script(engine: Any, listening: Any, now: list[float]) -> None:
          ).raise_for_status()
         (await http.put(f"/api/shops/{BOTSHOP}", json={
             "name": "二号店", "bot": {"mode": "always"}})).raise_for_status()
+        (await http.put(f"/api/shops/{EMPTY}", json={"name": "三号店", "bot": {"mode": "off"}})
+         ).raise_for_status()  # nobody works here
         for agent, shops in (("a1", [SHOP]), ("a2", [BOTSHOP])):
             (await http.put(f"/api/agents/{agent}", json={"name": agent, "shops": shops})
              ).raise_for_status()
@@ -44,7 +46,8 @@ async def script(engine: Any, listening: Any, now: list[float]) -> None:
             connect(listening.ws_url, a2_token) as a2, \
             connect(listening.ws_url, token("b1")) as b1, \
             connect(listening.ws_url, token("b2")) as b2, \
-            connect(listening.ws_url, token("b3")) as b3:
+            connect(listening.ws_url, token("b3")) as b3, \
+            connect(listening.ws_url, token("b4")) as b4:
         # Conversation 1 (s1, no bot): asked at 0 s, answered at 20 s and 130 s.
         at(0)
         c1 = (await b1.open(SHOP))["conversation"]
@@ -91,6 +94,12 @@ async def script(engine: Any, listening: Any, now: list[float]) -> None:
         await b3.send({"type": "rate", "conversation": c3, "score": 3})
         await b3.expect("event", event="rated")
 
+        # Conversation 4 (s3, nobody works there): the buyer waits and gives up.
+        at(800)
+        c4 = (await b4.open(EMPTY))["conversation"]
+        await b4.say(c4, "1", "有人吗")
+        await b4.expect("event", event="queued", conversation=c4)
+
     async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers=KEY) as http:
         at(700)
         made = (await http.post("/api/tickets", json={"shop": SHOP, "subject": "换货",
@@ -110,6 +119,7 @@ async def script(engine: Any, listening: Any, now: list[float]) -> None:
     # Much later the idle conversations close (c2 was the bot's alone).
     at(5 * 3600)
     await engine.sweep()
+    await engine.tick()  # the agents' presence grace ends now: they go offline at 5 h
     while ConversationMeta.load(engine.store, c2).state != "closed":  # type: ignore[union-attr]
         await trio.sleep(0.01)
 
@@ -159,10 +169,18 @@ async def test_a_scripted_day_gives_the_figures_worked_out_by_hand(tmp_path: Pat
             assert two["resolved"] == 1 and two["resolution_time"]["mean_s"] == 60.0
             assert two["ratings"] == 1 and two["satisfaction"] == 0.0
             assert two["inquiries"] == 2 and two["converted"] == 0  # b3 paid after 30 h
+            # Waiting for an agent: c1 twice (at the start, after the reopen) and c3 after
+            # the hand-off, each assigned at once; c4 waited until it closed: abandoned.
+            assert one["queue_wait"]["count"] == 2 and one["queue_wait"]["mean_s"] == 0.0
+            assert two["queue_wait"]["count"] == 1 and two["abandoned"] == 0
+            three = (await http.get("/api/reports/overview", params={
+                **params, "shop": EMPTY}, headers=KEY)).json()["totals"]
+            assert three["conversations"] == 1 and three["abandoned"] == 1
+            assert three["queue_wait"]["count"] == 0 and three["inquiries"] == 1
 
             platform = (await http.get("/api/reports/overview", params={**params, "shop": "*"},
                                        headers=KEY)).json()["totals"]
-            assert platform["conversations"] == 3 and platform["ratings"] == 2
+            assert platform["conversations"] == 4 and platform["ratings"] == 2
             assert platform["average_rating"] == 4.0
 
             # Day roll-ups (counted in Shanghai) and summed hours (asked in UTC) agree: the
@@ -188,6 +206,8 @@ async def test_a_scripted_day_gives_the_figures_worked_out_by_hand(tmp_path: Pat
             ranking = (await http.get("/api/reports/agents", params={**params, "shop": SHOP},
                                       headers=admin)).json()["agents"]
             assert [(r["agent"], r["first_response"]["count"]) for r in ranking] == [("a1", 2)]
+            # a1 was online from the first second until the grace ended at 5 h.
+            assert (ranking[0]["online_s"], ranking[0]["busy_s"]) == (5 * 3600, 0)
 
             exported = await http.get("/api/reports/overview", params={
                 **params, "shop": SHOP, "format": "csv"}, headers=admin)

@@ -57,6 +57,7 @@ function render({ overview, ranking }) {
     ["resp_mean", secs(x.response.mean_s)], ["resp_fast", pct(x.response.within_30s_rate)],
     ["resolution_rate", pct(x.resolution_rate)], ["satisfaction", pct(x.satisfaction)],
     ["handoff_rate", pct(x.handoff_rate)], ["bot_resolution_rate", pct(x.bot_resolution_rate)],
+    ["queue_p90", secs(x.queue_wait.p90_s)], ["abandoned", x.abandoned],
     ["conversion_rate", pct(x.conversion_rate)], ["sales", `¥${x.sales}`],
     ["tickets_created", x.tickets_created], ["sla_breaches", x.sla_breaches],
   ];
@@ -82,7 +83,8 @@ function render({ overview, ranking }) {
   $("ranking-rows").replaceChildren(...rows.map((r) => el("tr", { dataset: { agent: r.agent } },
     el("td", { text: r.name || r.agent }), el("td", { text: r.assigned }), el("td", { text: r.staff_messages }),
     el("td", { text: secs(r.first_response.mean_s) }), el("td", { text: pct(r.response.within_30s_rate) }),
-    el("td", { text: r.resolved }), el("td", { text: pct(r.satisfaction) }))));
+    el("td", { text: r.resolved }), el("td", { text: pct(r.satisfaction) }),
+    el("td", { text: pct(r.conversion_rate) }), el("td", { text: `${(r.online_s / 3600).toFixed(1)} h` }))));
 }
 
 // A CSV file through the API (the token goes in a header, never in a link).

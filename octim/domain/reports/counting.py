@@ -31,9 +31,9 @@ COUNTS = ("conversations", "bot_conversations", "handoffs", "bot_resolved", "ass
           "buyer_messages", "staff_messages", "bot_messages", "resolved", "reopened",
           "ratings", "ratings_good", "rating_sum", "resp_fast", "tickets_created",
           "tickets_solved", "sla_breaches", "inquiries", "converted", "converted_same_day",
-          "sales")
+          "sales", "abandoned")
 CONVERSION_MS = 24 * HOUR_MS  # an inquiry converts if the buyer pays within 24 h
-LATENCIES = ("frt", "resp", "resolution")
+LATENCIES = ("frt", "resp", "resolution", "queue_wait")
 
 
 def empty_bucket() -> dict[str, Any]:
@@ -165,6 +165,18 @@ class Fold:
         self.pending[conversation] = state
         return state
 
+    def _queue_from(self, state: dict[str, Any], ts: int) -> None:
+        """The buyer waits for an agent to be assigned from ``ts`` (once per wait)."""
+        if state.get("queued_at") is None and not state["agent"]:
+            state["queued_at"] = ts
+
+    def _queue_end(self, state: dict[str, Any], shop: str, agent: str | None, ts: int
+                   ) -> None:
+        start = state.get("queued_at")
+        if start is not None:
+            self._latency(shop, agent, ts, "queue_wait", ts - start)
+            state["queued_at"] = None
+
     def observe(self, record: dict[str, Any]) -> None:
         event, shop, data = record["event"], record["shop"], record["data"]
         ts = int(record["ts"])
@@ -191,10 +203,12 @@ class Fold:
         elif event == "handoff":
             self._count(shop, None, ts, "handoffs")
             state.update(bot=False, handed=True, start=ts, frt_done=False, wait=ts)
+            self._queue_from(state, ts)
         elif event == "assigned":
             agent = data.get("agent")
             if agent and agent != state["agent"]:
                 self._count(shop, agent, ts, "assigned")
+            self._queue_end(state, shop, agent, ts)
             state.update(agent=agent, served=True, bot=False)
             inquiry = state.get("inquiry")
             if inquiry is not None and agent:  # the inquiry converts for who served it
@@ -206,6 +220,7 @@ class Fold:
             state["agent"] = data.get("to")
         elif event == "unassigned":
             state["agent"] = None
+            self._queue_from(state, ts)
         elif event == "resolved":
             self._count(shop, state["agent"], ts, "resolved")
             if state["began"] is not None:
@@ -214,6 +229,8 @@ class Fold:
         elif event == "reopened":
             self._count(shop, state["agent"], ts, "reopened")
             state.update(start=ts, frt_done=False, wait=ts)
+            if state.get("queued_at") is None:  # routed again (its last agent preferred)
+                state["queued_at"] = ts
         elif event == "rated":
             score = int(data.get("score", 0))
             self._count(shop, state["agent"], ts, "ratings")
@@ -223,6 +240,8 @@ class Fold:
         elif event == "closed":
             if state["was_bot"] and not state["handed"] and not state["served"]:
                 self._count(shop, None, ts, "bot_resolved")
+            if state.get("queued_at") is not None:  # still waiting for an agent: given up
+                self._count(shop, None, ts, "abandoned")
             self.pending[conversation] = None
 
     def _message(self, state: dict[str, Any], shop: str, data: dict[str, Any], ts: int
@@ -240,6 +259,7 @@ class Fold:
                 self._inquiry(shop, str(data.get("from")), state, ts)
             if state["bot"]:
                 return  # the bot's turn: no person is waited for yet
+            self._queue_from(state, ts)
             if state["start"] is None and not state["frt_done"]:
                 state["start"] = ts
             if state["wait"] is None:

@@ -7,6 +7,7 @@ import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from octim.domain.conversations.model import pair_key
 from octim.domain.reports.counting import (
     BINS_MS,
     COUNTS,
@@ -88,6 +89,7 @@ def metrics(b: dict[str, Any]) -> dict[str, Any]:
         "conversion_rate": _rate(b["converted"], b["inquiries"]),
         "same_day_conversion_rate": _rate(b["converted_same_day"], b["inquiries"]),
         "sales": round(b["sales"] / 100, 2),
+        "queue_wait": _latency(b["queue_wait"]), "abandoned": b["abandoned"],
     }
 
 
@@ -168,9 +170,23 @@ def agents(store: Any, shop: str, start_ms: int, end_ms: int, zone: ZoneInfo
            ) -> list[dict[str, Any]]:
     """Each agent of the shop with their totals over the range (the shop's agents now)."""
     rows = []
+    days = [d.isoformat() for d in _utc_days(start_ms, end_ms)]
     for _, record in store.scan("agents"):
         if shop in record["shops"]:
             figures = report(store, shop, record["id"], start_ms, end_ms, "day", zone)
+            duty: dict[str, int] = {"online": 0, "busy": 0, "away": 0}
+            for day in days:  # the AgentActor's time on duty (UTC days, all shops)
+                for status, ms in (store.get("agent_time", pair_key(record["id"], day))
+                                   or {}).items():
+                    duty[status] = duty.get(status, 0) + int(ms)
             rows.append({"agent": record["id"], "name": record.get("name", record["id"]),
-                         **figures["totals"]})
+                         **figures["totals"],
+                         "online_s": duty["online"] // 1000, "busy_s": duty["busy"] // 1000,
+                         "away_s": duty["away"] // 1000})
     return rows
+
+
+def _utc_days(start_ms: int, end_ms: int) -> list[datetime.date]:
+    first = datetime.datetime.fromtimestamp(start_ms / 1000, tz=datetime.UTC).date()
+    last = datetime.datetime.fromtimestamp((end_ms - 1) / 1000, tz=datetime.UTC).date()
+    return [first + datetime.timedelta(days=n) for n in range((last - first).days + 1)]
