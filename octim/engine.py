@@ -272,6 +272,29 @@ class Engine:
             OpenConversation(shop, buyer, level, context or {}))
         return str(opened["conversation"])
 
+    async def report(self, shop: str, first: str, last: str, *, agent: str = "",
+                     granularity: str = "day", tz: str = "Asia/Shanghai") -> dict[str, Any]:
+        """The overview report (``GET /api/reports/overview``) of ``shop`` (``*``: the
+        platform) or one of its agents, for the days ``first``..``last`` (YYYY-MM-DD, both
+        included) in ``tz``; the counters catch up with the log first (docs/reports.md)."""
+        import datetime
+        from zoneinfo import ZoneInfo
+
+        from octim.domain.reports.read import GRANULARITIES, report
+
+        if granularity not in GRANULARITIES:
+            raise InvalidInput(f"granularity is one of {', '.join(GRANULARITIES)}")
+        zone = ZoneInfo(tz)
+        start = datetime.datetime.combine(datetime.date.fromisoformat(first),
+                                          datetime.time(), zone)
+        end = datetime.datetime.combine(datetime.date.fromisoformat(last)
+                                        + datetime.timedelta(days=1), datetime.time(), zone)
+        assert self.reports is not None
+        await self.reports.catch_up()
+        found = report(self.store, shop, agent, int(start.timestamp() * 1000),
+                       int(end.timestamp() * 1000), granularity, zone)
+        return {**found, "from": first, "to": last}
+
     async def post_message(self, conversation: str, text: str, *,
                            as_: str = "system") -> dict[str, Any]:
         """Post as ``system`` (a notice) or ``bot``; returns the stored message."""

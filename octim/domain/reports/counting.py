@@ -225,7 +225,7 @@ class Fold:
             self._count(shop, state["agent"], ts, "resolved")
             if state["began"] is not None:
                 self._latency(shop, state["agent"], ts, "resolution", ts - state["began"])
-            state.update(start=None, wait=None)
+            state.update(start=None, wait=None, queued_at=None)  # not given up: resolved
         elif event == "reopened":
             self._count(shop, state["agent"], ts, "reopened")
             state.update(start=ts, frt_done=False, wait=ts)
