@@ -250,3 +250,46 @@ def test_percentiles_are_read_off_the_bins_and_never_pass_the_largest_value() ->
     assert percentile(bucket["frt"], 0.5) == 13.75
     assert percentile(bucket["frt"], 0.99) == 50.0  # capped by the maximum
     assert percentile(empty_bucket()["frt"], 0.5) is None
+
+
+async def test_hot_questions_and_complaint_focus(tmp_path: Path) -> None:
+    """The questions the knowledge base could not answer, grouped and counted, and the
+    complaints the bot detected by the category of the page the buyer came from."""
+    now = [T0]
+    async with open_engine(tmp_path / "d", routing_tick=3600) as (engine, listening):
+        engine.context.clock = lambda: now[0]
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10,
+                                     headers=KEY) as http:
+            (await http.put(f"/api/shops/{BOTSHOP}", json={
+                "name": "二号店", "bot": {"mode": "always", "handoff_after": 5}})
+             ).raise_for_status()
+            (await http.put("/api/kb/ship", json={"question": "几天发货",
+                                                  "answer": "48小时内发货。"})
+             ).raise_for_status()
+            with trio.fail_after(20):
+                for n, (category, text) in enumerate((("羽绒服", "质量太差了，我要投诉"),
+                                                      ("羽绒服", "差评！掉毛"),
+                                                      ("围巾", "垃圾，退钱"))):
+                    async with connect(listening.ws_url, token(f"angry-{n}")) as buyer:
+                        conv = (await buyer.open(BOTSHOP, category=category))["conversation"]
+                        await buyer.say(conv, "1", text)
+                        await buyer.expect("event", event="handoff", conversation=conv)
+                for n in range(2):
+                    async with connect(listening.ws_url, token(f"curious-{n}")) as buyer:
+                        conv = (await buyer.open(BOTSHOP))["conversation"]
+                        await buyer.say(conv, "1", "你们家的猫叫什么名字")
+                        await buyer.expect("msg", conversation=conv, role="bot")
+            hot = (await http.get("/api/reports/hot-questions", params={
+                "shop": BOTSHOP, "from": "2026-12-01", "to": "2026-12-01"})).json()
+            assert hot["complaints"] == 3
+            assert hot["complaint_categories"] == [{"category": "羽绒服", "complaints": 2},
+                                                   {"category": "围巾", "complaints": 1}]
+            [cat] = [q for q in hot["unanswered"] if "猫" in q["question"] or
+                     any("猫" in e for e in q["examples"])]
+            assert cat["count"] == 2
+            staff = {"Authorization": f"Bearer {token('a1', 'agent', BOTSHOP)}"}
+            assert (await http.get("/api/reports/hot-questions", params={"shop": BOTSHOP},
+                                   headers=staff)).status_code == 403
+            csv_answer = await http.get("/api/reports/hot-questions", params={
+                "shop": BOTSHOP, "from": "2026-12-01", "to": "2026-12-01", "format": "csv"})
+            assert csv_answer.content.startswith("\ufeff".encode())

@@ -26,7 +26,7 @@ from fastapi.responses import Response
 from octim.auth import Principal
 from octim.domain.conversations.model import Forbidden
 from octim.domain.reports.read import agents as agent_rows
-from octim.domain.reports.read import report
+from octim.domain.reports.read import hot_questions, report
 from octim.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         raise Forbidden("reports are for staff")
 
     @api.get("/api/reports/{name}")
-    async def read_report(name: Literal["overview", "agents"], who: Caller,
+    async def read_report(name: Literal["overview", "agents", "hot-questions"], who: Caller,
                           shop: Annotated[str, Query(max_length=128)] = "",
                           agent: Annotated[str, Query(max_length=128)] = "",
                           from_: Annotated[str | None, Query(alias="from",
@@ -102,8 +102,10 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
                           format: Literal["json", "csv"] = "json") -> Any:
         """A report: JSON, or CSV with a BOM."""
         agent = scope(who, shop, agent)
-        if name == "agents" and who is not None and who.role == "agent":
-            raise Forbidden("the agent ranking is for shop admins")
+        if name in ("agents", "hot-questions") and who is not None and who.role == "agent":
+            raise Forbidden(f"the {name} report is for shop admins")
+        if name == "hot-questions" and shop == "*":
+            raise InvalidInput("hot questions are one shop's")
         zone = zone_of(shop, tz)
         try:
             today = datetime.datetime.fromtimestamp(engine.context.clock(), tz=zone).date()
@@ -120,6 +122,13 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         assert engine.reports is not None
         await engine.reports.catch_up()
         start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        if name == "hot-questions":
+            hot = hot_questions(engine.store, shop, start_ms, end_ms, zone)
+            if format == "csv":
+                return Response(as_csv(hot["unanswered"]), media_type="text/csv; charset=utf-8",
+                                headers={"Content-Disposition":
+                                         f'attachment; filename="hot-{first}-{last}.csv"'})
+            return {**hot, "from": str(first), "to": str(last)}
         if name == "agents":
             rows = agent_rows(engine.store, shop, start_ms, end_ms, zone)
             if format == "csv":

@@ -41,7 +41,9 @@ async function load() {
   try {
     const overview = await api(token, `/api/reports/overview?${query()}`);
     const ranking = claims.role === "agent" ? null : await api(token, `/api/reports/agents?${query()}`);
-    last = { overview, ranking };
+    const hot = claims.role === "agent" || $("r-shop").value === "*" ? null
+      : await api(token, `/api/reports/hot-questions?${query()}`);
+    last = { overview, ranking, hot };
     render(last);
   } catch (error) { $("r-error").textContent = `${error.code || ""} ${error.message}`; }
 }
@@ -49,7 +51,18 @@ async function load() {
 function pct(value) { return value === null || value === undefined ? "–" : `${(value * 100).toFixed(1)}%`; }
 function secs(value) { return value === null || value === undefined ? "–" : `${Number(value).toFixed(1)}${t("s_unit")}`; }
 
-function render({ overview, ranking }) {
+function renderHot(hot) {
+  $("hot-box").hidden = !hot;
+  if (!hot) return;
+  $("hot-rows").replaceChildren(...(hot.unanswered.length ? hot.unanswered.map((q) => el("tr",
+    el("td", { text: q.question }), el("td", { text: q.count }), el("td", { text: q.examples.join(" / ") })))
+    : [el("tr", el("td", { colspan: 3, text: t("none") }))]));
+  $("complaint-rows").replaceChildren(...(hot.complaint_categories.length ? hot.complaint_categories.map((c) =>
+    el("li", { text: `${c.category || t("no_category")}: ${c.complaints}` })) : [el("li", { text: t("none") })]));
+}
+
+function render({ overview, ranking, hot }) {
+  renderHot(hot);
   const x = overview.totals;
   const kpis = [
     ["conversations", x.conversations], ["buyer_messages", x.buyer_messages],
@@ -58,7 +71,7 @@ function render({ overview, ranking }) {
     ["resolution_rate", pct(x.resolution_rate)], ["satisfaction", pct(x.satisfaction)],
     ["handoff_rate", pct(x.handoff_rate)], ["bot_resolution_rate", pct(x.bot_resolution_rate)],
     ["queue_p90", secs(x.queue_wait.p90_s)], ["abandoned", x.abandoned],
-    ["conversion_rate", pct(x.conversion_rate)], ["sales", `¥${x.sales}`],
+    ["conversion_rate", pct(x.conversion_rate)], ["sales", `¥${x.sales}`], ["complaints", x.complaints],
     ["tickets_created", x.tickets_created], ["sla_breaches", x.sla_breaches],
   ];
   $("kpis").replaceChildren(...kpis.map(([key, value]) => el("div.stat", { dataset: { kpi: key } },

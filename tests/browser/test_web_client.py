@@ -659,6 +659,8 @@ def test_the_reports_page_shows_the_figures_a_chart_the_ranking_and_exports_csv(
     expect(page.locator("[data-kpi='satisfaction'] strong")).to_have_text("100.0%")
     expect(page.locator("[data-kpi='resp_fast'] strong")).to_have_text("100.0%")
     expect(page.locator("#ranking-rows tr[data-agent='a1']")).to_contain_text("小美")
+    expect(page.locator("#hot-box")).to_be_visible()  # nothing unanswered, no complaints
+    expect(page.locator("#complaint-rows")).to_have_text("无")
     drawn = page.evaluate("() => Chart.getChart(document.getElementById('trend')) !== undefined")
     assert drawn
     page.screenshot(path=str(artifacts / "reports.png"))

@@ -31,7 +31,8 @@ COUNTS = ("conversations", "bot_conversations", "handoffs", "bot_resolved", "ass
           "buyer_messages", "staff_messages", "bot_messages", "resolved", "reopened",
           "ratings", "ratings_good", "rating_sum", "resp_fast", "tickets_created",
           "tickets_solved", "sla_breaches", "inquiries", "converted", "converted_same_day",
-          "sales", "abandoned")
+          "sales", "abandoned", "complaints")
+BY_CATEGORY = "complaint_categories"  # category → complaints (投诉焦点)
 CONVERSION_MS = 24 * HOUR_MS  # an inquiry converts if the buyer pays within 24 h
 LATENCIES = ("frt", "resp", "resolution", "queue_wait")
 
@@ -40,6 +41,7 @@ def empty_bucket() -> dict[str, Any]:
     bucket: dict[str, Any] = dict.fromkeys(COUNTS, 0)
     for name in LATENCIES:
         bucket[name] = [0, 0, [0] * (len(BINS_MS) + 1), 0]  # count, sum ms, bins, max ms
+    bucket[BY_CATEGORY] = {}
     return bucket
 
 
@@ -84,6 +86,8 @@ def expand(stored: dict[str, Any] | None) -> dict[str, Any]:
             entry = bucket[key]
             entry[0], entry[1], entry[3] = count, total, top
             entry[2][:len(bins)] = bins
+        elif key == BY_CATEGORY:
+            bucket[key] = dict(value)
         else:
             bucket[key] = value
     return bucket
@@ -192,7 +196,7 @@ class Fold:
             self.pending[conversation] = {
                 "bot": bot, "was_bot": bot, "handed": False, "agent": None,
                 "served": False, "start": None, "frt_done": False, "wait": None,
-                "began": None}
+                "began": None, "category": data.get("category")}
             self._count(shop, None, ts, "conversations")
             if bot:
                 self._count(shop, None, ts, "bot_conversations")
@@ -202,6 +206,13 @@ class Fold:
             self._message(state, shop, data, ts)
         elif event == "handoff":
             self._count(shop, None, ts, "handoffs")
+            if data.get("reason") == "complaint":  # anger or complaint cues (投诉焦点)
+                self._count(shop, None, ts, "complaints")
+                category = str(state.get("category") or "")
+                for scope_shop, scope_agent in self._scopes(shop, None):
+                    for bucket in self._targets(scope_shop, scope_agent, ts):
+                        by = bucket[BY_CATEGORY]
+                        by[category] = by.get(category, 0) + 1
             state.update(bot=False, handed=True, start=ts, frt_done=False, wait=ts)
             self._queue_from(state, ts)
         elif event == "assigned":

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from octim.domain.conversations.model import pair_key
 from octim.domain.reports.counting import (
     BINS_MS,
+    BY_CATEGORY,
     COUNTS,
     HOUR_MS,
     LATENCIES,
@@ -24,6 +25,8 @@ GRANULARITIES = ("hour", "day", "week", "month")
 def merge(into: dict[str, Any], bucket: dict[str, Any]) -> None:
     for name in COUNTS:
         into[name] += bucket.get(name, 0)
+    for category, n in (bucket.get(BY_CATEGORY) or {}).items():
+        into[BY_CATEGORY][category] = into[BY_CATEGORY].get(category, 0) + n
     for name in LATENCIES:
         count, total, bins, *rest = bucket.get(name) or (0, 0, [], 0)
         entry = into[name]
@@ -90,6 +93,7 @@ def metrics(b: dict[str, Any]) -> dict[str, Any]:
         "same_day_conversion_rate": _rate(b["converted_same_day"], b["inquiries"]),
         "sales": round(b["sales"] / 100, 2),
         "queue_wait": _latency(b["queue_wait"]), "abandoned": b["abandoned"],
+        "complaints": b["complaints"],
     }
 
 
@@ -157,6 +161,34 @@ def report(store: Any, shop: str, agent: str, start_ms: int, end_ms: int,
     return {"shop": shop, "agent": agent or None, "from": start_ms, "to": end_ms,
             "granularity": granularity, "tz": zone.key, "totals": metrics(total),
             "series": [{"period": p, **metrics(b)} for p, b in sorted(periods.items())]}
+
+
+def hot_questions(store: Any, shop: str, start_ms: int, end_ms: int, zone: ZoneInfo,
+                  limit: int = 20) -> dict[str, Any]:
+    """热点问题 and 投诉焦点: the shop's questions the knowledge base could not answer,
+    grouped by their words (the most asked first, those asked within the range), and
+    the complaints the bot detected by the category of the page the buyer came from."""
+    found = report(store, shop, "", start_ms, end_ms, "day", zone)
+    totals = empty_bucket()
+    first, last = start_ms // HOUR_MS, (end_ms - 1) // HOUR_MS
+    days = _by_day(store, shop, "", start_ms, end_ms, zone) \
+        if _whole_days(start_ms, end_ms, zone) else None
+    rows = (b for _, b in days) if days is not None else (
+        b for _, b in store.scan("report_buckets", bucket_key(shop, "", first),
+                                 bucket_key(shop, "", last + 1)))
+    for bucket in rows:
+        merge(totals, bucket)
+    categories = sorted(totals[BY_CATEGORY].items(), key=lambda kv: (-kv[1], kv[0]))
+    prefix = f"{shop}\0".encode()
+    unanswered = [r for _, r in store.scan("kb_unanswered", prefix, prefix[:-1] + b"\x01")
+                  if start_ms <= int(r.get("last", 0)) < end_ms]
+    unanswered.sort(key=lambda r: (-r["count"], r["key"]))
+    return {"shop": shop, "complaints": found["totals"]["complaints"],
+            "complaint_categories": [{"category": c or None, "complaints": n}
+                                     for c, n in categories[:limit]],
+            "unanswered": [{"question": r["key"], "count": r["count"],
+                            "handed_off": r.get("handed_off", 0),
+                            "examples": r.get("examples", [])} for r in unanswered[:limit]]}
 
 
 def _whole_days(start_ms: int, end_ms: int, zone: ZoneInfo) -> bool:
