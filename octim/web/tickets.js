@@ -51,6 +51,7 @@ export class TicketDesk {
     this.list = [];
     this.selected = new Set(); // ticket ids ticked for a bulk change
     this.current = null;   // the open ticket (its full view)
+    this.editing = null;   // the id of the ticket whose settings form has unsaved edits
     this.team = new Map(); // shop → {agents, groups}
     this.visible = false;
     this.alerts = 0;
@@ -63,6 +64,8 @@ export class TicketDesk {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); this.comment(); }
     });
     $("ts-form").addEventListener("submit", (event) => { event.preventDefault(); this.save(); });
+    // Unsaved edits survive a live refresh of the same ticket (a colleague's change, a frame).
+    for (const kind of ["input", "change"]) $("ts-form").addEventListener(kind, () => { this.editing = this.current?.id; });
     $("ts-follow").addEventListener("click", () => this.toggleFollow());
     $("tv-merge").addEventListener("click", () => this.openMerge());
     $("tv-escalate").addEventListener("click", () => this.escalate());
@@ -205,15 +208,17 @@ export class TicketDesk {
     try {
       [ticket, history] = await Promise.all([api(this.token, `/api/tickets/${id}`), api(this.token, `/api/tickets/${id}/history`)]);
     } catch (error) { return this.toast(t("error_" + error.code, { message: error.message })); }
+    const keepForm = this.editing === ticket.id && this.current?.id === ticket.id;
+    if (!keepForm) this.editing = null;
     this.current = ticket;
     this.history = history;
     const team = await this.teamOf(ticket.shop);
     if (this.current !== ticket) return;
-    this.renderTicket(team);
+    this.renderTicket(team, keepForm);
     this.renderList();
   }
 
-  renderTicket(team) {
+  renderTicket(team, keepForm = false) {
     const x = this.current;
     const closed = x.status === "closed";
     $("tv-title").textContent = `${x.label} ${x.subject}`;
@@ -232,7 +237,28 @@ export class TicketDesk {
     $("tv-merge").disabled = closed;
     $("tv-escalate").disabled = closed || Boolean(x.escalated_to) || x.shop === "*";
     $("tv-public").disabled = closed || !x.requester;
-    // The status machine's next statuses, and the shop's own names for them.
+    const following = (x.followers || []).includes(this.me);
+    $("ts-follow").disabled = closed;
+    $("ts-follow").textContent = following ? t("unfollow") : t("follow");
+    $("ts-followers").textContent = (x.followers || []).join(", ");
+    $("ts-facts").replaceChildren(...[
+      ["ticket_order", x.order], ["sku", x.sku],
+      ["merged_into", x.merged_into], ["follow_up_of", x.follow_up_of],
+      ["escalated_to", x.escalated_to], ["escalated_from", x.escalated_from],
+      ["created", new Date(x.created).toLocaleString()],
+    ].filter(([, v]) => v).flatMap(([k, v]) => [el("dt", { text: t(k) }), el("dd", { text: String(v) })]));
+    $("ts-history").replaceChildren(...this.history.slice().reverse().map((h) => el("li", { dataset: { field: h.field } },
+      el("span.sub", { text: `${clockTime(h.at)} ${h.by}` }), " ",
+      el("span", { text: h.field === "created" ? fieldName(h.field)
+        : `${fieldName(h.field)}: ${show(h.field, h.before)} → ${show(h.field, h.after)}` }))));
+    this.renderClocks(Date.now());
+    if (!keepForm) this.renderForm(team);
+  }
+
+  // The settings form: the status machine's next statuses, the shop's own names for them, fields.
+  renderForm(team) {
+    const x = this.current;
+    const closed = x.status === "closed";
     const settings = team.settings || {};
     const reachable = [x.status, ...NEXT[x.status]];
     const custom = (settings.statuses || []).filter((s) => reachable.includes(s.maps_to));
@@ -261,21 +287,6 @@ export class TicketDesk {
     $("ts-category").value = x.category || "";
     $("ts-tags").value = (x.tags || []).join(", ");
     for (const id of ["ts-status", "ts-priority", "ts-assignee", "ts-group", "ts-category", "ts-tags", "ts-save"]) $(id).disabled = closed;
-    const following = (x.followers || []).includes(this.me);
-    $("ts-follow").disabled = closed;
-    $("ts-follow").textContent = following ? t("unfollow") : t("follow");
-    $("ts-followers").textContent = (x.followers || []).join(", ");
-    $("ts-facts").replaceChildren(...[
-      ["ticket_order", x.order], ["sku", x.sku],
-      ["merged_into", x.merged_into], ["follow_up_of", x.follow_up_of],
-      ["escalated_to", x.escalated_to], ["escalated_from", x.escalated_from],
-      ["created", new Date(x.created).toLocaleString()],
-    ].filter(([, v]) => v).flatMap(([k, v]) => [el("dt", { text: t(k) }), el("dd", { text: String(v) })]));
-    $("ts-history").replaceChildren(...this.history.slice().reverse().map((h) => el("li", { dataset: { field: h.field } },
-      el("span.sub", { text: `${clockTime(h.at)} ${h.by}` }), " ",
-      el("span", { text: h.field === "created" ? fieldName(h.field)
-        : `${fieldName(h.field)}: ${show(h.field, h.before)} → ${show(h.field, h.after)}` }))));
-    this.renderClocks(Date.now());
   }
 
   // Attachments (uploads that came by email): fetched with the token, opened in a tab.
@@ -307,6 +318,7 @@ export class TicketDesk {
   async change(json) {
     try {
       await api(this.token, `/api/tickets/${this.current.id}`, { method: "PATCH", json });
+      this.editing = null;
     } catch (error) { this.toast(t("error_" + error.code, { message: error.message })); }
     await this.open(this.current.id);
     this.reload();

@@ -427,9 +427,16 @@ def test_ticket_queue_two_agents_notes_mention_merge_and_a_real_sla_breach(
     a2_item = a2.locator(f"#ticket-list [data-ticket='{lost['id']}']")
     a2_item.click()
     expect(a2.locator("#tv-thread")).to_contain_text("麻烦帮忙查一下物流")
-    # The shop's own status name (mapped onto on_hold) and its custom field.
+    # The shop's own status name (mapped onto on_hold) and its custom field. While a2
+    # edits, a1 adds a note: a2's view shows it live and keeps a2's unsaved edits.
     a2.select_option("#ts-status", "custom:warehouse")
     a2.locator("#ts-custom [data-field='waybill']").fill("SF1234567")
+    a2.fill("#ts-tags", "丢件")
+    a1.fill("#tv-input", "仓库说今天查")
+    a1.keyboard.press("Enter")
+    expect(a2.locator("#tv-thread")).to_contain_text("仓库说今天查")
+    expect(a2.locator("#ts-status")).to_have_value("custom:warehouse")
+    expect(a2.locator("#ts-tags")).to_have_value("丢件")
     a2.locator("#ts-save").click()
     expect(a2.locator("#tv-sub")).to_contain_text("等待第三方")
     expect(a2.locator("#ts-status")).to_have_value("custom:warehouse")
@@ -469,7 +476,8 @@ def test_ticket_queue_two_agents_notes_mention_merge_and_a_real_sla_breach(
     history = api.get(f"/api/tickets/{lost['id']}/history").json()
     changes = [(h["by"], h["field"], h["after"]) for h in history]
     for change in (("a1", "assignee", "a2"), ("a2", "status", "on_hold"),
-                   ("system", "sla_breached", "first_reply"), ("a2", "status", "solved")):
+                   ("a2", "tags", ["丢件"]), ("system", "sla_breached", "first_reply"),
+                   ("a2", "status", "solved")):
         assert change in changes, changes
     expect(a2.locator("#ts-history li[data-field='sla_breached']")).to_have_count(1)
     a1.screenshot(path=str(artifacts / "ticket-merged.png"))
