@@ -24,8 +24,9 @@ DAY = 1_796_083_200.0  # Tue 2026-12-01 00:00 UTC = 08:00 in Shanghai
 T0 = DAY + 2 * 3600  # 10:00 Shanghai
 
 
-async def script(engine: Any, listening: Any, now: list[float]) -> None:
-    """The day, step by step; times are seconds after 10:00 (Shanghai)."""
+async def script(engine: Any, listening: Any, now: list[float]) -> str:
+    """The day, step by step; times are seconds after 10:00 (Shanghai). Returns the first
+    conversation."""
     def at(seconds: float) -> None:
         now[0] = T0 + seconds
 
@@ -50,7 +51,7 @@ async def script(engine: Any, listening: Any, now: list[float]) -> None:
             connect(listening.ws_url, token("b4")) as b4:
         # Conversation 1 (s1, no bot): asked at 0 s, answered at 20 s and 130 s.
         at(0)
-        c1 = (await b1.open(SHOP))["conversation"]
+        c1 = (await b1.open(SHOP, channel="app", page="product"))["conversation"]
         await b1.say(c1, "1", "你好，在吗")
         await a1.expect("event", event="assigned", conversation=c1)
         at(20)
@@ -101,9 +102,20 @@ async def script(engine: Any, listening: Any, now: list[float]) -> None:
         await b4.expect("event", event="queued", conversation=c4)
 
     async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers=KEY) as http:
+        (await http.put("/api/sla-policies/std", json={
+            "shop": SHOP, "name": "标准", "targets": {"normal": {
+                "first_reply": 5, "resolution": 60}}})).raise_for_status()
+        # Two tickets at 700 s: one answered at 730 s and solved at 760 s (both targets
+        # met, 60 s to resolution), one still open at the day's end (the backlog).
         at(700)
         made = (await http.post("/api/tickets", json={"shop": SHOP, "subject": "换货",
                                                       "requester": "b1"})).json()
+        (await http.post("/api/tickets", json={"shop": SHOP, "subject": "发票",
+                                               "requester": "b1"})).raise_for_status()
+        at(730)
+        (await http.post(f"/api/tickets/{made['id']}/comments", json={
+            "body": "已安排换货", "public": True})).raise_for_status()
+        at(760)
         (await http.patch(f"/api/tickets/{made['id']}", json={"status": "solved"})
          ).raise_for_status()
         # b1 pays at 12:00 (converts c1's inquiry, the same day); b3 pays 30 h after
@@ -122,6 +134,7 @@ async def script(engine: Any, listening: Any, now: list[float]) -> None:
     await engine.tick()  # the agents' presence grace ends now: they go offline at 5 h
     while ConversationMeta.load(engine.store, c2).state != "closed":  # type: ignore[union-attr]
         await trio.sleep(0.01)
+    return c1
 
 
 async def note(agent: Client, conversation: str, client_id: str, text: str) -> None:
@@ -135,7 +148,7 @@ async def test_a_scripted_day_gives_the_figures_worked_out_by_hand(tmp_path: Pat
             engine, listening):
         engine.context.clock = lambda: now[0]
         with trio.fail_after(30):
-            await script(engine, listening, now)
+            c1 = await script(engine, listening, now)
         async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
             params = {"from": "2026-12-01", "to": "2026-12-01", "tz": "Asia/Shanghai"}
             one = (await http.get("/api/reports/overview", params={**params, "shop": SHOP},
@@ -154,7 +167,16 @@ async def test_a_scripted_day_gives_the_figures_worked_out_by_hand(tmp_path: Pat
             assert one["resolved"] == 1 and one["resolution_time"]["mean_s"] == 300.0
             assert one["reopened"] == 1 and one["reopen_rate"] == 1.0
             assert one["ratings"] == 1 and one["satisfaction"] == 1.0
-            assert one["tickets_created"] == 1 and one["tickets_solved"] == 1
+            assert one["tickets_created"] == 2 and one["tickets_solved"] == 1
+            assert one["backlog"] == 1 and one["backlog_change"] == 1
+            assert one["ticket_resolution_time"]["mean_s"] == 60.0
+            # The first ticket met both targets; the second, never answered, breached
+            # both when the clock passed 5 h: attainment 1 / (1 + 1) each.
+            assert one["sla"]["first_reply"] == {"met": 1, "late": 0, "breached": 1,
+                                                 "attainment": 0.5}
+            assert one["sla"]["resolution"] == one["sla"]["first_reply"]
+            assert one["sla_breaches"] == 2
+            assert one["buyers"] == 1  # b1 once, though the conversation reopened
             assert one["inquiries"] == 1 and one["converted"] == 1
             assert one["conversion_rate"] == 1.0 and one["same_day_conversion_rate"] == 1.0
             assert one["sales"] == 399.0
@@ -162,6 +184,7 @@ async def test_a_scripted_day_gives_the_figures_worked_out_by_hand(tmp_path: Pat
             two = (await http.get("/api/reports/overview", params={**params, "shop": BOTSHOP},
                                   headers=KEY)).json()["totals"]
             assert two["conversations"] == 2 and two["bot_conversations"] == 2
+            assert two["buyers"] == 2 and two["backlog"] == 0
             assert two["handoffs"] == 1 and two["handoff_rate"] == 0.5
             assert two["bot_resolved"] == 1 and two["bot_resolution_rate"] == 0.5
             assert two["bot_messages"] >= 1
@@ -192,7 +215,73 @@ async def test_a_scripted_day_gives_the_figures_worked_out_by_hand(tmp_path: Pat
             assert in_utc == one
             hourly = (await http.get("/api/reports/overview", params={
                 **params, "shop": SHOP, "granularity": "hour"}, headers=KEY)).json()
-            assert [p["period"] for p in hourly["series"]] == ["2026-12-01T10:00"]
+            # Everything happened at 10:00–11:00, but the tickets' breaches at 15:00.
+            assert [p["period"] for p in hourly["series"]] == ["2026-12-01T10:00",
+                                                               "2026-12-01T15:00"]
+
+            # By channel and entry page: c1 came from the app's product page.
+            app = (await http.get("/api/reports/overview", params={
+                **params, "shop": SHOP, "channel": "app"}, headers=KEY)).json()
+            assert app["channel"] == "app" and app["totals"]["conversations"] == 1
+            assert app["totals"]["first_response"] == one["first_response"]
+            web = (await http.get("/api/reports/overview", params={
+                **params, "shop": SHOP, "channel": "web"}, headers=KEY)).json()["totals"]
+            assert web["conversations"] == 0
+            by_entry = (await http.get("/api/reports/breakdown", params={
+                **params, "shop": BOTSHOP, "by": "entry"}, headers=KEY)).json()["rows"]
+            assert [(r["value"], r["conversations"]) for r in by_entry] == [("shop", 2)]
+            by_channel = (await http.get("/api/reports/breakdown", params={
+                **params, "shop": SHOP, "by": "channel"}, headers=KEY)).json()["rows"]
+            assert [(r["value"], r["buyers"], r["converted"]) for r in by_channel] == [
+                ("app", 1, 1)]
+            for bad in ({"channel": "app", "entry": "product"}, {"channel": "a b"},
+                        {"agent": "a1", "group": "g"}):
+                answer = await http.get("/api/reports/overview", params={
+                    **params, "shop": SHOP, **bad}, headers=KEY)
+                assert answer.status_code == 422, bad
+            # The named reports keep their own figures.
+            conversion = (await http.get("/api/reports/conversion", params={
+                **params, "shop": SHOP}, headers=KEY)).json()["totals"]
+            assert conversion == {k: one[k] for k in (
+                "conversations", "buyers", "inquiries", "assigned", "converted",
+                "conversion_rate", "same_day_conversion_rate", "sales")}
+            queue = (await http.get("/api/reports/queue", params={
+                **params, "shop": EMPTY}, headers=KEY)).json()["totals"]
+            assert queue["abandoned"] == 1 and "sales" not in queue
+            tickets = (await http.get("/api/reports/tickets", params={
+                **params, "shop": SHOP}, headers=KEY)).json()
+            assert tickets["series"][0]["backlog"] == 1
+            assert tickets["totals"]["sla"] == one["sla"]
+
+            # Lifecycle: b1 paid once with s1 today, b3 once with s2: both new.
+            life = (await http.get("/api/reports/lifecycle", params={"shop": SHOP},
+                                   headers=KEY)).json()
+            assert {s["stage"]: s["buyers"] for s in life["stages"]} == {
+                "new": 1, "active": 0, "at_risk": 0, "lost": 0}
+            everyone = (await http.get("/api/reports/lifecycle", params={"shop": "*"},
+                                       headers=KEY)).json()
+            assert everyone["buyers"] == 2
+            ctx = (await http.get(f"/api/conversations/{c1}/context", headers=KEY)).json()
+            assert ctx["lifecycle"]["stage"] == "new"
+            assert (ctx["lifecycle"]["orders"], ctx["lifecycle"]["spent"]) == (1, 399.0)
+            for name, stages in (("fresh", ["new"]), ("gone", ["lost"])):
+                (await http.put(f"/api/segments/{name}", headers=KEY, json={
+                    "name": name, "shop": SHOP, "rule": {"stages_any": stages}})
+                 ).raise_for_status()
+            members = await http.get("/api/segments/fresh/members", headers=KEY)
+            assert "b1" in members.json()["members"]
+            assert (await http.get("/api/segments/gone/members", headers=KEY)
+                    ).json()["members"] == []
+            assert (await http.put("/api/segments/x", headers=KEY, json={
+                "name": "x", "rule": {"stages_any": ["new"]}})).status_code == 422
+            # A hundred days on, with no other payment, b1 is at risk (no event needed).
+            now[0] += 100 * 86_400
+            life = (await http.get("/api/reports/lifecycle", params={"shop": SHOP},
+                                   headers=KEY)).json()
+            assert {s["stage"]: s["buyers"] for s in life["stages"]}["at_risk"] == 1
+            assert (await http.get("/api/segments/fresh/members", headers=KEY)
+                    ).json()["members"] == []
+            now[0] -= 100 * 86_400
 
             # An agent reads their own figures only; the ranking is for admins.
             a1 = {"Authorization": f"Bearer {token('a1', 'agent', SHOP)}"}

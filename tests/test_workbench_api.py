@@ -99,7 +99,9 @@ async def test_monitor_inbox_and_first_response(tmp_path: Path) -> None:
             assert today["opened"] == 1 and today["buyer_messages"] == 1
             assert today["staff_messages"] == 1 and today["first_responses"] == 1
             assert 30 <= today["first_response_seconds"] < 31
-            assert today["satisfaction"] == 4.0
+            # The same counters and definitions as the reports: 4–5 stars are satisfied.
+            assert today["satisfaction"] == 1.0 and today["average_rating"] == 4.0
+            assert today["buyers"] == 1 and today["inquiries"] == 1
             assert sum(shop["last_hour"]) == 1 and shop["last_hour"][-1] == 1
             assert shop["agents"] == [{"id": "a1", "name": "小美", "status": "online",
                                        "load": 0, "max_concurrent": 3}]
@@ -121,7 +123,7 @@ async def test_monitor_inbox_and_first_response(tmp_path: Path) -> None:
         async with connect(listening.ws_url, token("boss", "shop_admin", SHOP)) as boss:
             await boss.send({"type": "monitor"})
             today = (await boss.expect("monitor"))["shops"][0]["today"]
-            assert today["opened"] == 1 and today["satisfaction"] == 4.0
+            assert today["opened"] == 1 and today["average_rating"] == 4.0
 
 
 async def test_canned_replies_per_shop_and_personal(tmp_path: Path) -> None:

@@ -110,6 +110,8 @@ class SegmentRule(BaseModel):
     min_orders: int = Field(0, ge=0)
     min_spent: float = Field(0, ge=0)
     min_returns: int = Field(0, ge=0)
+    stages_any: list[Literal["new", "active", "at_risk", "lost", "prospect"]] = Field(
+        default_factory=list, max_length=5)
 
 
 class SegmentBody(BaseModel):
@@ -207,7 +209,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         recent = engine.store.scan_scope("messages", conversation,
                                          after=max(0, meta.last_seq - 20))
         texts = [m["body"].get("text", "") for _, m in recent if m["role"] == "buyer"][-5:]
-        built = build_context(engine.store, meta, texts)
+        built = build_context(engine.store, meta, texts, engine.context.now_ms())
         if who is not None:
             await audit(who, "context", request, conversation=conversation,
                         customer=meta.buyer, shop=meta.shop)
@@ -216,6 +218,8 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
     @api.put("/api/segments/{segment}", dependencies=[Depends(platform)])
     async def put_segment(segment: Ref, body: SegmentBody) -> Any:
         """Define a segment of buyers (docs/customers.md); routing can serve it as VIP."""
+        if body.rule.stages_any and not body.shop:
+            raise InvalidInput("a lifecycle stage is a buyer's with one shop: give the shop")
         record = {"id": segment, **body.model_dump()}
         await engine.store.put("segments", segment.encode(), record)
         return record
@@ -227,7 +231,8 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         found = engine.store.get("segments", segment.encode())
         if found is None:
             raise NotFound(f"no segment {segment!r}")
-        return {"segment": segment, "members": members(engine.store, found, limit)}
+        return {"segment": segment,
+                "members": members(engine.store, found, limit, engine.context.now_ms())}
 
     @api.put("/api/platform/sharing", dependencies=[Depends(platform)])
     async def put_sharing(body: SharingBody) -> Any:

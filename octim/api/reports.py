@@ -1,9 +1,13 @@
 """Reports over HTTP (docs/reports.md).
 
-``GET /api/reports/{name}?shop=&agent=&from=&to=&granularity=&tz=&format=json|csv``
+``GET /api/reports/{name}?shop=&agent=&group=&channel=&entry=&from=&to=&granularity=&tz=
+&format=json|csv``
 
-* ``overview``: a shop's (``*``: the platform's) or one agent's totals and series by
-  period; ``agents``: the shop's agents ranked (totals each).
+* ``overview``: a shop's (``*``: the platform's), one agent's, group's, channel's or entry
+  page's totals and series by period; ``conversion``, ``queue`` and ``tickets``: the
+  same with their figures only (tickets add the backlog at each period's end);
+  ``agents``: the shop's agents ranked (totals each); ``breakdown?by=channel|entry|group``:
+  the shop's totals by each value; ``hot-questions``; ``lifecycle``: buyers by stage now.
 * ``from``/``to``: days (``YYYY-MM-DD``, both included) in ``tz`` (default the shop's
   ``settings.timezone``, else Asia/Shanghai); default the last 7 days.
 * ``format=csv``: UTF-8 with a byte-order mark, so Excel opens the Chinese right.
@@ -25,8 +29,10 @@ from fastapi.responses import Response
 
 from octim.auth import Principal
 from octim.domain.conversations.model import Forbidden
+from octim.domain.reports import lifecycle
+from octim.domain.reports.counting import DIMENSIONS
 from octim.domain.reports.read import agents as agent_rows
-from octim.domain.reports.read import hot_questions, report
+from octim.domain.reports.read import breakdown, hot_questions, report, view
 from octim.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -34,6 +40,9 @@ if TYPE_CHECKING:
     from octim.engine import Engine
 
 Day = Annotated[str, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+Value = Annotated[str, Query(max_length=128, pattern=r"^[A-Za-z0-9._:-]*$")]
+NAMES = Literal["overview", "conversion", "queue", "tickets", "agents", "breakdown",
+                "hot-questions", "lifecycle"]
 DEFAULT_TZ = "Asia/Shanghai"
 MAX_DAYS = 400
 
@@ -88,10 +97,16 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
             return who.user
         raise Forbidden("reports are for staff")
 
+    def csv_response(rows: list[dict[str, Any]], name: str) -> Response:
+        return Response(as_csv(rows), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
     @api.get("/api/reports/{name}")
-    async def read_report(name: Literal["overview", "agents", "hot-questions"], who: Caller,
+    async def read_report(name: NAMES, who: Caller,
                           shop: Annotated[str, Query(max_length=128)] = "",
                           agent: Annotated[str, Query(max_length=128)] = "",
+                          group: Value = "", channel: Value = "", entry: Value = "",
+                          by: Literal["channel", "entry", "group", ""] = "",
                           from_: Annotated[str | None, Query(alias="from",
                                                              pattern=r"^\d{4}-\d{2}-\d{2}$")]
                           = None,
@@ -102,10 +117,21 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
                           format: Literal["json", "csv"] = "json") -> Any:
         """A report: JSON, or CSV with a BOM."""
         agent = scope(who, shop, agent)
-        if name in ("agents", "hot-questions") and who is not None and who.role == "agent":
+        if name in ("agents", "hot-questions", "breakdown", "lifecycle") and \
+                who is not None and who.role == "agent":
             raise Forbidden(f"the {name} report is for shop admins")
-        if name == "hot-questions" and shop == "*":
-            raise InvalidInput("hot questions are one shop's")
+        if name in ("hot-questions", "breakdown") and shop == "*":
+            raise InvalidInput(f"the {name} report is one shop's")
+        if name == "breakdown" and not by:
+            raise InvalidInput("give ?by=channel, entry or group")
+        chosen = {k: v for k, v in (("group", group), ("channel", channel), ("entry", entry))
+                  if v}
+        if chosen and (agent or len(chosen) > 1 or shop == "*"):
+            raise InvalidInput("one of agent, group, channel or entry at a time, in a shop")
+        if chosen and who is not None and who.role == "agent":
+            raise Forbidden("agents read their own figures")
+        for dimension, value in chosen.items():
+            agent = DIMENSIONS[dimension] + value
         zone = zone_of(shop, tz)
         try:
             today = datetime.datetime.fromtimestamp(engine.context.clock(), tz=zone).date()
@@ -122,26 +148,36 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         assert engine.reports is not None
         await engine.reports.catch_up()
         start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        span = f"{first}-{last}"
+        if name == "lifecycle":  # now, or at the end of ``to``
+            at = min(end_ms, engine.context.now_ms())
+            found = lifecycle.report(engine.store, shop, at)
+            if format == "csv":
+                return csv_response(found["stages"], f"lifecycle-{last}")
+            return found
         if name == "hot-questions":
             hot = hot_questions(engine.store, shop, start_ms, end_ms, zone)
             if format == "csv":
-                return Response(as_csv(hot["unanswered"]), media_type="text/csv; charset=utf-8",
-                                headers={"Content-Disposition":
-                                         f'attachment; filename="hot-{first}-{last}.csv"'})
+                return csv_response(hot["unanswered"], f"hot-{span}")
             return {**hot, "from": str(first), "to": str(last)}
         if name == "agents":
             rows = agent_rows(engine.store, shop, start_ms, end_ms, zone)
             if format == "csv":
-                return Response(as_csv(rows), media_type="text/csv; charset=utf-8",
-                                headers={"Content-Disposition":
-                                         f'attachment; filename="agents-{first}-{last}.csv"'})
+                return csv_response(rows, f"agents-{span}")
             return {"shop": shop, "from": str(first), "to": str(last), "agents": rows}
-        found = report(engine.store, shop, agent, start_ms, end_ms, granularity, zone)
+        if name == "breakdown":
+            rows = breakdown(engine.store, shop, DIMENSIONS[by], start_ms, end_ms, zone)
+            if format == "csv":
+                return csv_response(rows, f"{by}-{span}")
+            return {"shop": shop, "by": by, "from": str(first), "to": str(last), "rows": rows}
+        found = view(report(engine.store, shop, agent, start_ms, end_ms, granularity, zone),
+                     name)
         found.update({"from": str(first), "to": str(last)})
+        if chosen:
+            found["agent"] = None
+            found.update(chosen)
         if format == "csv":
-            return Response(as_csv(found["series"]), media_type="text/csv; charset=utf-8",
-                            headers={"Content-Disposition":
-                                     f'attachment; filename="overview-{first}-{last}.csv"'})
+            return csv_response(found["series"], f"{name}-{span}")
         return found
 
     return api

@@ -15,6 +15,7 @@ import jieba
 
 from octim.domain.conversations.model import ConversationMeta, pair_key
 from octim.domain.customers import order_index_key
+from octim.domain.reports import lifecycle
 from octim.store import Store
 
 #: Cross-shop signals shared by default; the platform changes it with
@@ -75,8 +76,10 @@ def highlight(orders: list[dict[str, Any]], texts: list[str],
     return {"order": best[2], "reason": best[3]}
 
 
-def build_context(store: Store, meta: ConversationMeta, texts: list[str]) -> dict[str, Any]:
-    """The context of one conversation for its shop's staff."""
+def build_context(store: Store, meta: ConversationMeta, texts: list[str],
+                  now_ms: int | None = None) -> dict[str, Any]:
+    """The context of one conversation for its shop's staff (``now_ms``: the engine's
+    clock, for the buyer's lifecycle stage with the shop)."""
     buyer, shop = meta.buyer, meta.shop
     customer = store.get("customers", buyer.encode()) or {"id": buyer}
     orders = _orders(store, buyer, shop)
@@ -109,4 +112,5 @@ def build_context(store: Store, meta: ConversationMeta, texts: list[str]) -> dic
         "orders": orders, "highlight": highlight(orders, texts, meta.context),
         "earlier_conversations": earlier, "notes": private["notes"], "tags": private["tags"],
         "shared": shared,
+        "lifecycle": None if now_ms is None else lifecycle.of_buyer(store, shop, buyer, now_ms),
     }

@@ -1,34 +1,31 @@
-"""The live monitor's numbers: today's counters per shop and the last hour per minute.
+"""The live monitor's numbers: today's figures per shop and the last hour per minute.
 
-:class:`Monitor` reads the durable event log (database ``log``, in commit order)
-through a cursor: whatever it has not counted yet, it reads and counts before every
-snapshot and every engine tick. It keeps per shop and UTC day:
+Today's figures come from the report counters (octim/domain/reports, the definitions in
+docs/reports.md), brought up to date with the log before every snapshot: the monitor and
+the reports page never disagree, and "today" is the shop's day in its time zone.
 
-* conversations opened, resolved, messages by buyers and by staff;
-* first-response time: from a buyer message that waits for a person (not
-  answered by the bot) to the first staff reply in that conversation;
-* satisfaction: the ratings given.
-
-Day records live in the ``stats`` database (``shop \\0 YYYY-MM-DD``) and are written
-together with the cursor (``meta``: ``monitor_cursor``) in one commit, so every logged
-event is counted exactly once, across restarts and crashes, and a burst cannot make it
-miss any. Times are the events' own. Live state (agents, queue, longest wait) comes
-from the dispatcher when a snapshot is asked for. What is kept in memory only is which
-conversations still wait for a first response, so a wait that spans a restart is not
-counted as a first response.
+What the monitor counts itself is the chart of the last hour: conversations opened per
+minute. :class:`Monitor` reads the durable event log (database ``log``, in commit order)
+through a cursor and keeps per shop and UTC day the opened count and the minutes, in the
+``stats`` database (``shop \\0 YYYY-MM-DD``), written together with the cursor (``meta``:
+``monitor_cursor``) in one commit, so every logged event is counted exactly once, across
+restarts and crashes. Live state (agents, queue, longest wait) comes from the dispatcher
+when a snapshot is asked for.
 """
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 import time
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from octim.domain.conversations.model import STAFF_ROLES, pair_key
+from octim.domain.conversations.model import pair_key
+from octim.domain.reports.feeder import shop_zone
+from octim.domain.reports.read import report
 from octim.domain.routing.messages import DISPATCHER, DISPATCHER_ID, MonitorView
 from octim.store import Put, pack
 
@@ -40,7 +37,6 @@ log = logging.getLogger("octim.monitor")
 MINUTES = 60  # the chart's window
 CURSOR_KEY = b"monitor_cursor"  # in ``meta``: the last log number counted
 READ_BATCH = 5000  # log records read per store read while catching up
-TRACKED = 100_000  # conversations whose first response is still being watched
 
 
 @functools.lru_cache(maxsize=64)
@@ -54,9 +50,7 @@ def day_of(ms: int) -> str:
 
 
 def empty_day() -> dict[str, Any]:
-    return {"opened": 0, "resolved": 0, "buyer_messages": 0, "staff_messages": 0,
-            "frt_sum_ms": 0, "frt_count": 0, "rating_sum": 0, "rating_count": 0,
-            "minutes": {}}
+    return {"opened": 0, "minutes": {}}
 
 
 class Monitor:
@@ -68,9 +62,6 @@ class Monitor:
         self.lock = trio.Lock()
         self.days: dict[tuple[str, str], dict[str, Any]] = {}
         self.dirty: set[tuple[str, str]] = set()
-        # conversation → ms of the oldest buyer message a person has not answered yet
-        self.waiting: OrderedDict[str, int] = OrderedDict()
-        self.responded: OrderedDict[str, None] = OrderedDict()
 
     # -- feeding -------------------------------------------------------------------
 
@@ -131,48 +122,20 @@ class Monitor:
 
     def observe(self, record: dict[str, Any]) -> None:
         """Count one event of the log."""
-        event, shop, data = record["event"], record["shop"], record["data"]
-        conversation, ts = record["conversation"], int(record["ts"])
-        if event == "opened":
-            day = self._day(shop, ts)
+        if record["event"] == "opened":
+            ts = int(record["ts"])
+            day = self._day(record["shop"], ts)
             day["opened"] += 1
             minute = ts // 60_000
             day["minutes"][minute] = day["minutes"].get(minute, 0) + 1
-        elif event == "resolved":
-            self._day(shop, ts)["resolved"] += 1
-            self.waiting.pop(conversation, None)
-        elif event == "rated":
-            day = self._day(shop, ts)
-            day["rating_sum"] += int(data.get("score", 0))
-            day["rating_count"] += 1
-        elif event == "message" and data.get("kind") != "note":  # notes answer nobody
-            self._message(shop, conversation, data["role"], ts)
-
-    def _message(self, shop: str, conversation: str, role: str, ts: int) -> None:
-        if role == "buyer":
-            self._day(shop, ts)["buyer_messages"] += 1
-            if conversation not in self.waiting and conversation not in self.responded:
-                self.waiting[conversation] = ts
-                if len(self.waiting) > TRACKED:
-                    self.waiting.popitem(last=False)
-        elif role == "bot":
-            self.waiting.pop(conversation, None)  # the bot answered; nobody waits for a person
-        elif role in STAFF_ROLES:
-            day = self._day(shop, ts)
-            day["staff_messages"] += 1
-            since = self.waiting.pop(conversation, None)
-            if since is not None and conversation not in self.responded:
-                day["frt_sum_ms"] += max(0, ts - since)
-                day["frt_count"] += 1
-                self.responded[conversation] = None
-                if len(self.responded) > TRACKED:
-                    self.responded.popitem(last=False)
 
     # -- reading -------------------------------------------------------------------
 
     async def snapshot(self, shops: list[str]) -> dict[str, Any]:
         """What the monitor screen shows for ``shops`` (counted up to the last commit)."""
         await self.catch_up()
+        if self.engine.reports is not None:
+            await self.engine.reports.catch_up()
         now = self.engine.context.now_ms()
         live = await self.engine.directory.ref(DISPATCHER, DISPATCHER_ID).ask(
             MonitorView(tuple(shops)))
@@ -186,23 +149,38 @@ class Monitor:
                 day = empty_day() if stored is None else {
                     **stored, "minutes": {int(k): v for k, v in stored["minutes"].items()}}
             record = store.get("shops", shop.encode()) or {}
-            frt = day["frt_sum_ms"] / day["frt_count"] / 1000 if day["frt_count"] else None
-            rating = day["rating_sum"] / day["rating_count"] if day["rating_count"] else None
             out.append({
                 "shop": shop, "name": record.get("name", shop), **live[shop],
-                "today": {"opened": day["opened"], "resolved": day["resolved"],
-                          "buyer_messages": day["buyer_messages"],
-                          "staff_messages": day["staff_messages"],
-                          "first_response_seconds": None if frt is None else round(frt, 1),
-                          "first_responses": day["frt_count"],
-                          "satisfaction": None if rating is None else round(rating, 2),
-                          "ratings": day["rating_count"]},
+                "today": self._today(shop, now),
                 # opened per minute, oldest first, the current minute last
                 "last_hour": [day["minutes"].get(m, 0) if day_of(m * 60_000) == today
                               else self._earlier(shop, m)
                               for m in range(minute - MINUTES + 1, minute + 1)],
             })
         return {"type": "monitor", "ts": now, "day": today, "shops": out}
+
+    def _today(self, shop: str, now: int) -> dict[str, Any]:
+        """The shop's figures since its midnight, from the report counters."""
+        zone = shop_zone(self.engine.store, shop)
+        local = datetime.datetime.fromtimestamp(now / 1000, tz=zone)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        tomorrow = (midnight + datetime.timedelta(days=1)).replace(tzinfo=None)
+        start = int(midnight.timestamp() * 1000)
+        end = int(datetime.datetime.combine(tomorrow, datetime.time(), zone).timestamp() * 1000)
+        # The whole day: its roll-up is one record (nothing is counted ahead of the clock).
+        m = report(self.engine.store, shop, "", start, end, "day", zone)["totals"]
+        frt = m["first_response"]
+        return {"opened": m["conversations"], "buyers": m["buyers"],
+                "resolved": m["resolved"], "buyer_messages": m["buyer_messages"],
+                "staff_messages": m["staff_messages"], "first_responses": frt["count"],
+                "first_response_seconds": frt["mean_s"], "first_response_p90": frt["p90_s"],
+                "within_30s_rate": m["response"]["within_30s_rate"],
+                "ratings": m["ratings"], "satisfaction": m["satisfaction"],
+                "average_rating": m["average_rating"], "handoffs": m["handoffs"],
+                "queue_wait_p90": m["queue_wait"]["p90_s"], "abandoned": m["abandoned"],
+                "inquiries": m["inquiries"], "converted": m["converted"],
+                "conversion_rate": m["conversion_rate"], "sales": m["sales"],
+                "tickets_created": m["tickets_created"], "sla_breaches": m["sla_breaches"]}
 
     def _earlier(self, shop: str, minute: int) -> int:
         """A minute of the last hour that fell on yesterday (just after midnight UTC)."""

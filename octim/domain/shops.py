@@ -185,7 +185,8 @@ def _open_ops(shop: str, buyer: str, level: int, context: dict[str, Any], conver
     # "opened" carries what reports count a consult by (buyer, entry page, first state);
     # the card is the page the buyer came from, not a message: it is not logged as one.
     opened: dict[str, Any] = {"buyer": buyer, "state": state}
-    opened.update((k, v) for k, v in meta.context.items() if k in ("page", "category"))
+    opened.update((k, v) for k, v in meta.context.items()
+                  if k in ("page", "category", "product", "order", "channel"))
     ops.append(log_op(conversation, shop, "opened", opened, now))
     meta.events = 1
     ops += [
@@ -200,6 +201,6 @@ def _open_ops(shop: str, buyer: str, level: int, context: dict[str, Any], conver
 
 def _routing_context(context: dict[str, Any]) -> dict[str, Any]:
     """The part of the open context routing reads (entry page, SKU category, references)."""
-    kept = {k: context[k] for k in ("page", "category", "product", "order")
+    kept = {k: context[k] for k in ("page", "category", "product", "order", "channel")
             if isinstance(context.get(k), str) and len(context[k]) <= 128}
     return kept

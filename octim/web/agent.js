@@ -635,6 +635,10 @@ async function loadCustomer(id) {
           v !== null && v !== "" && !(Array.isArray(v) && !v.length))
         .flatMap(([k, v]) => [el("dt", { text: t("profile_" + k) }), el("dd", { text: String(v) })]),
       ...Object.entries(profile.attributes || {}).flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: typeof v === "object" ? JSON.stringify(v) : String(v) })]))),
+    ctx.lifecycle ? el("section.lifecycle", { dataset: { stage: ctx.lifecycle.stage } },
+      el("h4", { text: t("lifecycle") }),
+      el("p", el(`span.stage.stage-${ctx.lifecycle.stage}`, { text: t("stage_" + ctx.lifecycle.stage) }), " ",
+        t("lifecycle_facts", { orders: ctx.lifecycle.orders, spent: ctx.lifecycle.spent.toFixed(2), days: ctx.lifecycle.recency_days }))) : null,
     ctx.card && Object.keys(ctx.card).length ? el("section",
       el("h4", { text: t("entry_card") }),
       el("p", { text: [ctx.card.title, ctx.card.product, ctx.card.order, ctx.card.page].filter(Boolean).join(" · ") })) : null,

@@ -27,6 +27,8 @@ if (!claims || !["shop_admin", "platform_admin"].includes(claims.role)) {
   gw.start();
 }
 
+function pct(rate) { return `${(rate * 100).toFixed(1)}%`; }
+
 function fmt(value, digits = 1) { return value === null || value === undefined ? "–" : Number(value).toFixed(digits); }
 
 function render(frame) {
@@ -41,8 +43,10 @@ function render(frame) {
   const frtTotal = sum((s) => (s.today.first_response_seconds || 0) * s.today.first_responses);
   $("total-frt").textContent = frtCount ? duration(frtTotal / frtCount) : "–";
   const ratings = sum((s) => s.today.ratings);
-  const ratingTotal = sum((s) => (s.today.satisfaction || 0) * s.today.ratings);
+  const ratingTotal = sum((s) => (s.today.average_rating || 0) * s.today.ratings);
   $("total-csat").textContent = ratings ? `${fmt(ratingTotal / ratings, 2)} / 5 (${ratings})` : "–";
+  const inquiries = sum((s) => s.today.inquiries);
+  $("total-conversion").textContent = inquiries ? pct(sum((s) => s.today.converted) / inquiries) : "–";
   $("updated").textContent = t("updated_at", { time: new Date(frame.ts).toLocaleTimeString() });
 
   $("shop-rows").replaceChildren(...shops.map((s) => el("tr", { dataset: { shop: s.shop } },
@@ -55,7 +59,8 @@ function render(frame) {
     el("td.wait", { text: s.queued ? duration(s.longest_wait) : "–" }),
     el("td.opened", { text: s.today.opened }),
     el("td.frt", { text: s.today.first_response_seconds === null ? "–" : duration(s.today.first_response_seconds) }),
-    el("td.csat", { text: s.today.satisfaction === null ? "–" : `${fmt(s.today.satisfaction, 2)} (${s.today.ratings})` }))));
+    el("td.csat", { text: s.today.average_rating === null ? "–" : `${fmt(s.today.average_rating, 2)} (${s.today.ratings})` }),
+    el("td.conversion", { text: s.today.conversion_rate === null ? "–" : pct(s.today.conversion_rate) }))));
 
   $("agent-rows").replaceChildren(...shops.flatMap((s) => s.agents.map((a) => el("tr",
     el("td", { text: `${a.name} (${a.id})` }),

@@ -157,6 +157,7 @@ def test_buyer_bot_handoff_agent_reply_rating_and_monitor(
     expect(row.locator("td.opened")).to_have_text("1")
     expect(row.locator("td.active")).to_have_text("0")
     expect(row.locator("td.csat")).to_have_text("5.00 (1)")
+    expect(row.locator("td.conversion")).to_have_text("0.0%")  # asked, paid nothing yet
     expect(row.locator("td.frt")).to_have_text(re.compile(r"\d+秒"))
     expect(monitor.locator("#total-csat")).to_contain_text("5.00")
     monitor.screenshot(path=artifacts / "5-monitor.png")

@@ -143,8 +143,8 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                 return await self._resolve(message)
             case Rate():
                 return await self._rate(message)
-            case AssignConversation(agent=agent, rule=rule):
-                return await self._assign(agent, rule)
+            case AssignConversation(agent=agent, rule=rule, group=group):
+                return await self._assign(agent, rule, group)
             case Unassign(reason=reason):
                 return await self._unassign(reason)
             case Transfer():
@@ -355,11 +355,12 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                                      self.context.now_ms()), done)
         return done
 
-    async def _assign(self, agent: str, rule: str) -> None:
+    async def _assign(self, agent: str, rule: str, group: str | None) -> None:
         profile = self.context.store.get("agents", agent.encode())
         previous = self.meta.agent
         out = rules.assign(self.meta, agent, rule,
-                           None if profile is None else profile["name"], self.context.now_ms())
+                           None if profile is None else profile["name"], self.context.now_ms(),
+                           group)
         if out is None:
             # Raced with a resolve or close: hand the capacity straight back.
             await self._dispatcher(ConversationReleased(self.id))

@@ -86,6 +86,7 @@ class AssignConversation(Message):
     conversation: str
     agent: str
     rule: str
+    group: str | None = None  # the skill group routing chose it for (reports count by it)
 
 
 @record

@@ -324,7 +324,7 @@ def close(meta: ConversationMeta, reason: str, now: int, *, current: bool) -> Ou
 
 
 def assign(meta: ConversationMeta, agent: str, rule: str, agent_name: str | None,
-           now: int) -> Outcome | None:
+           now: int, group: str | None = None) -> Outcome | None:
     """Routing gave the conversation to ``agent`` (by ``rule``); None when it raced
     with a resolve or close (the caller hands the capacity back). ``agent_name`` is the
     name a buyer sees ("客服小美"), not the account id. The agent gets the bot's
@@ -339,6 +339,8 @@ def assign(meta: ConversationMeta, agent: str, rule: str, agent_name: str | None
         out.ops.append(log_event(after, "transferred", {"from": previous, "to": agent}, now,
                                  out.frames))
     assigned: dict[str, Any] = {"agent": agent, "rule": rule}
+    if group:
+        assigned["group"] = group
     if agent_name is not None:
         assigned["agent_name"] = agent_name
     if meta.handoff:

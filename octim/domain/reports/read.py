@@ -12,6 +12,7 @@ from octim.domain.reports.counting import (
     BINS_MS,
     BY_CATEGORY,
     COUNTS,
+    DICTS,
     HOUR_MS,
     LATENCIES,
     bucket_key,
@@ -20,13 +21,23 @@ from octim.domain.reports.counting import (
 )
 
 GRANULARITIES = ("hour", "day", "week", "month")
+#: The figures each named report keeps (``overview``: all of them).
+VIEWS: dict[str, tuple[str, ...]] = {
+    "conversion": ("conversations", "buyers", "inquiries", "assigned", "converted",
+                   "conversion_rate", "same_day_conversion_rate", "sales"),
+    "queue": ("conversations", "handoffs", "assigned", "queue_wait", "abandoned",
+              "messages_left"),
+    "tickets": ("tickets_created", "tickets_solved", "backlog", "backlog_change",
+                "ticket_resolution_time", "sla", "sla_breaches", "messages_left"),
+}
 
 
 def merge(into: dict[str, Any], bucket: dict[str, Any]) -> None:
     for name in COUNTS:
         into[name] += bucket.get(name, 0)
-    for category, n in (bucket.get(BY_CATEGORY) or {}).items():
-        into[BY_CATEGORY][category] = into[BY_CATEGORY].get(category, 0) + n
+    for field in DICTS:
+        for name, n in (bucket.get(field) or {}).items():
+            into[field][name] = into[field].get(name, 0) + n
     for name in LATENCIES:
         count, total, bins, *rest = bucket.get(name) or (0, 0, [], 0)
         entry = into[name]
@@ -86,8 +97,17 @@ def metrics(b: dict[str, Any]) -> dict[str, Any]:
         "ratings": b["ratings"], "satisfaction": _rate(b["ratings_good"], b["ratings"]),
         "rated_share": _rate(b["ratings"], b["conversations"]),
         "average_rating": round(b["rating_sum"] / b["ratings"], 2) if b["ratings"] else None,
+        "buyers": b["buyers"],
         "tickets_created": b["tickets_created"], "tickets_solved": b["tickets_solved"],
-        "sla_breaches": b["sla_breaches"],
+        "sla_breaches": b["sla_breaches"], "backlog_change": b["backlog_change"],
+        "ticket_resolution_time": _latency(b["ticket_resolution"]),
+        "sla": {name: {"met": b["sla_met"].get(name, 0), "late": b["sla_late"].get(name, 0),
+                       "breached": b["sla_breached"].get(name, 0),
+                       "attainment": _rate(b["sla_met"].get(name, 0),
+                                           b["sla_met"].get(name, 0) +
+                                           b["sla_breached"].get(name, 0))}
+                for name in sorted({*b["sla_met"], *b["sla_breached"]})},
+        "messages_left": b["messages_left"],
         "inquiries": b["inquiries"], "converted": b["converted"],
         "conversion_rate": _rate(b["converted"], b["inquiries"]),
         "same_day_conversion_rate": _rate(b["converted_same_day"], b["inquiries"]),
@@ -158,9 +178,72 @@ def report(store: Any, shop: str, agent: str, start_ms: int, end_ms: int,
             merge(total, bucket)
             merge(periods.setdefault(period_of(hour, granularity, zone), empty_bucket()),
                   bucket)
+    totals, series = metrics(total), [{"period": p, **metrics(b)}
+                                      for p, b in sorted(periods.items())]
+    # The ticket backlog at the end of each period: what the changes before the range
+    # left, plus the changes up to then.
+    backlog = _backlog_before(store, shop, agent, start_ms, zone)
+    for row in series:
+        backlog += row["backlog_change"]
+        row["backlog"] = backlog
+    totals["backlog"] = backlog
     return {"shop": shop, "agent": agent or None, "from": start_ms, "to": end_ms,
-            "granularity": granularity, "tz": zone.key, "totals": metrics(total),
-            "series": [{"period": p, **metrics(b)} for p, b in sorted(periods.items())]}
+            "granularity": granularity, "tz": zone.key, "totals": totals, "series": series}
+
+
+def _backlog_before(store: Any, shop: str, agent: str, start_ms: int, zone: ZoneInfo
+                    ) -> int:
+    """The sum of the backlog's changes before ``start_ms``: from the day roll-ups when
+    the range starts at a midnight of the zone they were counted in (one record a day of
+    history), else from the hours."""
+    if agent:
+        return 0  # tickets count for the shop, not its agents or dimensions
+    if _whole_days(start_ms, start_ms, zone):
+        first = datetime.datetime.fromtimestamp(start_ms / 1000, tz=zone).date()
+        days = store.scan("report_buckets", day_key(shop, agent, "00000000"),
+                          day_key(shop, agent, first.strftime("%Y%m%d")))
+        if all(b.get("tz") == zone.key for _, b in days):
+            return sum(int(b.get("backlog_change", 0)) for _, b in days)
+    return sum(int(b.get("backlog_change", 0)) for _, b in store.scan(
+        "report_buckets", bucket_key(shop, agent, 0),
+        bucket_key(shop, agent, start_ms // HOUR_MS)))
+
+
+def view(found: dict[str, Any], name: str) -> dict[str, Any]:
+    """The named report's figures out of a full one (``overview`` keeps them all)."""
+    keep = VIEWS.get(name)
+    if keep is None:
+        return found
+    def pick(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: row[k] for k in ("period", *keep) if k in row}
+    return {**found, "totals": pick(found["totals"]), "series": [pick(r) for r in
+                                                                  found["series"]]}
+
+
+def values(store: Any, shop: str, prefix: str) -> list[str]:
+    """The values a dimension (``~c:`` channel, ``~e:`` entry, ``~g:`` group) has taken
+    in the shop: one seek per value, never a scan of its buckets."""
+    head = f"{shop}\0{prefix}".encode()
+    found: list[str] = []
+    low = head
+    while True:
+        first = store.scan("report_buckets", low, head[:-1] + bytes([head[-1] + 1]), limit=1)
+        if not first:
+            return found
+        name = first[0][0][len(head):].split(b"\0", 1)[0]
+        found.append(name.decode())
+        low = head + name + b"\x01"
+
+
+def breakdown(store: Any, shop: str, prefix: str, start_ms: int, end_ms: int,
+              zone: ZoneInfo) -> list[dict[str, Any]]:
+    """The shop's totals by each value of one dimension (most conversations first)."""
+    rows = [{"value": value, **report(store, shop, prefix + value, start_ms, end_ms, "day",
+                                      zone)["totals"]}
+            for value in values(store, shop, prefix)]
+    rows = [r for r in rows if r["conversations"] or r["buyer_messages"] or r["assigned"]]
+    rows.sort(key=lambda r: (-r["conversations"], r["value"]))
+    return rows
 
 
 def hot_questions(store: Any, shop: str, start_ms: int, end_ms: int, zone: ZoneInfo,

@@ -272,7 +272,8 @@ class Dispatcher(Actor[EngineContext]):
         level = m.level
         for segment_id in policy.vip_segments:
             segment = self.context.store.get("segments", segment_id.encode())
-            if segment is not None and is_member(self.context.store, segment, m.buyer):
+            if segment is not None and is_member(self.context.store, segment, m.buyer,
+                                                 self.context.now_ms()):
                 level = max(level, policy.vip_level)  # a segment member is served as VIP
                 break
         tgt = target(policy, groups, thaw(m.context), m.text, level)
@@ -447,7 +448,7 @@ class Dispatcher(Actor[EngineContext]):
         ), _log_failure)
         assert self.context.directory is not None
         await self.context.directory.ref(CONVERSATION, item.conversation).tell(
-            AssignConversation(item.conversation, agent.id, trace["rule"]))
+            AssignConversation(item.conversation, agent.id, trace["rule"], item.target.group))
 
     async def _force(self, conversation: str, agent_id: str) -> dict[str, Any]:
         agent = self.agents.get(agent_id)

@@ -284,12 +284,18 @@ class TicketDesk(Actor[EngineContext]):
             {"status": after.status, "priority": after.priority}, change, role, public,
             policy, self._clock(policy), now)
         if tracked != after.sla:
+            old = (after.sla or {}).get("metrics", {})
+            new = {} if tracked is None else tracked["metrics"]
+            # The targets this change fulfilled, on time or late (reports' SLA attainment).
+            done = [name for name, m in new.items() if m["state"] == "fulfilled"
+                    and (old.get(name) or {}).get("state") != "fulfilled"]
             after.sla = tracked
             out.ops += [after.put(), log_op(after.id, after.shop, "ticket_sla", {
                 "ticket": after.id, "policy": None if tracked is None else tracked["policy"],
-                "metrics": {} if tracked is None else {
-                    name: {"state": m["state"], "due": m["due"]}
-                    for name, m in tracked["metrics"].items()}}, now)]
+                "metrics": {name: {"state": m["state"], "due": m["due"]}
+                            for name, m in new.items()},
+                "met": [n for n in done if new[n].get("breached_at") is None],
+                "late": [n for n in done if new[n].get("breached_at") is not None]}, now)]
 
     def _ticket(self, ticket_id: str) -> Ticket:
         ticket = self.tickets.get(ticket_id)

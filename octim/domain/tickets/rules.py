@@ -77,6 +77,10 @@ def _finish(out: Outcome, previous_status: str | None, now: int, event: str,
     out.ops += [t.put(), Put("idx_shop_tickets", pair_key(t.shop, t.id), pack(t.status))]
     if t.requester:
         out.ops.append(Put("idx_requester_tickets", pair_key(t.requester, t.id), pack(t.shop)))
+    if previous_status is not None and previous_status != t.status:
+        # What the reports' backlog and resolution time need: the move, and the age.
+        data = {**data, "status_from": previous_status, "status_to": t.status,
+                "opened_at": t.created}
     out.ops.append(log_op(t.id, t.shop, event, {"ticket": t.id, **data}, now))
     webhook = {"ticket": t.id, "shop": t.shop, "label": t.label, "status": t.status, **data}
     out.events.append((f"ticket.{event.removeprefix('ticket_')}", webhook))
