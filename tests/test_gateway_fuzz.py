@@ -295,6 +295,32 @@ def test_hostile_json_bodies_never_answer_5xx(
         assert answer.json()["error"]["code"] != "internal", answer.text
 
 
+REPORTS = ["overview", "conversion", "queue", "tickets", "agents", "breakdown",
+           "hot-questions", "lifecycle", "nonsense"]
+PARAMS = ["shop", "agent", "group", "channel", "entry", "by", "from", "to", "granularity",
+          "tz", "format", "x"]
+query_values = st.sampled_from(["s1", "*", "a1", "", "web", "app", "channel", "2026-12-01",
+                                "2026-02-30", "day", "week", "csv", "Asia/Shanghai",
+                                "Mars/Base", "../../etc", "~c:web", "\u0000"]) | \
+    st.text(max_size=40)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(REPORTS), credential=st.sampled_from(CREDENTIALS),
+       params=st.dictionaries(st.sampled_from(PARAMS), query_values, max_size=6))
+def test_hostile_report_queries_never_answer_5xx(
+        live_engine: Live, name: str, credential: dict[str, str],
+        params: dict[str, str]) -> None:
+    """The reports take their input from the query string: whatever it holds, the answer
+    is a report or a clear 4xx with a stable code."""
+    with httpx.Client(base_url=live_engine.http, headers=credential, timeout=20) as http:
+        answer = http.get(f"/api/reports/{name}", params=params)
+    assert answer.status_code < 500, (name, params, answer.text)
+    if answer.status_code >= 400:
+        assert answer.json()["error"]["code"] in (
+            "invalid_body", "not_found", "forbidden", "unauthorized"), answer.text
+
+
 def test_a_normal_exchange_works_after_the_fuzzing(live_engine: Live) -> None:
     async def normal() -> None:
         with trio.fail_after(20):
