@@ -237,9 +237,11 @@ async def _history(engine: Engine) -> None:
     today = engine.context.now_ms() // DAY_MS * DAY_MS
     agents = {shop: [a for a, _, shops, _ in DEMO_AGENTS if shop in shops]
               for shop, _, _ in DEMO_SHOPS}
-    records = synthetic.conversations([s for s, _, _ in DEMO_SHOPS], agents,
-                                      today - 30 * DAY_MS, 30, 40)
+    shops = [s for s, _, _ in DEMO_SHOPS]
+    records = synthetic.conversations(shops, agents, today - 30 * DAY_MS, 30, 40)
     await synthetic.load(engine.store, records)
+    # The year before: older buyers' payments, for the lifecycle's active, at risk, lost.
+    await synthetic.load(engine.store, synthetic.past_orders(shops, today - 30 * DAY_MS, 300))
     await engine.store.write((Put("meta", DEMO_HISTORY_KEY, pack(True)),))
 
 

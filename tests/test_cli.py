@@ -169,6 +169,13 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
             assert week["totals"]["conversations"] > 100
             assert week["totals"]["first_response"]["p50_s"] is not None
             assert week["totals"]["converted"] > 0 and week["totals"]["sales"] > 0
+            assert week["totals"]["tickets_created"] > 0 and week["totals"]["sla"]
+            channels = client.get("/api/reports/breakdown", headers=key, params={
+                "shop": "uniqlo-style", "by": "channel"}).json()["rows"]
+            assert {"web", "app", "miniprogram"} <= {r["value"] for r in channels}
+            life = client.get("/api/reports/lifecycle", headers=key,
+                              params={"shop": "uniqlo-style"}).json()
+            assert all(s["buyers"] > 0 for s in life["stages"]), life
         assert token.count(".") == 2
         conversation = printed["conversation"][1]
 

@@ -1,7 +1,9 @@
 """Synthetic history for the reports: event-log records of made-up conversations.
 
 The records have exactly the shapes the engine logs (``opened``, ``message``, ``assigned``,
-``handoff``, ``resolved``, ``rated``, ``closed``, ``order_paid``; docs/architecture.md),
+``handoff``, ``resolved``, ``rated``, ``closed``, ``order_paid``, and the tickets'
+``ticket_created``, ``ticket_sla``, ``ticket_sla_breached``, ``ticket_updated``;
+docs/architecture.md),
 with times spread over past days, so the reports fold them as they fold real ones. Used
 by the demo (a month of history, so the reports page has something to show) and by the
 reports benchmark (a million conversations). The conversation ids (``syn-…``) name no stored
@@ -35,6 +37,48 @@ def conversations(shops: Sequence[str], agents: Mapping[str, Sequence[str]], sta
                                                        8, 8, 9, 10, 10, 9, 8, 9, 10, 8, 5, 2])[0]
                 ts = start_ms + day * DAY_MS + hour * 3_600_000 + rng.randrange(3_600_000)
                 yield from _one(rng, f"syn-{shop}-{n}", shop, rng.choice(staff), ts)
+                if rng.random() < 0.05:  # one conversation in twenty needs a ticket
+                    yield from _ticket(rng, f"syn-t-{shop}-{n}", shop, ts + 600_000)
+
+
+def past_orders(shops: Sequence[str], end_ms: int, per_shop: int, seed: int = 11
+                ) -> Iterator[dict[str, Any]]:
+    """Payments of the year before ``end_ms`` (a shop's older buyers: the lifecycle's
+    active, at-risk and lost), some buyers paying more than once."""
+    rng = random.Random(seed)
+    for shop in shops:
+        for n in range(per_shop):
+            buyer = f"syn-buyer-{rng.randrange(50_000)}"
+            for k in range(rng.choice([1, 1, 1, 2, 3])):
+                order = f"syn-past-{shop}-{n}-{k}"
+                yield {"event": "order_paid", "conversation": order, "shop": shop,
+                       "data": {"customer": buyer, "order": order,
+                                "amount": float(rng.choice([59, 99, 199, 299, 399]))},
+                       "ts": end_ms - rng.randrange(30 * DAY_MS, 365 * DAY_MS)}
+
+
+def _ticket(rng: random.Random, ticket: str, shop: str, ts: int
+            ) -> Iterator[dict[str, Any]]:
+    """A ticket's life: created, its first reply on time or not, solved or still open."""
+    def record(event: str, data: dict[str, Any], at: int) -> dict[str, Any]:
+        return {"event": event, "conversation": ticket, "shop": shop,
+                "data": {"ticket": ticket, **data}, "ts": at}
+
+    source = rng.choice(["chat", "chat", "bot", "email", "phone"])
+    created = ts
+    yield record("ticket_created", {"by": "agent", "source": source, "priority": "normal"}, ts)
+    if rng.random() < 0.15:  # nobody answered within the hour
+        yield record("ticket_sla_breached", {"metric": "first_reply"}, ts + 3_600_000)
+        late, met = ["first_reply"], []
+    else:
+        late, met = [], ["first_reply"]
+    ts += rng.randrange(60_000, 3_600_000 if met else 7_200_000)
+    yield record("ticket_sla", {"met": met, "late": late}, ts)
+    if rng.random() < 0.8:
+        ts += rng.randrange(3_600_000, 3 * DAY_MS)
+        yield record("ticket_updated", {"by": "agent", "changes": {"status": "solved"},
+                                        "status_from": "open", "status_to": "solved",
+                                        "opened_at": created}, ts)
 
 
 def _one(rng: random.Random, conversation: str, shop: str, agent: str, ts: int
@@ -45,7 +89,12 @@ def _one(rng: random.Random, conversation: str, shop: str, agent: str, ts: int
 
     bot = rng.random() < 0.4
     buyer = f"syn-buyer-{rng.randrange(50_000)}"
-    yield record("opened", {"buyer": buyer, "state": "bot" if bot else "queued"}, ts)
+    opened = {"buyer": buyer, "state": "bot" if bot else "queued",
+              "channel": rng.choices(["web", "app", "miniprogram", "h5"], [30, 45, 20, 5])[0]}
+    entry = rng.choices(["product", "order", "shop"], [55, 30, 15])[0]
+    if entry != "shop":
+        opened[entry] = f"{entry}-{rng.randrange(500)}"
+    yield record("opened", opened, ts)
     seq = 0
 
     def message(role: str, sender: str, at: int) -> dict[str, Any]:
@@ -64,7 +113,9 @@ def _one(rng: random.Random, conversation: str, shop: str, agent: str, ts: int
         ts += rng.randrange(5_000, 60_000)
         yield message("buyer", buyer, ts)
         yield record("handoff", {"reason": rng.choice(["requested", "unanswered"])}, ts)
-    yield record("assigned", {"agent": agent, "rule": "ranked"}, ts + rng.randrange(100, 2_000))
+    yield record("assigned", {"agent": agent, "rule": "ranked",
+                              "group": "after" if entry == "order" else "pre"},
+                 ts + rng.randrange(100, 2_000))
     for _ in range(rng.randrange(1, 4)):
         ts += int(rng.lognormvariate(2.7, 0.8) * 1000)  # a reply after ~15 s, long-tailed
         yield message("agent", agent, ts)
