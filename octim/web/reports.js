@@ -5,6 +5,7 @@ import { api, applyI18n, currentLang, el, setLang, t, takeToken, tokenClaims } f
 
 const $ = (id) => document.getElementById(id);
 let chart = null;
+let funnel = null;
 let last = null;
 
 applyI18n(document);
@@ -41,14 +42,23 @@ async function load() {
   try {
     const overview = await api(token, `/api/reports/overview?${query()}`);
     const ranking = claims.role === "agent" ? null : await api(token, `/api/reports/agents?${query()}`);
-    const hot = claims.role === "agent" || $("r-shop").value === "*" ? null
-      : await api(token, `/api/reports/hot-questions?${query()}`);
-    last = { overview, ranking, hot };
+    const oneShop = claims.role !== "agent" && $("r-shop").value !== "*";
+    const hot = oneShop ? await api(token, `/api/reports/hot-questions?${query()}`) : null;
+    const dims = oneShop ? await Promise.all(["channel", "entry"].map((by) =>
+      api(token, `/api/reports/breakdown?${query({ by })}`))) : null;
+    const life = claims.role === "agent" ? null : await api(token, `/api/reports/lifecycle?${query()}`);
+    last = { overview, ranking, hot, dims, life };
     render(last);
   } catch (error) { $("r-error").textContent = `${error.code || ""} ${error.message}`; }
 }
 
 function pct(value) { return value === null || value === undefined ? "–" : `${(value * 100).toFixed(1)}%`; }
+function dur(value) {
+  if (value === null || value === undefined) return "–";
+  if (value >= 7200) return `${(value / 3600).toFixed(1)}${t("h_unit")}`;
+  if (value >= 120) return `${(value / 60).toFixed(1)}${t("min_unit")}`;
+  return secs(value);
+}
 function secs(value) { return value === null || value === undefined ? "–" : `${Number(value).toFixed(1)}${t("s_unit")}`; }
 
 function renderHot(hot) {
@@ -61,8 +71,45 @@ function renderHot(hot) {
     el("li", { text: `${c.category || t("no_category")}: ${c.complaints}` })) : [el("li", { text: t("none") })]));
 }
 
-function render({ overview, ranking, hot }) {
+function renderDims(dims) {
+  $("dims-box").hidden = !dims;
+  if (!dims) return;
+  const rows = (found, kind) => found.rows.length ? found.rows.map((r) => el("tr", { dataset: { value: r.value } },
+    el("td", { text: t(`${kind}_${r.value}`) === `${kind}_${r.value}` ? r.value : t(`${kind}_${r.value}`) }),
+    el("td", { text: r.conversations }), el("td", { text: r.buyers }),
+    el("td", { text: secs(r.first_response.mean_s) }), el("td", { text: pct(r.satisfaction) }),
+    el("td", { text: pct(r.conversion_rate) }))) : [el("tr", el("td", { colspan: 6, text: t("none") }))];
+  $("channel-rows").replaceChildren(...rows(dims[0], "channel"));
+  $("entry-rows").replaceChildren(...rows(dims[1], "entry"));
+}
+
+function renderLifecycle(life) {
+  $("lifecycle-box").hidden = !life;
+  if (!life) return;
+  $("lifecycle-rows").replaceChildren(...life.stages.map((s) => el("tr", { dataset: { stage: s.stage } },
+    el("td", { text: t("stage_" + s.stage) }), el("td", { text: s.buyers }), el("td", { text: pct(s.share) }))));
+  $("lifecycle-note").textContent = t("lifecycle_note", life.thresholds_days);
+}
+
+// 询单转化漏斗: conversations, the buyers among them, who asked, who a person served, who paid.
+function renderFunnel(x) {
+  const steps = [["conversations", x.conversations], ["buyers", x.buyers], ["inquiries", x.inquiries],
+    ["assigned", x.assigned], ["converted", x.converted]];
+  $("funnel-box").hidden = false;
+  $("funnel-steps").replaceChildren(...steps.map(([key, n]) => el("li", { dataset: { step: key } },
+    el("span", { text: t("funnel_" + key) }), " ", el("strong", { text: String(n) }))));
+  if (typeof Chart === "undefined") return;
+  if (funnel) funnel.destroy();
+  funnel = new Chart($("funnel"), { type: "bar", data: { labels: steps.map(([key]) => t("funnel_" + key)),
+    datasets: [{ label: t("funnel"), data: steps.map(([, n]) => n), backgroundColor: ["#93c5fd", "#60a5fa", "#3b82f6", "#2563eb", "#10b981"] }] },
+  options: { indexAxis: "y", animation: false, responsive: true, plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true } } } });
+}
+
+function render({ overview, ranking, hot, dims, life }) {
   renderHot(hot);
+  renderDims(dims);
+  renderLifecycle(life);
+  renderFunnel(overview.totals);
   const x = overview.totals;
   const kpis = [
     ["conversations", x.conversations], ["buyer_messages", x.buyer_messages],
@@ -72,7 +119,10 @@ function render({ overview, ranking, hot }) {
     ["handoff_rate", pct(x.handoff_rate)], ["bot_resolution_rate", pct(x.bot_resolution_rate)],
     ["queue_p90", secs(x.queue_wait.p90_s)], ["abandoned", x.abandoned],
     ["conversion_rate", pct(x.conversion_rate)], ["sales", `¥${x.sales}`], ["complaints", x.complaints],
-    ["tickets_created", x.tickets_created], ["sla_breaches", x.sla_breaches],
+    ["buyers", x.buyers], ["tickets_created", x.tickets_created], ["backlog", x.backlog],
+    ["ticket_resolution", dur(x.ticket_resolution_time.p50_s)],
+    ["sla_first_reply", pct(x.sla.first_reply?.attainment)], ["sla_breaches", x.sla_breaches],
+    ["messages_left", x.messages_left],
   ];
   $("kpis").replaceChildren(...kpis.map(([key, value]) => el("div.stat", { dataset: { kpi: key } },
     el("span.stat-label", { text: t("kpi_" + key) }), el("strong", { text: String(value) }))));

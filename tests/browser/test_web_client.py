@@ -649,7 +649,8 @@ def test_the_reports_page_shows_the_figures_a_chart_the_ranking_and_exports_csv(
         with trio.fail_after(20):
             async with connect(running.ws, token("a1", "agent", SHOP)) as agent, \
                     connect(running.ws, token("b1")) as buyer:
-                conv = (await buyer.open(SHOP))["conversation"]
+                conv = (await buyer.open(SHOP, channel="app", page="product"))[
+                    "conversation"]
                 await buyer.say(conv, "1", "在吗")
                 await agent.expect("event", event="assigned", conversation=conv)
                 await agent.say(conv, "2", "在的")
@@ -659,6 +660,9 @@ def test_the_reports_page_shows_the_figures_a_chart_the_ranking_and_exports_csv(
                 await buyer.expect("event", event="rated")
 
     trio.run(a_served_and_rated_chat)
+    api.put("/api/orders/o-1", json={"shop": SHOP, "customer": "b1", "status": "paid",
+                                     "items": [{"sku": "k1", "name": "羽绒服", "price": 399}]}
+            ).raise_for_status()  # the buyer pays after asking: a conversion, a new buyer
     problems: list[str] = []
     page = chromium.new_context(viewport={"width": 1280, "height": 900},
                                 accept_downloads=True).new_page()
@@ -672,6 +676,15 @@ def test_the_reports_page_shows_the_figures_a_chart_the_ranking_and_exports_csv(
     expect(page.locator("#complaint-rows")).to_have_text("无")
     drawn = page.evaluate("() => Chart.getChart(document.getElementById('trend')) !== undefined")
     assert drawn
+    # The funnel, the channel and entry breakdowns, the lifecycle.
+    expect(page.locator("#funnel-steps [data-step='converted'] strong")).to_have_text("1")
+    expect(page.locator("#funnel-steps [data-step='inquiries'] strong")).to_have_text("1")
+    assert page.evaluate("() => Chart.getChart(document.getElementById('funnel')) !== undefined")
+    expect(page.locator("#channel-rows tr[data-value='app']")).to_contain_text("App")
+    expect(page.locator("#channel-rows tr[data-value='app'] td").nth(1)).to_have_text("1")
+    expect(page.locator("#entry-rows tr[data-value='product']")).to_contain_text("商品页")
+    expect(page.locator("#lifecycle-rows tr[data-stage='new'] td").nth(1)).to_have_text("1")
+    expect(page.locator("[data-kpi='conversion_rate'] strong")).to_have_text("100.0%")
     page.screenshot(path=str(artifacts / "reports.png"))
     with page.expect_download() as downloading:
         page.locator("#r-csv").click()
