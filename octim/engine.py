@@ -273,17 +273,29 @@ class Engine:
         return str(opened["conversation"])
 
     async def report(self, shop: str, first: str, last: str, *, agent: str = "",
-                     granularity: str = "day", tz: str = "Asia/Shanghai") -> dict[str, Any]:
-        """The overview report (``GET /api/reports/overview``) of ``shop`` (``*``: the
-        platform) or one of its agents, for the days ``first``..``last`` (YYYY-MM-DD, both
+                     granularity: str = "day", tz: str = "Asia/Shanghai",
+                     name: str = "overview", channel: str = "", entry: str = "",
+                     group: str = "") -> dict[str, Any]:
+        """A report (``GET /api/reports/{name}``: ``overview``, ``conversion``, ``queue``,
+        ``tickets``) of ``shop`` (``*``: the platform), one of its agents, or one channel,
+        entry page or group of it, for the days ``first``..``last`` (YYYY-MM-DD, both
         included) in ``tz``; the counters catch up with the log first (docs/reports.md)."""
         import datetime
         from zoneinfo import ZoneInfo
 
-        from octim.domain.reports.read import GRANULARITIES, report
+        from octim.domain.reports.counting import DIMENSIONS
+        from octim.domain.reports.read import GRANULARITIES, VIEWS, report, view
 
         if granularity not in GRANULARITIES:
             raise InvalidInput(f"granularity is one of {', '.join(GRANULARITIES)}")
+        if name != "overview" and name not in VIEWS:
+            raise InvalidInput(f"report is overview or one of {', '.join(VIEWS)}")
+        chosen = [(k, v) for k, v in (("channel", channel), ("entry", entry),
+                                      ("group", group)) if v]
+        if len(chosen) + bool(agent) > 1:
+            raise InvalidInput("one of agent, group, channel or entry at a time")
+        for dimension, value in chosen:
+            agent = DIMENSIONS[dimension] + value
         zone = ZoneInfo(tz)
         start = datetime.datetime.combine(datetime.date.fromisoformat(first),
                                           datetime.time(), zone)
@@ -291,9 +303,18 @@ class Engine:
                                         + datetime.timedelta(days=1), datetime.time(), zone)
         assert self.reports is not None
         await self.reports.catch_up()
-        found = report(self.store, shop, agent, int(start.timestamp() * 1000),
-                       int(end.timestamp() * 1000), granularity, zone)
+        found = view(report(self.store, shop, agent, int(start.timestamp() * 1000),
+                            int(end.timestamp() * 1000), granularity, zone), name)
         return {**found, "from": first, "to": last}
+
+    async def lifecycle(self, shop: str) -> dict[str, Any]:
+        """The shop's (``*``: every shop's) buyers per lifecycle stage now
+        (``GET /api/reports/lifecycle``, docs/reports.md)."""
+        from octim.domain.reports import lifecycle
+
+        assert self.reports is not None
+        await self.reports.catch_up()
+        return lifecycle.report(self.store, shop, self.context.now_ms())
 
     async def post_message(self, conversation: str, text: str, *,
                            as_: str = "system") -> dict[str, Any]:

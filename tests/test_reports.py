@@ -210,6 +210,9 @@ async def test_a_scripted_day_gives_the_figures_worked_out_by_hand(tmp_path: Pat
             # day's events all fall on 2026-12-01 in both zones.
             # The Python API answers the same.
             assert (await engine.report(SHOP, "2026-12-01", "2026-12-01"))["totals"] == one
+            assert (await engine.report(SHOP, "2026-12-01", "2026-12-01", channel="app",
+                                        name="conversion"))["totals"]["converted"] == 1
+            assert (await engine.lifecycle(SHOP))["buyers"] == 1
             in_utc = (await http.get("/api/reports/overview", params={
                 **params, "shop": SHOP, "tz": "UTC"}, headers=KEY)).json()["totals"]
             assert in_utc == one
