@@ -238,7 +238,8 @@ async def _history(engine: Engine) -> None:
     agents = {shop: [a for a, _, shops, _ in DEMO_AGENTS if shop in shops]
               for shop, _, _ in DEMO_SHOPS}
     shops = [s for s, _, _ in DEMO_SHOPS]
-    records = synthetic.conversations(shops, agents, today - 30 * DAY_MS, 30, 40)
+    kb = {shop: [e["id"] for e in DEMO_KB if e["shop"] in (None, shop)] for shop in shops}
+    records = synthetic.conversations(shops, agents, today - 30 * DAY_MS, 30, 40, kb=kb)
     await synthetic.load(engine.store, records)
     # The year before: older buyers' payments, for the lifecycle's active, at risk, lost.
     await synthetic.load(engine.store, synthetic.past_orders(shops, today - 30 * DAY_MS, 300))

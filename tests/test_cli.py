@@ -176,6 +176,9 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
             life = client.get("/api/reports/lifecycle", headers=key,
                               params={"shop": "uniqlo-style"}).json()
             assert all(s["buyers"] > 0 for s in life["stages"]), life
+            hot = client.get("/api/reports/hot-questions", headers=key,
+                             params={"shop": "uniqlo-style"}).json()
+            assert hot["top_entries"][0]["question"], hot["top_entries"]
         assert token.count(".") == 2
         conversation = printed["conversation"][1]
 

@@ -371,9 +371,14 @@ async def test_hot_questions_and_complaint_focus(tmp_path: Path) -> None:
                         conv = (await buyer.open(BOTSHOP))["conversation"]
                         await buyer.say(conv, "1", "你们家的猫叫什么名字")
                         await buyer.expect("msg", conversation=conv, role="bot")
+                        await buyer.say(conv, "2", "几天发货")  # the knowledge base knows
+                        answer = await buyer.expect("msg", conversation=conv, role="bot")
+                        assert answer["body"]["kb"] == "ship"
             hot = (await http.get("/api/reports/hot-questions", params={
                 "shop": BOTSHOP, "from": "2026-12-01", "to": "2026-12-01"})).json()
             assert hot["complaints"] == 3
+            assert [(e["entry"], e["question"], e["answers"]) for e in hot["top_entries"]] == [
+                ("ship", "几天发货", 2)]
             assert hot["complaint_categories"] == [{"category": "羽绒服", "complaints": 2},
                                                    {"category": "围巾", "complaints": 1}]
             [cat] = [q for q in hot["unanswered"] if "猫" in q["question"] or

@@ -67,6 +67,9 @@ function renderHot(hot) {
   $("hot-rows").replaceChildren(...(hot.unanswered.length ? hot.unanswered.map((q) => el("tr",
     el("td", { text: q.question }), el("td", { text: q.count }), el("td", { text: q.examples.join(" / ") })))
     : [el("tr", el("td", { colspan: 3, text: t("none") }))]));
+  $("entry-hit-rows").replaceChildren(...(hot.top_entries.length ? hot.top_entries.map((e) => el("tr", { dataset: { entry: e.entry } },
+    el("td", { text: e.question || e.entry }), el("td", { text: e.answers })))
+    : [el("tr", el("td", { colspan: 2, text: t("none") }))]));
   $("complaint-rows").replaceChildren(...(hot.complaint_categories.length ? hot.complaint_categories.map((c) =>
     el("li", { text: `${c.category || t("no_category")}: ${c.complaints}` })) : [el("li", { text: t("none") })]));
 }

@@ -158,10 +158,12 @@ def invite(meta: ConversationMeta, by: str, role: str, agent: str,
 
 
 def message_logged(conversation: str, shop: str, said: StoredMessage) -> Op:
-    """A message's entry in the event log (no body: the message record holds that)."""
-    return log_op(conversation, shop, "message", {"seq": said.seq, "role": said.role,
-                                                  "from": said.sender, "kind": said.kind},
-                  said.ts)
+    """A message's entry in the event log (no body: the message record holds that; a bot
+    answer names the knowledge-base entry it gave, for the reports' top entries)."""
+    data = {"seq": said.seq, "role": said.role, "from": said.sender, "kind": said.kind}
+    if said.role == "bot" and isinstance(said.body.get("kb"), str):
+        data["kb"] = said.body["kb"]
+    return log_op(conversation, shop, "message", data, said.ts)
 
 
 def attach_upload(upload: dict[str, Any] | None, ref: str, user: str, kind: str,

@@ -37,7 +37,7 @@ COUNTS = ("conversations", "bot_conversations", "handoffs", "bot_resolved", "ass
 BY_CATEGORY = "complaint_categories"  # category → complaints (投诉焦点)
 #: Counts by a name inside the bucket: complaints by category; SLA targets met on time,
 #: fulfilled late and breached, by metric.
-DICTS = (BY_CATEGORY, "sla_met", "sla_late", "sla_breached")
+DICTS = (BY_CATEGORY, "sla_met", "sla_late", "sla_breached", "kb_hits")
 CONVERSION_MS = 24 * HOUR_MS  # an inquiry converts if the buyer pays within 24 h
 LATENCIES = ("frt", "resp", "resolution", "queue_wait", "ticket_resolution")
 #: The dimensions a conversation is also counted by, each its own scope in the key's
@@ -308,6 +308,10 @@ class Fold:
             return  # private notes and notices answer nobody
         if role == "bot":
             self._count(shop, None, ts, "bot_messages", dims=state)
+            if data.get("kb"):  # the entry the bot answered with (top entries hit), for
+                for bucket in self._targets(shop, "", ts):  # the shop only
+                    hits = bucket["kb_hits"]
+                    hits[data["kb"]] = hits.get(data["kb"], 0) + 1
             return
         if role == "buyer":
             self._count(shop, None, ts, "buyer_messages", dims=state)

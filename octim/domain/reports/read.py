@@ -262,11 +262,17 @@ def hot_questions(store: Any, shop: str, start_ms: int, end_ms: int, zone: ZoneI
     for bucket in rows:
         merge(totals, bucket)
     categories = sorted(totals[BY_CATEGORY].items(), key=lambda kv: (-kv[1], kv[0]))
+    hits = sorted(totals["kb_hits"].items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    entries = []
+    for entry_id, n in hits:
+        entry = store.get("kb", entry_id.encode()) or {}
+        entries.append({"entry": entry_id, "question": entry.get("question"),
+                        "category": entry.get("category"), "answers": n})
     prefix = f"{shop}\0".encode()
     unanswered = [r for _, r in store.scan("kb_unanswered", prefix, prefix[:-1] + b"\x01")
                   if start_ms <= int(r.get("last", 0)) < end_ms]
     unanswered.sort(key=lambda r: (-r["count"], r["key"]))
-    return {"shop": shop, "complaints": found["totals"]["complaints"],
+    return {"shop": shop, "complaints": found["totals"]["complaints"], "top_entries": entries,
             "complaint_categories": [{"category": c or None, "complaints": n}
                                      for c, n in categories[:limit]],
             "unanswered": [{"question": r["key"], "count": r["count"],

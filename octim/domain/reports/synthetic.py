@@ -22,7 +22,8 @@ DAY_MS = 86_400_000
 
 
 def conversations(shops: Sequence[str], agents: Mapping[str, Sequence[str]], start_ms: int,
-                  days: int, per_day: int, seed: int = 7) -> Iterator[dict[str, Any]]:
+                  days: int, per_day: int, seed: int = 7,
+                  kb: Mapping[str, Sequence[str]] | None = None) -> Iterator[dict[str, Any]]:
     """Log records of ``per_day`` conversations a day per shop for ``days`` days from
     ``start_ms``, busier in the afternoon and evening, in the order they happen per
     conversation (the fold needs no global order across conversations)."""
@@ -36,7 +37,8 @@ def conversations(shops: Sequence[str], agents: Mapping[str, Sequence[str]], sta
                 hour = rng.choices(range(24), weights=[1, 1, 1, 1, 1, 1, 2, 3, 5, 8, 9, 9,
                                                        8, 8, 9, 10, 10, 9, 8, 9, 10, 8, 5, 2])[0]
                 ts = start_ms + day * DAY_MS + hour * 3_600_000 + rng.randrange(3_600_000)
-                yield from _one(rng, f"syn-{shop}-{n}", shop, rng.choice(staff), ts)
+                yield from _one(rng, f"syn-{shop}-{n}", shop, rng.choice(staff), ts,
+                                (kb or {}).get(shop) or ())
                 if rng.random() < 0.05:  # one conversation in twenty needs a ticket
                     yield from _ticket(rng, f"syn-t-{shop}-{n}", shop, ts + 600_000)
 
@@ -81,8 +83,8 @@ def _ticket(rng: random.Random, ticket: str, shop: str, ts: int
                                         "opened_at": created}, ts)
 
 
-def _one(rng: random.Random, conversation: str, shop: str, agent: str, ts: int
-         ) -> Iterator[dict[str, Any]]:
+def _one(rng: random.Random, conversation: str, shop: str, agent: str, ts: int,
+         entries: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
     def record(event: str, data: dict[str, Any], at: int) -> dict[str, Any]:
         return {"event": event, "conversation": conversation, "shop": shop, "data": data,
                 "ts": at}
@@ -106,7 +108,10 @@ def _one(rng: random.Random, conversation: str, shop: str, agent: str, ts: int
     yield message("buyer", buyer, ts)
     if bot:
         ts += rng.randrange(500, 2_000)
-        yield message("bot", "bot", ts)
+        said = message("bot", "bot", ts)
+        if entries:  # the knowledge-base entry it answered with, the popular ones more often
+            said["data"]["kb"] = entries[min(int(rng.expovariate(0.5)), len(entries) - 1)]
+        yield said
         if rng.random() < 0.6:  # the bot settled it
             yield record("closed", {"reason": "inactive"}, ts + 1_800_000)
             return
