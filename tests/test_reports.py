@@ -302,6 +302,10 @@ async def test_a_scripted_day_gives_the_figures_worked_out_by_hand(tmp_path: Pat
             assert [(r["agent"], r["first_response"]["count"]) for r in ranking] == [("a1", 2)]
             # a1 was online from the first second until the grace ended at 5 h.
             assert (ranking[0]["online_s"], ranking[0]["busy_s"]) == (5 * 3600, 0)
+            # a1 held c1 from 0 s to its resolve at 300 s, and again from the reopen at
+            # 400 s until it closed at 5 h: 17,900 conversation-seconds in 18,000 on duty.
+            assert ranking[0]["load_s"] == 300 + (5 * 3600 - 400)
+            assert ranking[0]["average_load"] == round(17_900 / 18_000, 2)
 
             exported = await http.get("/api/reports/overview", params={
                 **params, "shop": SHOP, "format": "csv"}, headers=admin)

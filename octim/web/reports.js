@@ -150,7 +150,8 @@ function render({ overview, ranking, hot, dims, life }) {
     el("td", { text: r.name || r.agent }), el("td", { text: r.assigned }), el("td", { text: r.staff_messages }),
     el("td", { text: secs(r.first_response.mean_s) }), el("td", { text: pct(r.response.within_30s_rate) }),
     el("td", { text: r.resolved }), el("td", { text: pct(r.satisfaction) }),
-    el("td", { text: pct(r.conversion_rate) }), el("td", { text: `${(r.online_s / 3600).toFixed(1)} h` }))));
+    el("td", { text: pct(r.conversion_rate) }), el("td", { text: `${(r.online_s / 3600).toFixed(1)} h` }),
+    el("td.load", { text: r.average_load === null ? "–" : r.average_load.toFixed(2) }))));
 }
 
 // A CSV file through the API (the token goes in a header, never in a link).

@@ -33,7 +33,8 @@ COUNTS = ("conversations", "bot_conversations", "handoffs", "bot_resolved", "ass
           "buyer_messages", "staff_messages", "bot_messages", "resolved", "reopened",
           "ratings", "ratings_good", "rating_sum", "resp_fast", "tickets_created",
           "tickets_solved", "sla_breaches", "inquiries", "converted", "converted_same_day",
-          "sales", "abandoned", "complaints", "buyers", "backlog_change", "messages_left")
+          "sales", "abandoned", "complaints", "buyers", "backlog_change", "messages_left",
+          "load_ms")
 BY_CATEGORY = "complaint_categories"  # category → complaints (投诉焦点)
 #: Counts by a name inside the bucket: complaints by category; SLA targets met on time,
 #: fulfilled late and breached, by metric.
@@ -261,6 +262,7 @@ class Fold:
             agent = data.get("agent")
             if data.get("group"):
                 state["group"] = data["group"]
+            self._holder(state, shop, agent, ts)
             if agent and agent != state["agent"]:
                 self._count(shop, agent, ts, "assigned", dims=state)
             self._queue_end(state, shop, agent, ts)
@@ -274,10 +276,13 @@ class Fold:
                                              "group": state.get("group")}
         elif event == "transferred":
             state["agent"] = data.get("to")
+            self._holder(state, shop, state["agent"], ts)
         elif event == "unassigned":
             state["agent"] = None
+            self._holder(state, shop, None, ts)
             self._queue_from(state, ts)
         elif event == "resolved":
+            self._holder(state, shop, None, ts)
             self._count(shop, state["agent"], ts, "resolved", dims=state)
             if state["began"] is not None:
                 self._latency(shop, state["agent"], ts, "resolution", ts - state["began"],
@@ -295,6 +300,7 @@ class Fold:
             if score >= 4:
                 self._count(shop, state["agent"], ts, "ratings_good", dims=state)
         elif event == "closed":
+            self._holder(state, shop, None, ts)
             if state["was_bot"] and not state["handed"] and not state["served"]:
                 self._count(shop, None, ts, "bot_resolved", dims=state)
             if state.get("queued_at") is not None:  # still waiting for an agent: given up
@@ -337,6 +343,33 @@ class Fold:
             if gap <= FAST_MS:
                 self._count(shop, agent, ts, "resp_fast", dims=state)
             state["wait"] = None
+
+    def _holder(self, state: dict[str, Any], shop: str, agent: str | None, ts: int) -> None:
+        """The conversation now takes a place in ``agent``'s load (None: in nobody's): the
+        one it leaves and the one it joins change (average concurrent load)."""
+        holder = state.get("holder")
+        if holder == agent:
+            return
+        if holder:
+            self._load(shop, holder, ts, -1)
+        if agent:
+            self._load(shop, agent, ts, 1)
+        state["holder"] = agent
+
+    def _load(self, shop: str, agent: str, ts: int, delta: int) -> None:
+        """The agent's conversations in the shop change by ``delta`` at ``ts``: the time
+        since the last change, times the number held, counts as ``load_ms`` in the hours
+        it spanned (at most a week back)."""
+        key = f"load\0{shop}\0{agent}"
+        held = self.pending[key] if key in self.pending else self._load_pending(key)
+        n, since = (0, ts) if held is None else (int(held["n"]), int(held["since"]))
+        since = max(since, ts - 7 * DAY_MS)
+        while n > 0 and since < ts:
+            end = min((since // HOUR_MS + 1) * HOUR_MS, ts)
+            for bucket in self._targets(shop, agent, since):
+                bucket["load_ms"] += n * (end - since)
+            since = end
+        self.pending[key] = {"n": max(0, n + delta), "since": max(since, ts)}
 
     def _buyer(self, shop: str, buyer: str, dims: dict[str, Any], ts: int) -> None:
         """A distinct buyer of the shop's day (in its zone): their first conversation of

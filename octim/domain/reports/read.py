@@ -107,7 +107,7 @@ def metrics(b: dict[str, Any]) -> dict[str, Any]:
                                            b["sla_met"].get(name, 0) +
                                            b["sla_breached"].get(name, 0))}
                 for name in sorted({*b["sla_met"], *b["sla_breached"]})},
-        "messages_left": b["messages_left"],
+        "messages_left": b["messages_left"], "load_s": b["load_ms"] // 1000,
         "inquiries": b["inquiries"], "converted": b["converted"],
         "conversion_rate": _rate(b["converted"], b["inquiries"]),
         "same_day_conversion_rate": _rate(b["converted_same_day"], b["inquiries"]),
@@ -303,7 +303,10 @@ def agents(store: Any, shop: str, start_ms: int, end_ms: int, zone: ZoneInfo
             rows.append({"agent": record["id"], "name": record.get("name", record["id"]),
                          **figures["totals"],
                          "online_s": duty["online"] // 1000, "busy_s": duty["busy"] // 1000,
-                         "away_s": duty["away"] // 1000})
+                         "away_s": duty["away"] // 1000,
+                         # conversations held at once, on average, while on duty
+                         "average_load": round(figures["totals"]["load_s"] * 1000 / on_duty, 2)
+                         if (on_duty := duty["online"] + duty["busy"]) else None})
     return rows
 
 
