@@ -13,6 +13,7 @@ Run: ``pytest bench/test_reports_bench.py -s`` (numbers in bench/README.md).
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ import trio
 
 from bench.conftest import summary_ms
 from octim.domain.reports import synthetic
+from octim.store import pack
 from octim.testing import TEST_API_KEY, open_engine
 
 SHOPS = [f"shop-{n:03d}" for n in range(100)]
@@ -51,14 +53,17 @@ async def reports_bench(conversations: int) -> dict[str, Any]:
             while await engine.reports.catch_up(max_records=200_000):
                 pass
             fold_cpu, fold_wall = time.process_time() - cpu, time.perf_counter() - wall
-            buckets = sum(1 for _ in engine.store.scan("report_buckets"))
+            stored = engine.store.scan("report_buckets")
+            buckets = len(stored)
+            bucket_bytes = sum(len(pack(v)) for _, v in stored)
+            del stored
             # Live-like: the next day's records in time order, folded 10,000 at a time (a
             # catch-up every report_interval, 10 s, at 1,000 messages/s): the counters' cost
             # per record as traffic comes in.
             # The first catch-up warms up (the day's buckets are new): not counted.
             hour = sorted(synthetic.conversations(SHOPS, agents, START_MS + DAYS * 86_400_000,
                                                   1, 40, seed=11), key=lambda r: r["ts"])
-            live_cpu, live_counted = 0.0, 0
+            live_cpu, live_counted, live_messages = 0.0, 0, 0
             for at in range(0, len(hour), 10_000):
                 chunk = hour[at:at + 10_000]
                 await synthetic.load(engine.store, iter(chunk))
@@ -67,6 +72,7 @@ async def reports_bench(conversations: int) -> dict[str, Any]:
                 if at:
                     live_cpu += time.process_time() - cpu
                     live_counted += len(chunk)
+                    live_messages += sum(1 for r in chunk if r["event"] == "message")
             results: dict[str, Any] = {}
             month = {"from": "2026-11-01", "to": "2026-11-30", "tz": "Asia/Shanghai"}
             async with httpx.AsyncClient(base_url=listening.http_url, headers=KEY,
@@ -87,7 +93,12 @@ async def reports_bench(conversations: int) -> dict[str, Any]:
                     "fold_cpu_us_per_record": round(fold_cpu * 1e6 / records, 2),
                     "live_records": live_counted,
                     "live_cpu_us_per_record": round(live_cpu * 1e6 / max(1, live_counted), 2),
-                    "buckets": buckets, "reads": results}
+                    "live_cpu_us_per_message": round(live_cpu * 1e6 / max(1, live_messages), 2),
+                    "buckets": buckets, "bucket_mb": round(bucket_bytes / 2**20, 1),
+                    "cached_buckets": len(engine.reports.known),
+                    "cached_pending": len(engine.reports.pending),
+                    "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                    "reads": results}
 
 
 def fresh(*args: str) -> Any:

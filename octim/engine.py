@@ -380,6 +380,10 @@ class Engine:
                 finally:
                     self.ready = False
                     log.info("stopping actors")
+            try:  # a clean stop leaves the reports nothing to replay at the next start
+                await self.reports.checkpoint()
+            except Exception as exc:  # the next start replays from the last checkpoint
+                log.error("reports' pending state not checkpointed", exc_info=exc)
             self.events.close()
             stats = store.statistics()
             log.info("committing and closing the store",

@@ -394,3 +394,52 @@ async def test_hot_questions_and_complaint_focus(tmp_path: Path) -> None:
             csv_answer = await http.get("/api/reports/hot-questions", params={
                 "shop": BOTSHOP, "from": "2026-12-01", "to": "2026-12-01", "format": "csv"})
             assert csv_answer.content.startswith("\ufeff".encode())
+
+
+async def test_the_pending_state_is_rebuilt_after_a_stop_without_a_checkpoint(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """The fold's per-conversation state is written only at checkpoints: an engine that
+    stops without one (as in a crash) folds the records past the last checkpoint again,
+    without counting, at its next start. A wait begun before the stop is answered after
+    it: the first response is counted once, from the right time, and the counters equal
+    a rebuild from the log."""
+    from octim.domain.reports import feeder
+
+    now = [T0]
+    data = tmp_path / "d"
+
+    async def skip(self: Any) -> None:
+        return None
+
+    with monkeypatch.context() as patched:
+        patched.setattr(feeder.Reports, "checkpoint", skip)
+        async with open_engine(data, routing_tick=3600) as (engine, listening):
+            engine.context.clock = lambda: now[0]
+            await engine.put_shop(SHOP, "一号店", bot={"mode": "off"})
+            async with httpx.AsyncClient(base_url=listening.http_url, headers=KEY) as http:
+                (await http.put("/api/agents/a1", json={"name": "a1", "shops": [SHOP]})
+                 ).raise_for_status()
+            async with connect(listening.ws_url, token("a1", "agent", SHOP)) as a1, \
+                    connect(listening.ws_url, token("b1")) as b1:
+                conversation = (await b1.open(SHOP))["conversation"]
+                await b1.say(conversation, "1", "在吗")
+                await a1.expect("event", event="assigned", conversation=conversation)
+            first = await engine.report(SHOP, "2026-12-01", "2026-12-01")
+            assert first["totals"]["buyer_messages"] == 1
+            assert first["totals"]["first_response"]["count"] == 0
+            assert engine.reports is not None
+            assert engine.reports.pending_cursor < engine.reports.cursor
+            assert engine.store.get("report_pending", conversation.encode()) is None
+    async with open_engine(data, routing_tick=3600) as (engine, listening):
+        engine.context.clock = lambda: now[0]
+        now[0] = T0 + 42
+        async with connect(listening.ws_url, token("a1", "agent", SHOP)) as a1:
+            await a1.say(conversation, "2", "在的")
+        again = (await engine.report(SHOP, "2026-12-01", "2026-12-01"))["totals"]
+        assert again["first_response"]["count"] == 1
+        assert again["first_response"]["mean_s"] == 42.0
+        assert again["conversations"] == 1 and again["buyer_messages"] == 1
+        incremental = dict(engine.store.scan("report_buckets"))
+    await rebuild(data)
+    async with open_engine(data, routing_tick=3600) as (engine, _):
+        assert dict(engine.store.scan("report_buckets")) == incremental

@@ -96,33 +96,6 @@ def day_key(shop: str, agent: str, day: str) -> bytes:
     return f"{shop}\0{agent}\0D{day}".encode()
 
 
-def compact(bucket: dict[str, Any]) -> dict[str, Any]:
-    """What is stored: the counts that are not zero, the latencies that have samples (their
-    bins without trailing zeros)."""
-    out: dict[str, Any] = {k: v for k, v in bucket.items()
-                           if k not in LATENCIES and v}
-    for name in LATENCIES:
-        count, total, bins, top = bucket[name]
-        if count:
-            last = max(i for i, n in enumerate(bins) if n)
-            out[name] = [count, total, bins[:last + 1], top]
-    return out
-
-
-def expand(stored: dict[str, Any] | None) -> dict[str, Any]:
-    bucket = empty_bucket()
-    for key, value in (stored or {}).items():
-        if key in LATENCIES:
-            count, total, bins, top = value
-            entry = bucket[key]
-            entry[0], entry[1], entry[3] = count, total, top
-            entry[2][:len(bins)] = bins
-        elif key in DICTS:
-            bucket[key] = dict(value)
-        else:
-            bucket[key] = value
-    return bucket
-
 
 class Fold:
     """The buckets and pending records a run of log records changes (see module doc).
@@ -132,7 +105,9 @@ class Fold:
     """
 
     def __init__(self, load_bucket: Any, load_pending: Any, zone_of: Any = None,
-                 known: dict[bytes, dict[str, Any]] | None = None) -> None:
+                 known: dict[bytes, dict[str, Any]] | None = None,
+                 counting: bool = True) -> None:
+        self.counting = counting  # False: only the pending state moves (a replay)
         self._load_bucket = load_bucket
         self._load_pending = load_pending
         self._known = {} if known is None else known  # buckets already loaded (kept live)
@@ -144,11 +119,13 @@ class Fold:
         self.pending: dict[str, dict[str, Any] | None] = {}  # None: the conversation ended
 
     def _get(self, key: bytes, tz: str | None = None) -> dict[str, Any]:
+        """A bucket as it is stored, sparse (what is not there is zero; a latency's bins
+        end at its last sample's), changed in place and stored as it is."""
         found = self.buckets.get(key)
         if found is None:
             found = self._known.get(key)
             if found is None:
-                found = expand(self._load_bucket(key))
+                found = self._load_bucket(key) or {}
                 if tz is not None:
                     found["tz"] = tz
                 self._known[key] = found
@@ -188,18 +165,39 @@ class Fold:
 
     def _count(self, shop: str, agent: str | None, ts: int, name: str, n: int = 1,
                dims: dict[str, Any] | None = None) -> None:
+        if not self.counting:
+            return
         for bucket in self._all(shop, agent, ts, dims):
-            bucket[name] += n
+            bucket[name] = bucket.get(name, 0) + n
 
     def _latency(self, shop: str, agent: str | None, ts: int, name: str, ms: int,
                  dims: dict[str, Any] | None = None) -> None:
+        if not self.counting:
+            return
+        ms = max(0, ms)
+        index = bisect.bisect_left(BINS_MS, ms)  # once for every bucket it counts in
         for bucket in self._all(shop, agent, ts, dims):
-            add_latency(bucket, name, max(0, ms))
+            entry = bucket.get(name)
+            if entry is None:
+                bucket[name] = [1, ms, [0] * index + [1], ms]
+                continue
+            entry[0] += 1
+            entry[1] += ms
+            bins = entry[2]
+            if index >= len(bins):
+                bins.extend([0] * (index + 1 - len(bins)))
+            bins[index] += 1
+            if ms > entry[3]:
+                entry[3] = ms
 
     def _by(self, shop: str, ts: int, field: str, name: str,
             dims: dict[str, Any] | None = None) -> None:
+        if not self.counting:
+            return
         for bucket in self._all(shop, None, ts, dims):
-            by = bucket[field]
+            by = bucket.get(field)
+            if by is None:
+                by = bucket[field] = {}
             by[name] = by.get(name, 0) + 1
 
     def _state(self, conversation: str) -> dict[str, Any]:
@@ -314,9 +312,11 @@ class Fold:
             return  # private notes and notices answer nobody
         if role == "bot":
             self._count(shop, None, ts, "bot_messages", dims=state)
-            if data.get("kb"):  # the entry the bot answered with (top entries hit), for
+            if data.get("kb") and self.counting:  # the entry the bot answered with, for
                 for bucket in self._targets(shop, "", ts):  # the shop only
-                    hits = bucket["kb_hits"]
+                    hits = bucket.get("kb_hits")
+                    if hits is None:
+                        hits = bucket["kb_hits"] = {}
                     hits[data["kb"]] = hits.get(data["kb"], 0) + 1
             return
         if role == "buyer":
@@ -364,10 +364,10 @@ class Fold:
         held = self.pending[key] if key in self.pending else self._load_pending(key)
         n, since = (0, ts) if held is None else (int(held["n"]), int(held["since"]))
         since = max(since, ts - 7 * DAY_MS)
-        while n > 0 and since < ts:
+        while n > 0 and since < ts and self.counting:
             end = min((since // HOUR_MS + 1) * HOUR_MS, ts)
             for bucket in self._targets(shop, agent, since):
-                bucket["load_ms"] += n * (end - since)
+                bucket["load_ms"] = bucket.get("load_ms", 0) + n * (end - since)
             since = end
         self.pending[key] = {"n": max(0, n + delta), "since": max(since, ts)}
 
@@ -404,8 +404,9 @@ class Fold:
     def _paid(self, shop: str, data: dict[str, Any], ts: int) -> None:
         """An order of the shop was paid: it converts the buyer's inquiry of the last 24 h
         (once), counted at the inquiry's time for the agent who served it then."""
-        self._lifecycle(shop, str(data.get("customer")),
-                        round(float(data.get("amount", 0)) * 100), ts)
+        if self.counting:  # counts (written with the cursor): a replay leaves them be
+            self._lifecycle(shop, str(data.get("customer")),
+                            round(float(data.get("amount", 0)) * 100), ts)
         key = f"inquiry\0{shop}\0{data.get('customer')}"
         inquiry = self.pending[key] if key in self.pending else self._load_pending(key)
         if inquiry is None or inquiry["converted"] or not 0 <= ts - inquiry["ts"] <= \

@@ -43,6 +43,25 @@ def conversations(shops: Sequence[str], agents: Mapping[str, Sequence[str]], sta
                     yield from _ticket(rng, f"syn-t-{shop}-{n}", shop, ts + 600_000)
 
 
+def live(shops: Sequence[str], agents: Mapping[str, Sequence[str]], start_ms: int,
+         seconds: int, per_second: float, seed: int = 13) -> list[dict[str, Any]]:
+    """Traffic as it comes: conversations starting at ``per_second`` across the shops
+    during ``seconds`` from ``start_ms``, their records in time order, those of the window
+    only (what a live engine logs in that time; conversations still going at its end are
+    cut there)."""
+    rng = random.Random(seed)
+    end = start_ms + seconds * 1000
+    out: list[dict[str, Any]] = []
+    for n in range(int(seconds * per_second)):
+        shop = rng.choice(shops)
+        ts = start_ms + rng.randrange(seconds * 1000)
+        out += (r for r in _one(rng, f"syn-live-{n}", shop,
+                                rng.choice(agents.get(shop) or ["agent"]), ts)
+                if r["ts"] < end)
+    out.sort(key=lambda r: r["ts"])
+    return out
+
+
 def past_orders(shops: Sequence[str], end_ms: int, per_shop: int, seed: int = 11
                 ) -> Iterator[dict[str, Any]]:
     """Payments of the year before ``end_ms`` (a shop's older buyers: the lifecycle's
