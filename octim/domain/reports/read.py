@@ -19,6 +19,7 @@ from octim.domain.reports.counting import (
     day_key,
     empty_bucket,
 )
+from octim.errors import InvalidInput
 
 GRANULARITIES = ("hour", "day", "week", "month")
 #: The figures each named report keeps (``overview``: all of them).
@@ -130,16 +131,17 @@ def period_of(hour: int, granularity: str, zone: ZoneInfo) -> str:
 
 
 def _by_day(store: Any, shop: str, agent: str, start_ms: int, end_ms: int,
-            zone: ZoneInfo) -> list[tuple[datetime.date, dict[str, Any]]] | None:
-    """The day roll-ups of the range, if every one was counted in ``zone`` (else None:
-    the caller sums hours)."""
+            zone: ZoneInfo, any_zone: bool = False
+            ) -> list[tuple[datetime.date, dict[str, Any]]] | None:
+    """The day roll-ups of the range's days in ``zone``, if every one was counted in
+    ``zone`` or ``any_zone`` (else None: the caller sums hours)."""
     first = datetime.datetime.fromtimestamp(start_ms / 1000, tz=zone).date()
     last = datetime.datetime.fromtimestamp((end_ms - 1) / 1000, tz=zone).date()
     low = day_key(shop, agent, first.strftime("%Y%m%d"))
     high = day_key(shop, agent, (last + datetime.timedelta(days=1)).strftime("%Y%m%d"))
     found = []
     for key, bucket in store.scan("report_buckets", low, high):
-        if bucket.get("tz") != zone.key:
+        if bucket.get("tz") != zone.key and not any_zone:
             return None
         day = key.rsplit(b"\0D", 1)[1].decode()
         found.append((datetime.date(int(day[:4]), int(day[4:6]), int(day[6:])), bucket))
@@ -163,7 +165,11 @@ def report(store: Any, shop: str, agent: str, start_ms: int, end_ms: int,
     total = empty_bucket()
     periods: dict[str, dict[str, Any]] = {}
     days = None
-    if granularity != "hour" and _whole_days(start_ms, end_ms, zone):
+    if agent:  # an agent or a dimension: kept by the shop's days only
+        if granularity == "hour":
+            raise InvalidInput("by hour: a shop's or the platform's figures only")
+        days = _by_day(store, shop, agent, start_ms, end_ms, zone, any_zone=True)
+    elif granularity != "hour" and _whole_days(start_ms, end_ms, zone):
         days = _by_day(store, shop, agent, start_ms, end_ms, zone)
     if days is not None:
         for day, bucket in days:
