@@ -59,7 +59,7 @@ async def script(engine: Any, listening: Any, now: list[float]) -> str:
         at(70)
         await b1.say(c1, "3", "羽绒服有L码吗")
         at(100)
-        await b1.say(c1, "4", "着急要")  # the wait still counts from 70 s
+        await b1.say(c1, "4", "着急要，不然差评")  # the wait still counts from 70 s
         at(110)
         await note(a1, c1, "5", "查库存")  # a private note answers nobody
         at(130)
@@ -71,7 +71,7 @@ async def script(engine: Any, listening: Any, now: list[float]) -> str:
         await b1.expect("event", event="rated")
         # It reopens at 400 s and is answered at 410 s: a second first response.
         at(400)
-        await b1.say(c1, "7", "还有个问题")
+        await b1.say(c1, "7", "还有个问题，我要投诉")  # a second cue: still one complaint
         await a1.expect("event", event="assigned", conversation=c1)
         at(410)
         await a1.say(c1, "8", "请讲")
@@ -177,6 +177,7 @@ async def test_a_scripted_day_gives_the_figures_worked_out_by_hand(tmp_path: Pat
             assert one["sla"]["resolution"] == one["sla"]["first_reply"]
             assert one["sla_breaches"] == 2
             assert one["buyers"] == 1  # b1 once, though the conversation reopened
+            assert one["complaints"] == 1  # complaint words in a chat a person serves
             assert one["inquiries"] == 1 and one["converted"] == 1
             assert one["conversion_rate"] == 1.0 and one["same_day_conversion_rate"] == 1.0
             assert one["sales"] == 399.0

@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from octim.domain import uploads
+from octim.domain.bot import ANGER
 from octim.domain.conversations.model import (
     ASSIGNED,
     BOT,
@@ -163,6 +164,10 @@ def message_logged(conversation: str, shop: str, said: StoredMessage) -> Op:
     data = {"seq": said.seq, "role": said.role, "from": said.sender, "kind": said.kind}
     if said.role == "bot" and isinstance(said.body.get("kb"), str):
         data["kb"] = said.body["kb"]
+    elif said.role == "buyer" and said.kind == "text":
+        text = str(said.body.get("text", "")).lower()
+        if any(word in text for word in ANGER):  # a complaint cue (投诉焦点), whoever serves
+            data["cue"] = "complaint"
     return log_op(conversation, shop, "message", data, said.ts)
 
 

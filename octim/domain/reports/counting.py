@@ -255,8 +255,7 @@ class Fold:
         elif event == "handoff":
             self._count(shop, None, ts, "handoffs", dims=state)
             if data.get("reason") == "complaint":  # anger or complaint cues (投诉焦点)
-                self._count(shop, None, ts, "complaints", dims=state)
-                self._by(shop, ts, BY_CATEGORY, str(state.get("category") or ""), state)
+                self._complaint(state, shop, ts)
             state.update(bot=False, handed=True, start=ts, frt_done=False, wait=ts)
             self._queue_from(state, ts)
         elif event == "assigned":
@@ -324,6 +323,8 @@ class Fold:
             return
         if role == "buyer":
             self._count(shop, None, ts, "buyer_messages", dims=state)
+            if data.get("cue") == "complaint" and not state["bot"]:  # a person serves it
+                self._complaint(state, shop, ts)
             if state["began"] is None:  # the consultation starts (resolution time)
                 state["began"] = ts
                 self._inquiry(shop, str(data.get("from")), state, ts)
@@ -346,6 +347,15 @@ class Fold:
             if gap <= FAST_MS:
                 self._count(shop, agent, ts, "resp_fast", dims=state)
             state["wait"] = None
+
+    def _complaint(self, state: dict[str, Any], shop: str, ts: int) -> None:
+        """A complaint, once per conversation: the bot's complaint hand-off, or a buyer's
+        complaint words while a person serves (or is awaited)."""
+        if state.get("complained"):
+            return
+        state["complained"] = True
+        self._count(shop, None, ts, "complaints", dims=state)
+        self._by(shop, ts, BY_CATEGORY, str(state.get("category") or ""), state)
 
     def _holder(self, state: dict[str, Any], shop: str, agent: str | None, ts: int) -> None:
         """The conversation now takes a place in ``agent``'s load (None: in nobody's): the
