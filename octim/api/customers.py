@@ -209,6 +209,8 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         recent = engine.store.scan_scope("messages", conversation,
                                          after=max(0, meta.last_seq - 20))
         texts = [m["body"].get("text", "") for _, m in recent if m["role"] == "buyer"][-5:]
+        if engine.reports is not None:  # the lifecycle stage counts every payment logged
+            await engine.reports.catch_up()
         built = build_context(engine.store, meta, texts, engine.context.now_ms())
         if who is not None:
             await audit(who, "context", request, conversation=conversation,

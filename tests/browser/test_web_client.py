@@ -117,6 +117,9 @@ def test_buyer_bot_handoff_agent_reply_rating_and_monitor(
     expect(panel.locator("li.order[data-order='o-1']")).to_contain_text("轻薄羽绒服")
     expect(panel).to_contain_text("上海转运中心")
     expect(panel).not_to_contain_text("蓝牙耳机")  # the other shop's order stays private
+    # One order paid with this shop, today: a new customer (客户阶段 新客).
+    expect(panel.locator(".lifecycle[data-stage='new']")).to_contain_text("新客")
+    expect(panel.locator(".lifecycle")).to_contain_text("已付款 1 单 · ¥399.00")
     agent.screenshot(path=artifacts / "2-agent-inbox-and-context.png")
 
     # A canned reply, then Shift+Enter makes a new line and Enter sends.
