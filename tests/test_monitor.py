@@ -15,6 +15,8 @@ BUYERS = 150  # per shop
 
 
 async def counters(engine: object, shop: str) -> dict[str, object]:
+    # A snapshot may be a second old (Reports.fresh): this one is to be exact.
+    await engine.reports.catch_up()  # type: ignore[attr-defined]
     snapshot = await engine.monitor.snapshot([shop])  # type: ignore[attr-defined]
     return dict(snapshot["shops"][0]["today"])
 

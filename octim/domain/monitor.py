@@ -135,7 +135,7 @@ class Monitor:
         """What the monitor screen shows for ``shops`` (counted up to the last commit)."""
         await self.catch_up()
         if self.engine.reports is not None:
-            await self.engine.reports.catch_up()
+            await self.engine.reports.fresh()
         now = self.engine.context.now_ms()
         live = await self.engine.directory.ref(DISPATCHER, DISPATCHER_ID).ask(
             MonitorView(tuple(shops)))

@@ -75,6 +75,7 @@ class Reports:
         self.pending: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.dirty: dict[str, dict[str, Any] | None] = {}
         self.record_pending_cursor = True  # the store does not say yet where it stands
+        self.caught_at = float("-inf")  # trio time of the last catch-up
 
     def zone_of(self, shop: str) -> ZoneInfo:
         """The zone a shop's days are counted in (its ``settings.timezone``)."""
@@ -139,9 +140,17 @@ class Reports:
                 at = number
             self.dirty.update(fold.pending)
 
+    async def fresh(self, within: float = 1.0) -> None:
+        """Catch up unless that was done less than ``within`` seconds ago: what the live
+        monitor reads (a snapshot a second per screen), so that many screens do not make
+        a commit each; its figures are then at most that old."""
+        if trio.current_time() - self.caught_at >= within:
+            await self.catch_up()
+
     async def catch_up(self, *, max_records: int = 50_000) -> int:
         """Fold what the log holds after the cursor (at most ``max_records`` per call, so
         a long replay does not hold the loop); returns how many records were counted."""
+        self.caught_at = trio.current_time()
         async with self.lock:
             store = self.store
             fold = self._fold()
