@@ -149,9 +149,8 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         await engine.reports.catch_up()
         start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
         span = f"{first}-{last}"
-        if name == "lifecycle":  # now, or at the end of ``to``
-            at = min(end_ms, engine.context.now_ms())
-            found = lifecycle.report(engine.store, shop, at)
+        if name == "lifecycle":  # now: the stages are today's (from and to do not apply)
+            found = lifecycle.report(engine.store, shop, engine.context.now_ms())
             if format == "csv":
                 return csv_response(found["stages"], f"lifecycle-{last}")
             return found
