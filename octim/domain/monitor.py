@@ -1,8 +1,9 @@
 """The live monitor's numbers: today's figures per shop and the last hour per minute.
 
 Today's figures come from the report counters (octim/domain/reports, the definitions in
-docs/reports.md), brought up to date with the log before every snapshot: the monitor and
-the reports page never disagree, and "today" is the shop's day in its time zone.
+docs/reports.md), brought up to date with the log before a snapshot (at most once a
+second for all the screens): the monitor and the reports page never disagree, and
+"today" is the shop's day in its time zone.
 
 What the monitor counts itself is the chart of the last hour: conversations opened per
 minute. :class:`Monitor` reads the durable event log (database ``log``, in commit order)
@@ -168,7 +169,8 @@ class Monitor:
         start = int(midnight.timestamp() * 1000)
         end = int(datetime.datetime.combine(tomorrow, datetime.time(), zone).timestamp() * 1000)
         # The whole day: its roll-up is one record (nothing is counted ahead of the clock).
-        m = report(self.engine.store, shop, "", start, end, "day", zone)["totals"]
+        m = report(self.engine.store, shop, "", start, end, "day", zone, backlog=False)[
+            "totals"]
         frt = m["first_response"]
         return {"opened": m["conversations"], "buyers": m["buyers"],
                 "resolved": m["resolved"], "buyer_messages": m["buyer_messages"],

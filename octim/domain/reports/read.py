@@ -158,7 +158,7 @@ def _day_period(day: datetime.date, granularity: str) -> str:
 
 
 def report(store: Any, shop: str, agent: str, start_ms: int, end_ms: int,
-           granularity: str, zone: ZoneInfo) -> dict[str, Any]:
+           granularity: str, zone: ZoneInfo, *, backlog: bool = True) -> dict[str, Any]:
     """Totals and a series by period for ``[start_ms, end_ms)`` of one shop (``*``: the
     platform) or one of its agents. Whole days in the zone the days were counted in come
     from the day roll-ups (one record a day); anything else sums the hours."""
@@ -188,11 +188,12 @@ def report(store: Any, shop: str, agent: str, start_ms: int, end_ms: int,
                                       for p, b in sorted(periods.items())]
     # The ticket backlog at the end of each period: what the changes before the range
     # left, plus the changes up to then.
-    backlog = _backlog_before(store, shop, agent, start_ms, zone)
-    for row in series:
-        backlog += row["backlog_change"]
-        row["backlog"] = backlog
-    totals["backlog"] = backlog
+    if backlog:  # (a read of the history's days: the live monitor goes without)
+        left = _backlog_before(store, shop, agent, start_ms, zone)
+        for row in series:
+            left += row["backlog_change"]
+            row["backlog"] = left
+        totals["backlog"] = left
     return {"shop": shop, "agent": agent or None, "from": start_ms, "to": end_ms,
             "granularity": granularity, "tz": zone.key, "totals": totals, "series": series}
 
