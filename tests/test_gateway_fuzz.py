@@ -321,6 +321,29 @@ def test_hostile_report_queries_never_answer_5xx(
             "invalid_body", "not_found", "forbidden", "unauthorized"), answer.text
 
 
+RAW_QUERIES = [
+    "shop=%ED%A0%80",  # a lone surrogate, as UTF-8 bytes
+    "shop=s1&channel=%ED%A0%80", "shop=s1&from=%FF%FE", "shop=s1&tz=%00",
+    "shop=s1&from=99999999999999999999-01-01", "shop=s1&to=NaN",
+    "shop=s1&granularity=NaN", "shop=s1&agent=" + "a" * 5000,
+    "shop=" + "%5B" * 3000, "shop=s1&" + "&".join(f"x{n}=1" for n in range(2000)),
+]
+
+
+@pytest.mark.parametrize("name", ["overview", "breakdown", "lifecycle", "tickets"])
+@pytest.mark.parametrize("query", RAW_QUERIES)
+def test_raw_hostile_report_queries_answer_a_stable_4xx(live_engine: Live, name: str,
+                                                        query: str) -> None:
+    """Bytes no client library would send: invalid UTF-8, a lone surrogate, numbers past
+    64 bits, NaN, over-long values and many parameters."""
+    with httpx.Client(base_url=live_engine.http, headers=API_KEY, timeout=20) as http:
+        answer = http.get(f"/api/reports/{name}?{query}")
+    assert 400 <= answer.status_code < 500 or (answer.status_code == 200 and "x0=" in query), \
+        (query, answer.text)
+    if answer.status_code >= 400:
+        assert answer.json()["error"]["code"] in ("invalid_body", "not_found"), answer.text
+
+
 def test_a_normal_exchange_works_after_the_fuzzing(live_engine: Live) -> None:
     async def normal() -> None:
         with trio.fail_after(20):
