@@ -26,6 +26,8 @@ import trio
 from octim.actors import ActorRef, Directory, open_directory
 from octim.api import create_app, serve_http
 from octim.config import HostPort, Settings
+from octim.courier import Courier
+from octim.domain import channels
 from octim.domain.agents import AGENT_KIND, DescribePresence
 from octim.domain.agents import KIND as AGENT
 from octim.domain.context import EngineContext
@@ -110,6 +112,7 @@ class Engine:
         self._context: EngineContext | None = None
         self.fanout = Fanout(settings.outbox_frames)
         self.events: EventBus
+        self.courier: Courier
         self.listening: Listening | None = None  # set by open_engine
         self.gateway = Gateway(self)
         self.monitor = Monitor(self)
@@ -360,8 +363,13 @@ class Engine:
                               keys=load_keys(s.data_key, s.data_key_file)) as store:
             context = EngineContext(s, store, self.fanout)
             # Through the context, so a clock a test injects later is the one read.
-            self.events = EventBus(s, store, lambda: context.clock())
+            self.courier = Courier(s, store, lambda: context.clock())
+            self.events = EventBus(s, store, lambda: context.clock(), self.courier)
             context.emit = self.events.emit
+            context.stage = self.events.stage
+            context.publish = self.events.publish
+            channels.install(context, self.courier)
+            self.courier.open()
             self.reports = Reports(store)
             self.reports.open()
             async with open_directory(context) as directory:
@@ -384,7 +392,7 @@ class Engine:
                 await self.reports.checkpoint()
             except Exception as exc:  # the next start replays from the last checkpoint
                 log.error("reports' pending state not checkpointed", exc_info=exc)
-            self.events.close()
+            self.courier.close()
             stats = store.statistics()
             log.info("committing and closing the store",
                      extra={"commits": stats.commits, "parks": stats.parks,
@@ -407,6 +415,8 @@ class Engine:
             jieba.initialize()
             sweeper, ticker = trio.CancelScope(), trio.CancelScope()
             self.monitor.open()
+            courier = trio.CancelScope()
+            servers.start_soon(self._courier_forever, courier)
             servers.start_soon(self._sweep_forever, sweeper)
             servers.start_soon(self._tick_forever, ticker)
             timer_task = trio.CancelScope()
@@ -423,8 +433,13 @@ class Engine:
             log.info("shutting down")
             sweeper.cancel()
             ticker.cancel()
+            courier.cancel()
             timer_task.cancel()
             self.gateway.close()
+
+    async def _courier_forever(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await self.courier.run()
 
     async def _sweep_forever(self, scope: trio.CancelScope) -> None:
         with scope:
@@ -471,7 +486,7 @@ class Engine:
         tick, from a task that sleeps until the earliest is due.)"""
         await self.fire_timers()
         await self.directory.ref(DISPATCHER, DISPATCHER_ID).ask(Tick())
-        self.events.tick(self.context.clock())
+        self.courier.tick(self.context.clock())
         await self.monitor.catch_up()
         if self.reports is not None and self.reports.due(self.context.clock(),
                                                           self.settings.report_interval):

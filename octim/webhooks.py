@@ -1,8 +1,9 @@
-"""Webhooks out: signed event deliveries to the platform, retried, dead-lettered.
+"""Signed HTTP deliveries out: webhooks to the platform and replies to ``api`` channels.
 
-The :class:`WebhookSender` is a pykka ThreadingActor: every HTTP call happens
-on its thread, so a slow or failing receiver never slows chat traffic on the
-trio loop. Each delivery is a POST of the JSON event with
+What to deliver is durable: the courier (:mod:`octim.courier`) keeps it in the store's
+``outbox`` and decides when each attempt happens. The :class:`Poster`s here are pykka
+ThreadingActors that make the HTTP calls on their own threads, so a slow or failing
+receiver never slows chat traffic on the trio loop. Each delivery is a POST of JSON with
 
 * ``X-Octim-Event``: the event name, ``X-Octim-Delivery``: a unique id,
 * ``X-Octim-Timestamp``: seconds since the epoch,
@@ -16,25 +17,18 @@ checked (the ``Host`` header and TLS server name keep the URL's host name), so
 DNS rebinding cannot swap in another address between the check and the
 connection. A refused address counts as a failed attempt.
 
-A 2xx answer is success. Otherwise the delivery is retried ``webhook_backoff``
-seconds after the failed attempt started, doubling each time, up to
-``webhook_attempts`` attempts; then it is reported back to trio, which keeps it in the
-``webhook_dead`` database until someone re-sends it. Retries are due-time
-driven by the engine's tick, so the thread never sleeps.
+A 2xx answer is success; anything else is a failed attempt, retried by the courier.
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
 import hmac
 import ipaddress
-import json
 import logging
-import secrets
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -108,130 +102,59 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-@dataclass(slots=True)
-class Delivery:
-    id: str
-    endpoint: str
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One POST for the courier (octim.courier): what to send, and where to report."""
+
+    key: bytes
     url: str
     secret: str
     event: str
+    delivery: str
     body: bytes
-    attempts: int = 0
-    last_error: str = ""
-
-    def record(self) -> dict[str, Any]:
-        return {"id": self.id, "endpoint": self.endpoint, "url": self.url,
-                "event": self.event, "payload": json.loads(self.body),
-                "attempts": self.attempts, "last_error": self.last_error}
+    timestamp: str
+    done: Callable[[bytes, str | None], None]  # on the trio thread: (key, error or None)
 
 
-@dataclass(frozen=True, slots=True)
-class SetEndpoints:
-    endpoints: dict[str, dict[str, Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Publish:
-    event: str
-    payload: dict[str, Any]
-    handled: Callable[[], None] = lambda: None  # frees the publisher's backlog slot
-
-
-@dataclass(frozen=True, slots=True)
-class Resend:
-    record: dict[str, Any]
-    secret: str
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    now: float
-
-
-@dataclass
-class _Queue:
-    due: list[tuple[float, int, Delivery]] = field(default_factory=list)
-    counter: int = 0
-
-
-class WebhookSender(pykka.ThreadingActor):
-    """See the module docstring."""
+class Poster(pykka.ThreadingActor):
+    """Posts one :class:`Attempt` at a time on its own thread, so a slow or failing
+    receiver never slows chat traffic on the trio loop; reports each result back to
+    trio. What to send and when (retries, dead letters) is the courier's."""
 
     use_daemon_thread = True
 
-    def __init__(self, *, timeout: float, attempts: int, backoff: float,
-                 dead: Callable[[dict[str, Any]], None], token: trio.lowlevel.TrioToken,
-                 transport: httpx.BaseTransport | None = None,
-                 clock: Callable[[], float], allow: TargetPolicy | None = None) -> None:
+    def __init__(self, *, timeout: float, token: trio.lowlevel.TrioToken,
+                 allow: TargetPolicy, transport: httpx.BaseTransport | None = None) -> None:
         super().__init__()
-        self._clock = clock  # the engine's clock (wall seconds): timestamps and retries
-        self._policy = allow or TargetPolicy.from_setting("")
-        self._endpoints: dict[str, dict[str, Any]] = {}
-        self._queue = _Queue()
-        self._attempts, self._backoff = attempts, backoff
-        self._dead, self._token = dead, token
+        self._policy = allow
+        self._token = token
         self._client = httpx.Client(timeout=timeout, transport=transport)
 
     def on_stop(self) -> None:
         self._client.close()
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, SetEndpoints):
-            self._endpoints = dict(message.endpoints)
-        elif isinstance(message, Publish):
+        if isinstance(message, Attempt):
+            error = self._post(message)
             try:
-                body = json.dumps({"event": message.event, "data": message.payload,
-                                   "ts": int(self._clock() * 1000)},
-                                  ensure_ascii=False).encode()
-                for endpoint_id, endpoint in self._endpoints.items():
-                    if message.event in endpoint["events"] or "*" in endpoint["events"]:
-                        self._try(Delivery("d" + secrets.token_hex(8), endpoint_id,
-                                           endpoint["url"], endpoint["secret"], message.event,
-                                           body))
-            finally:
-                message.handled()
-        elif isinstance(message, Resend):
-            record = message.record
-            body = json.dumps(record["payload"], ensure_ascii=False).encode()
-            self._try(Delivery(record["id"], record["endpoint"], record["url"], message.secret,
-                               record["event"], body))
-        elif isinstance(message, Tick):
-            while self._queue.due and self._queue.due[0][0] <= message.now:
-                _, _, delivery = heapq.heappop(self._queue.due)
-                self._try(delivery)
-        return None
-
-    def _try(self, delivery: Delivery) -> None:
-        delivery.attempts += 1
-        started = self._clock()
-        timestamp = str(int(started))
-        try:
-            url, host_header, extensions = self._policy.pin(delivery.url)
-            response = self._client.post(url, content=delivery.body, headers={
-                "Host": host_header,
-                "Content-Type": "application/json", "X-Octim-Event": delivery.event,
-                "X-Octim-Delivery": delivery.id, "X-Octim-Timestamp": timestamp,
-                "X-Octim-Signature": sign(delivery.secret, timestamp, delivery.body)},
-                extensions=extensions)
-            if 200 <= response.status_code < 300:
-                return
-            delivery.last_error = f"HTTP {response.status_code}"
-        except TargetRefused as exc:
-            delivery.last_error = f"refused: {exc}"[:300]
-        except httpx.HTTPError as exc:
-            delivery.last_error = f"{type(exc).__name__}: {exc}"[:300]
-        if delivery.attempts >= self._attempts:
-            log.warning("webhook delivery failed for good", extra={
-                "delivery": delivery.id, "url": delivery.url, "error": delivery.last_error})
-            record = delivery.record()
-            try:
-                self._token.run_sync_soon(self._dead, record)
+                self._token.run_sync_soon(message.done, message.key, error)
             except trio.RunFinishedError:
                 pass
-            return
-        # The backoff counts from the attempt's start, not from when its failure was
-        # known (a slow receiver does not push the schedule back).
-        delay = self._backoff * 2 ** (delivery.attempts - 1)
-        self._queue.counter += 1
-        heapq.heappush(self._queue.due, (started + delay, self._queue.counter,
-                                         delivery))
+        return None
+
+    def _post(self, attempt: Attempt) -> str | None:
+        try:
+            url, host_header, extensions = self._policy.pin(attempt.url)
+            response = self._client.post(url, content=attempt.body, headers={
+                "Host": host_header,
+                "Content-Type": "application/json", "X-Octim-Event": attempt.event,
+                "X-Octim-Delivery": attempt.delivery, "X-Octim-Timestamp": attempt.timestamp,
+                "X-Octim-Signature": sign(attempt.secret, attempt.timestamp, attempt.body)},
+                extensions=extensions)
+            if 200 <= response.status_code < 300:
+                return None
+            return f"HTTP {response.status_code}"
+        except TargetRefused as exc:
+            return f"refused: {exc}"[:300]
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"[:300]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,7 +159,8 @@ def test_random_frames_never_break_the_gateway(live: str, batch: list[Any],
 API_KEY = {"Authorization": f"Bearer {TEST_API_KEY}"}
 PATH_VALUES = {"shop": "s1", "agent": "a1", "group": "g1", "customer_id": "c1",
                "order_id": "o1", "entry_id": "e1", "segment": "seg1", "endpoint": "w1",
-               "delivery": "d1", "reply": "r1", "conversation": "c-none", "policy": "p1"}
+               "delivery": "d1", "reply": "r1", "conversation": "c-none", "policy": "p1",
+               "channel": "wx1", "customer": "c1"}
 
 
 #: A valid body of every JSON route, and who may send it (None: the API key). The
@@ -217,6 +219,15 @@ VALID: dict[tuple[str, str], tuple[Any, tuple[str, str] | None]] = {
     ("POST", "/api/tickets/{ticket}/escalate"): ({"to_shop": "*", "note": "平台介入"}, None),
     ("POST", "/api/inbound/call"): ({"shop": "s1", "call": "c-1", "phone": "+8613800001111",
                                      "agent": "a1"}, None),
+    ("PUT", "/api/channels/{channel}"): ({"shop": "s1", "type": "api", "name": "微信",
+                                          "platform": "wechat", "kinds": ["text", "link"],
+                                          "convert": True, "secret": "fuzz-secret-0123456789",
+                                          "outbound_url": "https://adapter.example.com/out",
+                                          "product_url": "https://s.example.com/{product}"},
+                                         ("boss", "shop_admin")),
+    ("PUT", "/api/customers/{customer}/identities"): ({"identities": [
+        {"type": "channel", "channel": "wx1", "value": "openid-1"},
+        {"type": "phone", "value": "+8613800001111"}]}, None),
 }
 
 
@@ -357,3 +368,69 @@ def test_a_normal_exchange_works_after_the_fuzzing(live_engine: Live) -> None:
                     "body"]["text"] == "在的，请讲"
 
     trio.run(normal)
+
+
+# -- the signed channel routes: their body is read raw and checked by its signature ------
+
+FUZZ_CHANNEL_SECRET = "signed-fuzz-secret-0123456789"
+SIGNED_VALID = {
+    "messages": {"user": "openid-fz", "id": "m1", "kind": "text", "body": {"text": "你好"},
+                 "ts": 1, "name": "微信用户", "context": {"page": "product", "product": "p1"}},
+    "receipts": {"receipts": [{"delivery": "c1.1", "status": "delivered", "ts": 1}]},
+}
+
+
+@pytest.fixture(scope="module")
+def signed_channel(live_engine: Live) -> str:
+    """An api channel only the signed-route fuzzer uses (hostile PUTs target wx1)."""
+    with httpx.Client(base_url=live_engine.http, headers=API_KEY, timeout=20) as http:
+        http.put("/api/channels/fz", json={"shop": "s1", "type": "api", "name": "fz",
+                                           "kinds": ["text", "link", "product", "order"],
+                                           "secret": FUZZ_CHANNEL_SECRET}).raise_for_status()
+    return live_engine.http
+
+
+def _signed_post(base: str, route: str, raw: bytes) -> httpx.Response:
+    from octim.webhooks import sign
+
+    stamp = str(int(time.time()))
+    with httpx.Client(base_url=base, timeout=20) as http:
+        return http.post(f"/api/channels/fz/{route}", content=raw, headers={
+            "Content-Type": "application/json", "X-Octim-Timestamp": stamp,
+            "X-Octim-Signature": sign(FUZZ_CHANNEL_SECRET, stamp, raw)})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                    HealthCheck.data_too_large])
+@given(route=st.sampled_from(sorted(SIGNED_VALID)), bad=hostile | values,
+       choices=st.lists(st.integers(0, 50), max_size=4))
+def test_hostile_signed_channel_bodies_never_answer_5xx(
+        signed_channel: str, route: str, bad: Any, choices: list[int]) -> None:
+    """Correctly signed, hostile inside: a message or a receipt, or a clear 4xx."""
+    body = _inject(SIGNED_VALID[route], bad, choices)
+    answer = _signed_post(signed_channel, route, json.dumps(body, default=str).encode())
+    assert answer.status_code < 500, (route, body, answer.text)
+    if answer.status_code >= 400:
+        assert answer.json()["error"]["code"] in (
+            "invalid_body", "invalid_input", "unsupported_kind", "too_large",
+            "conversation_closed", "not_found"), answer.text
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"\xff\xfe", b"[]", b"null", b'"x"',
+                                 b'{"user": "\\ud800", "id": "1", "kind": "text", "body": {}}',
+                                 b'{"user": "u", "id": "1", "kind": "text", "body": '
+                                 b'{"text": "x"}, "ts": 1e400}', b"[" * 5000])
+def test_raw_hostile_signed_channel_bodies_answer_a_stable_4xx(
+        signed_channel: str, raw: bytes) -> None:
+    for route in SIGNED_VALID:
+        answer = _signed_post(signed_channel, route, raw)
+        assert 400 <= answer.status_code < 500, (route, raw[:50], answer.text)
+        assert answer.json()["error"]["code"] in ("invalid_body", "invalid_input"), answer.text
+
+
+def test_signed_channel_still_works_after_the_fuzzing(signed_channel: str) -> None:
+    raw = json.dumps({**SIGNED_VALID["messages"], "id": "after-fuzz"}).encode()
+    answer = _signed_post(signed_channel, "messages", raw)
+    assert answer.status_code == 200, answer.text
+    again = _signed_post(signed_channel, "messages", raw)
+    assert again.json()["seq"] == answer.json()["seq"] and again.json()["duplicate"]

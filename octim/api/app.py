@@ -16,6 +16,7 @@ from octim._version import __version__
 from octim.api import (
     calls,
     canned,
+    channels,
     customers,
     kb,
     reports,
@@ -77,7 +78,8 @@ def create_app(engine: Engine) -> FastAPI:
     app = FastAPI(title="OctIM", version=__version__,
                   description="Customer-service chat engine for multi-merchant marketplaces.")
     install_error_handlers(app)
-    app.add_middleware(RequestGuard, settings=engine.settings)
+    app.add_middleware(RequestGuard, settings=engine.settings,
+                       clock=lambda: engine.context.clock())
 
     auth = Auth(engine.settings)
     platform = auth.platform
@@ -91,6 +93,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(tickets.router(engine, auth))
     app.include_router(calls.router(engine, auth))
     app.include_router(reports.router(engine, auth))
+    app.include_router(channels.router(engine, auth))
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Health:

@@ -10,6 +10,11 @@ It runs before any route and before a byte of the body is read:
    verifies (the API key or a person's JWT) in its headers; otherwise 401 with
    nothing read. Which role a route needs is still the route's own check; the
    verified caller is left in the scope so the route does not verify it again.
+   A channel's signed routes (``POST /api/channels/{id}/messages`` and
+   ``/receipts``) present ``X-Octim-Signature`` and ``X-Octim-Timestamp``
+   instead: a timestamp more than ``channel_clock_skew`` seconds off the
+   engine's clock is refused (401 ``stale_request``) before the body is read;
+   the route checks the signature over the body with the channel's secret.
 3. **Size while streaming.** A declared ``Content-Length`` over the route's
    limit is answered 413 at once; a body that grows past it is cut off at the
    limit with 413. JSON routes take ``max_json_body_bytes`` (so no parse holds
@@ -23,13 +28,15 @@ It runs before any route and before a byte of the body is read:
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from octim.api.auth import CALLER, identify
 from octim.auth import AuthError
 from octim.config import Settings
-from octim.errors import OctimError
+from octim.errors import ClientError, OctimError
 from octim.proxies import forwarded_client, in_networks, parse_networks
 from octim.values import check_json
 
@@ -42,14 +49,24 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Routes whose body is not JSON (each checks its own size limit while streaming).
 RAW_BODIES = frozenset({"/api/uploads", "/api/inbound/email"})
+SIGNED = re.compile(r"/api/channels/[A-Za-z0-9_-]{1,64}/(messages|receipts)")
+
+
+class StaleRequest(ClientError):
+    """A signed request's timestamp is missing or too far from the engine's clock."""
+
+    code = "stale_request"
+    status = 401
 
 
 class RequestGuard:
     """See the module docstring."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings,
+                 clock: Callable[[], float] = time.time) -> None:
         self.app = app
         self.settings = settings
+        self.clock = clock  # the engine's (signed requests' timestamps)
         self.trusted = parse_networks(settings.trusted_proxies)
         self.upload_limit = max(settings.max_image_bytes, settings.max_voice_bytes)
 
@@ -64,11 +81,24 @@ class RequestGuard:
         if scope["method"] not in BODY_METHODS or not path.startswith("/api/"):
             await self.app(scope, receive, send)
             return
-        try:
-            scope[CALLER] = (identify(headers.get("authorization"), self.settings),)
-        except AuthError as exc:
-            await _answer(send, 401, exc.code, str(exc), {"www-authenticate": "Bearer"})
-            return
+        if scope["method"] == "POST" and "authorization" not in headers and \
+                SIGNED.fullmatch(path):
+            stamp = headers.get("x-octim-timestamp", "")
+            if not stamp.isdigit() or len(stamp) > 12 or \
+                    abs(int(stamp) - self.clock()) > self.settings.channel_clock_skew:
+                await _answer(send, 401, StaleRequest.code, "X-Octim-Timestamp must be the "
+                              "current Unix time in seconds (within "
+                              f"{self.settings.channel_clock_skew:g} s)")
+                return
+            if not headers.get("x-octim-signature"):
+                await _answer(send, 401, "invalid_signature", "X-Octim-Signature is missing")
+                return
+        else:
+            try:
+                scope[CALLER] = (identify(headers.get("authorization"), self.settings),)
+            except AuthError as exc:
+                await _answer(send, 401, exc.code, str(exc), {"www-authenticate": "Bearer"})
+                return
         raw = path in RAW_BODIES
         limit = self.upload_limit if raw else self.settings.max_json_body_bytes
         declared = headers.get("content-length")

@@ -48,6 +48,7 @@ class RoutingPolicyBody(BaseModel):
     ranking: Literal["least_load", "free_ratio", "longest_idle", "weighted"] = "least_load"
     sticky_days: float = Field(3.0, ge=0, le=365)
     sticky_wait: float = Field(0.0, ge=0, le=3600)
+    channel_groups: dict[Annotated[str, Field(min_length=1, max_length=64)], Ref] = {}
     context_groups: dict[Literal["product", "order", "logistics", "shop"], Ref] = {}
     category_groups: dict[Annotated[str, Field(max_length=64)], Ref] = {}
     keyword_groups: list[KeywordRule] | None = None

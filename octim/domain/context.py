@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from octim.config import host_list
 from octim.domain.timers import Timers
+from octim.events import Staged
 
 if TYPE_CHECKING:
     from octim.actors import Directory
@@ -28,6 +29,11 @@ class EngineContext:
     clock: Callable[[], float] = field(default=time.time)  # wall time in seconds; tests inject
     # Where domain events go once durable (webhooks, embedding subscribers).
     emit: Callable[[str, dict[str, Any]], None] = field(default=lambda event, data: None)
+    # Events of a change not yet committed: their deliveries' store operations, to add
+    # to its commit (``stage``), and what to do once that commit is durable (``publish``).
+    stage: Callable[[list[tuple[str, dict[str, Any]]]], Staged] = field(default=Staged)
+    publish: Callable[[Staged], None] = field(default=lambda staged: None)
+    channels: Any = None  # octim.domain.channels.Channels, while the engine runs
     timers: Timers = field(default_factory=Timers)  # on ``clock``, fired by the engine's tick
 
     @property

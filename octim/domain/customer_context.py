@@ -83,15 +83,21 @@ def build_context(store: Store, meta: ConversationMeta, texts: list[str],
     buyer, shop = meta.buyer, meta.shop
     customer = store.get("customers", buyer.encode()) or {"id": buyer}
     orders = _orders(store, buyer, shop)
-    prefix = pair_key(buyer, "")
     earlier: list[dict[str, Any]] = []
-    for key, _ in store.scan("idx_user_conversations", prefix, prefix[:-1] + b"\x01"):
-        other = ConversationMeta.load(store, key[len(prefix):].decode())
-        if other is not None and other.shop == shop and other.id != meta.id:
-            earlier.append({"conversation": other.id, "state": other.state,
-                            "created": other.created, "messages": other.last_seq,
-                            "agent": other.last_agent or other.agent,
-                            "rating": (other.rating or {}).get("score")})
+    # One buyer across channels: the history of buyer ids merged into this one by
+    # identity linking (docs/channels.md) is theirs too.
+    aliases = [str(a) for a in store.get("customer_aliases", buyer.encode()) or []]
+    for who in (buyer, *aliases):
+        prefix = pair_key(who, "")
+        for key, _ in store.scan("idx_user_conversations", prefix, prefix[:-1] + b"\x01"):
+            other = ConversationMeta.load(store, key[len(prefix):].decode())
+            if other is not None and other.shop == shop and other.id != meta.id:
+                earlier.append({"conversation": other.id, "state": other.state,
+                                "created": other.created, "messages": other.last_seq,
+                                "agent": other.last_agent or other.agent,
+                                "rating": (other.rating or {}).get("score"),
+                                "channel": other.context.get("channel") or "web",
+                                "via": other.context.get("via")})
     earlier.sort(key=lambda c: c["created"], reverse=True)
     private = store.get("shop_customers", pair_key(shop, buyer)) or {"notes": [], "tags": []}
     shared: dict[str, Any] = {}
@@ -112,5 +118,10 @@ def build_context(store: Store, meta: ConversationMeta, texts: list[str],
         "orders": orders, "highlight": highlight(orders, texts, meta.context),
         "earlier_conversations": earlier, "notes": private["notes"], "tags": private["tags"],
         "shared": shared,
+        "channel": meta.context.get("channel") or "web",
+        "identities": [{"type": i["type"], **({"channel": i["channel"]} if "channel" in i
+                                             else {})}
+                       for i in store.get("customer_identities", buyer.encode()) or []],
+        "aliases": aliases,
         "lifecycle": None if now_ms is None else lifecycle.of_buyer(store, shop, buyer, now_ms),
     }

@@ -136,11 +136,12 @@ class ShopActor(Actor[EngineContext]):
         state = BOT if bot_starts(settings, now / 1000, online) else QUEUED
         ops, card_message = _open_ops(shop, buyer, level, context, conversation, now, card,
                                       state)
-        await store.write(ops)
+        staged = self.context.stage([("conversation.opened", {
+            "conversation": conversation, "shop": shop, "buyer": buyer, "state": state})])
+        await store.write([*ops, *staged.ops])
         fanout = self.context.fanout
         fanout.publish(event_frame(conversation, "opened", {"shop": shop}), [buyer])
-        self.context.emit("conversation.opened", {"conversation": conversation, "shop": shop,
-                                                  "buyer": buyer, "state": state})
+        self.context.publish(staged)
         if card_message is not None:
             fanout.publish(card_message.frame(conversation), [buyer])
         return {"conversation": conversation, "state": state, "created": True}
@@ -186,7 +187,7 @@ def _open_ops(shop: str, buyer: str, level: int, context: dict[str, Any], conver
     # the card is the page the buyer came from, not a message: it is not logged as one.
     opened: dict[str, Any] = {"buyer": buyer, "state": state}
     opened.update((k, v) for k, v in meta.context.items()
-                  if k in ("page", "category", "product", "order", "channel"))
+                  if k in ("page", "category", "product", "order", "channel", "via"))
     ops.append(log_op(conversation, shop, "opened", opened, now))
     meta.events = 1
     ops += [
@@ -201,6 +202,6 @@ def _open_ops(shop: str, buyer: str, level: int, context: dict[str, Any], conver
 
 def _routing_context(context: dict[str, Any]) -> dict[str, Any]:
     """The part of the open context routing reads (entry page, SKU category, references)."""
-    kept = {k: context[k] for k in ("page", "category", "product", "order", "channel")
+    kept = {k: context[k] for k in ("page", "category", "product", "order", "channel", "via")
             if isinstance(context.get(k), str) and len(context[k]) <= 128}
     return kept

@@ -34,6 +34,7 @@ from octim.auth import AuthError, Principal, verify_token
 from octim.domain import audit
 from octim.domain.agents import KIND as AGENT
 from octim.domain.agents import ChoosePresence, Connected, Disconnected
+from octim.domain.channels import SOCKET_TYPES
 from octim.domain.conversations.actor import KIND as CONVERSATION
 from octim.domain.conversations.actor import (
     Feedback,
@@ -84,7 +85,7 @@ class Session:
 
     __slots__ = ("client_address", "codec", "conn", "engine", "known", "last_frame",
                  "monitor_scope", "monitoring", "next_ping", "pending", "principal", "refilled",
-                 "settings", "tokens", "unblocked", "writing", "ws")
+                 "settings", "tokens", "unblocked", "via", "writing", "ws")
 
     def __init__(self, engine: Engine, ws: WebSocketConnection, codec: FrameCodec,
                  client_address: str | None = None) -> None:
@@ -101,6 +102,7 @@ class Session:
         self.refilled = self.last_frame
         self.writing = False
         self.pending = 0  # sends (and other acked frames) awaiting their commit
+        self.via = "web"  # the socket channel a buyer's open said it is (docs/channels.md)
         self.unblocked: trio.Event | None = None  # set when pending drops below the bound
         self.monitoring: list[str] | None = None  # the shops this monitor screen watches
         self.monitor_scope: trio.CancelScope | None = None
@@ -304,6 +306,12 @@ class Session:
             case f.Open(shop=shop, context=context):
                 if p.role != "buyer":
                     raise Forbidden("only buyers open conversations")
+                # A WebSocket client says which of the socket channels it is (web, app,
+                # miniprogram, h5, pc); an api channel is only ever set by the server.
+                context = {k: v for k, v in context.items() if k != "via"}
+                if context.get("channel") not in SOCKET_TYPES:
+                    context.pop("channel", None)
+                self.via = str(context.get("channel", "web"))
                 opened = await directory.ref(SHOP, shop).ask(
                     OpenConversation(shop, p.user, p.level, context))
                 await self._send({"type": "opened", "ref": frame.get("ref"),
@@ -314,7 +322,8 @@ class Session:
                     raise Forbidden("'from' is set by the server")
                 self._member(conv)
                 reply = await directory.ref(CONVERSATION, conv).ask(SendMessage(
-                    conv, p.user, p.role, p.shops, client_id, msg_kind, body, self.conn.name))
+                    conv, p.user, p.role, p.shops, client_id, msg_kind, body, self.conn.name,
+                    via=self.via if p.role == "buyer" else ""))
                 await self._pipeline(reply, ref)
             case f.Sync(conversation=conv, after=after, limit=limit):
                 await self._sync(conv, after, limit)
@@ -438,10 +447,18 @@ class Session:
         records = self.engine.store.scan_scope("messages", conversation, after=after,
                                                limit=limit)
         buyer = p is not None and p.role == "buyer"
-        for _, stored in records:
+        # Staff see how each reply fared on the buyer's api channel (docs/channels.md).
+        states = {} if buyer or not records else \
+            self.engine.context.channels.delivery_states(conversation, records[0][0],
+                                                         records[-1][0])
+        for seq, stored in records:
             if buyer and stored["kind"] == NOTE:
                 continue  # private notes are staff's; the buyer's thread has a gap there
-            await self._send(msg_frame(conversation, stored))
+            frame = msg_frame(conversation, stored)
+            if seq in states:
+                frame["delivery"] = {k: v for k, v in states[seq].items()
+                                     if k in ("status", "at", "error", "channel")}
+            await self._send(frame)
         last = records[-1][0] if records else max(after, 0)
         await self._send({"type": "synced", "conversation": conversation, "last": last,
                     "latest": meta.last_seq, "more": last < meta.last_seq})

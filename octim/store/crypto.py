@@ -44,11 +44,13 @@ KID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 #: Databases whose values are sealed: message bodies, conversation metadata
 #: (previews, first questions, entry context), customer profiles and orders,
 #: shops' notes and tags, tickets, the event log, routing traces, unanswered
-#: buyer questions, webhook secrets and dead letters.
+#: buyer questions, webhook and channel secrets, queued deliveries and dead
+#: letters, and the identities linked to buyers.
 SEALED = frozenset({
     "messages", "conversations", "customers", "orders", "shop_customers", "tickets",
     "ticket_history", "ticket_comments", "mail_outbox", "mail_dead",
     "events", "log", "routing", "kb_unanswered", "webhooks", "webhook_dead",
+    "outbox", "channels", "channel_dead", "customer_identities",
 })
 
 

@@ -68,6 +68,14 @@ DATABASES: tuple[str, ...] = (
     "audit",  # time-ordered key → one staff read of buyer data
     "webhooks",  # endpoint id → {"url", "events", "secret"}
     "webhook_dead",  # delivery id → a delivery that failed every attempt
+    "outbox",  # (queued ms, delivery id) → a webhook or channel delivery to send (courier.py)
+    "channels",  # channel id → {"shop", "type", "secret", "kinds", "outbound_url", ...}
+    "channel_dead",  # delivery id → a channel delivery that failed every attempt
+    "channel_inbound",  # channel \0 external message id → [conversation, seq, ts] (dedupe)
+    "deliveries",  # (conversation, seq) → a reply's delivery on its channel: status, times
+    "identities",  # HMAC(secret, type \0 value) → the buyer that identity belongs to
+    "customer_identities",  # buyer → [{"type", "value", "channel"}]: identities linked to it
+    "customer_aliases",  # buyer → [buyer ids merged into it by identity linking]
     "segments",  # segment id → {"name", "shop", "rule"}
     "stats",  # shop \0 UTC day → the live monitor's counters for that day
     "report_buckets",  # shop \0 agent \0 hour → report counters (octim.domain.reports)

@@ -21,8 +21,12 @@ if (!claims || !["shop_admin", "platform_admin", "agent"].includes(claims.role))
   $("r-shop").replaceChildren(...shops.map((s) => el("option", { value: s, text: s === "*" ? t("whole_platform") : s })));
   const params = new URLSearchParams(location.search);
   if (params.get("shop")) $("r-shop").value = params.get("shop");
+  // Days are the reports' own (the shop's time zone, Asia/Shanghai unless it says
+  // otherwise), not the browser's: after 16:00 UTC it is already tomorrow in Shanghai.
   const today = new Date();
-  const iso = (d) => d.toISOString().slice(0, 10);
+  const dayIn = new Intl.DateTimeFormat("en-CA", { timeZone: params.get("tz") || "Asia/Shanghai",
+                                                  year: "numeric", month: "2-digit", day: "2-digit" });
+  const iso = (d) => dayIn.format(d);
   $("r-to").value = params.get("to") || iso(today);
   $("r-from").value = params.get("from") || iso(new Date(today.getTime() - 29 * 86_400_000));
   $("filters").hidden = false;

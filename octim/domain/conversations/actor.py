@@ -61,7 +61,7 @@ from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
 from octim.domain.routing.messages import AgentReplied, ConversationReleased, RouteConversation
 from octim.errors import NotFound, StoreError
-from octim.store import Op
+from octim.store import Op, Put, pack
 
 log = logging.getLogger("octim.conversations")
 
@@ -203,6 +203,26 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         """
         users = self._participants() | set(also)
         staff = users - {self.meta.buyer}
+        # Webhooks, and what goes out to the buyer's api channel, are queued in this very
+        # commit: durable exactly when the change is (octim.events, octim.courier).
+        events: list[tuple[str, dict[str, Any]]] = []
+        replies: list[dict[str, Any]] = []
+        for frame, _ in frames:
+            if frame["type"] == "msg":
+                if frame["kind"] == NOTE:
+                    continue  # never a webhook: the platform might relay it to the buyer
+                events.append(("message.sent", {**frame, "shop": self.meta.shop}))
+                if frame["role"] != "buyer" and self.meta.reply_via:
+                    replies.append(frame)
+            elif frame["type"] == "event" and frame["event"] in WEBHOOK_EVENTS:
+                events.append((WEBHOOK_EVENTS[frame["event"]], {
+                    "conversation": self.id, "shop": self.meta.shop,
+                    "buyer": self.meta.buyer, **frame["data"]}))
+        staged = self.context.stage(events)
+        if replies and self.context.channels is not None:
+            self.context.channels.stage_replies(self.meta, replies, staged)
+        if staged.ops:
+            ops = [*ops, *staged.ops]
 
         def durable(error: str | None) -> None:
             if settle is not None:
@@ -219,22 +239,13 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
             for frame, exclude in frames:
                 if frame["type"] == "msg" and frame["kind"] == NOTE:
                     self.context.fanout.publish(frame, staff, exclude=exclude)
-                    continue  # never a webhook: the platform might relay it to the buyer
+                    continue
                 self.context.fanout.publish(frame, users, exclude=exclude)
-                self._emit(frame)
             for frame, named in direct or ():
                 self.context.fanout.publish(frame, named)
+            self.context.publish(staged)  # the outside world: webhooks, embedders
 
         await self.context.store.submit(ops, durable)
-
-    def _emit(self, frame: dict[str, Any]) -> None:
-        """Tell the outside world (webhooks, embedders) about a durable change."""
-        if frame["type"] == "msg":
-            self.context.emit("message.sent", {**frame, "shop": self.meta.shop})
-        elif frame["type"] == "event" and frame["event"] in WEBHOOK_EVENTS:
-            self.context.emit(WEBHOOK_EVENTS[frame["event"]], {
-                "conversation": self.id, "shop": self.meta.shop,
-                "buyer": self.meta.buyer, **frame["data"]})
 
     # -- sending ----------------------------------------------------------------
 
@@ -262,17 +273,22 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                                            {})
         if m.kind == NOTE:
             body["mentions"] = mentioned(self.context.store, self.meta.shop, body["text"])
+        elif m.role != "buyer" and self.meta.reply_via and self.context.channels is not None:
+            self.context.channels.check_kind(self.meta.reply_via, m.kind)
         try:
             out = rules.send(self.meta, m.user, m.role, m.kind, body, m.client_id, dedupe,
                              self.context.now_ms(),
                              int(self.context.settings.reopen_window * 1000),
-                             exclude=m.origin or None)
+                             exclude=m.origin or None, via=m.via or None,
+                             reply_to=m.via_user or None, sent_at=m.sent_at or None)
         except rules.ReopenExpired:
             await self._close("resolved")
             raise
         self.meta = out.meta
         assert out.said is not None
         seq, ts = out.said.seq, out.said.ts
+        if m.inbound_key:  # an external message id: stored once, whatever comes after
+            out.ops.append(Put("channel_inbound", m.inbound_key, pack([self.id, seq, ts])))
         self.pending[dedupe] = reply
 
         def settle(ok: bool) -> None:

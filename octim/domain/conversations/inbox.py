@@ -36,6 +36,7 @@ def inbox(store: Any, user: str, role: str, shops: tuple[str, ...]) -> list[dict
     entries = []
     shop_names: dict[str, str] = {}
     agent_names: dict[str, str] = {}
+    channel_records: dict[str, Any] = {}
     for key, _ in store.scan("idx_user_conversations", prefix, prefix[:-1] + b"\x01"):
         conversation = key[len(prefix):].decode()
         meta = ConversationMeta.load(store, conversation)
@@ -74,6 +75,18 @@ def inbox(store: Any, user: str, role: str, shops: tuple[str, ...]) -> list[dict
             entry.update(buyer=buyer, buyer_name=profile.get("nickname") or buyer,
                          level=meta.level or profile.get("level") or 0,
                          waiting_since=meta.waiting_since, tags=list(private.get("tags", [])))
+            # Where the buyer is (docs/channels.md): the channel it opened on and, for an
+            # api channel, the one replies go out through now, with its kinds.
+            via = meta.reply_via or meta.context.get("via")
+            entry["channel"] = meta.context.get("channel") or "web"
+            if via:
+                if via not in channel_records:
+                    channel_records[via] = store.get("channels", via.encode())
+                record = channel_records[via]
+                entry["via"] = {"id": via, "name": record["name"] if record else via,
+                                "kinds": list(record["kinds"]) if record else [],
+                                "convert": bool(record and record.get("convert")),
+                                "replies": bool(meta.reply_via)}
         entries.append(entry)
     entries.sort(key=lambda e: e["updated"], reverse=True)
     return entries

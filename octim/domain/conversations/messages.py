@@ -23,6 +23,10 @@ class SendMessage(Message):
     body: Mapping[str, Any]
     origin: str  # the sending connection's name (Connection.name), which gets the ack
     # instead of the msg frame; "" when no connection sent it (the API, the demo)
+    via: str = ""  # a buyer's channel: a WebSocket type (web, app…) or an api channel's id
+    via_user: str = ""  # the buyer's id on that api channel (replies go there)
+    inbound_key: bytes = b""  # channel_inbound key: the external message id, stored once
+    sent_at: int = 0  # the external channel's time for it (ms), kept beside ours
 
 
 @record

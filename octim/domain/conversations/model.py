@@ -247,6 +247,10 @@ class ConversationMeta(msgspec.Struct):
     rating: dict[str, Any] | None = None
     notes: list[int] = []  # the seqs of private notes (the buyer never sees or counts them)
     helpers: list[str] = []  # colleagues invited to assist (no capacity; see rules.invite)
+    # The api channel the buyer last wrote through, and their id there: where what the
+    # buyer should see is delivered (None: the buyer reads it over the WebSocket).
+    reply_via: str | None = None
+    reply_to: str | None = None
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> ConversationMeta:
@@ -294,6 +298,8 @@ class StoredMessage:
     body: dict[str, Any]
     ts: int
     recalled_at: int | None = None
+    via: str | None = None  # the channel it came or went through (docs/channels.md)
+    sent_at: int | None = None  # an external channel's own time for it (ms)
 
     def to_record(self) -> dict[str, Any]:
         """The stored (msgpack) form."""
@@ -301,13 +307,18 @@ class StoredMessage:
                   "kind": self.kind, "body": self.body, "ts": self.ts}
         if self.recalled_at is not None:
             record.update(recalled=True, recalled_at=self.recalled_at)
+        if self.via is not None:
+            record["via"] = self.via
+        if self.sent_at is not None:
+            record["sent_at"] = self.sent_at
         return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> StoredMessage:
         """Decode what :meth:`to_record` stored."""
         return cls(record["seq"], record["id"], record["from"], record["role"],
-                   record["kind"], record["body"], record["ts"], record.get("recalled_at"))
+                   record["kind"], record["body"], record["ts"], record.get("recalled_at"),
+                   record.get("via"), record.get("sent_at"))
 
     def put(self, conversation: str) -> Put:
         """The store operation that writes this message."""
@@ -332,6 +343,10 @@ def msg_frame(conversation: str, record: Any) -> dict[str, Any]:
              "kind": record["kind"], "body": record["body"], "ts": record["ts"]}
     if record.get("recalled"):
         frame["recalled"] = True
+    if "via" in record:
+        frame["via"] = record["via"]
+    if "sent_at" in record:
+        frame["sent_at"] = record["sent_at"]
     return frame
 
 

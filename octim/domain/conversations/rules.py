@@ -91,7 +91,8 @@ def _copy(meta: ConversationMeta, **changes: Any) -> ConversationMeta:
 
 
 def append(meta: ConversationMeta, sender: str, role: str, kind: str, body: dict[str, Any],
-           now: int, frames: Frames, *, msg_id: str = "", exclude: str | None = None
+           now: int, frames: Frames, *, msg_id: str = "", exclude: str | None = None,
+           via: str | None = None, sent_at: int | None = None
            ) -> tuple[StoredMessage, list[Op]]:
     """The one way a message joins a conversation: the next seq in ``meta`` (changed),
     the engine's time, the store operations (the record, and its entry in the event
@@ -99,7 +100,8 @@ def append(meta: ConversationMeta, sender: str, role: str, kind: str, body: dict
     connection, which gets an ack instead). ``msg_id`` defaults to ``<role>-<seq>``
     for server-written messages."""
     seq = meta.last_seq + 1
-    said = StoredMessage(seq, msg_id or f"{role}-{seq}", sender, role, kind, body, now)
+    said = StoredMessage(seq, msg_id or f"{role}-{seq}", sender, role, kind, body, now,
+                         via=via, sent_at=sent_at)
     meta.last_seq = seq
     put, frame = said.written(meta.id)
     frames.append((frame, exclude))
@@ -188,14 +190,18 @@ def attach_upload(upload: dict[str, Any] | None, ref: str, user: str, kind: str,
 
 def send(meta: ConversationMeta, sender: str, role: str, kind: str, body: dict[str, Any],
          client_id: str, dedupe: str, now: int, reopen_window_ms: int, *,
-         exclude: str | None = None) -> Outcome:
+         exclude: str | None = None, via: str | None = None, reply_to: str | None = None,
+         sent_at: int | None = None) -> Outcome:
     """A participant's message (``body`` already validated). A buyer writing to a
     resolved conversation within the reopen window reopens it (``route`` "reopened",
     preferring the last agent); after the window :class:`ReopenExpired`. The buyer's
     first message starts routing (``route`` "first_message", which wins over a
     reopen); staff messages stop the
     waiting clock and count the first response. ``dedupe`` is the client-id key
-    (sender and client id) the ack is remembered under."""
+    (sender and client id) the ack is remembered under. A buyer's ``via`` is the channel
+    it came through, with ``reply_to`` their id there for an api channel (then what the
+    buyer should see goes out through it); a staff message goes out through the reply
+    channel and records it as its ``via``."""
     if meta.state == CLOSED:
         raise ConversationClosed(f"conversation {meta.id} is closed; open a new one")
     if kind == NOTE:
@@ -210,8 +216,12 @@ def send(meta: ConversationMeta, sender: str, role: str, kind: str, body: dict[s
         after.agent = None
         out.ops.append(log_event(after, "reopened", {"state": QUEUED}, now, out.frames))
         out.route = "reopened"
+    if role == "buyer":
+        after.reply_via, after.reply_to = (via, reply_to) if reply_to else (None, None)
+    else:
+        via = after.reply_via
     said, written = append(after, sender, role, kind, body, now, out.frames,
-                           msg_id=client_id, exclude=exclude)
+                           msg_id=client_id, exclude=exclude, via=via, sent_at=sent_at)
     out.said = said
     after.updated = now
     after.preview = preview(kind, body)

@@ -22,6 +22,7 @@ class RoutingPolicy:
     ranking: str = "least_load"  # least_load | free_ratio | longest_idle | weighted
     sticky_days: float = 3.0  # 熟客优先: prefer the agent who served this buyer within this
     sticky_wait: float = 0.0  # seconds a returning buyer waits for that agent when busy
+    channel_groups: dict[str, str] = field(default_factory=dict)  # channel id or type → group
     context_groups: dict[str, str] = field(default_factory=dict)  # page → group
     category_groups: dict[str, str] = field(default_factory=dict)  # SKU category → group
     keyword_groups: tuple[tuple[tuple[str, ...], str], ...] = DEFAULT_KEYWORDS
@@ -63,7 +64,7 @@ class Target:
 
 def target(policy: RoutingPolicy, groups: set[str], context: dict[str, Any],
            first_text: str, level: int) -> Target:
-    """Apply the targeting rules in order: entry context, keywords, buyer level.
+    """Apply the targeting rules in order: channel, entry context, keywords, buyer level.
 
     A rule only targets a group the shop actually has; otherwise it is skipped
     (and says so in the trace) rather than stranding the buyer.
@@ -81,6 +82,11 @@ def target(policy: RoutingPolicy, groups: set[str], context: dict[str, Any],
         else:
             fired.append(f"{why} (group {candidate!r} does not exist: skipped)")
 
+    for key in ("via", "channel"):  # the channel itself, then its type (wechat, app…)
+        value = context.get(key)
+        if isinstance(value, str) and value in policy.channel_groups:
+            choose(policy.channel_groups[value], f"channel:{value}")
+            break
     page = context.get("page") or next((k for k in ("order", "product") if k in context), None)
     if isinstance(page, str):
         choose(policy.context_groups.get(page), f"context:{page}")

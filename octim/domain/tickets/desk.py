@@ -494,7 +494,8 @@ class TicketDesk(Actor[EngineContext]):
             if outbox is not None:
                 out.ops.append(Put("mail_outbox", outmail.outbox_key(
                     int(outbox["next_at"] * 1000), message_id), pack(outbox)))
-        await self.context.store.write(out.ops)
+        staged = self.context.stage(list(out.events))
+        await self.context.store.write([*out.ops, *staged.ops])
         if mail is not None and mail[1] is not None:
             assert self.context.directory is not None
             self.context.directory.ref(outmail.KIND, outmail.ID).tell_nowait(outmail.Kick())
@@ -507,8 +508,7 @@ class TicketDesk(Actor[EngineContext]):
             self._schedule_close(ticket)
         if ticket.sla != (previous.sla if previous is not None else None):
             self._schedule_sla(ticket)
-        for event, data in out.events:
-            self.context.emit(event, data)
+        self.context.publish(staged)
         return ticket
 
     async def _email(self, m: InboundEmail, now: int) -> dict[str, Any]:
