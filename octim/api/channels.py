@@ -263,8 +263,8 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
                 await engine.directory.ref(CUSTOMER, buyer).ask(UpsertCustomer(
                     CustomerBody.model_validate({"nickname": body.name}).model_dump()))
         profile = store.get("customers", buyer.encode()) or {}
-        context: dict[str, str] = {**body.context, "channel": report_channel(record),
-                                   "via": channel}
+        context: dict[str, str] = {str(k): v for k, v in body.context.items()}
+        context.update(channel=report_channel(record), via=channel)
         for attempt in (1, 2):
             opened = await engine.directory.ref(SHOP, record["shop"]).ask(OpenConversation(
                 record["shop"], buyer, int(profile.get("level") or 0), context))
