@@ -114,8 +114,8 @@ class FakeWeChat:
              msg_id: int | None = None, **fields: str) -> httpx.Response:
         """Push a buyer's message to an adapter's server URL, signed as WeChat signs."""
         stamp, nonce = str(int(time.time())), secrets.token_hex(5)
-        return httpx.post(adapter_url, content=self.push_xml(openid, kind, msg_id=msg_id,
-                                                             **fields),
+        body = self.push_xml(openid, kind, msg_id=msg_id, created=None, **fields)
+        return httpx.post(adapter_url, content=body,
                           params={"signature": wechat_signature(self.token, stamp, nonce),
                                   "timestamp": stamp, "nonce": nonce,
                                   "openid": openid}, timeout=10)
