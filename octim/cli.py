@@ -57,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     rekey.add_argument("--compact", action="store_true",
                        help="then rewrite the file without free pages that may still hold old "
                             "plaintext or ciphertext (the engine must be stopped)")
+    wechat = commands.add_parser(
+        "wechat", help="run the WeChat Official Account adapter (docs/channels.md)")
+    wechat.add_argument("--listen", default="127.0.0.1:8090",
+                        help="address for WeChat's pushes and OctIM's deliveries")
+    wechat.add_argument("--octim", default="http://127.0.0.1:8080", help="OctIM's HTTP URL")
+    wechat.add_argument("--channel", required=True, help="the OctIM api channel's id")
+    wechat.add_argument("--api-base", default="https://api.weixin.qq.com",
+                        help="WeChat's API (a fake's URL for a trial run)")
     reports = commands.add_parser("reports", help="reports: rebuild the counters")
     report_commands = reports.add_subparsers(dest="reports_command", required=True,
                                              metavar="REPORTS_COMMAND")
@@ -175,6 +183,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _backup(args.data, args.dest)
         if args.command == "rekey":
             return _rekey(args.data, args.key_file, args.compact)
+        if args.command == "wechat":
+            from octim.channels import wechat as adapter
+            from octim.config import parse_host_port
+
+            config = adapter.config_from_env(args.octim, args.channel, args.api_base,
+                                             dict(os.environ))
+            bind = parse_host_port("--listen", args.listen)
+
+            async def run_adapter() -> None:
+                async with trio.open_nursery() as nursery:
+                    bound = await nursery.start(adapter.serve, config, bind)
+                    print(json.dumps({"wechat_adapter": f"http://{bound}",
+                                      "push_url": f"http://{bound}/wechat",
+                                      "outbound_url": f"http://{bound}/outbound"}), flush=True)
+
+            try:
+                trio.run(run_adapter)
+            except KeyboardInterrupt:
+                pass
+            return 0
         if args.command == "reports":
             from octim.domain.reports.feeder import rebuild
             from octim.store.crypto import load_keys

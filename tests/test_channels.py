@@ -340,7 +340,8 @@ async def test_identity_linking_gives_one_buyer_one_history(
             earlier = context["earlier_conversations"]
             assert [(c["conversation"], c["channel"]) for c in earlier] == \
                 [(first["conversation"], "wechat")]
-            assert {"type": "channel", "channel": "wx1"} in context["identities"]
+            assert {"type": "channel", "channel": "wx1", "name": "微信公众号"} in \
+                context["identities"]
             # The agent's reply goes to WeChat: the buyer's latest message came from there.
             await agent.send({"type": "send", "conversation": web_conv, "id": "r1",
                               "kind": "text", "body": {"text": "两边都看到了"}})

@@ -43,10 +43,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
+import trio
 from defusedxml import ElementTree
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from octim.config import HostPort
 from octim.webhooks import sign
 
 log = logging.getLogger("octim.wechat")
@@ -243,3 +245,27 @@ def create_app(config: WeChatConfig, *, adapter: WeChatAdapter | None = None) ->
         return JSONResponse({"error": f"WeChat {code}: {why}"}, status_code=503)
 
     return app
+
+
+async def serve(config: WeChatConfig, bind: HostPort, *,
+                task_status: trio.TaskStatus[HostPort] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve the adapter on ``bind`` until cancelled; reports the bound address."""
+    from octim.api.serve import serve_http
+
+    await serve_http(create_app(config), bind, trio.sleep_forever, task_status=task_status)
+
+
+def config_from_env(octim: str, channel: str, api_base: str,
+                    env: dict[str, str]) -> WeChatConfig:
+    """The adapter's configuration; its secrets come from the environment only
+    (``OCTIM_WECHAT_TOKEN``, ``_APPID``, ``_APPSECRET``, ``_CHANNEL_SECRET``)."""
+    missing = [name for name in ("TOKEN", "APPID", "APPSECRET", "CHANNEL_SECRET")
+               if not env.get(f"OCTIM_WECHAT_{name}")]
+    if missing:
+        from octim.errors import ConfigError
+
+        raise ConfigError(f"OCTIM_WECHAT_{missing[0]}", "is required but not set")
+    return WeChatConfig(token=env["OCTIM_WECHAT_TOKEN"], appid=env["OCTIM_WECHAT_APPID"],
+                        appsecret=env["OCTIM_WECHAT_APPSECRET"], octim=octim.rstrip("/"),
+                        channel=channel, channel_secret=env["OCTIM_WECHAT_CHANNEL_SECRET"],
+                        api_base=api_base.rstrip("/"))

@@ -251,7 +251,12 @@ class Channels:
         return [Put("deliveries", key, pack(record))]
 
     def after(self, item: dict[str, Any], status: str, error: str) -> None:
-        self.tell_staff(item["conversation"], item["seq"], status, error)
+        # What the record says now: a receipt that came first (delivered) stays shown.
+        record = self.context.store.get("deliveries", message_key(item["conversation"],
+                                                                  item["seq"])) or {}
+        self.tell_staff(item["conversation"], item["seq"], record.get("status", status),
+                        record.get("error", error) if record.get("status") in
+                        ("failed", "retrying") else "")
 
     def tell_staff(self, conversation: str, seq: int, status: str, error: str = "") -> None:
         meta = ConversationMeta.load(self.context.store, conversation)

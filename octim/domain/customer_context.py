@@ -76,6 +76,16 @@ def highlight(orders: list[dict[str, Any]], texts: list[str],
     return {"order": best[2], "reason": best[3]}
 
 
+def _identity(store: Store, identity: dict[str, Any]) -> dict[str, Any]:
+    """A linked identity as staff see it: its type and channel, never the value (an
+    openid or a phone number is the platform's to know)."""
+    if identity["type"] != "channel":
+        return {"type": identity["type"]}
+    record = store.get("channels", identity["channel"].encode()) or {}
+    return {"type": "channel", "channel": identity["channel"],
+            "name": record.get("name", identity["channel"])}
+
+
 def build_context(store: Store, meta: ConversationMeta, texts: list[str],
                   now_ms: int | None = None) -> dict[str, Any]:
     """The context of one conversation for its shop's staff (``now_ms``: the engine's
@@ -119,8 +129,7 @@ def build_context(store: Store, meta: ConversationMeta, texts: list[str],
         "earlier_conversations": earlier, "notes": private["notes"], "tags": private["tags"],
         "shared": shared,
         "channel": meta.context.get("channel") or "web",
-        "identities": [{"type": i["type"], **({"channel": i["channel"]} if "channel" in i
-                                             else {})}
+        "identities": [_identity(store, i)
                        for i in store.get("customer_identities", buyer.encode()) or []],
         "aliases": aliases,
         "lifecycle": None if now_ms is None else lifecycle.of_buyer(store, shop, buyer, now_ms),

@@ -129,7 +129,7 @@ function applyInbox(list) {
   state.entries = fresh;
   renderFilters();
   renderInbox();
-  if (state.current && state.entries.has(state.current)) renderChatHead();
+  if (state.current && state.entries.has(state.current)) { renderChatHead(); renderMessages(); }
 }
 
 // Mine: I own it, or I was invited to assist in it.
@@ -141,11 +141,38 @@ function urgency(entry, now) {
   return (now - entry.waiting_since) / 1000 + (entry.level || 0) * 30;
 }
 
+// -- channels (docs/channels.md): where the buyer is, and where replies go --------------
+const CHANNEL_ICONS = { web: "🌐", app: "📱", miniprogram: "🔷", h5: "📲", pc: "💻", api: "🔌",
+  wechat: "💬", email: "✉️", phone: "☎️" };
+const SOCKET_CHANNELS = new Set(["web", "app", "miniprogram", "h5", "pc"]);
+const CONVERTIBLE = new Set(["link", "product", "order", "image"]);
+
+function channelKey(e) { return e.via ? e.via.id : (e.channel || "web"); }
+function channelName(e) { return e.via ? e.via.name : t("channel_" + (e.channel || "web")); }
+function channelBadge(e) {
+  const type = e.via ? e.via.channel : (e.channel || "web");
+  return el("span.channel-label", { dataset: { channel: type, via: channelKey(e) }, title: channelName(e),
+    text: `${CHANNEL_ICONS[type] || CHANNEL_ICONS.api} ${channelName(e)}` });
+}
+function viaName(entry, via) {
+  if (entry && entry.via && entry.via.id === via) return entry.via.name;
+  return SOCKET_CHANNELS.has(via) ? t("channel_" + via) : via;
+}
+/** Why the buyer's channel cannot carry ``kind`` (null: it can, or converts it). */
+function notCarried(entry, kind) {
+  const via = entry && entry.via;
+  if (!via || !via.replies || kind === "note" || via.kinds.includes(kind)) return null;
+  if (via.convert && CONVERTIBLE.has(kind) && via.kinds.includes("text")) return null;
+  return t("kind_not_carried", { channel: via.name, kind: t("kind_" + kind) });
+}
+
 function visibleEntries() {
   const shop = $("filter-shop").value, which = $("filter-state").value, tag = $("filter-tag").value;
+  const channel = $("filter-channel").value;
   const now = Date.now();
   return [...state.entries.values()].filter((e) => {
     if (shop && e.shop !== shop) return false;
+    if (channel && channelKey(e) !== channel) return false;
     if (tag && !(e.tags || []).includes(tag)) return false;
     if (which === "open") return OPEN_STATES.has(e.state) && isMine(e);
     if (which === "resolved") return e.state === "resolved" || e.state === "closed" || !isMine(e);
@@ -154,14 +181,16 @@ function visibleEntries() {
 }
 
 function renderFilters() {
-  const shops = new Map(), tags = new Set();
+  const shops = new Map(), tags = new Set(), channels = new Map();
   for (const e of state.entries.values()) {
     shops.set(e.shop, e.shop_name || e.shop);
     for (const tag of e.tags || []) tags.add(tag);
+    channels.set(channelKey(e), channelName(e));
   }
   for (const shop of state.shops) if (!shops.has(shop)) shops.set(shop, shop);
   fillSelect($("filter-shop"), [...shops].map(([id, name]) => [id, name]));
   fillSelect($("filter-tag"), [...tags].sort().map((tag) => [tag, tag]));
+  fillSelect($("filter-channel"), [...channels].sort((a, b) => a[1].localeCompare(b[1])));
 }
 
 function fillSelect(select, options) {
@@ -171,7 +200,7 @@ function fillSelect(select, options) {
   select.value = options.some(([value]) => value === chosen) ? chosen : "";
 }
 
-for (const id of ["filter-shop", "filter-state", "filter-tag"]) $(id).addEventListener("change", renderInbox);
+for (const id of ["filter-shop", "filter-state", "filter-tag", "filter-channel"]) $(id).addEventListener("change", renderInbox);
 
 function renderInbox() {
   const list = $("inbox-list");
@@ -187,6 +216,7 @@ function renderInbox() {
     },
     el("div.row",
       el("span.shop-label", { text: e.shop_name || e.shop }),
+      channelBadge(e),
       el("span.buyer", { text: e.buyer_name || e.buyer }),
       e.level ? el("span.vip", { text: `VIP${e.level}` }) : null,
       e.unread ? el("span.badge", { text: e.unread, "aria-label": t("unread_n", { n: e.unread }) }) : null),
@@ -230,7 +260,12 @@ function onMessage(frame) {
     renderMessages();
     if (viewing) markRead();
   }
-  if (frame.role === "buyer") hideTyping();
+  if (frame.role === "buyer") {
+    hideTyping();
+    // The buyer wrote from another channel: where replies go has changed (the inbox says).
+    const now = entry.via && entry.via.replies ? entry.via.id : null;
+    if ((frame.via && !SOCKET_CHANNELS.has(frame.via) ? frame.via : null) !== now) state.gw.send({ type: "inbox" });
+  }
   renderInbox();
 }
 
@@ -265,6 +300,12 @@ function onEvent(frame) {
       state.suggestions.set(conversation, data);
       if (conversation === state.current) renderSuggestions();
       break;
+    case "delivery": {  // how a reply fared on the buyer's api channel
+      const msg = thread(conversation).messages.get(data.seq);
+      if (msg) msg.delivery = { status: data.status, error: data.error };
+      if (conversation === state.current) renderMessages();
+      break;
+    }
     case "mentioned":
       toast(t("mentioned_in_chat", { by: data.by, text: data.excerpt }));
       beep();
@@ -331,7 +372,8 @@ function renderChatHead() {
   const entry = state.entries.get(state.current);
   if (!entry) return;
   $("chat-title").textContent = entry.buyer_name || entry.buyer;
-  $("chat-sub").textContent = `${entry.shop_name || entry.shop} · ${t("state_" + entry.state)}`;
+  const where = entry.via && entry.via.replies ? t("channel_replies", { name: entry.via.name }) : channelName(entry);
+  $("chat-sub").textContent = `${entry.shop_name || entry.shop} · ${where} · ${t("state_" + entry.state)}`;
   const open = OPEN_STATES.has(entry.state) && entry.agent === state.me;  // the owner's
   $("transfer-open").disabled = !open;
   $("invite-open").disabled = entry.state === "closed";
@@ -359,17 +401,24 @@ function messageItem(msg, peerRead) {
   const mine = msg.from === state.me;
   const side = (msg.role === "system" ? "system" : mine ? "mine" : msg.role === "buyer" ? "theirs" : "staff") +
     (msg.kind === "note" ? ".internal" : "");
-  let status = null;
+  let status = null, statusFailed = false;
+  const entry = state.entries.get(msg.conversation);
   if (mine) {
     if (msg.sending) status = t("sending");
     else if (msg.failed) status = t("failed");
+    else if (msg.delivery) {  // on the buyer's api channel: what its adapter said
+      status = t("delivery_" + msg.delivery.status, { error: msg.delivery.error || "" });
+      statusFailed = msg.delivery.status === "failed";
+    } else if (entry && entry.via && entry.via.replies && msg.kind !== "note") status = t("delivery_queued");
     else status = peerRead >= msg.seq ? t("read") : t("delivered");
   }
+  const via = msg.role === "buyer" && msg.via ? viaName(entry, msg.via) : null;
   const canRecall = mine && msg.kind !== "note" && !msg.sending && !msg.recalled && Date.now() - msg.ts < RECALL_WINDOW_MS;
   return el(`li.msg.${side}`, { dataset: { seq: msg.seq ?? "", role: msg.role } },
-    el("div.meta", { text: `${msg.role === "bot" ? t("bot") : msg.from} · ${clockTime(msg.ts)}${msg.kind === "note" ? " · " + t("private_note") : ""}` }),
+    el("div.meta", { text: `${msg.role === "bot" ? t("bot") : msg.from} · ${clockTime(msg.ts)}${msg.kind === "note" ? " · " + t("private_note") : ""}` },
+      via ? el("span.via", { dataset: { via: msg.via }, text: ` · ${via}` }) : null),
     el("div.bubble", renderBody(msg, state.token)),
-    status ? el("div.status", { text: status }) : null,
+    status ? el("div.status" + (statusFailed ? ".failed" : ""), { text: status }) : null,
     canRecall ? el("button.link", { type: "button", text: t("recall"), onclick: () => recall(msg.seq) }) : null);
 }
 
@@ -422,6 +471,8 @@ async function sendFile(file) {
 
 async function sendMessage(kind, body, extra = {}) {
   const conversation = state.current;
+  const refused = notCarried(state.entries.get(conversation), kind);
+  if (refused) { toast(refused); return; }  // the server refuses it too (unsupported_kind)
   const id = newId();
   const local = { conversation, id, from: state.me, role: "agent", kind, body: { ...body, ...extra }, ts: Date.now(), sending: true, seq: Infinity };
   state.pending.set(id, local);
@@ -647,8 +698,12 @@ async function loadCustomer(id) {
         : el("p.empty", { text: t("no_orders") })),
     el("section.earlier", el("h4", { text: t("earlier_conversations") }),
       ctx.earlier_conversations.length ? el("ul", ...ctx.earlier_conversations.map((c) => el("li", {
-        text: `${new Date(c.created).toLocaleDateString()} · ${t("state_" + c.state)} · ${c.agent || "-"}${c.rating ? " · ★" + c.rating : ""}`,
+        dataset: { conversation: c.conversation, channel: c.channel || "web" },
+        text: `${new Date(c.created).toLocaleDateString()} · ${CHANNEL_ICONS[c.channel] || CHANNEL_ICONS.api} ${t("channel_" + (c.channel || "web"))} · ${t("state_" + c.state)} · ${c.agent || "-"}${c.rating ? " · ★" + c.rating : ""}`,
       }))) : el("p.empty", { text: t("none") })),
+    (ctx.identities || []).length ? el("section.identities", el("h4", { text: t("identities") }),
+      el("div.chips", ...ctx.identities.map((i) => el("span.tag", {
+        text: i.type === "channel" ? i.name : t("identity_" + i.type) })))) : null,
     el("section.tags", el("h4", { text: t("tags") }),
       el("div.chips", ...ctx.tags.map((tag) => el("span.tag", tag, " ",
         el("button.link", { type: "button", "aria-label": t("remove_tag", { tag }), text: "×", onclick: () => setTags(ctx.tags.filter((x) => x !== tag)) })))),

@@ -108,6 +108,15 @@ const zh = {
   error_invalid_state: "当前状态不允许：{message}", error_invalid_body: "输入有误：{message}",
   error_conversation_closed: "会话已关闭", error_disconnected: "连接已断开，正在重连",
   error_internal: "服务器出错，请重试", error_unavailable: "服务正在重启，请稍候",
+  error_unsupported_kind: "买家所在渠道不支持这类消息：{message}",
+  filter_channel: "渠道", channel_web: "网页", channel_app: "App", channel_miniprogram: "小程序",
+  channel_h5: "H5", channel_pc: "PC", channel_api: "API", channel_wechat: "微信", channel_email: "邮件",
+  channel_phone: "电话", channel_weibo: "微博", channel_qq: "QQ", channel_other: "其他",
+  channel_replies: "回复将发到：{name}", delivery_queued: "排队发送", delivery_retrying: "重试中",
+  delivery_sent: "已发出", delivery_delivered: "已送达", delivery_read: "已读",
+  delivery_failed: "发送失败：{error}", kind_not_carried: "{channel}不支持发送{kind}",
+  identities: "已关联账号", identity_wechat_unionid: "微信 UnionID", identity_phone: "手机号",
+  identity_email: "邮箱", identity_app_user: "App 账号",
 };
 
 const en = {
@@ -226,6 +235,15 @@ const en = {
   error_invalid_state: "Not possible now: {message}", error_invalid_body: "Invalid: {message}",
   error_conversation_closed: "The conversation is closed", error_disconnected: "Disconnected; reconnecting",
   error_internal: "Server error; try again", error_unavailable: "The service is restarting; wait a moment",
+  error_unsupported_kind: "The buyer's channel cannot carry this: {message}",
+  filter_channel: "Channel", channel_web: "Web", channel_app: "App", channel_miniprogram: "Mini program",
+  channel_h5: "H5", channel_pc: "PC", channel_api: "API", channel_wechat: "WeChat", channel_email: "Email",
+  channel_phone: "Phone", channel_weibo: "Weibo", channel_qq: "QQ", channel_other: "Other",
+  channel_replies: "Replies go to: {name}", delivery_queued: "Queued", delivery_retrying: "Retrying",
+  delivery_sent: "Sent", delivery_delivered: "Delivered", delivery_read: "Read",
+  delivery_failed: "Not delivered: {error}", kind_not_carried: "{channel} cannot carry {kind}",
+  identities: "Linked accounts", identity_wechat_unionid: "WeChat UnionID", identity_phone: "Phone",
+  identity_email: "Email", identity_app_user: "App account",
 };
 
 export const MESSAGES = { zh, en };

@@ -700,3 +700,109 @@ def test_the_reports_page_shows_the_figures_a_chart_the_ranking_and_exports_csv(
     page.locator("#lang").click()
     expect(page.locator("[data-kpi='conversations'] .stat-label")).to_have_text("Conversations")
     assert not problems, problems
+
+
+def test_a_wechat_message_reaches_the_workbench_and_the_reply_reaches_wechat(
+        chromium: Any, running: Running, artifacts: Path) -> None:
+    """The channels issue's done-when: a message from the (fake) WeChat reaches the agent
+    in the workbench, the agent's reply reaches the fake WeChat, and the same buyer's web
+    chat shows in the same history."""
+    import trio
+
+    from octim.channels.wechat import WeChatConfig, serve
+    from octim.channels.wechat_fake import FakeWeChat
+    from octim.config import HostPort
+
+    fake = FakeWeChat().start()
+    secret = "browser-wechat-secret-0123"
+    config = WeChatConfig(token=fake.token, appid=fake.appid, appsecret=fake.appsecret,
+                          octim=running.http, channel="wx", channel_secret=secret,
+                          api_base=fake.url)
+    bound: list[HostPort] = []
+    stop = threading.Event()
+
+    async def adapter() -> None:
+        async with trio.open_nursery() as nursery:
+            bound.append(await nursery.start(serve, config, HostPort("127.0.0.1", 0)))
+            while not stop.is_set():
+                await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+
+    thread = threading.Thread(target=trio.run, args=(adapter,), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: bool(bound))
+        adapter_url = f"http://127.0.0.1:{bound[0].port}"
+        api = running.api
+        api.put(f"/api/shops/{SHOP}", json={"name": "测试服装店", "bot": {"mode": "off"}}
+                ).raise_for_status()
+        api.put("/api/agents/a1", json={"name": "小美", "shops": [SHOP]}).raise_for_status()
+        api.put("/api/customers/b1", json={"nickname": "阿宝"}).raise_for_status()
+        api.put("/api/orders/o-1", json={"shop": SHOP, "customer": "b1", "status": "paid",
+                                         "items": [{"sku": "sku-1", "name": "轻薄羽绒服",
+                                                    "price": 399}]}).raise_for_status()
+        api.put("/api/channels/wx", json={
+            "shop": SHOP, "type": "api", "platform": "wechat", "name": "微信公众号",
+            "secret": secret, "outbound_url": f"{adapter_url}/outbound"}).raise_for_status()
+        # The platform knows b1's openid on this account: one buyer on both channels.
+        api.put("/api/customers/b1/identities", json={"identities": [
+            {"type": "channel", "channel": "wx", "value": "o-abao"}]}).raise_for_status()
+        problems: list[str] = []
+        desk = chromium.new_context(viewport={"width": 1280, "height": 800})
+        agent = desk.new_page()
+        watch_console(agent, problems)
+        agent.goto(f"{running.http}/agent#token={token('a1', 'agent', SHOP)}")
+        expect(agent.locator("#conn")).to_have_text("已连接")
+        buyer = desk.new_page()
+        watch_console(buyer, problems)
+        buyer.goto(f"{running.http}/chat?shop={SHOP}#token={token('b1', 'buyer')}")
+        buyer.fill("#input", "网页上问：羽绒服有货吗")
+        buyer.keyboard.press("Enter")
+        item = agent.locator(".inbox-item")
+        item.click()
+        expect(agent.locator("#messages")).to_contain_text("网页上问：羽绒服有货吗")
+        expect(item.locator(".channel-label")).to_have_text("🌐 网页")
+        # The same buyer writes on WeChat: it joins the same conversation, marked.
+        pushed = fake.push(f"{adapter_url}/wechat", "o-abao", Content="微信上再问一次",
+                           msg_id=7_000_000_001)
+        assert pushed.text == "success", pushed.text
+        wechat_line = agent.locator("li.msg[data-role='buyer']").filter(has_text="微信上再问一次")
+        expect(wechat_line.locator(".via")).to_have_text(" · 微信公众号")
+        expect(agent.locator("li.msg[data-role='buyer']").filter(
+            has_text="网页上问").locator(".via")).to_have_text(" · 网页")
+        expect(item.locator(".channel-label")).to_have_text("💬 微信公众号")
+        expect(agent.locator("#chat-sub")).to_contain_text("回复将发到：微信公众号")
+        expect(agent.locator(".inbox-item")).to_have_count(1)  # one conversation, one history
+        # The agent answers in the workbench: the reply reaches WeChat, and the adapter's
+        # receipt shows under it.
+        agent.fill("#input", "有货的，今天下单明天发")
+        agent.keyboard.press("Enter")
+        wait_until(lambda: fake.texts_to("o-abao") == ["有货的，今天下单明天发"])
+        reply = agent.locator("li.msg[data-role='agent']").filter(has_text="今天下单")
+        expect(reply.locator(".status")).to_have_text("已送达")
+        # The buyer's web chat shows the whole history: web, WeChat and the reply.
+        expect(buyer.locator("#messages")).to_contain_text("微信上再问一次")
+        expect(buyer.locator("#messages")).to_contain_text("有货的，今天下单明天发")
+        # A product card cannot go to a text-only channel: refused before sending.
+        agent.get_by_role("button", name="发送商品：轻薄羽绒服").click()
+        expect(agent.locator(".toast")).to_contain_text("微信公众号不支持发送商品卡片")
+        expect(agent.locator("li.msg[data-role='agent']")).to_have_count(1)
+        # Filtering by channel.
+        agent.select_option("#filter-channel", label="微信公众号")
+        expect(agent.locator(".inbox-item")).to_have_count(1)
+        agent.screenshot(path=str(artifacts / "wechat-in-workbench.png"))
+        assert not problems, problems
+    finally:
+        stop.set()
+        thread.join(10)
+        fake.stop()
+
+
+def wait_until(predicate: Any, timeout: float = 15) -> None:
+    """Poll ``predicate()`` until it holds (a wait, not a timing)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)

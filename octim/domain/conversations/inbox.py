@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from octim.domain.channels import report_channel
 from octim.domain.conversations.model import (
     CLOSED,
     RESOLVED,
@@ -84,6 +85,7 @@ def inbox(store: Any, user: str, role: str, shops: tuple[str, ...]) -> list[dict
                     channel_records[via] = store.get("channels", via.encode())
                 record = channel_records[via]
                 entry["via"] = {"id": via, "name": record["name"] if record else via,
+                                "channel": report_channel(record) if record else "api",
                                 "kinds": list(record["kinds"]) if record else [],
                                 "convert": bool(record and record.get("convert")),
                                 "replies": bool(meta.reply_via)}
