@@ -162,6 +162,9 @@ async def test_inbound_routed_reply_delivered_and_receipts_reach_the_agent(
                                               ZoneInfo("Asia/Shanghai")).date().isoformat()
         report = await engine.report("s1", day, day, channel="wechat")
         assert report["totals"]["conversations"] == 1, report["totals"]
+        # … and so does the live monitor's today, by channel.
+        snapshot = await engine.monitor.snapshot(["s1"])
+        assert snapshot["shops"][0]["today"]["by_channel"] == {"wechat": 1}
 
 
 async def test_signatures_timestamps_and_kinds_are_checked(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from octim.domain.conversations.model import pair_key
+from octim.domain.reports.counting import CHANNELS, DIMENSIONS
 from octim.domain.reports.feeder import shop_zone
 from octim.domain.reports.read import report
 from octim.domain.routing.messages import DISPATCHER, DISPATCHER_ID, MonitorView
@@ -172,7 +173,14 @@ class Monitor:
         m = report(self.engine.store, shop, "", start, end, "day", zone, backlog=False)[
             "totals"]
         frt = m["first_response"]
-        return {"opened": m["conversations"], "buyers": m["buyers"],
+        # Today's conversations by channel (docs/channels.md): one day record per channel.
+        by_channel = {}
+        for channel in (*CHANNELS, "other"):
+            opened = report(self.engine.store, shop, DIMENSIONS["channel"] + channel, start,
+                            end, "day", zone, backlog=False)["totals"]["conversations"]
+            if opened:
+                by_channel[channel] = opened
+        return {"opened": m["conversations"], "by_channel": by_channel, "buyers": m["buyers"],
                 "resolved": m["resolved"], "buyer_messages": m["buyer_messages"],
                 "staff_messages": m["staff_messages"], "first_responses": frt["count"],
                 "first_response_seconds": frt["mean_s"], "first_response_p90": frt["p90_s"],

@@ -62,6 +62,11 @@ function render(frame) {
     el("td.csat", { text: s.today.average_rating === null ? "–" : `${fmt(s.today.average_rating, 2)} (${s.today.ratings})` }),
     el("td.conversion", { text: s.today.conversion_rate === null ? "–" : pct(s.today.conversion_rate) }))));
 
+  const channels = new Map();
+  for (const s of shops) for (const [channel, n] of Object.entries(s.today.by_channel || {})) channels.set(channel, (channels.get(channel) || 0) + n);
+  $("channel-rows").replaceChildren(...[...channels].sort((a, b) => b[1] - a[1]).map(([channel, n]) => el("tr", { dataset: { channel } },
+    el("th", { scope: "row", text: t("channel_" + channel) }), el("td", { text: n }))));
+
   $("agent-rows").replaceChildren(...shops.flatMap((s) => s.agents.map((a) => el("tr",
     el("td", { text: `${a.name} (${a.id})` }),
     el("td", { text: s.name }),

@@ -163,6 +163,7 @@ def test_buyer_bot_handoff_agent_reply_rating_and_monitor(
     expect(row.locator("td.conversion")).to_have_text("0.0%")  # asked, paid nothing yet
     expect(row.locator("td.frt")).to_have_text(re.compile(r"\d+秒"))
     expect(monitor.locator("#total-csat")).to_contain_text("5.00")
+    expect(monitor.locator("#channel-rows tr[data-channel='web'] td")).to_have_text("1")
     monitor.screenshot(path=artifacts / "5-monitor.png")
 
     # English is one click away.
