@@ -222,13 +222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             questions = [args.question] if args.question is not None else sys.stdin
             return kb_cli.ask(args.data, args.shop, questions, sys.stdout)
         if args.command == "demo":
-            from octim.demo import demo_links, demo_settings, seed_demo
+            from octim.demo import demo_links, demo_settings, seed_demo, seed_wechat
 
             settings = demo_settings(args.config, _flags(args))
 
             async def seeded(engine: Engine, listening: Listening) -> None:
                 conversation = await seed_demo(engine)
-                print(demo_links(settings, listening, conversation), flush=True)
+                wechat = await seed_wechat(engine, listening, conversation)
+                print(demo_links(settings, listening, conversation, wechat), flush=True)
 
             return _serve(settings, seeded)
         settings = load_settings(config_file=args.config, flags=_flags(args))

@@ -152,6 +152,8 @@ def demo_settings(config_file: Path | None, flags: dict[str, Any]) -> Settings:
     env.setdefault("OCTIM_SECRET", secrets.token_urlsafe(48))
     env.setdefault("OCTIM_API_KEY", "demo-" + secrets.token_urlsafe(24))
     env.setdefault("OCTIM_LOG_FORMAT", "text")
+    # The demo's WeChat adapter listens on loopback; replies may go there (only here).
+    env.setdefault("OCTIM_WEBHOOK_ALLOW", "127.0.0.1")
     flags = dict(flags)
     if flags.get("data") is None and "OCTIM_DATA" not in env:
         flags["data"] = DEFAULT_DATA
@@ -246,7 +248,64 @@ async def _history(engine: Engine) -> None:
     await engine.store.write((Put("meta", DEMO_HISTORY_KEY, pack(True)),))
 
 
-def demo_links(settings: Settings, listening: Listening, conversation: str) -> str:
+DEMO_WECHAT = "uniqlo-wechat"  # the first shop's WeChat Official Account (a fake one)
+DEMO_OPENID = "demo-openid-buyer-1"  # buyer-1 on it
+
+
+async def seed_wechat(engine: Engine, listening: Listening, conversation: str
+                      ) -> dict[str, str]:
+    """The first shop's WeChat channel, with the WeChat adapter and a FAKE WeChat running
+    in this process (WeChat's servers are not reachable from a demo): buyer-1 is linked to
+    an openid there, writes from WeChat into the same conversation, and agent-1's answer
+    goes back to the fake WeChat. Returns the URLs to try it with."""
+    import httpx
+    import trio
+
+    from octim.channels.wechat import WeChatConfig, serve
+    from octim.channels.wechat_fake import FakeWeChat
+    from octim.config import HostPort
+
+    fake = FakeWeChat().start()
+    before = engine.store.get("channels", DEMO_WECHAT.encode())
+    secret = str(before["secret"]) if before else secrets.token_urlsafe(32)
+    config = WeChatConfig(token=fake.token, appid=fake.appid, appsecret=fake.appsecret,
+                          octim=listening.http_url, channel=DEMO_WECHAT, channel_secret=secret,
+                          api_base=fake.url)
+    bound: list[HostPort] = []
+    ready = trio.Event()
+
+    async def adapter() -> None:  # until the process ends
+        async with trio.open_nursery() as nursery:
+            bound.append(await nursery.start(serve, config, HostPort("127.0.0.1", 0)))
+            ready.set()
+
+    trio.lowlevel.spawn_system_task(adapter)
+    await ready.wait()
+    adapter_url = f"http://127.0.0.1:{bound[0].port}"
+    fake.adapter_url = f"{adapter_url}/wechat"
+    shop = DEMO_SHOPS[0][0]
+    async with httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers={
+            "Authorization": f"Bearer {engine.settings.api_key}"}) as http:
+        (await http.put(f"/api/channels/{DEMO_WECHAT}", json={
+            "shop": shop, "type": "api", "platform": "wechat", "name": "优衣坊微信公众号",
+            "secret": secret, "kinds": ["text", "link"], "convert": True,
+            "outbound_url": f"{adapter_url}/outbound",
+            "product_url": "https://shop.example.com/item/{product}"})).raise_for_status()
+        (await http.put("/api/customers/buyer-1/identities", json={"identities": [
+            {"type": "channel", "channel": DEMO_WECHAT, "value": DEMO_OPENID}]})
+         ).raise_for_status()
+    pushed = await trio.to_thread.run_sync(lambda: fake.push(
+        fake.adapter_url, DEMO_OPENID, Content="我在微信上，羽绒服今天能发吗？", msg_id=1))
+    if pushed.text == "success":  # agent-1 answers; the reply goes out to WeChat
+        ack = await engine.directory.ref(CONVERSATION, conversation).ask(SendMessage(
+            conversation, "agent-1", "agent", (shop,), "demo-3", "text",
+            {"text": "亲，今天下午就发出，微信上也能随时找我们～"}, ""))
+        await ack.wait()
+    return {"fake": fake.url, "adapter": adapter_url}
+
+
+def demo_links(settings: Settings, listening: Listening, conversation: str,
+               wechat: dict[str, str] | None = None) -> str:
     """The text the demo prints once it is ready."""
     def jwt(user: str, role: str, *shops: str) -> str:
         return issue_token(settings.secret, user, role, shops=shops, ttl=86400)
@@ -310,6 +369,18 @@ def demo_links(settings: Settings, listening: Listening, conversation: str) -> s
         "  an email opens or joins a ticket: POST a raw message to "
         f"{http}/api/inbound/email?shop={shop}; with OCTIM_SMTP and OCTIM_SMTP_FROM set, "
         "public replies go out by email",
-        "",
     ]
+    if wechat:
+        lines += [
+            f"  channels: buyer-1 also writes from {shop}'s WeChat account (a FAKE WeChat in "
+            "this process, docs/channels.md); the same conversation holds both, each "
+            "message marked by its channel, and agent-1's replies go where buyer-1 last wrote",
+            f"    write as buyer-1 on WeChat  curl -G {wechat['fake']}/fake/push "
+            f"--data-urlencode openid={DEMO_OPENID} --data-urlencode 'text=还在吗？'",
+            f"    what WeChat delivered  curl -G {wechat['fake']}/fake/inbox "
+            f"--data-urlencode openid={DEMO_OPENID}",
+            f"    the channel  curl -H 'Authorization: Bearer {settings.api_key}' "
+            f"{http}/api/channels?shop={shop}",
+        ]
+    lines.append("")
     return "\n".join(lines)

@@ -186,7 +186,9 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
             async with connect(printed["WebSocket"][1], token) as agent:
                 texts = [m["body"].get("text") for m in await agent.sync(conversation)]
                 assert texts[1:] == ["你好，这件羽绒服有L码吗？",
-                                     "亲，L码有货的，今天下单明天发货哦～"]
+                                     "亲，L码有货的，今天下单明天发货哦～",
+                                     "我在微信上，羽绒服今天能发吗？",  # from WeChat
+                                     "亲，今天下午就发出，微信上也能随时找我们～"]
             # Nobody is online in the demo shop: a new buyer is served by the bot.
             async with connect(printed["WebSocket"][1], printed["buyer token"][-1]) as buyer:
                 opened = await buyer.request({"type": "open", "shop": "stride-shoes",
@@ -212,6 +214,25 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
                 "Authorization": f"Bearer {printed['buyer token'][-1]}"}).json()
         assert staff["id"] == "uniqlo-internal-1" and staff["answered"]
         assert "内部" not in str(buyer_view) and buyer_view["id"] != "uniqlo-internal-1"
+        # The demo's WeChat channel (a fake WeChat behind the real adapter): buyer-1's
+        # WeChat message is in the seeded conversation, and agent-1's reply reached WeChat.
+        push = next(line for stream, line in demo.output() if "/fake/push" in line).split()
+        fake = push[push.index("-G") + 1].removesuffix("/fake/push")
+        with httpx.Client(timeout=10) as client:
+            inbox = client.get(f"{fake}/fake/inbox", params={"openid": "demo-openid-buyer-1"})
+            assert inbox.json()["messages"] == ["亲，今天下午就发出，微信上也能随时找我们～"]
+            pushed = client.get(f"{fake}/fake/push", params={
+                "openid": "demo-openid-buyer-1", "text": "还在吗？"}).json()
+            assert pushed == {"adapter_answered": 200, "body": "success"}
+
+        async def the_wechat_messages_are_in_buyer_1s_conversation() -> None:
+            async with connect(printed["WebSocket"][1], token) as agent:
+                said = [(m["body"].get("text"), m.get("via")) for m in
+                        await agent.sync(conversation) if m["role"] == "buyer"]
+                assert said[-2:] == [("我在微信上，羽绒服今天能发吗？", "uniqlo-wechat"),
+                                     ("还在吗？", "uniqlo-wechat")]
+
+        trio.run(the_wechat_messages_are_in_buyer_1s_conversation)
         assert demo.stop(signal.SIGINT) == 0
 
 

@@ -7,6 +7,10 @@ them per ``touser``, and pushes buyers' messages to an adapter the way WeChat do
 XML body, ``signature``/``timestamp``/``nonce`` in the query). Error codes it gives:
 ``40013`` (wrong appid or secret), ``40001`` (unknown or revoked token), ``45015`` (the
 buyer is outside the 48-hour window, when a test says so), ``44002`` (empty body).
+
+For trying it by hand (``octim demo``), two conveniences WeChat does not have:
+``GET /fake/push?openid=&text=`` pushes a buyer's text to ``adapter_url`` as WeChat would,
+and ``GET /fake/inbox?openid=`` lists what the buyer received.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class FakeWeChat:
     tokens: set[str] = field(default_factory=set)
     outside_window: set[str] = field(default_factory=set)  # openids past 48 hours
     lock: threading.Lock = field(default_factory=threading.Lock)
+    adapter_url: str = ""  # where /fake/push pushes (the adapter's /wechat)
+    pushed: int = 0
 
     def start(self) -> FakeWeChat:
         fake = self
@@ -45,6 +51,16 @@ class FakeWeChat:
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                if parts.path == "/fake/push" and fake.adapter_url:
+                    with fake.lock:
+                        fake.pushed += 1
+                        msg_id = int(time.time() * 1000) * 100 + fake.pushed % 100
+                    answer = fake.push(fake.adapter_url, query.get("openid", ""),
+                                       Content=query.get("text", ""), msg_id=msg_id)
+                    return self._json({"adapter_answered": answer.status_code,
+                                       "body": answer.text})
+                if parts.path == "/fake/inbox":
+                    return self._json({"messages": fake.texts_to(query.get("openid", ""))})
                 if parts.path != "/cgi-bin/token":
                     return self._json({"errcode": 404, "errmsg": "not found"})
                 if query.get("appid") != fake.appid or query.get("secret") != fake.appsecret:
