@@ -319,6 +319,40 @@ class Engine:
         await self.reports.catch_up()
         return lifecycle.report(self.store, shop, self.context.now_ms())
 
+    async def put_channel(self, channel: str, **fields: Any) -> dict[str, Any]:
+        """Create or replace a channel of a shop (fields as ``PUT /api/channels/{id}``;
+        docs/channels.md); a generated secret is in this answer only."""
+        from octim.api.channels import ChannelBody, save_channel
+        from octim.domain.channels import validate_channel_id
+
+        validate_channel_id(channel)
+        return await save_channel(self, channel, ChannelBody.model_validate(fields),
+                                  platform=True)
+
+    async def channel_message(self, channel: str, **message: Any) -> dict[str, Any]:
+        """A message of an api channel's external user, as ``POST
+        /api/channels/{id}/messages`` takes it (``user``, ``id``, ``kind``, ``body``, ``ts``,
+        ``name``, ``context``) but unsigned: an embedding program is trusted."""
+        from octim.api.channels import InboundBody, receive_message
+
+        record = self.context.channels.get(channel)
+        if record is None or record["type"] != "api":
+            raise NotFound(f"no api channel {channel!r}")
+        check_storable(message, where="message")
+        return await receive_message(self, record, InboundBody.model_validate(message))
+
+    async def link_identities(self, customer: str, identities: list[dict[str, str]]
+                              ) -> dict[str, Any]:
+        """Link identities to a buyer (``PUT /api/customers/{id}/identities``)."""
+        from octim.api.channels import IdentitiesBody
+
+        body = IdentitiesBody.model_validate({"identities": identities})
+        for identity in body.identities:
+            if (identity.type == "channel") != bool(identity.channel):
+                raise InvalidInput("a channel identity names its channel; no other type does")
+        return dict(await self.context.channels.link(
+            customer, [i.model_dump(exclude_none=True) for i in body.identities]))
+
     async def post_message(self, conversation: str, text: str, *,
                            as_: str = "system") -> dict[str, Any]:
         """Post as ``system`` (a notice) or ``bot``; returns the stored message."""

@@ -407,3 +407,35 @@ async def test_channels_are_isolated_between_shops(tmp_path: Path, receiver: Rec
             assert answer.json() == {"updated": 0, "ignored": 1}
             assert engine.context.channels.delivery_states(conv, 1, 99)[reply["seq"]][
                 "status"] == "sent"
+
+
+async def test_the_python_api_offers_channels_messages_and_identities(tmp_path: Path) -> None:
+    from octim import open_engine as embedded
+    from octim.errors import InvalidInput, NotFound
+
+    async with embedded(tmp_path / "e") as engine:
+        await engine.put_shop("tea", "茶馆", bot={"mode": "off"})
+        made = await engine.put_channel("tea-sms", shop="tea", type="api", platform="sms",
+                                        name="短信")
+        assert len(made["secret"]) >= 32 and made["kinds"] == ["text", "link"]
+        got = await engine.channel_message("tea-sms", user="+8613800000000", id="sms-1",
+                                           kind="text", body={"text": "订单到了吗"})
+        again = await engine.channel_message("tea-sms", user="+8613800000000", id="sms-1",
+                                             kind="text", body={"text": "订单到了吗"})
+        assert again == {**got, "duplicate": True}
+        linked = await engine.link_identities("buyer-9", [
+            {"type": "channel", "channel": "tea-sms", "value": "+8613800000000"}])
+        assert linked["merged"] == [got["buyer"]]
+        later = await engine.channel_message("tea-sms", user="+8613800000000", id="sms-2",
+                                             kind="text", body={"text": "在吗"})
+        assert later["buyer"] == "buyer-9"
+        with pytest.raises(NotFound):
+            await engine.channel_message("nope", user="u", id="1", kind="text",
+                                         body={"text": "x"})
+        with pytest.raises(InvalidInput):
+            await engine.link_identities("buyer-9", [{"type": "phone", "value": "1",
+                                                      "channel": "tea-sms"}])
+        # Another shop's channel id cannot be taken over by a second put for a new shop.
+        await engine.put_shop("other", "别家")
+        with pytest.raises(InvalidInput):
+            await engine.put_channel("tea-sms", shop="other", type="api", name="x")

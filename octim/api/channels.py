@@ -120,10 +120,95 @@ def shown(record: dict[str, Any], secret: bool = False) -> dict[str, Any]:
     return {**record, "secret": record["secret"] if secret else "…"}
 
 
+
+
+async def save_channel(engine: "Engine", channel: str, body: ChannelBody, *,
+                       platform: bool) -> dict[str, Any]:
+    """Create or replace a channel (the caller may configure ``body.shop``): see the
+    route. ``platform``: the platform asks (a shop's admin cannot see other shops')."""
+    policy = TargetPolicy.from_setting(engine.settings.webhook_allow)
+    store = engine.store
+    if store.get("shops", body.shop.encode()) is None:
+        raise NotFound(f"no shop {body.shop!r}")
+    before = engine.context.channels.get(channel)
+    if before is not None and before["shop"] != body.shop:
+        if not platform:  # another shop's channel: as if it did not exist
+            raise NotFound(f"no channel {channel!r}")
+        raise InvalidInput("a channel's shop cannot change: delete it and make another")
+    if body.outbound_url is not None:
+        if body.type != "api":
+            raise InvalidInput("only api channels have an outbound_url")
+        host = (body.outbound_url.host or "").strip("[]")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass  # a name: checked (and pinned) at every delivery
+        else:
+            if not policy.allowed(host, host):
+                raise InvalidInput(f"outbound_url: {host} is not a public address "
+                                   "(allow it with the webhook_allow setting)")
+    made = body.secret is None and before is None
+    secret = body.secret or (before["secret"] if before else secrets.token_urlsafe(32))
+    now = engine.context.clock()
+    record = {"id": channel, "shop": body.shop, "type": body.type, "name": body.name,
+              "platform": body.platform or ("other" if body.type == "api" else None),
+              "secret": secret,
+              "kinds": list(body.kinds or DEFAULT_KINDS.get(body.type, ALL_KINDS)),
+              "convert": body.convert,
+              "outbound_url": str(body.outbound_url) if body.outbound_url else None,
+              "product_url": body.product_url,
+              "created_at": before["created_at"] if before else now, "updated_at": now}
+    await store.write((Put("channels", channel.encode(), pack(record)),))
+    return shown(record, secret=made)
+
+
+async def receive_message(engine: "Engine", record: dict[str, Any], body: InboundBody
+                          ) -> dict[str, Any]:
+    """One inbound message of an api channel (already authenticated): see the route."""
+    channel = record["id"]
+    if body.kind not in record["kinds"]:
+        raise UnsupportedKind(f"channel {channel!r} carries {', '.join(record['kinds'])}")
+    # Refused before anything is written (the actor checks it again, as for any send).
+    validate_body(body.kind, body.body, engine.settings.max_text_chars,
+                  engine.context.image_hosts)
+    store = engine.store
+    inbound_key = pair_key(channel, body.id)
+    known = store.get("channel_inbound", inbound_key)
+    if known is not None:
+        conversation, seq, ts = known
+        return {"conversation": conversation, "seq": seq, "ts": ts,
+                "buyer": engine.context.channels.buyer_of(channel, body.user), "duplicate": True}
+    buyer = engine.context.channels.buyer_of(channel, body.user)
+    if buyer is None:
+        buyer = engine.context.channels.new_buyer_id(channel, body.user)
+        await store.write(engine.context.channels.first_contact_ops(channel, body.user, buyer))
+        if body.name and store.get("customers", buyer.encode()) is None:
+            await engine.directory.ref(CUSTOMER, buyer).ask(UpsertCustomer(
+                CustomerBody.model_validate({"nickname": body.name}).model_dump()))
+    profile = store.get("customers", buyer.encode()) or {}
+    context: dict[str, str] = {str(k): v for k, v in body.context.items()}
+    context.update(channel=report_channel(record), via=channel)
+    for attempt in (1, 2):
+        opened = await engine.directory.ref(SHOP, record["shop"]).ask(OpenConversation(
+            record["shop"], buyer, int(profile.get("level") or 0), context))
+        conversation = str(opened["conversation"])
+        try:
+            reply = await engine.directory.ref(CONVERSATION, conversation).ask(SendMessage(
+                conversation, buyer, "buyer", (), f"ch:{body.id}"[:128], body.kind,
+                body.body, "", via=channel, via_user=body.user, inbound_key=inbound_key,
+                sent_at=body.ts or 0))
+            ack = await reply.wait()
+            break
+        except ConversationClosed:
+            if attempt == 2:  # closed again at once: say so rather than loop
+                raise
+    return {"conversation": ack["conversation"], "seq": ack["seq"], "ts": ack["ts"],
+            "buyer": buyer, "duplicate": False}
+
+
 def router(engine: "Engine", auth: "Auth") -> APIRouter:
     """The channel routes (docs/channels.md)."""
     api = APIRouter(tags=["channels"])
-    policy = TargetPolicy.from_setting(engine.settings.webhook_allow)
 
     def channels() -> Any:
         return engine.context.channels
@@ -155,39 +240,8 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         one (shown in this answer only) and an existing one keeps its own."""
         validate_channel_id(channel)
         admin_of(who, body.shop)
-        store = engine.store
-        if store.get("shops", body.shop.encode()) is None:
-            raise NotFound(f"no shop {body.shop!r}")
-        before = channels().get(channel)
-        if before is not None and before["shop"] != body.shop:
-            if who is not None:  # another shop's channel: as if it did not exist
-                raise NotFound(f"no channel {channel!r}")
-            raise InvalidInput("a channel's shop cannot change: delete it and make another")
-        if body.outbound_url is not None:
-            if body.type != "api":
-                raise InvalidInput("only api channels have an outbound_url")
-            host = (body.outbound_url.host or "").strip("[]")
-            try:
-                ipaddress.ip_address(host)
-            except ValueError:
-                pass  # a name: checked (and pinned) at every delivery
-            else:
-                if not policy.allowed(host, host):
-                    raise InvalidInput(f"outbound_url: {host} is not a public address "
-                                       "(allow it with the webhook_allow setting)")
-        made = body.secret is None and before is None
-        secret = body.secret or (before["secret"] if before else secrets.token_urlsafe(32))
-        now = engine.context.clock()
-        record = {"id": channel, "shop": body.shop, "type": body.type, "name": body.name,
-                  "platform": body.platform or ("other" if body.type == "api" else None),
-                  "secret": secret,
-                  "kinds": list(body.kinds or DEFAULT_KINDS.get(body.type, ALL_KINDS)),
-                  "convert": body.convert,
-                  "outbound_url": str(body.outbound_url) if body.outbound_url else None,
-                  "product_url": body.product_url,
-                  "created_at": before["created_at"] if before else now, "updated_at": now}
-        await store.write((Put("channels", channel.encode(), pack(record)),))
-        return shown(record, secret=made)
+        return await save_channel(engine, channel, body, platform=who is None or
+                                  who.role == "platform_admin")
 
     @api.get("/api/channels")
     async def list_channels(
@@ -243,44 +297,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         except ValidationError as exc:
             raise InvalidInput("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                                          for e in exc.errors())[:1000]) from None
-        if body.kind not in record["kinds"]:
-            raise UnsupportedKind(f"channel {channel!r} carries {', '.join(record['kinds'])}")
-        # Refused before anything is written (the actor checks it again, as for any send).
-        validate_body(body.kind, body.body, engine.settings.max_text_chars,
-                      engine.context.image_hosts)
-        store = engine.store
-        inbound_key = pair_key(channel, body.id)
-        known = store.get("channel_inbound", inbound_key)
-        if known is not None:
-            conversation, seq, ts = known
-            return {"conversation": conversation, "seq": seq, "ts": ts,
-                    "buyer": channels().buyer_of(channel, body.user), "duplicate": True}
-        buyer = channels().buyer_of(channel, body.user)
-        if buyer is None:
-            buyer = channels().new_buyer_id(channel, body.user)
-            await store.write(channels().first_contact_ops(channel, body.user, buyer))
-            if body.name and store.get("customers", buyer.encode()) is None:
-                await engine.directory.ref(CUSTOMER, buyer).ask(UpsertCustomer(
-                    CustomerBody.model_validate({"nickname": body.name}).model_dump()))
-        profile = store.get("customers", buyer.encode()) or {}
-        context: dict[str, str] = {str(k): v for k, v in body.context.items()}
-        context.update(channel=report_channel(record), via=channel)
-        for attempt in (1, 2):
-            opened = await engine.directory.ref(SHOP, record["shop"]).ask(OpenConversation(
-                record["shop"], buyer, int(profile.get("level") or 0), context))
-            conversation = str(opened["conversation"])
-            try:
-                reply = await engine.directory.ref(CONVERSATION, conversation).ask(SendMessage(
-                    conversation, buyer, "buyer", (), f"ch:{body.id}"[:128], body.kind,
-                    body.body, "", via=channel, via_user=body.user, inbound_key=inbound_key,
-                    sent_at=body.ts or 0))
-                ack = await reply.wait()
-                break
-            except ConversationClosed:
-                if attempt == 2:  # closed again at once: say so rather than loop
-                    raise
-        return {"conversation": ack["conversation"], "seq": ack["seq"], "ts": ack["ts"],
-                "buyer": buyer, "duplicate": False}
+        return await receive_message(engine, record, body)
 
     @api.post("/api/channels/{channel}/receipts")
     async def receipts(channel: ChannelId, request: Request) -> Any:
