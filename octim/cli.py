@@ -191,17 +191,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                                              dict(os.environ))
             bind = parse_host_port("--listen", args.listen)
 
-            async def run_adapter() -> None:
-                async with trio.open_nursery() as nursery:
-                    bound = await nursery.start(adapter.serve, config, bind)
-                    print(json.dumps({"wechat_adapter": f"http://{bound}",
-                                      "push_url": f"http://{bound}/wechat",
-                                      "outbound_url": f"http://{bound}/outbound"}), flush=True)
+            async def run_adapter() -> None:  # until SIGINT or SIGTERM
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async with trio.open_nursery() as nursery:
+                        bound = await nursery.start(adapter.serve, config, bind)
+                        print(json.dumps({"wechat_adapter": f"http://{bound}",
+                                          "push_url": f"http://{bound}/wechat",
+                                          "outbound_url": f"http://{bound}/outbound"}),
+                              flush=True)
+                        async for _ in signals:
+                            nursery.cancel_scope.cancel()
+                            break
 
-            try:
-                trio.run(run_adapter)
-            except KeyboardInterrupt:
-                pass
+            trio.run(run_adapter)
             return 0
         if args.command == "reports":
             from octim.domain.reports.feeder import rebuild

@@ -290,3 +290,21 @@ def test_reports_rebuild_refuses_a_running_engine_and_replays_a_stopped_one(
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["records"] >= 1 and report["buckets"] >= 2  # the shop and the platform
+
+
+def test_the_wechat_adapter_command_runs_and_needs_its_secrets(tmp_path: Path) -> None:
+    import hashlib
+
+    missing = octim("wechat", "--channel", "wx", "--listen", "127.0.0.1:0")
+    assert missing.returncode == 2 and "OCTIM_WECHAT_TOKEN" in missing.stderr
+    env = {"OCTIM_WECHAT_TOKEN": "tok", "OCTIM_WECHAT_APPID": "app",
+           "OCTIM_WECHAT_APPSECRET": "s", "OCTIM_WECHAT_CHANNEL_SECRET": "c" * 20}
+    with EngineProcess(["wechat", "--channel", "wx", "--listen", "127.0.0.1:0"],
+                       env) as adapter:
+        line = adapter.wait_for(lambda stream, text: "wechat_adapter" in text)
+        url = json.loads(line)["push_url"]
+        signature = hashlib.sha1("".join(sorted(["tok", "1", "n"])).encode()).hexdigest()
+        answer = httpx.get(url, params={"signature": signature, "timestamp": "1",
+                                        "nonce": "n", "echostr": "hello"})
+        assert answer.text == "hello"
+        assert adapter.stop(signal.SIGINT) == 0
