@@ -10,7 +10,7 @@ the route checks the HMAC of the body with the channel's secret before parsing i
 import hmac
 import ipaddress
 import secrets
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -54,8 +54,7 @@ Ref = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:
 ShopRef = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
 External = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 Text = Annotated[str, Field(max_length=200)]
-#: The routes a channel signs instead of presenting a bearer credential (the guard).
-SIGNED_ROUTES = ("messages", "receipts")
+M = TypeVar("M", bound=BaseModel)
 
 
 class BadSignature(ClientError):
@@ -113,6 +112,15 @@ class Identity(BaseModel):
 class IdentitiesBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     identities: list[Identity] = Field(min_length=1, max_length=50)
+
+
+def parsed(model: type[M], raw: bytes) -> M:
+    """A signed body (read raw for its signature), validated: ``invalid_body`` if not."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidInput("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                                     for e in exc.errors())[:1000]) from None
 
 
 def shown(record: dict[str, Any], secret: bool = False) -> dict[str, Any]:
@@ -292,11 +300,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         record, raw = await signed(request, channel)
         if record["type"] != "api":
             raise InvalidInput(f"channel {channel!r} is not an api channel")
-        try:
-            body = InboundBody.model_validate_json(raw)
-        except ValidationError as exc:
-            raise InvalidInput("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                                         for e in exc.errors())[:1000]) from None
+        body = parsed(InboundBody, raw)
         return await receive_message(engine, record, body)
 
     @api.post("/api/channels/{channel}/receipts")
@@ -304,11 +308,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         """Delivery callbacks (signed like inbound messages): ``delivered``, ``failed``,
         ``read`` for the ``delivery`` ids of outbound messages; never backwards."""
         _, raw = await signed(request, channel)
-        try:
-            body = ReceiptsBody.model_validate_json(raw)
-        except ValidationError as exc:
-            raise InvalidInput("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                                         for e in exc.errors())[:1000]) from None
+        body = parsed(ReceiptsBody, raw)
         return await channels().receipts(channel, [r.model_dump() for r in body.receipts])
 
     @api.get("/api/channels/{channel}/dead")
