@@ -407,6 +407,18 @@ async def test_channels_are_isolated_between_shops(tmp_path: Path, receiver: Rec
             assert answer.json() == {"updated": 0, "ignored": 1}
             assert engine.context.channels.delivery_states(conv, 1, 99)[reply["seq"]][
                 "status"] == "sent"
+            # s1 deletes its channel and s2 takes the id: s1's conversation does not send
+            # through s2's channel.
+            assert (await people.delete("/api/channels/wx1", headers=admin1)).status_code == 204
+            (await http.put("/api/channels/wx1", json={
+                "shop": "s2", "type": "api", "name": "s2 的", "secret": "s2-secret-0123456789",
+                "outbound_url": f"{receiver.url}/taken"})).raise_for_status()
+            notice = await engine.post_message(conv, "还在处理", as_="system")
+            # Nothing was queued with the notice (it would be in the same commit).
+            assert engine.context.channels.delivery_states(conv, notice["seq"],
+                                                           notice["seq"]) == {}
+            assert engine.store.scan("outbox") == []
+            assert receiver.bodies("/taken") == []
 
 
 async def test_the_python_api_offers_channels_messages_and_identities(tmp_path: Path) -> None:

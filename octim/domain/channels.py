@@ -210,7 +210,9 @@ class Channels:
         if not channel or not meta.reply_to:
             return
         record = self.get(channel)
-        if record is None or not record.get("outbound_url"):
+        # Only the conversation's own shop's channel: not after a transfer to another shop,
+        # nor a channel id deleted and then taken by another shop.
+        if record is None or not record.get("outbound_url") or record["shop"] != meta.shop:
             return
         now = self.context.clock()
         at = int(now * 1000)
