@@ -347,9 +347,6 @@ class Engine:
         from octim.api.channels import IdentitiesBody
 
         body = IdentitiesBody.model_validate({"identities": identities})
-        for identity in body.identities:
-            if (identity.type == "channel") != bool(identity.channel):
-                raise InvalidInput("a channel identity names its channel; no other type does")
         return dict(await self.context.channels.link(
             customer, [i.model_dump(exclude_none=True) for i in body.identities]))
 

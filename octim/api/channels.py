@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from octim.api.auth import require_staff_of
 from octim.api.customers import CustomerBody
@@ -112,6 +112,13 @@ class Identity(BaseModel):
 class IdentitiesBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     identities: list[Identity] = Field(min_length=1, max_length=50)
+
+    @model_validator(mode="after")
+    def channels_named(self) -> "IdentitiesBody":
+        for identity in self.identities:
+            if (identity.type == "channel") != bool(identity.channel):
+                raise ValueError("a channel identity names its channel; no other type does")
+        return self
 
 
 def parsed(model: type[M], raw: bytes) -> M:
@@ -336,9 +343,6 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
     async def link(customer: Ref, body: IdentitiesBody) -> Any:
         """Link identities (a channel's user id, a WeChat unionid, a phone, an email, an
         app user id) to one buyer; a buyer id that had one of them merges into it."""
-        for identity in body.identities:
-            if (identity.type == "channel") != bool(identity.channel):
-                raise InvalidInput("a channel identity names its channel; no other type does")
         return await channels().link(customer, [i.model_dump(exclude_none=True)
                                                 for i in body.identities])
 
