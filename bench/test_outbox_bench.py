@@ -41,6 +41,7 @@ class Receiver:
         self.arrived: dict[str, float] = {}  # delivery id → when it arrived
         self.bodies: dict[str, dict[str, Any]] = {}
         self.repeats = 0
+        self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,10 +50,11 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 delivery = self.headers["X-Octim-Delivery"]
-                if delivery in receiver.arrived:
-                    receiver.repeats += 1
-                receiver.arrived[delivery] = time.time()
-                receiver.bodies[delivery] = json.loads(body)
+                with receiver.lock:
+                    if delivery in receiver.arrived:
+                        receiver.repeats += 1
+                    receiver.arrived[delivery] = time.time()
+                    receiver.bodies[delivery] = json.loads(body)
                 self.send_response(204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -63,6 +65,16 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def sent(self, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+        """The ``message.sent`` deliveries of the messages whose ids start so."""
+        with self.lock:
+            return [(d, b) for d, b in self.bodies.items() if b.get("event") == "message.sent"
+                    and b["data"]["id"].startswith(prefix)]
+
+    def count(self, prefix: str) -> int:
+        with self.lock:
+            return sum(1 for d in self.arrived if d.startswith(prefix))
 
 
 async def burst(ws: str, conv: str, prefix: str, client: Any) -> tuple[float, dict[str, int]]:
@@ -113,14 +125,10 @@ def test_outbox_acks_deliveries_and_channel_replies(tmp_path: Path) -> None:
                         "secret": "bench-hook-secret-0123"})).raise_for_status()
                     queued_at = time.perf_counter()
                     hooked, acks = await burst(listening.ws_url, conv, "b", buyer)
-                    await until(lambda: sum(1 for b in receiver.bodies.values()
-                                            if b.get("event") == "message.sent"
-                                            and b["data"]["id"].startswith("b")) == SENDS)
+                    await until(lambda: len(receiver.sent("b")) == SENDS)
                     drained = time.perf_counter() - queued_at
                     lateness = [receiver.arrived[d] - acks[b["data"]["id"]] / 1000
-                                for d, b in receiver.bodies.items()
-                                if b.get("event") == "message.sent"
-                                and b["data"]["id"].startswith("b")]
+                                for d, b in receiver.sent("b")]
                     (await http.delete("/api/webhooks/all")).raise_for_status()
                 results["acks_per_s_no_endpoint"] = round(SENDS / bare)
                 results["acks_per_s_one_endpoint"] = round(SENDS / hooked)
@@ -145,8 +153,7 @@ def test_outbox_acks_deliveries_and_channel_replies(tmp_path: Path) -> None:
                         await agent.send({"type": "send", "conversation": made["conversation"],
                                           "id": f"r{n}", "kind": "text",
                                           "body": {"text": f"回复 {n}"}})
-                    await until(lambda: sum(1 for d in receiver.arrived
-                                            if d.startswith(made["conversation"])) == REPLIES)
+                    await until(lambda: receiver.count(made["conversation"]) == REPLIES)
                     results["channel_replies_per_s"] = round(
                         REPLIES / (time.perf_counter() - started))
                 await until(lambda: not engine.store.scan("outbox"))

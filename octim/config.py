@@ -82,8 +82,9 @@ class Settings:
     webhook_attempts: int = 6  # attempts before a delivery goes to the dead letters
     webhook_backoff: float = 2.0  # seconds before the first retry; doubles each time
     webhook_allow: str = ""  # hosts or networks webhooks may reach although private (a,b/24)
-    outbox_posters: int = 4  # threads posting webhooks and channel replies (one per target)
+    outbox_posters: int = 4  # threads posting webhooks and channel replies
     outbox_max_pending: int = 100_000  # webhook events queued per endpoint before dropping
+    outbox_webhook_parallel: int = 2  # webhook attempts in flight per endpoint (channels: 1)
     # channels (docs/channels.md)
     channel_clock_skew: float = 300.0  # seconds a signed inbound request's timestamp may be off
     # outgoing email (public ticket replies; docs/tickets.md)

@@ -5,10 +5,11 @@ as the change it tells of (a message, a status change), and hands it to the cour
 once that commit is durable (:meth:`Courier.added`). At start the courier reads what
 the last run left in the outbox, so a crash or a restart loses nothing that was queued.
 
-* **Order and isolation.** At most one attempt per target (a webhook endpoint or a
-  channel) is in flight: a target receives its deliveries one at a time, in queue
-  order, and a slow or dead receiver holds one poster thread (of ``outbox_posters``),
-  never the others' deliveries nor the trio loop. Targets with work take turns.
+* **Order and isolation.** A channel gets one attempt at a time, in queue order (a
+  buyer's replies arrive in order); a webhook endpoint up to ``outbox_webhook_parallel``
+  at once, started in queue order (webhooks carry their own times). A slow or dead
+  receiver holds at most that many of the ``outbox_posters`` threads, never the trio loop.
+  Targets with work take turns.
 * **Retries.** A failed attempt is retried ``webhook_backoff`` seconds after it
   started, doubling each time, up to ``webhook_attempts`` attempts; then the delivery
   moves to the dead letters (``webhook_dead`` or ``channel_dead``), from which it can be
@@ -88,7 +89,7 @@ class _State:
     waiting: list[tuple[float, int, bytes, str]] = field(default_factory=list)  # not due yet
     ready: dict[str, deque[bytes]] = field(default_factory=dict)  # target → due keys
     turns: deque[str] = field(default_factory=deque)  # targets with due keys, in turn
-    busy: dict[str, bytes] = field(default_factory=dict)  # target → key in flight
+    busy: dict[str, set[bytes]] = field(default_factory=dict)  # target → keys in flight
     known: set[bytes] = field(default_factory=set)  # keys in the outbox we track
     counter: int = 0
 
@@ -173,10 +174,8 @@ class Courier:
 
     def _ready(self, key: bytes, target: str) -> None:
         state = self._state
-        queue = state.ready.setdefault(target, deque())
-        if not queue and target not in state.busy:
-            state.turns.append(target)
-        queue.append(key)
+        state.ready.setdefault(target, deque()).append(key)
+        self._turn(target)
 
     # -- attempts ---------------------------------------------------------------------
 
@@ -185,11 +184,13 @@ class Courier:
         while self._idle and state.turns:
             target = state.turns.popleft()
             queue = state.ready.get(target)
-            if not queue or target in state.busy:
+            if not queue or len(state.busy.get(target, ())) >= self.limit(target):
                 continue
             key = queue.popleft()
             if not queue:
                 del state.ready[target]
+            else:
+                self._turn(target)  # more to send: its next turn comes after the others'
             item = self._store.get("outbox", key)
             if item is None:  # removed meanwhile (a resend of the same id, a rebuild)
                 self._forget(key, target)
@@ -202,16 +203,20 @@ class Courier:
                 continue
             url, secret = where
             poster = self._idle.pop()
-            state.busy[target] = key
+            state.busy.setdefault(target, set()).add(key)
+            if len(state.busy[target]) >= self.limit(target) and target in state.turns:
+                state.turns.remove(target)
 
             def done(key: bytes, error: str | None, poster: Any = poster,
                      target: str = target, started: float = started) -> None:
                 # The poster and the target are free at once; the result is committed
                 # with others (a failed delivery is retried later, not before the rest).
                 self._idle.append(poster)
-                if state.busy.get(target) == key:
-                    del state.busy[target]
-                    self._turn(target)
+                flying = state.busy.get(target, set())
+                flying.discard(key)
+                if not flying:
+                    state.busy.pop(target, None)
+                self._turn(target)
                 self._results_in.send_nowait(_Result(key, target, started, error))
                 self._pump()
 
@@ -231,8 +236,16 @@ class Courier:
 
     def _turn(self, target: str) -> None:
         state = self._state
-        if state.ready.get(target) and target not in state.busy:
+        if state.ready.get(target) and target not in state.turns and \
+                len(state.busy.get(target, ())) < self.limit(target):
             state.turns.append(target)
+
+    def limit(self, target: str) -> int:
+        """Attempts in flight at once for a target: one for a channel (a buyer's replies
+        arrive in order), up to ``outbox_webhook_parallel`` for a webhook endpoint."""
+        if target.startswith("channel:"):
+            return 1
+        return max(1, self._settings.outbox_webhook_parallel)
 
     def _forget(self, key: bytes, target: str) -> None:
         if key in self._state.known:
