@@ -185,6 +185,7 @@ async def test_signatures_timestamps_and_kinds_are_checked(
              "invalid_body"),
             (signed(SECRET, {**message, "extra": 1}), 422, "invalid_body"),
             (signed(SECRET, {**message, "user": "有空格 的"}), 422, "invalid_body"),
+            (signed(SECRET, {**message, "id": "x" * 121}), 422, "invalid_body"),
         ]
         for request, status, code in cases:
             answer = await anonymous.post("/api/channels/wx1/messages", **request)

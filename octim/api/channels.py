@@ -80,7 +80,9 @@ class ChannelBody(BaseModel):
 class InboundBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user: External  # the external user's id on this channel (a WeChat openid…)
-    id: External  # the external message id: a repeat is acknowledged and stored once
+    # The external message id: a repeat is acknowledged and stored once. At most 120
+    # characters, so that ``ch:<id>``, its client id in the conversation, is never cut.
+    id: Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[\x21-\x7e]+$")]
     kind: Literal["text", "link", "product", "order", "image", "voice"]
     body: dict[str, Any]
     ts: int | None = Field(None, ge=0, le=2**53)  # the channel's own time (ms)
@@ -209,7 +211,7 @@ async def receive_message(engine: "Engine", record: dict[str, Any], body: Inboun
         conversation = str(opened["conversation"])
         try:
             reply = await engine.directory.ref(CONVERSATION, conversation).ask(SendMessage(
-                conversation, buyer, "buyer", (), f"ch:{body.id}"[:128], body.kind,
+                conversation, buyer, "buyer", (), f"ch:{body.id}", body.kind,
                 body.body, "", via=channel, via_user=body.user, inbound_key=inbound_key,
                 sent_at=body.ts or 0))
             ack = await reply.wait()
