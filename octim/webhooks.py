@@ -156,5 +156,5 @@ class Poster(pykka.ThreadingActor):
             return f"HTTP {response.status_code}"
         except TargetRefused as exc:
             return f"refused: {exc}"[:300]
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # anything else (a URL httpx refuses…) is a failed attempt
             return f"{type(exc).__name__}: {exc}"[:300]

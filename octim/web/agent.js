@@ -302,7 +302,8 @@ function onEvent(frame) {
       break;
     case "delivery": {  // how a reply fared on the buyer's api channel
       const msg = thread(conversation).messages.get(data.seq);
-      if (msg) msg.delivery = { status: data.status, error: data.error };
+      const delivery = { status: data.status, error: data.error };
+      if (msg) msg.delivery = delivery; else thread(conversation).early.set(data.seq, delivery);
       if (conversation === state.current) renderMessages();
       break;
     }
@@ -409,7 +410,7 @@ function messageItem(msg, peerRead) {
     else if (msg.delivery) {  // on the buyer's api channel: what its adapter said
       status = t("delivery_" + msg.delivery.status, { error: msg.delivery.error || "" });
       statusFailed = msg.delivery.status === "failed";
-    } else if (entry && entry.via && entry.via.replies && msg.kind !== "note") status = t("delivery_queued");
+    } else if (msg.via && !SOCKET_CHANNELS.has(msg.via)) status = t("delivery_queued");  // went out through it
     else status = peerRead >= msg.seq ? t("read") : t("delivered");
   }
   const via = msg.role === "buyer" && msg.via ? viaName(entry, msg.via) : null;
@@ -480,7 +481,9 @@ async function sendMessage(kind, body, extra = {}) {
   try {
     const ack = await state.gw.request({ type: "send", conversation, id, kind, body }, "ack");
     state.pending.delete(id);
-    thread(conversation).add({ type: "msg", conversation, seq: ack.seq, id, from: state.me, role: local.role, kind, body: local.body, ts: ack.ts });
+    const entryNow = state.entries.get(conversation);
+    const via = entryNow && entryNow.via && entryNow.via.replies && kind !== "note" ? entryNow.via.id : undefined;
+    thread(conversation).add({ type: "msg", conversation, seq: ack.seq, id, from: state.me, role: local.role, kind, body: local.body, ts: ack.ts, via });
     const entry = state.entries.get(conversation);
     if (entry) { entry.waiting_since = null; entry.preview = previewOf({ kind, body }); entry.updated = ack.ts; entry.read = ack.seq; }
   } catch (error) {

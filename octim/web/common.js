@@ -243,9 +243,14 @@ export class Thread {
   constructor(id) {
     this.id = id;
     this.messages = new Map();
+    this.early = new Map();  // seq → delivery state of a message not added yet
     this.latest = 0;
   }
   add(frame) {
+    // A reply's delivery state can be heard before its ack: keep it (docs/channels.md).
+    const known = this.messages.get(frame.seq)?.delivery || this.early.get(frame.seq);
+    if (known && !frame.delivery) frame.delivery = known;
+    this.early.delete(frame.seq);
     this.messages.set(frame.seq, frame);
     this.latest = Math.max(this.latest, frame.seq);
   }
