@@ -350,6 +350,15 @@ class Engine:
         return dict(await self.context.channels.link(
             customer, [i.model_dump(exclude_none=True) for i in body.identities]))
 
+    async def order_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Order events → service notices (``POST /api/events/orders``, docs/outreach.md);
+        one result per event."""
+        from octim.api.outreach import OrderEvents
+        from octim.domain.outreach.notices import send_notices
+
+        body = OrderEvents.model_validate({"events": events})
+        return await send_notices(self, [event.model_dump() for event in body.events])
+
     async def post_message(self, conversation: str, text: str, *,
                            as_: str = "system") -> dict[str, Any]:
         """Post as ``system`` (a notice) or ``bot``; returns the stored message."""

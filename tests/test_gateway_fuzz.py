@@ -225,6 +225,12 @@ VALID: dict[tuple[str, str], tuple[Any, tuple[str, str] | None]] = {
                                           "outbound_url": "https://adapter.example.com/out",
                                           "product_url": "https://s.example.com/{product}"},
                                          ("boss", "shop_admin")),
+    ("POST", "/api/events/orders"): ({"events": [
+        {"order": "o1", "shop": "s1", "customer": "c1", "event": "shipped", "carrier": "顺丰",
+         "waybill": "SF1", "id": "ev-1"}]}, None),
+    ("PUT", "/api/shops/{shop}/notices"): ({"types": {"shipped": {
+        "enabled": True, "templates": {"zh-CN": "亲，{title} 已发货 {waybill}"}}}},
+        ("boss", "shop_admin")),
     ("PUT", "/api/customers/{customer}/identities"): ({"identities": [
         {"type": "channel", "channel": "wx1", "value": "openid-1"},
         {"type": "phone", "value": "+8613800001111"}]}, None),

@@ -19,6 +19,7 @@ from octim.api import (
     channels,
     customers,
     kb,
+    outreach,
     reports,
     routing,
     tickets,
@@ -94,6 +95,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(calls.router(engine, auth))
     app.include_router(reports.router(engine, auth))
     app.include_router(channels.router(engine, auth))
+    app.include_router(outreach.router(engine, auth))
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Health:

@@ -223,8 +223,10 @@ class Channels:
                 "channel": channel, "shop": meta.shop, "conversation": meta.id,
                 "seq": frame["seq"], "user": meta.reply_to,
                 "from": {"id": frame["from"], "role": frame["role"]}, "ts": frame["ts"]}
-            if kind == "system":
+            if kind in ("system", "notice"):  # a notice's text carries its order's news
                 payload.update(kind="text", body={"text": body.get("text", "")})
+                if kind == "notice":
+                    payload["notice"] = body.get("notice")
             elif kind in record["kinds"]:
                 payload.update(kind=kind, body=body)
             elif kind in CONVERTIBLE and record.get("convert"):

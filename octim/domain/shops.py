@@ -187,7 +187,8 @@ def _open_ops(shop: str, buyer: str, level: int, context: dict[str, Any], conver
     # the card is the page the buyer came from, not a message: it is not logged as one.
     opened: dict[str, Any] = {"buyer": buyer, "state": state}
     opened.update((k, v) for k, v in meta.context.items()
-                  if k in ("page", "category", "product", "order", "channel", "via"))
+                  if k in ("page", "category", "product", "order", "channel", "via",
+                           "origin"))
     ops.append(log_op(conversation, shop, "opened", opened, now))
     meta.events = 1
     ops += [
@@ -202,6 +203,7 @@ def _open_ops(shop: str, buyer: str, level: int, context: dict[str, Any], conver
 
 def _routing_context(context: dict[str, Any]) -> dict[str, Any]:
     """The part of the open context routing reads (entry page, SKU category, references)."""
-    kept = {k: context[k] for k in ("page", "category", "product", "order", "channel", "via")
+    kept = {k: context[k] for k in ("page", "category", "product", "order", "channel", "via",
+                                    "origin")
             if isinstance(context.get(k), str) and len(context[k]) <= 128}
     return kept

@@ -308,7 +308,7 @@ class Session:
                     raise Forbidden("only buyers open conversations")
                 # A WebSocket client says which of the socket channels it is (web, app,
                 # miniprogram, h5, pc); an api channel is only ever set by the server.
-                context = {k: v for k, v in context.items() if k != "via"}
+                context = {k: v for k, v in context.items() if k not in ("via", "origin")}
                 if context.get("channel") not in SOCKET_TYPES:
                     context.pop("channel", None)
                 self.via = str(context.get("channel", "web"))

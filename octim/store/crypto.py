@@ -50,7 +50,7 @@ SEALED = frozenset({
     "messages", "conversations", "customers", "orders", "shop_customers", "tickets",
     "ticket_history", "ticket_comments", "mail_outbox", "mail_dead",
     "events", "log", "routing", "kb_unanswered", "webhooks", "webhook_dead",
-    "outbox", "channels", "channel_dead", "customer_identities",
+    "outbox", "channels", "channel_dead", "customer_identities", "outreach_log",
 })
 
 

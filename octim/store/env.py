@@ -76,6 +76,10 @@ DATABASES: tuple[str, ...] = (
     "identities",  # HMAC(secret, type \0 value) → the buyer that identity belongs to
     "customer_identities",  # buyer → [{"type", "value", "channel"}]: identities linked to it
     "customer_aliases",  # buyer → [buyer ids merged into it by identity linking]
+    "notice_settings",  # shop → {"types": {type: {"enabled", "templates": {lang: text}}}}
+    "notices_sent",  # shop \0 order \0 event key → [conversation, seq]: each notice once
+    "outreach_log",  # buyer \0 ms \0 n → one gate decision: what, why, sent or not
+    "outreach_counts",  # buyer \0 shop (or *) \0 day or week → marketing messages sent
     "segments",  # segment id → {"name", "shop", "rule"}
     "stats",  # shop \0 UTC day → the live monitor's counters for that day
     "report_buckets",  # shop \0 agent \0 hour → report counters (octim.domain.reports)

@@ -347,6 +347,14 @@ export function renderBody(msg, token) {
   switch (msg.kind) {
     case "text": case "system": case "note":
       return el("span.text", { text: body.text || "" });
+    case "notice": {  // a service notice: an order's news (docs/outreach.md)
+      const order = body.order || {};
+      return el("div.card.notice", { dataset: { kind: "notice", notice: body.notice || "" } },
+        el("div.card-text",
+          el("div.card-label", { text: `${t("notice_" + (body.notice || "")) || t("notice")} · ${order.order || ""}` }),
+          el("div.card-title", { text: body.text || "" }),
+          order.waybill ? el("div.card-status", { text: `${order.carrier || ""} ${order.waybill}` }) : null));
+    }
     case "image": {
       const img = el("img.photo", { alt: t("image") });
       if (body.url) uploadUrl(token, body.url).then((src) => { img.src = src; }).catch(() => { img.alt = t("image_unavailable"); });

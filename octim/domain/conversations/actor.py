@@ -30,6 +30,7 @@ from octim.domain.conversations.messages import (
     Invite,
     MarkRead,
     Post,
+    PostNotice,
     Rate,
     Recall,
     Resolve,
@@ -153,6 +154,8 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                 return await self._invite(message)
             case Post(role=role, text=text):
                 return await self._post(role, text)
+            case PostNotice():
+                return await self._notice(message)
             case Feedback(seq=seq, helpful=helpful):
                 self._check_member(message.user, message.role, message.shops)
                 said = self._message(seq)
@@ -320,6 +323,24 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         assert out.said is not None
         done: Reply[Any] = Reply()
         await self._commit(out.ops, out.frames, done, out.said.to_record())
+        return dict(await done.wait())
+
+    async def _notice(self, m: PostNotice) -> dict[str, Any]:
+        sent = self.context.store.get("notices_sent", m.sent_key)
+        if sent is not None:  # the same event twice at once: the first one's notice
+            said = self._message(sent[1])
+            assert said is not None
+            return said.to_record()
+        out = rules.notice(self.meta, thaw(m.body), self.context.now_ms())
+        self.meta = out.meta
+        assert out.said is not None
+        record = out.said.to_record()
+        out.ops += [Put("notices_sent", m.sent_key, pack([self.id, out.said.seq])),
+                    Put("outreach_log", m.log_key, pack({**thaw(m.log), "sent": True,
+                                                          "conversation": self.id,
+                                                          "seq": out.said.seq}))]
+        done: Reply[Any] = Reply()
+        await self._commit(out.ops, out.frames, done, record)
         return dict(await done.wait())
 
     def _seen(self, dedupe: str) -> tuple[int, int] | Reply[dict[str, Any]] | None:

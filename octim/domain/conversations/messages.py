@@ -30,6 +30,18 @@ class SendMessage(Message):
 
 
 @record
+class PostNotice(Message):
+    """A service notice into the conversation; ``sent_key`` (``notices_sent``) and
+    ``log`` (an ``outreach_log`` record, its key first) are written in its commit."""
+
+    conversation: str
+    body: Mapping[str, Any]
+    sent_key: bytes
+    log_key: bytes
+    log: Mapping[str, Any]
+
+
+@record
 class MarkRead(Message):
     """The user has read everything up to ``upto``."""
 

@@ -27,7 +27,8 @@ OPEN_STATES = (BOT, QUEUED, ASSIGNED, RESOLVED)
 STAFF_ROLES = ("agent", "shop_admin", "platform_admin")
 CLIENT_KINDS = ("text", "image", "voice", "link", "product", "order", "note")
 NOTE = "note"  # a private note: staff only, never to the buyer (docs/protocol.md)
-KINDS = (*CLIENT_KINDS, "system")
+NOTICE = "notice"  # a service notice from a platform event (docs/outreach.md): server only
+KINDS = (*CLIENT_KINDS, "system", NOTICE)
 MAX_ID_CHARS = 128
 UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 UPLOAD_PATH = "/api/uploads/"
@@ -150,8 +151,8 @@ def validate_body(kind: str, body: Any, max_text_chars: int,
     """
     if kind not in KINDS:
         raise UnknownKind(f"unknown message kind {kind!r}; known: {', '.join(CLIENT_KINDS)}")
-    if kind == "system":
-        raise Forbidden("system messages come from the server only")
+    if kind in ("system", NOTICE):
+        raise Forbidden(f"{kind} messages come from the server only")
     if not isinstance(body, dict):
         raise InvalidBody("body must be a map")
     out: dict[str, Any] = {}
@@ -352,7 +353,7 @@ def msg_frame(conversation: str, record: Any) -> dict[str, Any]:
 
 def preview(kind: str, body: dict[str, Any]) -> str:
     """A short line for inbox lists: the text, or the kind of a card or attachment."""
-    if kind in ("text", "system"):
+    if kind in ("text", "system", NOTICE):
         return str(body.get("text", ""))[:80]
     title = body.get("title")
     return f"[{kind}] {title}"[:80] if title else f"[{kind}]"

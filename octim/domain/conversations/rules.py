@@ -30,6 +30,7 @@ from octim.domain.conversations.model import (
     BOT,
     CLOSED,
     NOTE,
+    NOTICE,
     QUEUED,
     RESOLVED,
     STAFF_ROLES,
@@ -257,6 +258,20 @@ def post(meta: ConversationMeta, role: str, text: str, now: int) -> Outcome:
     out = Outcome(after)
     out.said, written = append(after, role, role, "system" if role == "system" else "text",
                                {"text": text}, now, out.frames)
+    out.ops += [*written, after.put()]
+    return out
+
+
+def notice(meta: ConversationMeta, body: dict[str, Any], now: int) -> Outcome:
+    """A service notice (``body``: ``notice`` type, ``text``, an ``order`` card): from the
+    system, to the buyer. Like a system line it starts no routing and stops no clock."""
+    if meta.state == CLOSED:
+        raise ConversationClosed(f"conversation {meta.id} is closed")
+    after = _copy(meta)
+    out = Outcome(after)
+    out.said, written = append(after, "system", "system", NOTICE, body, now, out.frames)
+    after.updated = now
+    after.preview = preview(NOTICE, body)
     out.ops += [*written, after.put()]
     return out
 

@@ -244,6 +244,9 @@ class Fold:
                 "served": False, "start": None, "frt_done": False, "wait": None,
                 "began": None, "category": data.get("category"),
                 "channel": channel_of(data.get("channel")), "entry": entry_of(data)}
+            if data.get("origin") == "notice":  # opened by a service notice: it becomes a
+                state["deferred"] = str(data.get("buyer"))  # consultation when they write
+                return
             self._count(shop, None, ts, "conversations", dims=state)
             if bot:
                 self._count(shop, None, ts, "bot_conversations", dims=state)
@@ -322,6 +325,11 @@ class Fold:
                     hits[data["kb"]] = hits.get(data["kb"], 0) + 1
             return
         if role == "buyer":
+            if state.get("deferred"):  # the buyer answers a notice: now it is one
+                self._count(shop, None, ts, "conversations", dims=state)
+                if state["bot"]:
+                    self._count(shop, None, ts, "bot_conversations", dims=state)
+                self._buyer(shop, state.pop("deferred"), state, ts)
             self._count(shop, None, ts, "buyer_messages", dims=state)
             if data.get("cue") == "complaint" and not state["bot"]:  # a person serves it
                 self._complaint(state, shop, ts)

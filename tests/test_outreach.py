@@ -1,0 +1,177 @@
+"""Proactive messages: the gate's rules, and service notices from order events through
+the real HTTP API into buyers' chats (docs/outreach.md)."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from octim.domain.outreach.gate import Counts, GateSettings, buyer_zone, decide, in_quiet_hours
+from octim.domain.outreach.notices import render
+from octim.testing import TEST_API_KEY, open_engine, token
+from octim.testing.client import connect
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def at(hour: int, minute: int = 0, zone: ZoneInfo = SHANGHAI) -> int:
+    return int(datetime.datetime(2026, 12, 2, hour, minute, tzinfo=zone).timestamp() * 1000)
+
+
+def marketing(customer: dict[str, object] | None, now_ms: int = at(12), **kw: object) -> str:
+    values: dict[str, object] = {"category": "marketing", "kind": "price_drop", "shop": "s1",
+                                 "customer": customer, "now_ms": now_ms, "zone": SHANGHAI,
+                                 "settings": GateSettings(), "counts": Counts(),
+                                 "open_issue": False, **kw}
+    return decide(**values).reason  # type: ignore[arg-type]
+
+
+def test_the_gate_says_why() -> None:
+    consenting = {"attributes": {"marketing_consent": True}, "opt_outs": []}
+    assert marketing(consenting) == "ok"
+    assert marketing({"attributes": {}}) == "no_consent"
+    assert marketing(None) == "no_consent"
+    for opt_out in ("marketing", "marketing:s1", "price_drop"):
+        assert marketing({**consenting, "opt_outs": [opt_out]}) == "opted_out", opt_out
+    assert marketing({**consenting, "opt_outs": ["marketing:s2"]}) == "ok"  # another shop
+    assert marketing(consenting, open_issue=True) == "open_complaint"
+    assert marketing(consenting, now_ms=at(23)) == "quiet_hours"
+    assert marketing(consenting, now_ms=at(7, 59)) == "quiet_hours"
+    assert marketing(consenting, now_ms=at(8)) == "ok"
+    assert marketing(consenting, counts=Counts(shop_day=2)) == "cap_shop_day"
+    assert marketing(consenting, counts=Counts(shop_day=1, shop_week=5)) == "cap_shop_week"
+    assert marketing(consenting, counts=Counts(platform_day=5)) == "cap_platform_day"
+    assert marketing(consenting, counts=Counts(shop_day=2),
+                     settings=GateSettings(per_shop_day=3)) == "ok"
+    # Service notices pass marketing's rules; a shop can still switch a type off.
+    service = {"category": "service", "kind": "shipped", "shop": "s1",
+               "customer": {"opt_outs": ["marketing"]}, "now_ms": at(23), "zone": SHANGHAI,
+               "settings": GateSettings(), "counts": Counts(shop_day=99), "open_issue": True}
+    assert decide(**service).reason == "ok"  # type: ignore[arg-type]
+    assert decide(**service, enabled=False).reason == "switched_off"  # type: ignore[arg-type]
+
+
+def test_quiet_hours_are_the_buyers() -> None:
+    new_york = {"attributes": {"timezone": "America/New_York"}}
+    zone = buyer_zone(new_york)
+    assert zone.key == "America/New_York"
+    noon_in_shanghai = at(12)  # 23:00 the day before in New York
+    assert not in_quiet_hours(noon_in_shanghai, SHANGHAI, GateSettings())
+    assert in_quiet_hours(noon_in_shanghai, zone, GateSettings())
+    assert buyer_zone({"attributes": {"timezone": "Mars/Base"}}).key == "Asia/Shanghai"
+    daytime = GateSettings(quiet_start="12:00", quiet_end="14:00")  # a window within a day
+    assert in_quiet_hours(at(13), SHANGHAI, daytime) and not in_quiet_hours(at(15), SHANGHAI,
+                                                                             daytime)
+
+
+def test_templates_fill_what_they_know_and_never_fail() -> None:
+    values = {"order": "o-1", "title": "羽绒服", "carrier": "顺丰", "waybill": "SF1"}
+    assert render("shipped", "zh-CN", values, None) == "您的订单 o-1（羽绒服）已发货：顺丰 SF1。"
+    assert render("shipped", "en", values, None) == \
+        "Your order o-1 (羽绒服) has shipped: 顺丰 SF1."
+    # An unknown variable is empty; nothing but {name} is interpreted (no format specs,
+    # no attribute access), and stray braces stay as they are.
+    def own(template: str) -> str:
+        return render("shipped", "zh-CN", values, {"types": {"shipped": {"templates": {
+            "zh-CN": template}}}})
+
+    assert own("亲，{title} 发出啦 {unknown}") == "亲，羽绒服 发出啦"
+    assert own("{title.__class__} {x!r} {0} {") == "{title.__class__} {x!r} {"
+    assert own("{order}{order}") == "o-1o-1"
+
+
+async def test_order_events_become_notices_in_the_buyers_chat(tmp_path: Path) -> None:
+    key = {"Authorization": f"Bearer {TEST_API_KEY}"}
+    async with open_engine(tmp_path / "d") as (engine, listening), httpx.AsyncClient(
+            base_url=listening.http_url, timeout=10, headers=key) as http:
+        for shop in ("s1", "s2"):
+            (await http.put(f"/api/shops/{shop}", json={"name": shop, "bot": {"mode": "off"}})
+             ).raise_for_status()
+        (await http.put("/api/agents/a1", json={"name": "a1", "shops": ["s1"]})
+         ).raise_for_status()
+        (await http.put("/api/customers/b1", json={"nickname": "Ann", "language": "en-GB"})
+         ).raise_for_status()
+        (await http.put("/api/customers/b2", json={"nickname": "阿珍"})).raise_for_status()
+        for order, buyer in (("o-1", "b1"), ("o-2", "b2"), ("o-3", "b1")):
+            (await http.put(f"/api/orders/{order}", json={
+                "shop": "s1", "customer": buyer, "status": "paid",
+                "items": [{"sku": "k1", "name": "羽绒服", "price": 399}]})).raise_for_status()
+        # b2 already talks with s1: the notice joins that conversation.
+        async with connect(listening.ws_url, token("b2")) as b2:
+            open_conv = (await b2.open("s1"))["conversation"]
+            await b2.say(open_conv, "m1", "什么时候发货")
+        shipped = {"order": "o-1", "shop": "s1", "customer": "b1", "event": "shipped",
+                   "carrier": "SF", "waybill": "SF123"}
+        answer = await http.post("/api/events/orders", json={"events": [
+            shipped, {**shipped, "order": "o-2", "customer": "b2"}]})
+        assert answer.status_code == 200, answer.text
+        first, second = answer.json()["results"]
+        assert first["sent"] and second["sent"] and second["conversation"] == open_conv
+        # The same event again: one notice.
+        again = (await http.post("/api/events/orders", json={"events": [shipped]})).json()
+        assert again["results"][0]["duplicate"] and again["results"][0]["seq"] == first["seq"]
+        async with connect(listening.ws_url, token("b1")) as b1:
+            (notice,) = await b1.sync(first["conversation"])
+            assert notice["kind"] == "notice" and notice["role"] == "system"
+            assert notice["body"]["text"] == "Your order o-1 (羽绒服) has shipped: SF SF123."
+            assert notice["body"]["order"] == {"order": "o-1", "title": "羽绒服",
+                                               "status": "shipped", "carrier": "SF",
+                                               "waybill": "SF123"}
+            # A notice-only conversation waits for the buyer: not routed, not counted.
+            meta = engine.store.get("conversations", first["conversation"].encode())
+            assert not meta["routed"] and meta["agent"] is None
+            day = datetime.datetime.fromtimestamp(time.time(), SHANGHAI).date().isoformat()
+            before = (await engine.report("s1", day, day))["totals"]
+            assert before["conversations"] == 1  # b2's conversation only
+            # The buyer answers: now it is a consultation, routed like any other.
+            await b1.say(first["conversation"], "q1", "When will it arrive?")
+            await b1.expect("event", event="queued")  # waiting for an agent, routed
+            assert engine.store.get("conversations", first["conversation"].encode())["routed"]
+            after = (await engine.report("s1", day, day))["totals"]
+            assert after["conversations"] == 2 and after["buyers"] == 2
+        async with connect(listening.ws_url, token("b2")) as b2:
+            texts = [m["body"].get("text") for m in await b2.sync(open_conv)]
+            assert texts[-1] == "您的订单 o-2（羽绒服）已发货：SF SF123。"
+        # A shop's own template, and a type switched off.
+        put = await http.put("/api/shops/s1/notices", json={"types": {
+            "delivered": {"templates": {"zh-CN": "亲，{title} 已签收～"}},
+            "delayed": {"enabled": False}}})
+        assert put.status_code == 200, put.text
+        results = (await http.post("/api/events/orders", json={"events": [
+            {"order": "o-2", "shop": "s1", "customer": "b2", "event": "delivered"},
+            {"order": "o-3", "shop": "s1", "customer": "b1", "event": "delayed",
+             "note": "暴雪"}]})).json()["results"]
+        assert results[0]["sent"] and results[1] == {"order": "o-3", "event": "delayed",
+                                                     "sent": False, "reason": "switched_off"}
+        async with connect(listening.ws_url, token("b2")) as b2:
+            assert (await b2.sync(open_conv))[-1]["body"]["text"] == "亲，羽绒服 已签收～"
+        listed = (await http.get("/api/shops/s1/notices")).json()["types"]
+        assert listed["delayed"]["enabled"] is False
+        assert listed["shipped"]["templates"]["en"].startswith("Your order {order}")
+        # Every decision can be read back, sent or not.
+        log = (await http.get("/api/customers/b1/outreach")).json()
+        assert [(d["type"], d["sent"], d["reason"]) for d in log] == [
+            ("delayed", False, "switched_off"), ("shipped", True, "ok")]
+        # Another shop's order, or a buyer who is not its buyer: refused, nothing sent.
+        sent_before = len(engine.store.scan("notices_sent"))
+        wrong = await http.post("/api/events/orders", json={"events": [
+            {**shipped, "order": "o-3", "event": "paid"}, {**shipped, "shop": "s2"}]})
+        assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "invalid_body"
+        assert len(engine.store.scan("notices_sent")) == sent_before  # not even the first
+        # The Python API answers the same.
+        (made,) = await engine.order_events([{**shipped, "order": "o-3", "event": "paid"}])
+        assert made["sent"] and not made["duplicate"]
+        staff = {"Authorization": f"Bearer {token('a1', 'agent', 's1')}"}
+        assert (await http.put("/api/shops/s1/notices", json={"types": {}}, headers=staff)
+                ).status_code == 403
+        other = {"Authorization": f"Bearer {token('boss2', 'shop_admin', 's2')}"}
+        assert (await http.get("/api/shops/s1/notices", headers=other)).status_code == 404
+        # A buyer cannot write a notice themselves.
+        async with connect(listening.ws_url, token("b2")) as b2:
+            await b2.send({"type": "send", "conversation": open_conv, "id": "n1",
+                           "kind": "notice", "body": {"text": "fake"}})
+            assert (await b2.expect("error"))["code"] == "forbidden"
