@@ -175,3 +175,51 @@ async def test_order_events_become_notices_in_the_buyers_chat(tmp_path: Path) ->
             await b2.send({"type": "send", "conversation": open_conv, "id": "n1",
                            "kind": "notice", "body": {"text": "fake"}})
             assert (await b2.expect("error"))["code"] == "forbidden"
+
+
+
+async def test_a_new_tracking_step_is_a_notice(tmp_path: Path) -> None:
+    key = {"Authorization": f"Bearer {TEST_API_KEY}"}
+    async with open_engine(tmp_path / "d") as (_, listening), httpx.AsyncClient(
+            base_url=listening.http_url, timeout=10, headers=key) as http:
+        (await http.put("/api/shops/s1", json={"name": "s1"})).raise_for_status()
+        (await http.put("/api/orders/o-1", json={"shop": "s1", "customer": "b1",
+                                                 "status": "shipped"})).raise_for_status()
+        step = {"time": 1_790_000_000_000, "place": "上海转运中心", "status": "运输中"}
+        for _ in range(2):  # the same step pushed twice: one notice
+            (await http.post("/api/orders/o-1/logistics", json={"events": [step]})
+             ).raise_for_status()
+        older = {**step, "time": step["time"] - 1, "status": "已揽收"}
+        (await http.post("/api/orders/o-1/logistics", json={"events": [older]})
+         ).raise_for_status()  # an older step arriving late: no notice
+        async with connect(listening.ws_url, token("b1")) as b1:
+            inbox = (await b1.request({"type": "inbox"}, "inbox"))["conversations"]
+            (conversation,) = [c["conversation"] for c in inbox]
+            notes = [m["body"]["text"] for m in await b1.sync(conversation)]
+        assert notes == ["您的订单 o-1 物流更新：运输中（上海转运中心）"]
+
+
+async def test_a_buyer_who_replies_td_opts_out_of_that_shops_marketing(tmp_path: Path) -> None:
+    async with open_engine(tmp_path / "d") as (engine, listening):
+        await engine.put_shop("s1", "s1", bot={"mode": "always"})
+        async with connect(listening.ws_url, token("b1")) as b1:
+            conv = (await b1.open("s1"))["conversation"]
+            await b1.say(conv, "m1", "TD")
+            confirmed = await b1.expect("msg", role="system")
+            assert confirmed["body"]["text"].startswith("已为您退订本店的营销消息")
+            await b1.say(conv, "m2", "退订。")  # again: still one opt-out
+            await b1.expect("msg", role="system")
+        customer = engine.store.get("customers", b"b1")
+        assert customer["opt_outs"] == ["marketing:s1"]
+        reason = decide(category="marketing", kind="campaign", shop="s1",
+                        customer={**customer, "attributes": {"marketing_consent": True}},
+                        now_ms=at(12), zone=SHANGHAI, settings=GateSettings(),
+                        counts=Counts(), open_issue=False).reason
+        assert reason == "opted_out"
+        # Only the whole message counts: a question that mentions 退订 is a question.
+        async with connect(listening.ws_url, token("b2")) as b2:
+            conv2 = (await b2.open("s1"))["conversation"]
+            await b2.say(conv2, "q", "怎么退订会员？")
+            answer = await b2.expect("msg", conversation=conv2)
+            assert answer["role"] != "system"
+        assert engine.store.get("customers", b"b2") is None

@@ -26,6 +26,7 @@ from octim.domain.customers import (
     UpsertCustomer,
     UpsertOrder,
 )
+from octim.domain.outreach import notices
 from octim.domain.segments import members
 from octim.errors import InvalidInput, NotFound
 
@@ -175,12 +176,22 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
 
     @api.post("/api/orders/{order_id}/logistics", dependencies=[Depends(platform)])
     async def post_logistics(order_id: Ref, body: LogisticsBody) -> Any:
-        """Add tracking events to an order (repeats are ignored)."""
+        """Add tracking events to an order (repeats are ignored); a newer tracking step
+        than the order had becomes a ``logistics`` notice in the buyer's chat
+        (docs/outreach.md)."""
         order = engine.store.get("orders", order_id.encode())
         if order is None:
             raise NotFound(f"no order {order_id!r}")
+        latest = max((e["time"] for e in order.get("logistics") or []), default=-1)
         events = tuple(e.model_dump() for e in body.events)
-        return await customer(order["customer"]).ask(AddLogistics(order_id, events))
+        updated = await customer(order["customer"]).ask(AddLogistics(order_id, events))
+        step = updated["logistics"][-1] if updated["logistics"] else None
+        if step is not None and step["time"] > latest:
+            await notices.send_notice(engine, {
+                "order": order_id, "shop": order["shop"], "customer": order["customer"],
+                "event": "logistics", "id": str(step["time"]), "status": step["status"],
+                "note": step.get("place") or ""})
+        return updated
 
     @api.post("/api/shops/{shop}/customers/{customer_id}/notes")
     async def add_note(shop: Ref, customer_id: Ref, body: NoteBody, who: Caller) -> Any:

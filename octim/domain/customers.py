@@ -49,6 +49,13 @@ class UpsertCustomer(Message):
 
 
 @record
+class OptOut(Message):
+    """The buyer opts out (``marketing:<shop>``: a shop's marketing; docs/outreach.md)."""
+
+    opt_out: str
+
+
+@record
 class UpsertOrder(Message):
     order: Mapping[str, Any]
 
@@ -87,6 +94,13 @@ class CustomerActor(Actor[EngineContext]):
     async def receive(self, message: Message) -> Any:
         store, now = self.context.store, self.context.now_ms()
         match message:
+            case OptOut(opt_out=opt_out):
+                record = dict(store.get("customers", self.id.encode()) or {"id": self.id})
+                if opt_out not in (record.get("opt_outs") or []):
+                    record["opt_outs"] = [*(record.get("opt_outs") or []), opt_out][-20:]
+                    record["updated"] = now
+                    await store.write((Put("customers", self.id.encode(), pack(record)),))
+                return record
             case UpsertCustomer(customer=raw):
                 customer = {**thaw(raw), "id": self.id, "updated": now}
                 ops: list[Any] = [Put("customers", self.id.encode(), pack(customer))]

@@ -17,6 +17,7 @@ from typing import Any
 from octim.actors import Actor, ActorKind, Message, record, thaw
 from octim.domain.bot import BotSettings, bot_starts
 from octim.domain.context import EngineContext
+from octim.domain.conversations.messages import CONVERSATION, AdoptContext
 from octim.domain.conversations.model import (
     BOT,
     CLOSED,
@@ -127,6 +128,10 @@ class ShopActor(Actor[EngineContext]):
         if current is not None:
             meta = ConversationMeta.load(store, current)
             if meta is not None and meta.state != CLOSED:
+                if not meta.routed and meta.context.get("origin") == "notice":
+                    assert self.context.directory is not None  # the page they came from
+                    await self.context.directory.ref(CONVERSATION, current).ask(
+                        AdoptContext(current, _routing_context(context), level))
                 return {"conversation": current, "state": meta.state, "created": False}
         card = card_from_context(context, self.context.image_hosts)
         now = self.context.now_ms()

@@ -23,6 +23,7 @@ from octim.domain.conversations import rules
 from octim.domain.conversations.bot import BotTurns
 from octim.domain.conversations.messages import (
     CONVERSATION,
+    AdoptContext,
     AssignConversation,
     CloseIfIdle,
     DescribeConversation,
@@ -56,6 +57,8 @@ from octim.domain.conversations.model import (
     takes_part,
     validate_body,
 )
+from octim.domain.customers import KIND as CUSTOMER
+from octim.domain.customers import OptOut
 from octim.domain.kb.knowledge import RecordFeedback
 from octim.domain.mentions import mentioned
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
@@ -156,6 +159,13 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                 return await self._post(role, text)
             case PostNotice():
                 return await self._notice(message)
+            case AdoptContext(context=context, level=level):
+                if not self.meta.routed and self.meta.context.get("origin") == "notice":
+                    self.meta = rules.adopt_context(self.meta, thaw(context), level)
+                    done: Reply[Any] = Reply()
+                    await self._commit([self.meta.put()], [], done)
+                    await done.wait()
+                return None
             case Feedback(seq=seq, helpful=helpful):
                 self._check_member(message.user, message.role, message.shops)
                 said = self._message(seq)
@@ -310,6 +320,9 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                 else ""))
         elif out.replied:
             await self._dispatcher(AgentReplied(self.id))
+        if m.role == "buyer" and m.kind == "text" and rules.unsubscribes(body["text"]):
+            await self._unsubscribe()  # 退订 / TD: the shop's marketing stops, said in chat
+            return reply
         if m.role == "buyer" and m.kind == "text":
             if self.meta.state == BOT:
                 await self._bot_turn(out.said)
@@ -324,6 +337,12 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         done: Reply[Any] = Reply()
         await self._commit(out.ops, out.frames, done, out.said.to_record())
         return dict(await done.wait())
+
+    async def _unsubscribe(self) -> None:
+        assert self.context.directory is not None
+        await self.context.directory.ref(CUSTOMER, self.meta.buyer).ask(
+            OptOut(f"marketing:{self.meta.shop}"))
+        await self._post("system", rules.UNSUBSCRIBED)
 
     async def _notice(self, m: PostNotice) -> dict[str, Any]:
         sent = self.context.store.get("notices_sent", m.sent_key)

@@ -30,6 +30,16 @@ class SendMessage(Message):
 
 
 @record
+class AdoptContext(Message):
+    """The buyer opened the conversation a notice opened and they have not written to
+    yet: it takes their page's routing context (already filtered) and their level."""
+
+    conversation: str
+    context: Mapping[str, Any]
+    level: int
+
+
+@record
 class PostNotice(Message):
     """A service notice into the conversation; ``sent_key`` (``notices_sent``) and
     ``log`` (an ``outreach_log`` record, its key first) are written in its commit."""

@@ -276,6 +276,24 @@ def notice(meta: ConversationMeta, body: dict[str, Any], now: int) -> Outcome:
     return out
 
 
+UNSUBSCRIBE_WORDS = frozenset({"退订", "td", "unsubscribe", "取消订阅"})
+UNSUBSCRIBED = ("已为您退订本店的营销消息；订单和物流等服务通知不受影响。"
+                " You will get no more offers from this shop; order updates continue.")
+
+
+def unsubscribes(text: str) -> bool:
+    """A buyer's whole message asks to stop marketing (退订, TD…; docs/outreach.md)."""
+    return text.strip().strip("。.!！").lower() in UNSUBSCRIBE_WORDS
+
+
+def adopt_context(meta: ConversationMeta, context: dict[str, Any], level: int
+                  ) -> ConversationMeta:
+    """A notice's conversation takes the page the buyer opened it from and the level
+    their token gives (it stays one a notice opened, for the reports)."""
+    return _copy(meta, context={**(context or meta.context), "origin": "notice"},
+                 level=level)
+
+
 def mark_read(meta: ConversationMeta, user: str, upto: int) -> Outcome | None:
     """``user`` has read up to ``upto`` (clamped to the last message); None when that
     moves nothing (read marks only go forward)."""
