@@ -106,6 +106,8 @@ class Courier:
         self._results_in, self._results = trio.open_memory_channel[_Result](math.inf)
         self._idle: list[pykka.ActorRef[Poster]] = []
         self._posters: list[pykka.ActorRef[Poster]] = []
+        self._flying = 0  # attempts whose answer has not been recorded yet
+        self._closing = False
 
     # -- life -------------------------------------------------------------------------
 
@@ -118,6 +120,15 @@ class Courier:
                          for _ in range(max(1, s.outbox_posters))]
         self._idle = list(self._posters)
         self.added(self._store.scan("outbox"))
+
+    async def drain(self, limit: float) -> None:
+        """At a clean stop: start nothing new, and give the attempts in flight up to
+        ``limit`` seconds to answer and be recorded (so what a receiver acknowledged is
+        not sent again at the next start)."""
+        self._closing = True
+        with trio.move_on_after(limit):
+            while self._flying:
+                await trio.sleep(0.01)
 
     def close(self) -> None:
         for poster in self._posters:
@@ -181,7 +192,7 @@ class Courier:
 
     def _pump(self) -> None:
         state = self._state
-        while self._idle and state.turns:
+        while self._idle and state.turns and not self._closing:
             target = state.turns.popleft()
             queue = state.ready.get(target)
             if not queue or len(state.busy.get(target, ())) >= self.limit(target):
@@ -199,11 +210,13 @@ class Courier:
             where = self.resolve(target)
             started = self._clock()
             if where is None:  # the endpoint or channel was deleted: nothing to try
+                self._flying += 1
                 self._results_in.send_nowait(_Result(key, target, started, "target deleted"))
                 continue
             url, secret = where
             poster = self._idle.pop()
             state.busy.setdefault(target, set()).add(key)
+            self._flying += 1
             if len(state.busy[target]) >= self.limit(target) and target in state.turns:
                 state.turns.remove(target)
 
@@ -297,6 +310,7 @@ class Courier:
             if ops:
                 await self._store.write(ops)
         finally:
+            self._flying -= len(batch)
             for key, target in forget:
                 self._forget(key, target)
             for key, target, at in retry:

@@ -209,6 +209,10 @@ async def seed_demo(engine: Engine) -> str:
         ack = await ref.ask(SendMessage(conversation, user, role, (shop,), client_id, "text",
                                         {"text": text}, ""))
         await ack.wait()
+    # The platform says demo-o1 shipped: a service notice joins that chat (once).
+    await engine.order_events([{"order": "demo-o1", "shop": shop, "customer": "buyer-1",
+                                "event": "shipped", "carrier": "中通",
+                                "waybill": "ZT75310042", "id": "demo-shipped-1"}])
     # The buyer's complaint becomes a ticket (工单) with an internal note, once.
     desk = directory.ref(TICKETS, shop)
     made = await desk.ask(CreateTicket(
@@ -369,6 +373,13 @@ def demo_links(settings: Settings, listening: Listening, conversation: str,
         "  an email opens or joins a ticket: POST a raw message to "
         f"{http}/api/inbound/email?shop={shop}; with OCTIM_SMTP and OCTIM_SMTP_FROM set, "
         "public replies go out by email",
+    ]
+    lines += [
+        f"  notices: demo-o1's shipping notice is in that chat; send another: curl -X POST "
+        f"-H 'Authorization: Bearer {settings.api_key}' -H 'Content-Type: application/json' "
+        f"-d '{{\"events\":[{{\"order\":\"demo-o1\",\"shop\":\"{shop}\","
+        f"\"customer\":\"buyer-1\",\"event\":\"delivered\"}}]}}' {http}/api/events/orders"
+        "   (docs/outreach.md)",
     ]
     if wechat:
         lines += [

@@ -473,6 +473,8 @@ class Engine:
             log.info("shutting down")
             sweeper.cancel()
             ticker.cancel()
+            # What receivers answered is recorded before the courier stops.
+            await self.courier.drain(s.webhook_timeout + 1)
             courier.cancel()
             timer_task.cancel()
             self.gateway.close()

@@ -187,6 +187,8 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
                 texts = [m["body"].get("text") for m in await agent.sync(conversation)]
                 assert texts[1:] == ["你好，这件羽绒服有L码吗？",
                                      "亲，L码有货的，今天下单明天发货哦～",
+                                     # a service notice from the platform's order event
+                                     "您的订单 demo-o1（轻薄羽绒服 男款）已发货：中通 ZT75310042。",
                                      "我在微信上，羽绒服今天能发吗？",  # from WeChat
                                      "亲，今天下午就发出，微信上也能随时找我们～"]
             # Nobody is online in the demo shop: a new buyer is served by the bot.

@@ -130,8 +130,9 @@ class ShopActor(Actor[EngineContext]):
             if meta is not None and meta.state != CLOSED:
                 if not meta.routed and meta.context.get("origin") == "notice":
                     assert self.context.directory is not None  # the page they came from
-                    await self.context.directory.ref(CONVERSATION, current).ask(
-                        AdoptContext(current, _routing_context(context), level))
+                    await self.context.directory.ref(CONVERSATION, current).ask(AdoptContext(
+                        current, _routing_context(context), level,
+                        card_from_context(context, self.context.image_hosts)))
                 return {"conversation": current, "state": meta.state, "created": False}
         card = card_from_context(context, self.context.image_hosts)
         now = self.context.now_ms()

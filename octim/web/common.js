@@ -349,11 +349,10 @@ export function renderBody(msg, token) {
       return el("span.text", { text: body.text || "" });
     case "notice": {  // a service notice: an order's news (docs/outreach.md)
       const order = body.order || {};
-      return el("div.card.notice", { dataset: { kind: "notice", notice: body.notice || "" } },
-        el("div.card-text",
-          el("div.card-label", { text: `${t("notice_" + (body.notice || "")) || t("notice")} · ${order.order || ""}` }),
-          el("div.card-title", { text: body.text || "" }),
-          order.waybill ? el("div.card-status", { text: `${order.carrier || ""} ${order.waybill}` }) : null));
+      return el("div.order-notice", { dataset: { kind: "notice", notice: body.notice || "" } },
+        el("div.notice-label", { text: `${t("notice_" + (body.notice || ""))} · ${order.order || ""}` }),
+        el("div.notice-text", { text: body.text || "" }),
+        order.waybill ? el("div.notice-waybill", { text: `${order.carrier || ""} ${order.waybill}` }) : null);
     }
     case "image": {
       const img = el("img.photo", { alt: t("image") });

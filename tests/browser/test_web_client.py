@@ -97,7 +97,10 @@ def test_buyer_bot_handoff_agent_reply_rating_and_monitor(
 
     # 转人工: the conversation goes to the online agent.
     buyer.get_by_role("button", name="转人工").click()
-    expect(buyer.locator("li.msg[data-role='system']")).to_contain_text("转接人工客服")
+    # (The seeded tracking step came first, as a notice: docs/outreach.md.)
+    expect(buyer.locator("li.msg[data-role='system'] .order-notice")).to_contain_text("物流更新")
+    expect(buyer.locator("li.msg[data-role='system']").filter(has_text="转接")).to_contain_text(
+        "转接人工客服")
     item = agent.locator(".inbox-item")
     expect(item).to_have_count(1)
     expect(item.locator(".shop-label")).to_have_text("测试服装店")

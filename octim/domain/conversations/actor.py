@@ -159,11 +159,13 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
                 return await self._post(role, text)
             case PostNotice():
                 return await self._notice(message)
-            case AdoptContext(context=context, level=level):
+            case AdoptContext(context=context, level=level, card=card):
                 if not self.meta.routed and self.meta.context.get("origin") == "notice":
-                    self.meta = rules.adopt_context(self.meta, thaw(context), level)
+                    out = rules.adopt_context(self.meta, thaw(context), level,
+                                              None if card is None else
+                                              (card[0], thaw(card[1])), self.context.now_ms())
                     done: Reply[Any] = Reply()
-                    await self._commit([self.meta.put()], [], done)
+                    await self._adopt(out, done)
                     await done.wait()
                 return None
             case Feedback(seq=seq, helpful=helpful):

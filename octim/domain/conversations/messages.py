@@ -37,6 +37,7 @@ class AdoptContext(Message):
     conversation: str
     context: Mapping[str, Any]
     level: int
+    card: tuple[str, Mapping[str, Any]] | None = None  # the page's card, as at an open
 
 
 @record

@@ -286,12 +286,25 @@ def unsubscribes(text: str) -> bool:
     return text.strip().strip("。.!！").lower() in UNSUBSCRIBE_WORDS
 
 
-def adopt_context(meta: ConversationMeta, context: dict[str, Any], level: int
-                  ) -> ConversationMeta:
-    """A notice's conversation takes the page the buyer opened it from and the level
-    their token gives (it stays one a notice opened, for the reports)."""
-    return _copy(meta, context={**(context or meta.context), "origin": "notice"},
-                 level=level)
+def adopt_context(meta: ConversationMeta, context: dict[str, Any], level: int,
+                  card: tuple[str, dict[str, Any]] | None, now: int) -> Outcome:
+    """A notice's conversation takes the page the buyer opened it from, with its card
+    (as an open adds it: the buyer's, not a logged message), and the level their token
+    gives; it stays one a notice opened, for the reports."""
+    after = _copy(meta, context={**(context or meta.context), "origin": "notice"},
+                  level=level, reads={**meta.reads})
+    out = Outcome(after)
+    if card is not None:
+        seq = after.last_seq + 1
+        said = StoredMessage(seq, f"card-{meta.id}-{seq}", meta.buyer, "buyer", card[0],
+                             card[1], now)
+        after.last_seq = seq
+        after.reads[meta.buyer] = seq
+        put, frame = said.written(meta.id)
+        out.ops.append(put)
+        out.frames.append((frame, None))
+    out.ops.append(after.put())
+    return out
 
 
 def mark_read(meta: ConversationMeta, user: str, upto: int) -> Outcome | None:
