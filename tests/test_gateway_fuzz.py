@@ -228,6 +228,12 @@ VALID: dict[tuple[str, str], tuple[Any, tuple[str, str] | None]] = {
     ("POST", "/api/events/orders"): ({"events": [
         {"order": "o1", "shop": "s1", "customer": "c1", "event": "shipped", "carrier": "顺丰",
          "waybill": "SF1", "id": "ev-1"}]}, None),
+    ("PUT", "/api/customers/{customer}/interests"): ({"items": [
+        {"shop": "s1", "sku": "k1", "kind": "cart", "price": 399}]}, None),
+    ("POST", "/api/events/price-change"): ({"changes": [
+        {"shop": "s1", "sku": "k1", "price": 299, "title": "羽绒服"}], "window_days": 7}, None),
+    ("POST", "/api/events/stock-change"): ({"changes": [
+        {"shop": "s1", "sku": "k1", "in_stock": True}]}, None),
     ("PUT", "/api/shops/{shop}/notices"): ({"types": {"shipped": {
         "enabled": True, "templates": {"zh-CN": "亲，{title} 已发货 {waybill}"}}}},
         ("boss", "shop_admin")),

@@ -223,3 +223,63 @@ async def test_a_buyer_who_replies_td_opts_out_of_that_shops_marketing(tmp_path:
             answer = await b2.expect("msg", conversation=conv2)
             assert answer["role"] != "system"
         assert engine.store.get("customers", b"b2") is None
+
+
+async def test_price_drops_remind_who_carted_within_the_gate(tmp_path: Path) -> None:
+    key = {"Authorization": f"Bearer {TEST_API_KEY}"}
+    now = [at(12) / 1000]  # noon in Shanghai: outside quiet hours
+    async with open_engine(tmp_path / "d") as (engine, listening), httpx.AsyncClient(
+            base_url=listening.http_url, timeout=10, headers=key) as http:
+        engine.context.clock = lambda: now[0]
+        (await http.put("/api/shops/s1", json={"name": "s1", "bot": {"mode": "off"}})
+         ).raise_for_status()
+        consent = {"attributes": {"marketing_consent": True}}
+        for buyer, body in (("b1", consent), ("b2", consent), ("b3", {}),
+                            ("b4", {**consent, "opt_outs": ["marketing:s1"]})):
+            (await http.put(f"/api/customers/{buyer}", json=body)).raise_for_status()
+        for buyer, seen in (("b1", 399), ("b2", 199), ("b3", 399), ("b4", 399)):
+            (await http.put(f"/api/customers/{buyer}/interests", json={"items": [
+                {"shop": "s1", "sku": "k1", "kind": "cart", "price": seen},
+                {"shop": "s1", "sku": "k2", "kind": "favourite", "price": 99},
+                {"shop": "s1", "sku": "k3", "kind": "cart", "price": 99}]})
+             ).raise_for_status()
+        drop = {"changes": [{"shop": "s1", "sku": "k1", "title": "羽绒服", "price": 299}]}
+        (result,) = (await http.post("/api/events/price-change", json=drop)).json()["results"]
+        by_buyer = {r["customer"]: r for r in result["reminders"]}
+        # b2 saw a lower price than the new one: not reminded at all.
+        assert set(by_buyer) == {"b1", "b3", "b4"}
+        assert by_buyer["b1"]["sent"]
+        assert by_buyer["b3"] == {"customer": "b3", "sent": False, "reason": "no_consent"}
+        assert by_buyer["b4"]["reason"] == "opted_out"
+        async with connect(listening.ws_url, token("b1")) as b1:
+            (reminder,) = await b1.sync(by_buyer["b1"]["conversation"])
+            assert reminder["kind"] == "notice" and reminder["body"]["notice"] == "price_drop"
+            assert reminder["body"]["text"] == "您加购的 羽绒服 降价了：¥399 → ¥299。回复 TD 退订"
+            assert reminder["body"]["product"] == {"product": "k1", "title": "羽绒服",
+                                                   "price": 299}
+        # The same SKU again within the window: not twice.
+        again = (await http.post("/api/events/price-change", json={"changes": [
+            {"shop": "s1", "sku": "k1", "price": 279}]})).json()["results"][0]["reminders"]
+        assert {r["customer"]: r.get("reason") for r in again}["b1"] == "reminded_recently"
+        # Back in stock for k2: b1's second marketing message today (cap 2).
+        stock = (await http.post("/api/events/stock-change", json={"changes": [
+            {"shop": "s1", "sku": "k2", "in_stock": True, "price": 99}]})).json()
+        assert {r["customer"]: r["sent"] for r in stock["results"][0]["reminders"]}["b1"]
+        # A third today is past the shop's daily cap.
+        capped = (await http.post("/api/events/price-change", json={"changes": [
+            {"shop": "s1", "sku": "k3", "price": 59}]})).json()["results"][0]["reminders"]
+        assert {r["customer"]: r.get("reason") for r in capped}["b1"] == "cap_shop_day"
+        # The next day, late at night: quiet hours.
+        now[0] = at(23) / 1000 + 86_400
+        late = (await http.post("/api/events/price-change", json={"changes": [
+            {"shop": "s1", "sku": "k3", "price": 49}]})).json()["results"][0]["reminders"]
+        assert {r["customer"]: r.get("reason") for r in late}["b1"] == "quiet_hours"
+        # An open ticket with the shop suppresses marketing.
+        now[0] = at(12) / 1000 + 2 * 86_400
+        await engine.create_ticket("s1", "羽绒服破了", requester="b1")
+        held = (await http.post("/api/events/price-change", json={"changes": [
+            {"shop": "s1", "sku": "k3", "price": 39}]})).json()["results"][0]["reminders"]
+        assert {r["customer"]: r.get("reason") for r in held}["b1"] == "open_complaint"
+        log = (await http.get("/api/customers/b1/outreach")).json()
+        assert [d["reason"] for d in log] == ["open_complaint", "quiet_hours", "cap_shop_day",
+                                              "ok", "reminded_recently", "ok"]

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from octim.api.auth import require_staff_of
 from octim.auth import Principal
 from octim.domain.conversations.model import Forbidden
-from octim.domain.outreach import notices
+from octim.domain.outreach import notices, reminders
 from octim.errors import InvalidInput, NotFound
 from octim.store import Put, pack
 
@@ -44,6 +44,35 @@ class OrderEvents(BaseModel):
     events: list[OrderEvent] = Field(min_length=1, max_length=500)
 
 
+class Interest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shop: Ref
+    sku: Ref
+    kind: Literal["cart", "favourite"]
+    price: float | None = Field(None, ge=0, le=1e9)  # what the buyer saw
+
+
+class Interests(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[Interest] = Field(max_length=200)
+
+
+class CatalogueChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shop: Ref
+    sku: Ref
+    title: Short | None = None
+    price: float | None = Field(None, ge=0, le=1e9)
+    old_price: float | None = Field(None, ge=0, le=1e9)
+    in_stock: bool | None = None
+
+
+class CatalogueChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    changes: list[CatalogueChange] = Field(min_length=1, max_length=100)
+    window_days: float = Field(7, ge=0, le=365)  # at most one reminder per SKU in this
+
+
 class NoticeType(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
@@ -64,6 +93,36 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         chat with the shop, once per event; the answer says, per event, what happened."""
         return {"results": await notices.send_notices(
             engine, [event.model_dump() for event in body.events])}
+
+    @api.put("/api/customers/{customer}/interests", dependencies=[Depends(auth.platform)])
+    async def put_interests(customer: CustomerId, body: Interests) -> Any:
+        """The SKUs this buyer carted or favourited, with the price they saw (replaces
+        what was there)."""
+        return await reminders.put_interests(engine, customer,
+                                             [i.model_dump() for i in body.items])
+
+    async def changed(body: CatalogueChanges, kind: str) -> Any:
+        results = []
+        for change in body.changes:
+            if engine.store.get("shops", change.shop.encode()) is None:
+                raise NotFound(f"no shop {change.shop!r}")
+            if kind == "back_in_stock" and change.in_stock is not True:
+                continue  # only a SKU coming back reminds anyone
+            results.append({"shop": change.shop, "sku": change.sku,
+                            "reminders": await reminders.remind(
+                                engine, kind, change.model_dump(), body.window_days)})
+        return {"results": results}
+
+    @api.post("/api/events/price-change", dependencies=[Depends(auth.platform)])
+    async def price_change(body: CatalogueChanges) -> Any:
+        """New prices: buyers who saw a higher one get a price-drop reminder (marketing:
+        the gate decides for each)."""
+        return await changed(body, "price_drop")
+
+    @api.post("/api/events/stock-change", dependencies=[Depends(auth.platform)])
+    async def stock_change(body: CatalogueChanges) -> Any:
+        """SKUs back in stock (``in_stock: true``): interested buyers get a reminder."""
+        return await changed(body, "back_in_stock")
 
     @api.put("/api/shops/{shop}/notices")
     async def put_notices(shop: ShopId, body: NoticeSettings, who: Annotated[

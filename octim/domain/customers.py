@@ -56,6 +56,18 @@ class OptOut(Message):
 
 
 @record
+class Reserve(Message):
+    """May a marketing message (``kind`` about ``sku``) go to this buyer from ``shop``
+    now? The buyer's actor decides (the gate, the reminder window) and, if so, counts it
+    against the caps in the same commit: the caps hold however many ask at once."""
+
+    shop: str
+    kind: str
+    sku: str
+    window_ms: int
+
+
+@record
 class UpsertOrder(Message):
     order: Mapping[str, Any]
 
@@ -94,6 +106,8 @@ class CustomerActor(Actor[EngineContext]):
     async def receive(self, message: Message) -> Any:
         store, now = self.context.store, self.context.now_ms()
         match message:
+            case Reserve():
+                return await self._reserve(message, now)
             case OptOut(opt_out=opt_out):
                 record = dict(store.get("customers", self.id.encode()) or {"id": self.id})
                 if opt_out not in (record.get("opt_outs") or []):
@@ -166,6 +180,41 @@ class CustomerActor(Actor[EngineContext]):
                                        pack(private)),))
                 return private
         raise InvalidInput(f"the customer actor cannot handle {type(message).__name__}")
+
+    async def _reserve(self, m: Reserve, now: int) -> dict[str, Any]:
+        from octim.domain.outreach import gate
+        from octim.domain.tickets.model import NEW, ON_HOLD, OPEN, PENDING
+
+        store = self.context.store
+        sent_key = "\0".join((self.id, m.shop, m.sku, m.kind)).encode()
+        last = store.get("reminders_sent", sent_key)
+        if last is not None and now - int(last) < m.window_ms:
+            return {"allowed": False, "reason": "reminded_recently"}
+        customer = store.get("customers", self.id.encode())
+        shop_record = store.get("shops", m.shop.encode()) or {}
+        settings = shop_record.get("settings") or {}
+        zone = gate.buyer_zone(customer, settings.get("timezone") or gate.DEFAULT_ZONE)
+        day, week = gate.day_keys(now, zone)
+        keys = [f"{self.id}\0{m.shop}\0{day}".encode(), f"{self.id}\0{m.shop}\0{week}".encode(),
+                f"{self.id}\0*\0{day}".encode()]
+        counts = [int(store.get("outreach_counts", k) or 0) for k in keys]
+        prefix = pair_key(self.id, "")
+        tickets = store.scan("idx_requester_tickets", prefix, prefix[:-1] + b"\x01")
+        open_issue = any(
+            shop == m.shop and (store.get("tickets", key[len(prefix):]) or {}).get("status")
+            in (NEW, OPEN, PENDING, ON_HOLD) for key, shop in tickets)
+        notice_settings = store.get("notice_settings", m.shop.encode())
+        own = ((notice_settings or {}).get("types", {}).get(m.kind) or {})
+        decision = gate.decide(category="marketing", kind=m.kind, shop=m.shop,
+                               customer=customer, now_ms=now, zone=zone,
+                               settings=gate.GateSettings.from_record(settings.get("outreach")),
+                               counts=gate.Counts(*counts), open_issue=open_issue,
+                               enabled=bool(own.get("enabled", True)))
+        if decision.allowed:
+            await store.write([Put("outreach_counts", k, pack(n + 1))
+                               for k, n in zip(keys, counts, strict=True)] +
+                              [Put("reminders_sent", sent_key, pack(now))])
+        return {"allowed": decision.allowed, "reason": decision.reason}
 
     def _private(self, shop: str) -> dict[str, Any]:
         found = self.context.store.get("shop_customers", pair_key(shop, self.id))

@@ -80,6 +80,9 @@ DATABASES: tuple[str, ...] = (
     "notices_sent",  # shop \0 order \0 event key → [conversation, seq]: each notice once
     "outreach_log",  # buyer \0 ms \0 n → one gate decision: what, why, sent or not
     "outreach_counts",  # buyer \0 shop (or *) \0 day or week → marketing messages sent
+    "interests",  # shop \0 sku \0 buyer → {"kind": cart|favourite, "price", "at"}
+    "customer_interests",  # buyer → [[shop, sku], …]: the keys above that are theirs
+    "reminders_sent",  # buyer \0 shop \0 sku \0 type → ms of the last reminder
     "segments",  # segment id → {"name", "shop", "rule"}
     "stats",  # shop \0 UTC day → the live monitor's counters for that day
     "report_buckets",  # shop \0 agent \0 hour → report counters (octim.domain.reports)

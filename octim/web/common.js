@@ -348,9 +348,9 @@ export function renderBody(msg, token) {
     case "text": case "system": case "note":
       return el("span.text", { text: body.text || "" });
     case "notice": {  // a service notice: an order's news (docs/outreach.md)
-      const order = body.order || {};
+      const order = body.order || {};  // a reminder carries a product instead
       return el("div.order-notice", { dataset: { kind: "notice", notice: body.notice || "" } },
-        el("div.notice-label", { text: `${t("notice_" + (body.notice || ""))} · ${order.order || ""}` }),
+        el("div.notice-label", { text: `${t("notice_" + (body.notice || ""))} · ${order.order || body.product?.product || ""}` }),
         el("div.notice-text", { text: body.text || "" }),
         order.waybill ? el("div.notice-waybill", { text: `${order.carrier || ""} ${order.waybill}` }) : null);
     }

@@ -23,7 +23,9 @@ from octim.store import Put, pack
 if TYPE_CHECKING:
     from octim.engine import Engine
 
-TYPES = ("paid", "shipped", "delivered", "delayed", "refund", "logistics")
+TYPES = ("paid", "shipped", "delivered", "delayed", "refund", "logistics", "price_drop",
+         "back_in_stock")
+MARKETING = frozenset({"price_drop", "back_in_stock"})  # reminders: the gate's marketing rules
 LANGUAGES = ("zh-CN", "en")
 #: The platform's templates; a shop's own replace them per type and language. Variables:
 #: {order} {title} {status} {carrier} {waybill} {note} {shop}; an unknown one is empty.
@@ -40,6 +42,11 @@ DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
                "en": "Refund for order {order}: {status}. {note}"},
     "logistics": {"zh-CN": "您的订单 {order} 物流更新：{status}（{note}）",
                   "en": "Order {order} tracking: {status} ({note})"},
+    "price_drop": {"zh-CN": "您加购的 {title} 降价了：¥{old_price} → ¥{price}。回复 TD 退订",
+                   "en": "{title} in your cart is now ¥{price} (was ¥{old_price}). Reply TD "
+                         "to opt out"},
+    "back_in_stock": {"zh-CN": "您关注的 {title} 到货了，现价 ¥{price}。回复 TD 退订",
+                      "en": "{title} is back in stock at ¥{price}. Reply TD to opt out"},
 }
 _log_counter = itertools.count()
 VARIABLE = re.compile(r"\{(\w{1,32})\}")
@@ -86,11 +93,6 @@ async def send_notices(engine: Engine, events: list[dict[str, Any]]) -> list[dic
 
 async def send_notice(engine: Engine, event: dict[str, Any]) -> dict[str, Any]:
     """One order event (validated by the API) → its notice, or why there is none."""
-    from octim.domain.conversations.actor import KIND as CONVERSATION
-    from octim.domain.conversations.messages import PostNotice
-    from octim.domain.shops import KIND as SHOP
-    from octim.domain.shops import OpenConversation
-
     store, now = engine.store, engine.context.now_ms()
     shop, buyer, order, kind = event["shop"], event["customer"], event["order"], event["event"]
     if store.get("shops", shop.encode()) is None:
@@ -128,6 +130,21 @@ async def send_notice(engine: Engine, event: dict[str, Any]) -> dict[str, Any]:
         if values[field]:
             card[field] = values[field]
     body = {"notice": kind, "text": text, "order": card}
+    return {"order": order, "event": kind, **await deliver(
+        engine, shop, buyer, customer, body, key.encode(), entry, log, order=order)}
+
+
+async def deliver(engine: Engine, shop: str, buyer: str, customer: dict[str, Any] | None,
+                  body: dict[str, Any], sent_key: bytes, entry: bytes, log: dict[str, Any],
+                  **about: str) -> dict[str, Any]:
+    """Post a notice (a service notice or a reminder) into the buyer's open conversation
+    with the shop, else a new one that waits for the buyer."""
+    from octim.domain.conversations.actor import KIND as CONVERSATION
+    from octim.domain.conversations.messages import PostNotice
+    from octim.domain.shops import KIND as SHOP
+    from octim.domain.shops import OpenConversation
+
+    store = engine.store
     found = store.get("idx_customer_conversations", pair_key(buyer, shop))
     current = str(found) if found else ""
     meta = ConversationMeta.load(store, current) if current else None
@@ -138,12 +155,10 @@ async def send_notice(engine: Engine, event: dict[str, Any]) -> dict[str, Any]:
             shop, buyer, int((customer or {}).get("level") or 0), {"origin": "notice"}))
         current = str(opened["conversation"])
     said = await engine.directory.ref(CONVERSATION, current).ask(PostNotice(
-        current, body, key.encode(), entry, log))
-    engine.events.emit("notice.sent", {"shop": shop, "buyer": buyer, "order": order,
-                                       "notice": kind, "conversation": current,
-                                       "seq": said["seq"]})
-    return {"order": order, "event": kind, "sent": True, "duplicate": False,
-            "conversation": current, "seq": said["seq"]}
+        current, body, sent_key, entry, log))
+    engine.events.emit("notice.sent", {"shop": shop, "buyer": buyer, "notice": body["notice"],
+                                       "conversation": current, "seq": said["seq"], **about})
+    return {"sent": True, "duplicate": False, "conversation": current, "seq": said["seq"]}
 
 
 def decisions(store: Any, buyer: str, limit: int = 200) -> list[dict[str, Any]]:
