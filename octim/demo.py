@@ -23,6 +23,7 @@ from octim.domain.customers import AddLogistics
 from octim.domain.kb.knowledge import ID as KB_ID
 from octim.domain.kb.knowledge import KIND as KB
 from octim.domain.kb.knowledge import UpsertEntry
+from octim.domain.outreach import reminders
 from octim.domain.reports import synthetic
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
@@ -191,7 +192,8 @@ async def seed_demo(engine: Engine) -> str:
                          text=text, now_ms=now)
     for buyer, nickname, level, region, orders in DEMO_BUYERS:
         await engine.upsert_customer(buyer, nickname=nickname, level=level, region=region,
-                                     attributes={"sizes": {"top": "L", "shoes": 42}},
+                                     attributes={"sizes": {"top": "L", "shoes": 42},
+                                                 "marketing_consent": buyer == "buyer-3"},
                                      **DEMO_CONTACTS.get(buyer, {}))
         for order, order_shop, status, name, price, age in orders:
             await engine.upsert_order(
@@ -209,6 +211,9 @@ async def seed_demo(engine: Engine) -> str:
         ack = await ref.ask(SendMessage(conversation, user, role, (shop,), client_id, "text",
                                         {"text": text}, ""))
         await ack.wait()
+    # buyer-3 has the down jacket in the cart at ¥399 (a price drop reminds them).
+    await reminders.put_interests(engine, "buyer-3", [
+        {"shop": shop, "sku": "sku-1001", "kind": "cart", "price": 399}])
     # The platform says demo-o1 shipped: a service notice joins that chat (once).
     await engine.order_events([{"order": "demo-o1", "shop": shop, "customer": "buyer-1",
                                 "event": "shipped", "carrier": "中通",
@@ -380,6 +385,11 @@ def demo_links(settings: Settings, listening: Listening, conversation: str,
         f"-d '{{\"events\":[{{\"order\":\"demo-o1\",\"shop\":\"{shop}\","
         f"\"customer\":\"buyer-1\",\"event\":\"delivered\"}}]}}' {http}/api/events/orders"
         "   (docs/outreach.md)",
+        "  reminders: buyer-3 carted sku-1001 at ¥399; a price drop reminds them (marketing: "
+        "the answer says why not, e.g. quiet_hours at night): curl -X POST "
+        f"-H 'Authorization: Bearer {settings.api_key}' -H 'Content-Type: application/json' "
+        f"-d '{{\"changes\":[{{\"shop\":\"{shop}\",\"sku\":\"sku-1001\","
+        f"\"title\":\"轻薄羽绒服 男款\",\"price\":349}}]}}' {http}/api/events/price-change",
     ]
     if wechat:
         lines += [

@@ -235,6 +235,13 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
                                      ("还在吗？", "uniqlo-wechat")]
 
         trio.run(the_wechat_messages_are_in_buyer_1s_conversation)
+        # buyer-3's carted jacket gets cheaper: a reminder, or the gate's reason why not.
+        with httpx.Client(base_url=http, timeout=10) as client:
+            drop = client.post("/api/events/price-change", headers=key, json={"changes": [
+                {"shop": "uniqlo-style", "sku": "sku-1001", "price": 349}]}).json()
+        (reminder,) = drop["results"][0]["reminders"]
+        assert reminder["customer"] == "buyer-3"
+        assert reminder["sent"] or reminder["reason"] == "quiet_hours", reminder
         assert demo.stop(signal.SIGINT) == 0
 
 
