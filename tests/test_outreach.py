@@ -47,6 +47,10 @@ def test_the_gate_says_why() -> None:
     assert marketing(consenting, counts=Counts(platform_day=5)) == "cap_platform_day"
     assert marketing(consenting, counts=Counts(shop_day=2),
                      settings=GateSettings(per_shop_day=3)) == "ok"
+    # A shop's settings are free-form: a wrong value is its default, never an error.
+    odd = GateSettings.from_record({"per_shop_day": "x", "quiet_start": "25:00",
+                                    "per_shop_week": 9, "per_platform_day": True})
+    assert odd == GateSettings(per_shop_week=9)
     # Service notices pass marketing's rules; a shop can still switch a type off.
     service = {"category": "service", "kind": "shipped", "shop": "s1",
                "customer": {"opt_outs": ["marketing"]}, "now_ms": at(23), "zone": SHANGHAI,

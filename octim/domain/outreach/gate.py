@@ -22,17 +22,20 @@ they come) ask :func:`decide` and record what it said (:func:`decision_op`), so 
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 CATEGORIES = ("service", "marketing")
 DEFAULT_ZONE = "Asia/Shanghai"
+CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 
 @dataclass(frozen=True, slots=True)
 class GateSettings:
-    """A shop's outreach limits (``settings.outreach`` of the shop; every field optional)."""
+    """A shop's outreach limits (``settings.outreach`` of the shop; every field optional,
+    and one of the wrong type or range is ignored for its default)."""
 
     quiet_start: str = "22:00"
     quiet_end: str = "08:00"
@@ -44,7 +47,15 @@ class GateSettings:
     def from_record(cls, raw: Any) -> GateSettings:
         if not isinstance(raw, dict):
             return cls()
-        known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
+        known: dict[str, Any] = {}
+        for name in ("quiet_start", "quiet_end"):  # "HH:MM"; anything else: the default
+            value = raw.get(name)
+            if isinstance(value, str) and CLOCK.fullmatch(value):
+                known[name] = value
+        for name in ("per_shop_day", "per_shop_week", "per_platform_day"):
+            value = raw.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1000:
+                known[name] = value
         return cls(**known)
 
 
