@@ -15,8 +15,8 @@ they come) ask :func:`decide` and record what it said (:func:`decision_op`), so 
   (``attributes.timezone``, else the shop's, else Asia/Shanghai).
 * **Frequency caps** (marketing): per buyer per shop per day and per week, and per buyer
   across the platform per day; counted in ``outreach_counts``.
-* **Suppression** (marketing): not while the buyer has an open complaint or ticket with
-  that shop.
+* **Suppression** (marketing): not while the buyer has an open ticket with that shop
+  (new, open, pending or on hold).
 """
 
 from __future__ import annotations
