@@ -87,6 +87,10 @@ class Settings:
     outbox_webhook_parallel: int = 2  # webhook attempts in flight per endpoint (channels: 1)
     # channels (docs/channels.md)
     channel_clock_skew: float = 300.0  # seconds a signed inbound request's timestamp may be off
+    # campaigns (docs/outreach.md)
+    campaign_max_rate: float = 200.0  # campaign messages per second, all campaigns together
+    campaign_max_audience: int = 1_000_000  # recipients one campaign run may have
+    public_url: str = ""  # the HTTP API's URL as buyers reach it (campaign links); "" relative
     # outgoing email (public ticket replies; docs/tickets.md)
     smtp: str = ""  # host:port of the SMTP relay; empty: no email goes out
     smtp_from: str = ""  # the From address (a shop's settings.email_from overrides it)
@@ -190,6 +194,8 @@ def _convert(name: str, value: Any) -> Any:
         return value.upper()
     if name == "public_ws_url" and value and not value.startswith(("ws://", "wss://")):
         raise ConfigError(label, f"expected a ws:// or wss:// URL, got {value!r}")
+    if name == "public_url" and value and not value.startswith(("http://", "https://")):
+        raise ConfigError(label, f"expected an http:// or https:// URL, got {value!r}")
     if name == "log_format" and value not in {"json", "text"}:
         raise ConfigError(label, f"expected json or text, got {value!r}")
     if name == "smtp" and value:

@@ -36,6 +36,7 @@ from octim.domain.conversations.actor import KIND as CONVERSATION
 from octim.domain.customers import CUSTOMER_KIND
 from octim.domain.kb.knowledge import KB_KIND
 from octim.domain.monitor import Monitor
+from octim.domain.outreach.campaigns import Campaigns
 from octim.domain.reports.feeder import Reports
 from octim.domain.routing.dispatcher import DISPATCHER_KIND
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
@@ -117,6 +118,7 @@ class Engine:
         self.gateway = Gateway(self)
         self.monitor = Monitor(self)
         self.reports: Reports | None = None  # while running (it reads the store)
+        self.campaigns = Campaigns(self)
         self.ws_bound: HostPort | None = None  # where the gateway listens, once it does
 
     @property
@@ -423,6 +425,8 @@ class Engine:
                 directory.register(TICKET_DESK_KIND)
                 directory.register(MAILER_KIND)
                 self._context = context
+                self.campaigns = Campaigns(self)
+                self.campaigns.open()
                 try:
                     await self._serve(task_status)
                 finally:
@@ -461,6 +465,8 @@ class Engine:
             servers.start_soon(self._tick_forever, ticker)
             timer_task = trio.CancelScope()
             servers.start_soon(self._timers_forever, timer_task)
+            campaigns = trio.CancelScope()
+            servers.start_soon(self._campaigns_forever, campaigns)
             if outmail.enabled(s):  # replies left in the outbox by the last run go out now
                 self.directory.ref(outmail.KIND, outmail.ID).tell_nowait(outmail.Kick())
             tune_interpreter(s.gc_threshold, s.gc_freeze, s.switch_interval)
@@ -473,11 +479,17 @@ class Engine:
             log.info("shutting down")
             sweeper.cancel()
             ticker.cancel()
+            campaigns.cancel()  # what it did is saved below; a send in flight is redone
+            await self.campaigns.flush()
             # What receivers answered is recorded before the courier stops.
             await self.courier.drain(s.webhook_timeout + 1)
             courier.cancel()
             timer_task.cancel()
             self.gateway.close()
+
+    async def _campaigns_forever(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await self.campaigns.run()
 
     async def _courier_forever(self, scope: trio.CancelScope) -> None:
         with scope:

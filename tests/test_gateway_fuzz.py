@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import msgpack
@@ -185,7 +186,8 @@ VALID: dict[tuple[str, str], tuple[Any, tuple[str, str] | None]] = {
     ("POST", "/api/shops/{shop}/customers/{customer_id}/notes"): ({"text": "备注"},
                                                                  ("a1", "agent")),
     ("PUT", "/api/shops/{shop}/customers/{customer_id}/tags"): ({"tags": ["vip"]}, None),
-    ("PUT", "/api/segments/{segment}"): ({"name": "s", "rule": {"level_at_least": 1}}, None),
+    ("PUT", "/api/segments/{segment}"): ({"name": "s", "shared": True,
+                                          "rule": {"level_at_least": 1}}, None),
     ("PUT", "/api/platform/sharing"): ({"fields": ["level"]}, None),
     ("PUT", "/api/webhooks/{endpoint}"): ({"url": "https://hooks.example.com/x", "events": ["*"],
                                            "secret": "s" * 20}, None),
@@ -237,6 +239,16 @@ VALID: dict[tuple[str, str], tuple[Any, tuple[str, str] | None]] = {
     ("PUT", "/api/shops/{shop}/notices"): ({"types": {"shipped": {
         "enabled": True, "templates": {"zh-CN": "亲，{title} 已发货 {waybill}"}}}},
         ("boss", "shop_admin")),
+    ("POST", "/api/campaigns/preview"): ({"shop": "s1", "segment": "seg1"},
+                                         ("boss", "shop_admin")),
+    ("POST", "/api/campaigns"): ({
+        "shop": "s1", "name": "双12", "segment": "seg1", "rate": 5,
+        "message": {"text": "满300减50", "text_en": "50 off", "coupon": {
+            "title": "券", "amount": 50, "threshold": 300, "code": "C1", "expires": 1},
+            "product": {"product": "k1", "title": "羽绒服", "price": 1},
+            "link": {"url": "https://s.example.com/sale", "title": "看看"}},
+        "schedule": {"at": 4_000_000_000_000, "every_hours": 24, "until": 4_100_000_000_000},
+        "attribution_hours": 24}, ("boss", "shop_admin")),
     ("PUT", "/api/customers/{customer}/identities"): ({"identities": [
         {"type": "channel", "channel": "wx1", "value": "openid-1"},
         {"type": "phone", "value": "+8613800001111"}]}, None),
@@ -339,6 +351,35 @@ def test_hostile_report_queries_never_answer_5xx(
     with httpx.Client(base_url=live_engine.http, headers=credential, timeout=20) as http:
         answer = http.get(f"/api/reports/{name}", params=params)
     assert answer.status_code < 500, (name, params, answer.text)
+    if answer.status_code >= 400:
+        assert answer.json()["error"]["code"] in (
+            "invalid_body", "not_found", "forbidden", "unauthorized"), answer.text
+
+
+#: Routes that take their input from the path and query string (besides the reports).
+QUERY_ROUTES = ["/api/campaigns", "/api/campaigns/{campaign}",
+                "/api/campaigns/{campaign}/recipients", "/api/segments", "/c/{campaign}",
+                "/api/customers/c1/outreach", "/api/shops/s1/notices",
+                "/api/channels", "/api/channels/wx1/dead"]
+QUERY_PARAMS = ["shop", "run", "state", "after", "limit", "x"]
+path_values = st.sampled_from(["cmp-none", "cmp-0.0.x.0", "a" * 70, "..", "%00", "x.1.y.zz",
+                               "%ED%A0%80"]) | st.text(min_size=1, max_size=30).filter(
+    lambda t: "/" not in t and "?" not in t and "#" not in t)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(route=st.sampled_from(QUERY_ROUTES), credential=st.sampled_from(CREDENTIALS),
+       segment=path_values,
+       params=st.dictionaries(st.sampled_from(QUERY_PARAMS), query_values, max_size=5))
+def test_hostile_queries_and_path_values_never_answer_5xx(
+        live_engine: Live, route: str, credential: dict[str, str], segment: str,
+        params: dict[str, str]) -> None:
+    """Campaigns, segments, click links, outreach and channel reads: whatever the path
+    and query hold, the answer is the resource or a clear 4xx with a stable code."""
+    with httpx.Client(base_url=live_engine.http, headers=credential, timeout=20) as http:
+        answer = http.get(route.replace("{campaign}", quote(segment, safe="%")),
+                          params=params)
+    assert answer.status_code < 500, (route, segment, params, answer.text)
     if answer.status_code >= 400:
         assert answer.json()["error"]["code"] in (
             "invalid_body", "not_found", "forbidden", "unauthorized"), answer.text

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from octim._version import __version__
 from octim.api import (
     calls,
+    campaigns,
     canned,
     channels,
     customers,
@@ -96,6 +97,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(reports.router(engine, auth))
     app.include_router(channels.router(engine, auth))
     app.include_router(outreach.router(engine, auth))
+    app.include_router(campaigns.router(engine, auth))
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Health:

@@ -119,6 +119,8 @@ class SegmentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, Field(min_length=1, max_length=100)]
     shop: Annotated[str, Field(max_length=128)] | None = None
+    # A platform segment (no shop) that shops' campaigns may target (docs/outreach.md).
+    shared: bool = False
     rule: SegmentRule
 
 
@@ -228,14 +230,47 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
                         customer=meta.buyer, shop=meta.shop)
         return built
 
-    @api.put("/api/segments/{segment}", dependencies=[Depends(platform)])
-    async def put_segment(segment: Ref, body: SegmentBody) -> Any:
-        """Define a segment of buyers (docs/customers.md); routing can serve it as VIP."""
+    def may_define(who: Principal | None, segment: str, shop: str | None) -> None:
+        """The platform defines any segment; a shop admin only their shop's own."""
+        if who is None:
+            return
+        if who.role == "platform_admin":
+            return
+        if who.role != "shop_admin" or not shop:
+            raise Forbidden("the platform, or a shop admin for their own shop's segments")
+        require_staff_of(who, shop)
+        found = engine.store.get("segments", segment.encode())
+        if found is not None and found.get("shop") != shop:
+            raise NotFound(f"no segment {segment!r}")  # another shop's, or the platform's
+
+    @api.put("/api/segments/{segment}")
+    async def put_segment(segment: Ref, body: SegmentBody, who: Caller) -> Any:
+        """Define a segment of buyers (docs/customers.md); routing can serve it as VIP,
+        campaigns target it (docs/outreach.md)."""
+        may_define(who, segment, body.shop)
         if body.rule.stages_any and not body.shop:
             raise InvalidInput("a lifecycle stage is a buyer's with one shop: give the shop")
+        if body.shared and body.shop:
+            raise InvalidInput("only a platform segment (no shop) is shared with shops")
+        if body.shop and engine.store.get("shops", body.shop.encode()) is None:
+            raise NotFound(f"no shop {body.shop!r}")
         record = {"id": segment, **body.model_dump()}
         await engine.store.put("segments", segment.encode(), record)
         return record
+
+    @api.get("/api/segments")
+    async def list_segments(who: Caller, shop: Annotated[str | None, Query(
+            max_length=128, pattern=r"^[A-Za-z0-9._-]+$")] = None) -> Any:
+        """The segments a shop's campaigns may target (its own and the platform's shared
+        ones); every segment for the platform without ``shop``."""
+        if shop is None:
+            if who is not None and who.role != "platform_admin":
+                raise InvalidInput("give the shop")
+            return [row for _, row in engine.store.scan("segments")]
+        if who is not None:
+            require_staff_of(who, shop)
+        return [row for _, row in engine.store.scan("segments")
+                if row.get("shop") == shop or (not row.get("shop") and row.get("shared"))]
 
     @api.get("/api/segments/{segment}/members", dependencies=[Depends(platform)])
     async def segment_members(segment: Ref,

@@ -65,6 +65,10 @@ class Reserve(Message):
     kind: str
     sku: str
     window_ms: int
+    #: A campaign's reservation (``sku`` names the campaign and run): asked again, it
+    #: answers what it answered the first time, counting nothing twice (a resumed
+    #: campaign re-asks for recipients whose send it cannot see).
+    once: bool = False
 
 
 @record
@@ -112,14 +116,27 @@ class CustomerActor(Actor[EngineContext]):
                 record = dict(store.get("customers", self.id.encode()) or {"id": self.id})
                 if opt_out not in (record.get("opt_outs") or []):
                     record["opt_outs"] = [*(record.get("opt_outs") or []), opt_out][-20:]
+                    # When (a campaign's results count who opted out after it reached them).
+                    times = dict(record.get("opt_out_times") or {})
+                    times[opt_out] = now
+                    record["opt_out_times"] = {k: v for k, v in times.items()
+                                               if k in record["opt_outs"]}
                     record["updated"] = now
                     await store.write((Put("customers", self.id.encode(), pack(record)),))
                 return record
             case UpsertCustomer(customer=raw):
                 customer = {**thaw(raw), "id": self.id, "updated": now}
+                before = store.get("customers", self.id.encode()) or {}
+                # What the buyer opted out of in chat (退订) stays: the platform's profile
+                # push does not know of it and must not undo it.
+                kept = dict(before.get("opt_out_times") or {})
+                if kept:
+                    customer["opt_outs"] = list(dict.fromkeys(
+                        [*(customer.get("opt_outs") or []), *kept]))[-20:]
+                    customer["opt_out_times"] = kept
                 ops: list[Any] = [Put("customers", self.id.encode(), pack(customer))]
                 secret = self.context.settings.secret
-                old = (store.get("customers", self.id.encode()) or {}).get("phone")
+                old = before.get("phone")
                 phone = customer.get("phone")
                 if old and old != phone and find_by_phone(store, secret, old) == self.id:
                     ops.append(Delete(PHONE_INDEX, phone_key(secret, old)))
@@ -188,6 +205,8 @@ class CustomerActor(Actor[EngineContext]):
         store = self.context.store
         sent_key = "\0".join((self.id, m.shop, m.sku, m.kind)).encode()
         last = store.get("reminders_sent", sent_key)
+        if m.once and last is not None:
+            return {"allowed": True, "reason": "ok"}  # reserved (and counted) already
         if last is not None and now - int(last) < m.window_ms:
             return {"allowed": False, "reason": "reminded_recently"}
         customer = store.get("customers", self.id.encode())

@@ -51,6 +51,7 @@ SEALED = frozenset({
     "ticket_history", "ticket_comments", "mail_outbox", "mail_dead",
     "events", "log", "routing", "kb_unanswered", "webhooks", "webhook_dead",
     "outbox", "channels", "channel_dead", "customer_identities", "outreach_log",
+    "campaigns", "campaign_recipients",
 })
 
 

@@ -83,7 +83,10 @@ DATABASES: tuple[str, ...] = (
     "interests",  # shop \0 sku \0 buyer → {"kind": cart|favourite, "price", "at"}
     "customer_interests",  # buyer → [[shop, sku], …]: the keys above that are theirs
     "reminders_sent",  # buyer \0 shop \0 sku \0 type → ms of the last reminder
-    "segments",  # segment id → {"name", "shop", "rule"}
+    "segments",  # segment id → {"name", "shop", "shared", "rule"}
+    "campaigns",  # campaign id → its record, schedule, progress and runs (outreach/campaigns)
+    "campaign_recipients",  # campaign \0 run \0 buyer → pending, sent (where) or suppressed
+    "campaign_events",  # campaign \0 run \0 buyer \0 "clicked" → ms of the first click
     "stats",  # shop \0 UTC day → the live monitor's counters for that day
     "report_buckets",  # shop \0 agent \0 hour → report counters (octim.domain.reports)
     "report_pending",  # conversation → what reports remember of it while it goes on

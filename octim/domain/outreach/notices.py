@@ -136,7 +136,7 @@ async def send_notice(engine: Engine, event: dict[str, Any]) -> dict[str, Any]:
 
 async def deliver(engine: Engine, shop: str, buyer: str, customer: dict[str, Any] | None,
                   body: dict[str, Any], sent_key: bytes, entry: bytes, log: dict[str, Any],
-                  **about: str) -> dict[str, Any]:
+                  *, emit: bool = True, **about: str) -> dict[str, Any]:
     """Post a notice (a service notice or a reminder) into the buyer's open conversation
     with the shop, else a new one that waits for the buyer."""
     from octim.domain.conversations.actor import KIND as CONVERSATION
@@ -156,8 +156,10 @@ async def deliver(engine: Engine, shop: str, buyer: str, customer: dict[str, Any
         current = str(opened["conversation"])
     said = await engine.directory.ref(CONVERSATION, current).ask(PostNotice(
         current, body, sent_key, entry, log))
-    engine.events.emit("notice.sent", {"shop": shop, "buyer": buyer, "notice": body["notice"],
-                                       "conversation": current, "seq": said["seq"], **about})
+    if emit:  # (a campaign's messages are told once, by ``campaign.finished``)
+        engine.events.emit("notice.sent", {"shop": shop, "buyer": buyer, "notice": body["notice"],
+                                           "conversation": current, "seq": said["seq"],
+                                           **about})
     return {"sent": True, "duplicate": False, "conversation": current, "seq": said["seq"]}
 
 
