@@ -214,6 +214,12 @@ class Campaigns:
         for _, record in self.engine.store.scan("campaigns"):
             if record["state"] in LIVE:
                 self.live[record["id"]] = dict(record)
+                if record["state"] == RUNNING:
+                    progress = record["progress"]
+                    log.info("campaign resumed", extra={
+                        "campaign": record["id"], "run": record["run"],
+                        "phase": progress["phase"], "sent": progress["sent"],
+                        "targeted": progress["targeted"]})
 
     # -- records ------------------------------------------------------------------
 
