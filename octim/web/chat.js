@@ -234,13 +234,24 @@ function messageItem(msg) {
   const who = msg.role === "bot" ? t("bot") : msg.role === "buyer" ? t("me")
     : t("agent_name", { name: state.names.get(msg.from) || msg.from });
   const helpful = msg.role === "bot" && msg.body?.kb && !msg.voted;
+  // Marketing (a reminder, a campaign): one tap stops this shop's (docs/outreach.md).
+  const marketing = msg.kind === "notice" && MARKETING.has(msg.body?.notice) && !state.unsubscribed;
   return el(`li.msg.${side}`, { dataset: { seq: msg.seq ?? "", role: msg.role } },
     el("div.meta", { text: `${who} · ${clockTime(msg.ts)}` }),
     el("div.bubble", renderBody(msg, state.token)),
     status ? el("div.status", { text: status }) : null,
+    marketing ? el("div.feedback",
+      el("button.link.unsubscribe", { type: "button", text: t("unsubscribe"), onclick: unsubscribe })) : null,
     helpful ? el("div.feedback",
       el("button.link", { type: "button", text: "👍 " + t("helpful"), onclick: () => feedback(msg, true) }),
       el("button.link", { type: "button", text: "👎 " + t("not_helpful"), onclick: () => feedback(msg, false) })) : null);
+}
+
+const MARKETING = new Set(["price_drop", "back_in_stock", "campaign"]);
+
+function unsubscribe() {
+  state.unsubscribed = true;  // the shop confirms in the chat
+  sendText("退订");
 }
 
 function feedback(msg, helpful) {

@@ -347,12 +347,23 @@ export function renderBody(msg, token) {
   switch (msg.kind) {
     case "text": case "system": case "note":
       return el("span.text", { text: body.text || "" });
-    case "notice": {  // a service notice: an order's news (docs/outreach.md)
+    case "notice": {  // a service notice, a reminder or a campaign (docs/outreach.md)
       const order = body.order || {};  // a reminder carries a product instead
+      const product = body.product;
+      const coupon = body.coupon;
+      const about = body.campaign ? body.campaign.name : order.order || product?.product || "";
       return el("div.order-notice", { dataset: { kind: "notice", notice: body.notice || "" } },
-        el("div.notice-label", { text: `${t("notice_" + (body.notice || ""))} · ${order.order || body.product?.product || ""}` }),
+        el("div.notice-label", { text: `${t("notice_" + (body.notice || ""))} · ${about}` }),
         el("div.notice-text", { text: body.text || "" }),
-        order.waybill ? el("div.notice-waybill", { text: `${order.carrier || ""} ${order.waybill}` }) : null);
+        order.waybill ? el("div.notice-waybill", { text: `${order.carrier || ""} ${order.waybill}` }) : null,
+        body.campaign && product ? el("div.notice-product", { dataset: { product: product.product } },
+          product.title || product.product, product.price !== undefined ? ` ¥${product.price}` : "") : null,
+        coupon ? el("div.notice-coupon", {
+          text: (coupon.threshold ? t("coupon_threshold", { threshold: coupon.threshold, amount: coupon.amount })
+            : t("coupon_amount", { amount: coupon.amount })) + (coupon.code ? ` · ${coupon.code}` : "") }) : null,
+        body.link && /^(\/c\/|https?:\/\/)/.test(body.link.url)
+          ? el("a.notice-link", { href: body.link.url, target: "_blank", rel: "noopener noreferrer",
+                                  text: body.link.title || t("open_link") }) : null);
     }
     case "image": {
       const img = el("img.photo", { alt: t("image") });

@@ -802,6 +802,77 @@ def test_a_wechat_message_reaches_the_workbench_and_the_reply_reaches_wechat(
         fake.stop()
 
 
+def test_a_shop_admin_creates_a_campaign_and_the_buyer_sees_it(
+        chromium: Any, running: Running, artifacts: Path) -> None:
+    """The proactive-messages issue's campaign in the browser: the shop admin previews a
+    segment, creates a campaign, follows it to the end; the buyer sees it in the chat with
+    its coupon and link, clicks, and unsubscribes; the results page counts all of it."""
+    api = running.api
+    api.put(f"/api/shops/{SHOP}", json={"name": "测试服装店", "bot": {"mode": "off"},
+                                        "settings": {"outreach": {  # any hour of the day
+                                            "quiet_start": "00:00", "quiet_end": "00:00"}}}
+            ).raise_for_status()
+    api.post("/api/customers/bulk", json=[
+        {"id": "b1", "nickname": "阿宝", "tags": ["vip"],
+         "attributes": {"marketing_consent": True}},
+        {"id": "b2", "tags": ["vip"]}]).raise_for_status()  # no consent: not sent
+    api.put("/api/segments/vip-a", json={"name": "会员", "shop": SHOP,
+                                         "rule": {"tags_any": ["vip"]}}).raise_for_status()
+    problems: list[str] = []
+    buyer = chromium.new_context(viewport={"width": 390, "height": 780}).new_page()
+    watch_console(buyer, problems)
+    buyer.goto(f"{running.http}/chat?shop={SHOP}#token={token('b1', 'buyer')}")
+    expect(buyer.locator("#input")).to_be_enabled()
+
+    admin = chromium.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    watch_console(admin, problems)
+    admin.goto(f"{running.http}/campaigns#token={token('boss', 'shop_admin', SHOP)}")
+    expect(admin.locator("#f-segment option[value='vip-a']")).to_have_count(1)
+    admin.locator("#f-preview").click()
+    expect(admin.locator("#f-audience")).to_contain_text("人群 2 人，现在可触达 1 人")
+    expect(admin.locator("#f-audience")).to_contain_text("未同意营销 1")
+    admin.fill("#f-name", "双12 会员日")
+    admin.fill("#f-text", "会员专享：羽绒服满300减50")
+    admin.fill("#f-coupon-title", "满300减50")
+    admin.fill("#f-coupon-threshold", "300")
+    admin.fill("#f-coupon-amount", "50")
+    target = f"{running.http}/api/client-config"  # a page that exists here (loopback only)
+    admin.fill("#f-link", target)
+    admin.fill("#f-link-title", "去会场")
+    admin.fill("#f-rate", "20")
+    admin.locator("#create button[type=submit]").click()
+    row = admin.locator("#c-rows tr").first
+    expect(row).to_have_attribute("data-state", "finished")
+    expect(admin.locator("[data-figure='sent'] strong")).to_have_text("1")
+    expect(admin.locator("[data-figure='targeted'] strong")).to_have_text("2")
+    expect(admin.locator("#r-reasons li[data-reason='no_consent']")).to_contain_text("1")
+
+    notice = buyer.locator(".order-notice[data-notice='campaign']")
+    expect(notice).to_contain_text("会员专享：羽绒服满300减50")
+    expect(notice.locator(".notice-coupon")).to_have_text("优惠券：满300减50")
+    expect(notice.locator(".notice-label")).to_contain_text("双12 会员日")
+    with buyer.context.expect_page() as opened:
+        notice.locator("a.notice-link").click()
+    landed = opened.value
+    landed.wait_for_load_state()
+    assert landed.url == target  # through the click redirect, to the campaign's address
+    landed.close()
+    buyer.screenshot(path=str(artifacts / "campaign-in-chat.png"))
+    buyer.locator("button.unsubscribe").click()
+    expect(buyer.locator("li.msg[data-role='system']").last).to_contain_text("已为您退订")
+    expect(buyer.locator("button.unsubscribe")).to_have_count(0)
+    # The results page catches up (its figures are recomputed every few seconds).
+    expect(admin.locator("[data-figure='clicked'] strong")).to_have_text("1")
+    expect(admin.locator("[data-figure='opted_out'] strong")).to_have_text("1")
+    expect(admin.locator("[data-figure='delivered'] strong")).to_have_text("1")
+    expect(admin.locator("[data-figure='read'] strong")).to_have_text("1")
+    admin.screenshot(path=str(artifacts / "campaign-results.png"))
+    admin.locator("#lang").click()
+    expect(admin.locator("[data-figure='clicked'] .stat-label")).to_have_text("Clicked")
+    assert api.get("/api/customers/b1").json()["opt_outs"] == [f"marketing:{SHOP}"]
+    assert not problems, problems
+
+
 def wait_until(predicate: Any, timeout: float = 15) -> None:
     """Poll ``predicate()`` until it holds (a wait, not a timing)."""
     import time

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from octim.domain.conversations.model import ConversationMeta, message_key, pair_key
+from octim.domain.conversations.rules import unsubscribes
 from octim.domain.customers import KIND as CUSTOMER
 from octim.domain.customers import Reserve
 from octim.domain.outreach import gate
@@ -576,9 +577,9 @@ class Campaigns:
         seq, at = int(state["seq"]), int(state["at"])
         meta = ConversationMeta.load(store, state["conversation"])
         read = meta is not None and meta.reads.get(buyer, 0) >= seq
-        replied = meta is not None and meta.last_seq > seq and any(
-            m["role"] == "buyer" for _, m in store.scan_scope(
-                "messages", meta.id, after=seq, limit=50))
+        replied = meta is not None and meta.last_seq > seq and any(  # 退订 is no reply
+            m["role"] == "buyer" and not unsubscribes(str(m["body"].get("text") or ""))
+            for _, m in store.scan_scope("messages", meta.id, after=seq, limit=50))
         receipt = store.get("deliveries", pair_key(state["conversation"], str(seq)))
         channel_ok = isinstance(receipt, dict) and receipt.get("status") in (
             "delivered", "read")
