@@ -43,7 +43,7 @@ log = logging.getLogger("octim.webhooks")
 EVENTS = ("conversation.opened", "conversation.assigned", "conversation.transferred",
           "conversation.resolved", "conversation.closed", "message.sent", "rating.given",
           "ticket.created", "ticket.updated", "ticket.commented", "ticket.solved",
-          "ticket.sla_breached", "notice.sent")
+          "ticket.sla_breached", "notice.sent", "campaign.finished")
 
 
 class TargetRefused(Exception):

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import trio
 
+from octim.domain.conversations.model import ConversationMeta
 from octim.testing import TEST_API_KEY, open_engine, token
 from octim.testing.client import connect
 
@@ -135,8 +136,15 @@ async def test_a_campaign_reaches_its_segment_through_the_gate(tmp_path: Path) -
         assert b2_said[-1]["body"]["text"] == "Members: 50 off 300"
         log = (await http.get("/api/customers/b3/outreach")).json()
         assert log[0]["type"] == "campaign" and log[0]["reason"] == "no_consent"
+        # The reports count what went out and what the gate held back, by type and reason.
+        report = (await http.get("/api/reports/overview", params={
+            "shop": "s1", "from": "2026-12-02", "to": "2026-12-02"})).json()
+        assert report["totals"]["outreach"] == {
+            "sent": {"campaign": 2}, "held": {"campaign": 2},
+            "held_by_reason": {"no_consent": 1, "opted_out": 1}}
         # The message did not start routing: nobody is asked to serve a campaign.
-        assert engine.store.get("conversations", recipients[1]["conversation"].encode())
+        meta = ConversationMeta.load(engine.store, recipients[1]["conversation"])
+        assert meta is not None and not meta.routed and meta.agent is None
 
 
 async def test_shops_target_only_their_own_or_shared_segments(tmp_path: Path) -> None:

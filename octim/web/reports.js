@@ -112,8 +112,20 @@ function renderFunnel(x) {
   options: { indexAxis: "y", animation: false, responsive: true, plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true } } } });
 }
 
+// 主动消息: proactive messages sent by type, and those the gate held back, by reason.
+function renderOutreach(outreach) {
+  const sent = Object.entries(outreach.sent);
+  const held = Object.entries(outreach.held_by_reason);
+  $("outreach-box").hidden = !sent.length && !held.length;
+  $("outreach-sent").replaceChildren(...sent.map(([type, n]) => el("li", { dataset: { notice: type } },
+    `${t("notice_" + type)}: ${n}`)));
+  $("outreach-held").replaceChildren(...held.map(([reason, n]) => el("li", { dataset: { reason } },
+    `${t("reason_" + reason)}: ${n}`)));
+}
+
 function render({ overview, ranking, hot, dims, life }) {
   renderHot(hot);
+  renderOutreach(overview.totals.outreach);
   renderDims(dims);
   renderLifecycle(life);
   renderFunnel(overview.totals);

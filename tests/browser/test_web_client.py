@@ -870,6 +870,11 @@ def test_a_shop_admin_creates_a_campaign_and_the_buyer_sees_it(
     admin.locator("#lang").click()
     expect(admin.locator("[data-figure='clicked'] .stat-label")).to_have_text("Clicked")
     assert api.get("/api/customers/b1").json()["opt_outs"] == [f"marketing:{SHOP}"]
+    # The reports count it with the other proactive messages.
+    admin.goto(f"{running.http}/reports#token={token('boss', 'shop_admin', SHOP)}")
+    expect(admin.locator("#outreach-sent li[data-notice='campaign']")).to_have_text(
+        "Offer: 1")  # the page kept the English chosen above
+    expect(admin.locator("#outreach-held li[data-reason='no_consent']")).to_contain_text("1")
     assert not problems, problems
 
 

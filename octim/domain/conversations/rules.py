@@ -167,6 +167,8 @@ def message_logged(conversation: str, shop: str, said: StoredMessage) -> Op:
     data = {"seq": said.seq, "role": said.role, "from": said.sender, "kind": said.kind}
     if said.role == "bot" and isinstance(said.body.get("kb"), str):
         data["kb"] = said.body["kb"]
+    elif said.kind == NOTICE:  # what the reports count of proactive messages, by type
+        data["notice"] = str(said.body.get("notice") or "")
     elif said.role == "buyer" and said.kind == "text":
         text = str(said.body.get("text", "")).lower()
         if any(word in text for word in ANGER):  # a complaint cue (投诉焦点), whoever serves

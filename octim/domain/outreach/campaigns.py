@@ -44,7 +44,7 @@ from octim.domain.conversations.rules import unsubscribes
 from octim.domain.customers import KIND as CUSTOMER
 from octim.domain.customers import Reserve
 from octim.domain.outreach import gate
-from octim.domain.outreach.notices import deliver, log_key
+from octim.domain.outreach.notices import deliver, log_key, suppressed_op
 from octim.domain.reports import lifecycle
 from octim.domain.segments import facts, matches
 from octim.errors import ClientError, InvalidInput, NotFound, OctimError
@@ -427,7 +427,8 @@ class Campaigns:
                   "ref": f"campaign:{cid}:{run}", "reason": reserved["reason"], "at": now}
         if not reserved["allowed"]:
             return {"state": "suppressed", "reason": reserved["reason"], "at": now,
-                    "_log": [Put("outreach_log", entry, pack({**logged, "sent": False}))]}
+                    "_log": [Put("outreach_log", entry, pack({**logged, "sent": False})),
+                             suppressed_op(shop, "campaign", reserved["reason"], now)]}
         customer = store.get("customers", buyer.encode())
         body = self.body(record, buyer, customer)
         try:

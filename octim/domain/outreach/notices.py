@@ -15,10 +15,10 @@ import itertools
 import re
 from typing import TYPE_CHECKING, Any
 
-from octim.domain.conversations.model import CLOSED, ConversationMeta, pair_key
+from octim.domain.conversations.model import CLOSED, ConversationMeta, log_op, pair_key
 from octim.domain.outreach.gate import Counts, GateSettings, buyer_zone, decide
 from octim.errors import InvalidInput
-from octim.store import Put, pack
+from octim.store import Op, Put, pack
 
 if TYPE_CHECKING:
     from octim.engine import Engine
@@ -74,6 +74,12 @@ def enabled(kind: str, settings: dict[str, Any] | None) -> bool:
     return bool(own.get("enabled", True))
 
 
+def suppressed_op(shop: str, kind: str, reason: str, now_ms: int) -> Op:
+    """The reports' record of a proactive message the gate held back (by type and
+    reason); a sent one is counted from its message's own log record."""
+    return log_op("", shop, "outreach_suppressed", {"notice": kind, "reason": reason}, now_ms)
+
+
 def log_key(buyer: str, now_ms: int) -> bytes:
     """``outreach_log`` key: the buyer, the time, a counter (decisions of one ms)."""
     return f"{buyer}\0".encode() + now_ms.to_bytes(8, "big") + \
@@ -122,7 +128,8 @@ async def send_notice(engine: Engine, event: dict[str, Any]) -> dict[str, Any]:
            "reason": decision.reason, "at": now}
     entry = log_key(buyer, now)
     if not decision.allowed:
-        await store.write((Put("outreach_log", entry, pack({**log, "sent": False})),))
+        await store.write((Put("outreach_log", entry, pack({**log, "sent": False})),
+                           suppressed_op(shop, kind, decision.reason, now)))
         return {"order": order, "event": kind, "sent": False, "reason": decision.reason}
     text = render(kind, language_of(customer), values, settings)
     card = {"order": order, "title": values["title"], "status": kind}

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from octim.domain.customers import KIND as CUSTOMER
 from octim.domain.customers import Reserve
-from octim.domain.outreach.notices import deliver, language_of, log_key, render
+from octim.domain.outreach.notices import (
+    deliver,
+    language_of,
+    log_key,
+    render,
+    suppressed_op,
+)
 from octim.store import Delete, Op, Put, pack
 
 if TYPE_CHECKING:
@@ -72,7 +78,8 @@ async def remind(engine: Engine, kind: str, change: dict[str, Any], window_days:
                "reason": reserved["reason"], "at": now}
         entry = log_key(buyer, now)
         if not reserved["allowed"]:
-            await store.write((Put("outreach_log", entry, pack({**log, "sent": False})),))
+            await store.write((Put("outreach_log", entry, pack({**log, "sent": False})),
+                               suppressed_op(shop, kind, reserved["reason"], now)))
             results.append({"customer": buyer, "sent": False, "reason": reserved["reason"]})
             continue
         customer = store.get("customers", buyer.encode())

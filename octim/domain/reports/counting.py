@@ -38,7 +38,8 @@ COUNTS = ("conversations", "bot_conversations", "handoffs", "bot_resolved", "ass
 BY_CATEGORY = "complaint_categories"  # category → complaints (投诉焦点)
 #: Counts by a name inside the bucket: complaints by category; SLA targets met on time,
 #: fulfilled late and breached, by metric.
-DICTS = (BY_CATEGORY, "sla_met", "sla_late", "sla_breached", "kb_hits")
+DICTS = (BY_CATEGORY, "sla_met", "sla_late", "sla_breached", "kb_hits",
+         "notices_sent", "notices_held", "outreach_suppressed")
 CONVERSION_MS = 24 * HOUR_MS  # an inquiry converts if the buyer pays within 24 h
 LATENCIES = ("frt", "resp", "resolution", "queue_wait", "ticket_resolution")
 #: The dimensions a conversation is also counted by, each its own scope in the key's
@@ -236,6 +237,10 @@ class Fold:
         if event == "order_paid":
             self._paid(shop, data, ts)
             return
+        if event == "outreach_suppressed":  # held back by the gate, by type and reason
+            self._by(shop, ts, "outreach_suppressed", str(data.get("reason")))
+            self._by(shop, ts, "notices_held", str(data.get("notice")))
+            return
         conversation = record["conversation"]
         if event == "opened":
             bot = data.get("state") == "bot"
@@ -313,6 +318,8 @@ class Fold:
     def _message(self, state: dict[str, Any], shop: str, data: dict[str, Any], ts: int
                  ) -> None:
         role, kind = data.get("role"), data.get("kind")
+        if kind == "notice":  # a proactive message went out (docs/outreach.md)
+            self._by(shop, ts, "notices_sent", str(data.get("notice")))
         if kind == "note" or role == "system":
             return  # private notes and notices answer nobody
         if role == "bot":

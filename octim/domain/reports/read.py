@@ -115,6 +115,11 @@ def metrics(b: dict[str, Any]) -> dict[str, Any]:
         "sales": round(b["sales"] / 100, 2),
         "queue_wait": _latency(b["queue_wait"]), "abandoned": b["abandoned"],
         "complaints": b["complaints"],
+        # Proactive messages (docs/outreach.md): sent by type (service notices, reminders,
+        # campaigns), and held back by the gate, by type and by reason.
+        "outreach": {"sent": dict(sorted(b["notices_sent"].items())),
+                     "held": dict(sorted(b["notices_held"].items())),
+                     "held_by_reason": dict(sorted(b["outreach_suppressed"].items()))},
     }
 
 
