@@ -361,6 +361,36 @@ class Engine:
         body = OrderEvents.model_validate({"events": events})
         return await send_notices(self, [event.model_dump() for event in body.events])
 
+    async def preview_campaign(self, shop: str, segment: str) -> dict[str, Any]:
+        """A segment's audience now, and what the gate would say to it
+        (``POST /api/campaigns/preview``)."""
+        from octim.api.campaigns import PreviewBody
+        from octim.domain.outreach.campaigns import check_audience, preview
+
+        body = PreviewBody.model_validate({"shop": shop, "segment": segment})
+        found = check_audience(self.store, body.shop, body.segment)
+        return await preview(self, body.shop, found, self.settings.campaign_max_audience)
+
+    async def create_campaign(self, shop: str, name: str, segment: str,
+                              message: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        """A campaign (``POST /api/campaigns``: ``schedule``, ``rate``,
+        ``attribution_hours`` validated the same way; docs/outreach.md)."""
+        from octim.api.campaigns import CampaignBody, checked
+
+        body = CampaignBody.model_validate({"shop": shop, "name": name, "segment": segment,
+                                            "message": message, **fields})
+        return await self.campaigns.create(checked(self, body), "api")
+
+    async def campaign(self, campaign: str, run: int | None = None) -> dict[str, Any]:
+        """A campaign's record with the results of a run (the latest by default)."""
+        record = self.campaigns.get(campaign)
+        results = await self.campaigns.results(campaign, run) if record["run"] else None
+        return {**record, "results": results}
+
+    async def control_campaign(self, campaign: str, action: str) -> dict[str, Any]:
+        """``pause``, ``resume`` or ``cancel`` a campaign."""
+        return await self.campaigns.control(campaign, action)
+
     async def post_message(self, conversation: str, text: str, *,
                            as_: str = "system") -> dict[str, Any]:
         """Post as ``system`` (a notice) or ``bot``; returns the stored message."""

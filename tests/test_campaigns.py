@@ -10,9 +10,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 import trio
+from pydantic import ValidationError
 
 from octim.domain.conversations.model import ConversationMeta
+from octim.errors import NotFound
 from octim.testing import TEST_API_KEY, open_engine, token
 from octim.testing.client import connect
 
@@ -259,3 +262,28 @@ async def test_caps_pause_resume_cancel_and_recurring_runs(tmp_path: Path) -> No
         assert again.status_code == 409 and again.json()["error"]["code"] == "campaign_ended"
         listed = (await http.get("/api/campaigns", params={"shop": "s1"})).json()
         assert listed[0]["id"] == slow and len(listed) == 5
+
+
+async def test_the_python_api_runs_campaigns_too(tmp_path: Path) -> None:
+    now = [at(12) / 1000]
+    async with open_engine(tmp_path / "d", campaign_max_rate=1000) as (engine, listening), \
+            httpx.AsyncClient(base_url=listening.http_url, timeout=10, headers=KEY) as http:
+        engine.context.clock = lambda: now[0]
+        await setup(http)
+        assert (await engine.preview_campaign("s1", "vip-s1"))["reachable_now"] == 2
+        made = await engine.create_campaign("s1", "py", "vip-s1", {"text": "hi"}, rate=1000,
+                                            schedule={"at": at(13)})
+        assert made["state"] == "scheduled"
+        paused = await engine.control_campaign(made["id"], "pause")
+        assert paused["state"] == "paused"
+        assert (await engine.control_campaign(made["id"], "resume"))["state"] == "scheduled"
+        now[0] = at(13) / 1000
+        with trio.fail_after(10):
+            while (record := await engine.campaign(made["id"]))["state"] != "finished":
+                await trio.sleep(0.02)
+        assert record["results"]["sent"] == 2
+        for bad in ({"text": ""}, {"text": "x", "coupon": {"title": "c", "amount": -1}}):
+            with pytest.raises(ValidationError):
+                await engine.create_campaign("s1", "py", "vip-s1", bad)
+        with pytest.raises(NotFound):  # a shop's campaign cannot take another's segment
+            await engine.create_campaign("s2", "py", "vip-s1", {"text": "x"})

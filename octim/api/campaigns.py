@@ -85,6 +85,26 @@ class PreviewBody(BaseModel):
     segment: Ref
 
 
+def checked(engine: "Engine", body: CampaignBody) -> dict[str, Any]:
+    """A new campaign's values, its audience and product card checked (HTTP and the
+    Python API)."""
+    if engine.store.get("shops", body.shop.encode()) is None:
+        raise NotFound(f"no shop {body.shop!r}")
+    campaigns.check_audience(engine.store, body.shop, body.segment)
+    values = body.model_dump()
+    if body.message.product is not None:
+        try:
+            values["message"]["product"] = validate_body(
+                "product", body.message.product, 200,
+                host_list(engine.settings.image_hosts), uploads=False)
+        except InvalidBody as exc:
+            raise InvalidInput(f"message.product: {exc}") from None
+    schedule = body.schedule
+    if schedule.until is not None and schedule.until < (schedule.at or 0):
+        raise InvalidInput("schedule.until is before schedule.at")
+    return values
+
+
 def router(engine: "Engine", auth: "Auth") -> APIRouter:
     api = APIRouter(tags=["campaigns"])
     Caller = Annotated[Principal | None, Depends(auth.platform_or_person)]
@@ -119,19 +139,8 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
     async def create(body: CampaignBody, who: Caller) -> Any:
         """A campaign: its first run starts at ``schedule.at`` (or now)."""
         admin_of(who, body.shop)
-        campaigns.check_audience(engine.store, body.shop, body.segment)
-        values = body.model_dump()
-        if body.message.product is not None:
-            try:
-                values["message"]["product"] = validate_body(
-                    "product", body.message.product, 200,
-                    host_list(engine.settings.image_hosts), uploads=False)
-            except InvalidBody as exc:
-                raise InvalidInput(f"message.product: {exc}") from None
-        schedule = body.schedule
-        if schedule.until is not None and schedule.until < (schedule.at or 0):
-            raise InvalidInput("schedule.until is before schedule.at")
-        return await engine.campaigns.create(values, "api" if who is None else who.user)
+        return await engine.campaigns.create(checked(engine, body),
+                                             "api" if who is None else who.user)
 
     @api.get("/api/campaigns")
     async def listing(who: Caller, shop: Annotated[str | None, Query(
