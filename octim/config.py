@@ -90,6 +90,7 @@ class Settings:
     # campaigns (docs/outreach.md)
     campaign_max_rate: float = 200.0  # campaign messages per second, all campaigns together
     campaign_max_audience: int = 1_000_000  # recipients one campaign run may have
+    campaign_in_flight: int = 4  # sends of one campaign under way at once
     public_url: str = ""  # the HTTP API's URL as buyers reach it (campaign links); "" relative
     # outgoing email (public ticket replies; docs/tickets.md)
     smtp: str = ""  # host:port of the SMTP relay; empty: no email goes out

@@ -137,7 +137,7 @@ class Progress:
 
 
 def run_workers(target: Target, configs: list[dict[str, Any]], args: argparse.Namespace,
-                label: str, setup_timeout: float = 600) -> dict[str, Any]:
+                label: str, setup_timeout: float = 600, on_go: Any = None) -> dict[str, Any]:
     """Start the workers, measure the server during the run, merge the results."""
     for config in configs:
         config.update(ws=target.ws, secret=target.secret, subprotocol=args.subprotocol,
@@ -154,6 +154,8 @@ def run_workers(target: Target, configs: list[dict[str, Any]], args: argparse.Na
         cpu_before = target.cpu()
         start = time.time() + 0.5
         workers.go(start)
+        if on_go is not None:
+            on_go(start)
         progress.start = start
         peak_rss = [rss_before or 0]
         stop = threading.Event()
@@ -285,8 +287,8 @@ def split(items: list[Any], parts: int) -> list[list[Any]]:
     return [items[i::parts] for i in range(parts)]
 
 
-def steady_run(target: Target, args: argparse.Namespace, rate: float, label: str
-               ) -> dict[str, Any]:
+def steady_run(target: Target, args: argparse.Namespace, rate: float, label: str,
+               on_go: Any = None) -> dict[str, Any]:
     prefix = f"{label[0]}{int(time.time()) % 100000}-"
     per_agent = math.ceil(args.buyers / args.agents) + 2
     shops, agents = setup_shops(target, prefix, args.shops, args.agents, per_agent)
@@ -300,7 +302,7 @@ def steady_run(target: Target, args: argparse.Namespace, rate: float, label: str
                         "buyers": [b for b in buyers if b[1] in mine],
                         "rate": rate * sum(1 for b in buyers if b[1] in mine) / len(buyers),
                         "expect_deliveries": 1})
-    result = run_workers(target, configs, args, label)
+    result = run_workers(target, configs, args, label, on_go=on_go)
     result["offered_per_s"] = rate
     # Carried less than offered, and the server's CPUs were the limit (not the clients):
     # this run measured the target's capacity.
@@ -311,6 +313,68 @@ def steady_run(target: Target, args: argparse.Namespace, rate: float, label: str
         "server_cpu_us_per_msg" not in result or busy >= 0.85 * cores)
     result["target"] = target.kind
     return result
+
+
+class CampaignLoad:
+    """A campaign sent while the steady load runs (``--campaign N``): N buyers with
+    consent, a segment of them in a shop of their own, and a campaign to it started when
+    the load starts; its progress is sampled once a second through the API."""
+
+    def __init__(self, target: Target, prefix: str, recipients: int, rate: float) -> None:
+        self.target, self.rate, self.recipients = target, rate, recipients
+        self.shop = f"{prefix}promo"
+        self.samples: list[tuple[float, int, str]] = []  # time, sent, phase
+        self.campaign: str | None = None
+        self.stop = threading.Event()
+        with target.api() as api:
+            api.put(f"/api/shops/{self.shop}", json={
+                "name": "大促店", "bot": {"mode": "off"},
+                "settings": {"outreach": {"quiet_start": "00:00", "quiet_end": "00:00"}}}
+                    ).raise_for_status()  # no quiet hours: the bench runs at any hour
+            for first in range(0, recipients, 1000):
+                api.post("/api/customers/bulk", json=[
+                    {"id": f"{prefix}cb{n}", "tags": ["bench-promo"],
+                     "attributes": {"marketing_consent": True}}
+                    for n in range(first, min(recipients, first + 1000))]).raise_for_status()
+            api.put(f"/api/segments/{prefix}promo", json={
+                "name": "大促人群", "shop": self.shop, "rule": {"tags_any": ["bench-promo"]}}
+                    ).raise_for_status()
+        self.segment = f"{prefix}promo"
+
+    def start(self, at: float) -> None:
+        def run() -> None:
+            time.sleep(max(0.0, at - time.time()))
+            with self.target.api() as api:
+                self.campaign = api.post("/api/campaigns", json={
+                    "shop": self.shop, "name": "压测活动", "segment": self.segment,
+                    "rate": self.rate, "message": {"text": "双11 会员专享：满300减50",
+                                                   "coupon": {"title": "满300减50",
+                                                              "amount": 50, "threshold": 300}}}
+                                         ).json()["id"]
+                while not self.stop.wait(1.0):
+                    found = [c for c in api.get("/api/campaigns",
+                                                params={"shop": self.shop}).json()
+                             if c["id"] == self.campaign]
+                    progress = (found[0].get("progress") or {}) if found else {}
+                    self.samples.append((time.time(), int(progress.get("sent", 0)),
+                                         str(progress.get("phase"))))
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def summary(self, start: float, duration: float) -> dict[str, Any]:
+        """What the campaign did inside the load's window: when it began sending, and the
+        rate it sent at from then on (against its configured rate)."""
+        self.stop.set()
+        inside = [s for s in self.samples if s[0] <= start + duration]
+        sending = [s for s in inside if s[1] > 0]
+        first, last = (sending[0], sending[-1]) if len(sending) >= 2 else (None, None)
+        rate = None if first is None or last is None or last[0] <= first[0] else round(
+            (last[1] - first[1]) / (last[0] - first[0]), 1)
+        return {"recipients": self.recipients, "configured_per_s": self.rate,
+                "audience_seconds": None if not sending else round(sending[0][0] - start, 1),
+                "sent_in_window": inside[-1][1] if inside else 0,
+                "achieved_per_s": rate,
+                "at_rate": None if rate is None else rate >= 0.9 * self.rate}
 
 
 def cmd_steady(args: argparse.Namespace) -> dict[str, Any]:
@@ -337,6 +401,19 @@ def cmd_steady(args: argparse.Namespace) -> dict[str, Any]:
                 engine, report["half_load"]["_acked"])
         finally:
             engine.stop()
+        if args.campaign:
+            # The same half load with a campaign sending beside it, on a fresh engine.
+            engine = make_target(args, {"OCTIM_CAMPAIGN_MAX_RATE": str(
+                max(200.0, args.campaign_rate))})
+            try:
+                load = CampaignLoad(engine, f"k{int(time.time()) % 100000}-", args.campaign,
+                                    args.campaign_rate)
+                found = steady_run(engine, args, half, "half_load_campaign", on_go=load.start)
+                found["campaign"] = load.summary(found["_start"], args.duration)
+                found["durability"] = check_durability(engine, found["_acked"])
+                report["half_load_campaign"] = found
+            finally:
+                engine.stop()
     both = True
     if args.baseline:
         report["ratio"] = round(report["engine"]["achieved_per_s"] /
@@ -356,6 +433,15 @@ def cmd_steady(args: argparse.Namespace) -> dict[str, Any]:
          "measured": deliver["p99"],
          "met": None if not args.half_load or deliver["p99"] is None else deliver["p99"] <= 10},
     ]
+    if "half_load_campaign" in report:
+        found = report["half_load_campaign"]
+        p99, campaign = found["send_deliver_ms"]["p99"], found["campaign"]
+        report["targets"] += [
+            {"name": "send→deliver p99 at half load, a campaign sending", "target": "≤ 10 ms",
+             "measured": p99, "met": None if p99 is None else p99 <= 10},
+            {"name": "the campaign's send rate meanwhile",
+             "target": f"≥ 0.9 × {campaign['configured_per_s']:g}/s",
+             "measured": campaign["achieved_per_s"], "met": campaign["at_rate"]}]
     return report
 
 
@@ -503,6 +589,10 @@ def parser() -> argparse.ArgumentParser:
     steady.add_argument("--rate", type=float, default=2000.0, help="messages/s offered")
     steady.add_argument("--baseline", action="store_true",
                         help="also run it through the bare trio-websocket relay")
+    steady.add_argument("--campaign", type=int, default=0, metavar="N",
+                        help="with --half-load: run it again with a campaign to N buyers")
+    steady.add_argument("--campaign-rate", type=float, default=200.0,
+                        help="the campaign's messages/s")
     steady.add_argument("--half-load", action="store_true",
                         help="then run again at half the achieved rate (latency target)")
     peak = sub.add_parser("peak", parents=[common], help="a 双11 ramp of new conversations")
@@ -545,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
               "params": {k: (str(v) if isinstance(v, Path) else v)
                          for k, v in vars(args).items() if k not in ("secret", "api_key")},
               **report}
-    for name in ("engine", "baseline", "half_load"):  # internals stay out of the report
+    for name in ("engine", "baseline", "half_load", "half_load_campaign"):  # internals out
         for key in [k for k in report.get(name) or {} if k.startswith("_")]:
             del report[name][key]
     path = args.json or Path(f"octim-bench-{args.scenario}.json")

@@ -75,10 +75,12 @@ def _cell(run: dict[str, Any] | None, label: str, keys: tuple[str, ...] | None) 
     return _fmt(value)
 
 
+RUNS = ("engine", "baseline", "half_load", "half_load_campaign")
+
+
 def table(report: dict[str, Any]) -> str:
     """The report as a text table: one column per run."""
-    runs = [(name, report[name]) for name in ("engine", "baseline", "half_load")
-            if report.get(name)]
+    runs = [(name, report[name]) for name in RUNS if report.get(name)]
     header = ["", *[name for name, _ in runs]]
     body = [[label, *[_cell(run, label, keys) for _, run in runs]] for label, keys in ROWS
             if any(_cell(run, label, keys) not in ("", "–", "none") for _, run in runs)]
@@ -92,6 +94,8 @@ def table(report: dict[str, Any]) -> str:
                        ("connections_report", "connections")):
         if report.get(key) is not None:
             lines.append(f"{label}: {_fmt(report[key])}")
+    if (report.get("half_load_campaign") or {}).get("campaign"):
+        lines.append(f"campaign: {_fmt(report['half_load_campaign']['campaign'])}")
     for target in report.get("targets", []):
         mark = {True: "MET", False: "NOT MET", None: "n/a"}[target["met"]]
         lines.append(f"target {target['name']}: {target['target']} → {target['measured']} "
@@ -109,10 +113,11 @@ def chart(report: dict[str, Any], path: Path) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib is not installed: pip install 'octim[bench]' for the chart"
-    runs = [(name, report[name]) for name in ("engine", "baseline", "half_load")
+    runs = [(name, report[name]) for name in RUNS
             if report.get(name) and report[name].get("timeline")]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
-    colors = {"engine": "tab:blue", "baseline": "tab:gray", "half_load": "tab:green"}
+    colors = {"engine": "tab:blue", "baseline": "tab:gray", "half_load": "tab:green",
+              "half_load_campaign": "tab:orange"}
     for name, run in runs:
         seconds = [row["second"] for row in run["timeline"]]
         top.plot(seconds, [row["count"] for row in run["timeline"]], color=colors[name],

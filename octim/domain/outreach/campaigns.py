@@ -34,6 +34,7 @@ import hmac
 import logging
 import math
 import secrets
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +59,8 @@ log = logging.getLogger("octim.campaigns")
 SCHEDULED, RUNNING, PAUSED, FINISHED, CANCELLED = (
     "scheduled", "running", "paused", "finished", "cancelled")
 LIVE = (SCHEDULED, RUNNING, PAUSED)
-AUDIENCE_CHUNK = 250  # candidates looked at per audience step
+AUDIENCE_CHUNK = 100  # candidates looked at per audience step (a few ms of CPU)
+AUDIENCE_IDLE = 3.0  # after a step, idle this many times as long as it took: ≤ 25% of a core
 FLUSH_EVERY = 50  # about how many recipients' states are written together (or each second)
 QUEUE_CHUNK = 200  # recipients read ahead
 RESULTS_TTL = 5.0  # seconds a computed result is served again
@@ -154,7 +156,9 @@ async def preview(engine: Engine, shop: str, segment: dict[str, Any], limit: int
     while cursor != "end" and members < limit:
         found, cursor = _candidates(store, segment, cursor, AUDIENCE_CHUNK)
         for buyer in found:
-            if not matches(segment["rule"], facts(store, buyer, segment.get("shop"), now)):
+            if not matches(segment["rule"], facts(store, buyer, segment.get("shop"),
+                                                  now if segment["rule"].get("stages_any")
+                                                  else None)):
                 continue
             members += 1
             customer = store.get("customers", buyer.encode())
@@ -209,6 +213,9 @@ class Campaigns:
         self._buffer: dict[str, list[Op]] = {}  # campaign id → ops its next save writes
         self._flushed: dict[str, float] = {}  # campaign id → trio time of its last save
         self._queue: dict[str, deque[tuple[bytes, Any]]] = {}  # recipients read ahead
+        self._read: dict[str, str] = {}  # campaign id → the last recipient taken
+        self._flying: dict[str, deque[list[Any]]] = {}  # taken, in order: [buyer, done]
+        self._nursery: trio.Nursery  # the runner's, for the sends (while it runs)
         self.sent_total = 0
 
     def open(self) -> None:
@@ -286,12 +293,14 @@ class Campaigns:
 
     async def run(self) -> None:
         """Run every live campaign until cancelled (the engine's task)."""
-        while True:
-            try:
-                await self._round()
-            except OctimError as exc:  # a store error: try again at the next tick
-                log.error("campaign round failed", exc_info=exc)
-                await trio.sleep(self.engine.settings.routing_tick)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            while True:
+                try:
+                    await self._round()
+                except OctimError as exc:  # a store error: try again at the next tick
+                    log.error("campaign round failed", exc_info=exc)
+                    await trio.sleep(self.engine.settings.routing_tick)
 
     async def _round(self) -> None:
         now = self.engine.context.now_ms()
@@ -314,23 +323,34 @@ class Campaigns:
         record = min(running, key=lambda r: self._due.get(r["id"], clock))
         progress = record["progress"]
         if progress["phase"] == "audience":
+            began = time.perf_counter()
             await self._audience_step(record)
-            await trio.sleep(0)
+            # Background work: the audience of a big segment is found at a fraction of a
+            # core, so that live chat keeps its latency while it is.
+            await trio.sleep((time.perf_counter() - began) * AUDIENCE_IDLE)
             return
-        wait = max(self._due.get(record["id"], clock), self._next_any) - clock
+        cid = record["id"]
+        if sum(1 for _, done in self._flying.get(cid, ()) if not done) >= \
+                self.engine.settings.campaign_in_flight:
+            await self._nap(1.0)  # until one of its sends lands
+            return
+        wait = max(self._due.get(cid, clock), self._next_any) - clock
         if wait > 0:
-            with trio.move_on_after(wait):
-                await self._kick.wait()  # a pause or a cancel does not wait for the next send
-                self._kick = trio.Event()
+            await self._nap(wait)  # a pause or a cancel does not wait for the next send
             return
-        if not await self._send_step(record):
+        if not await self._start_send(record):
             return  # nothing went out (a recipient handled before, or the run's end)
         rate = min(float(record["rate"]), float(self.engine.settings.campaign_max_rate))
         clock = trio.current_time()
         # At the rate from here on; a late runner does not make up for lost time in a burst.
-        self._due[record["id"]] = max(self._due.get(record["id"], clock) + 1 / rate,
-                                      clock - 1 / rate)
+        self._due[cid] = max(self._due.get(cid, clock) + 1 / rate, clock - 1 / rate)
         self._next_any = clock + 1 / float(self.engine.settings.campaign_max_rate)
+
+    async def _nap(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if something changes (a send lands, a control)."""
+        with trio.move_on_after(seconds):
+            await self._kick.wait()
+        self._kick = trio.Event()
 
     async def _audience_step(self, record: dict[str, Any]) -> None:
         store, now = self.engine.store, self.engine.context.now_ms()
@@ -340,12 +360,13 @@ class Campaigns:
             store, segment, progress["cursor"], AUDIENCE_CHUNK)
         room = int(self.engine.settings.campaign_max_audience) - progress["targeted"]
         ops: list[Op] = []
+        staged = segment is not None and bool(segment["rule"].get("stages_any"))
         for buyer in found:
             if len(ops) >= room:
                 cursor = "end"
                 break
-            if segment is not None and matches(segment["rule"],
-                                               facts(store, buyer, segment.get("shop"), now)):
+            if segment is not None and matches(segment["rule"], facts(
+                    store, buyer, segment.get("shop"), now if staged else None)):
                 ops.append(Put("campaign_recipients",
                                recipient_key(record["id"], record["run"], buyer),
                                pack({"state": "pending"})))
@@ -359,20 +380,27 @@ class Campaigns:
             self._buffer.setdefault(record["id"], []).extend(ops)
             await self._save(record)
 
-    async def _send_step(self, record: dict[str, Any]) -> bool:
-        """Handle the next recipient in key order; whether a message went out."""
+    async def _start_send(self, record: dict[str, Any]) -> bool:
+        """Start the next recipient's send (a few run at once, ``campaign_in_flight``);
+        whether one started. Recipients are taken in key order; the durable cursor moves
+        only past recipients whose outcome is known, so a restart redoes every send that
+        was in flight."""
         store = self.engine.store
         progress = record["progress"]
         cid, run = record["id"], record["run"]
         lo = recipient_key(cid, run, "")
         queue = self._queue.setdefault(cid, deque())
+        flying = self._flying.setdefault(cid, deque())
         if not queue:
-            start = recipient_key(cid, run, progress["send_cursor"]) + b"\0" \
-                if progress["send_cursor"] else lo
+            after = self._read.get(cid, progress["send_cursor"])
+            start = recipient_key(cid, run, after) + b"\0" if after else lo
             queue.extend(store.scan("campaign_recipients", start, lo[:-1] + b"\x01",
                                     limit=QUEUE_CHUNK))
-            if not queue:  # every recipient handled: the run is over
-                async with self._lock:
+            if not queue:
+                if flying:  # the last sends are still on their way
+                    await self._nap(1.0)
+                    return False
+                async with self._lock:  # every recipient handled: the run is over
                     if record["progress"] is progress and record["state"] == RUNNING:
                         progress["finished"] = self.engine.context.now_ms()
                         self._close_run(record)
@@ -381,33 +409,57 @@ class Campaigns:
                 return False
         key, state = queue.popleft()
         buyer = key[len(lo):].decode()
-        sent = False
-        if state.get("state") == "pending":
+        self._read[cid] = buyer
+        entry = [buyer, False]
+        flying.append(entry)
+        if state.get("state") != "pending":  # handled before a restart
+            entry[1] = True
+            self._advance(record)
+            return False
+        self._nursery.start_soon(self._send_task, record, progress, key, buyer, entry)
+        return True
+
+    async def _send_task(self, record: dict[str, Any], progress: dict[str, Any], key: bytes,
+                         buyer: str, entry: list[Any]) -> None:
+        cid = record["id"]
+        try:
             outcome = await self._send_one(record, buyer)
-            if record["progress"] is not progress:
-                return False  # the run was cancelled meanwhile and closed
-            ops = self._buffer.setdefault(cid, [])
-            ops.extend(outcome.pop("_log", []))
-            ops.append(Put("campaign_recipients", key, pack(outcome)))
-            if outcome["state"] == "sent":
-                progress["sent"] += 1
-                self.sent_total += 1
-                sent = True
-            else:
-                reason = outcome["reason"]
-                progress["suppressed"][reason] = progress["suppressed"].get(reason, 0) + 1
-        progress["send_cursor"] = buyer
-        clock = trio.current_time()
-        if len(self._buffer.get(cid, ())) >= 2 * FLUSH_EVERY or \
-                clock - self._flushed.get(cid, 0.0) >= 1.0 or record["state"] not in LIVE:
-            async with self._lock:
-                await self._save(record)
-        return sent
+        except Exception as exc:  # this recipient is not reached; the others go on
+            log.error("campaign send failed", exc_info=exc,
+                      extra={"campaign": cid, "buyer": buyer})
+            outcome = {"state": "suppressed", "reason": "not_posted",
+                       "at": self.engine.context.now_ms()}
+        ops = self._buffer.setdefault(cid, [])
+        ops.extend(outcome.pop("_log", []))
+        ops.append(Put("campaign_recipients", key, pack(outcome)))
+        if outcome["state"] == "sent":
+            progress["sent"] += 1
+            self.sent_total += 1
+        else:
+            reason = outcome["reason"]
+            progress["suppressed"][reason] = progress["suppressed"].get(reason, 0) + 1
+        entry[1] = True
+        self._advance(record)
+        self._kick.set()
+        if record["state"] not in LIVE:  # cancelled while it flew: the figures include it
+            runs = record["runs"]
+            if runs and runs[-1]["run"] == record["run"]:
+                runs[-1].update({k: progress[k] for k in ("sent", "suppressed")})
+            await self._save(record)
+        elif len(ops) >= 2 * FLUSH_EVERY or \
+                trio.current_time() - self._flushed.get(cid, 0.0) >= 1.0:
+            await self._save(record)
+
+    def _advance(self, record: dict[str, Any]) -> None:
+        """Move the durable cursor past the recipients handled, in key order."""
+        flying = self._flying.get(record["id"])
+        while flying and flying[0][1]:
+            record["progress"]["send_cursor"] = flying.popleft()[0]
 
     def _retire(self, record: dict[str, Any]) -> None:
         if record["state"] not in LIVE:
             self.live.pop(record["id"], None)
-        for table in (self._due, self._queue):
+        for table in (self._due, self._queue, self._flying, self._read):
             table.pop(record["id"], None)
 
     async def _send_one(self, record: dict[str, Any], buyer: str) -> dict[str, Any]:
