@@ -137,6 +137,16 @@ DEMO_TICKET_SETTINGS = {
     "categories": ["物流问题", "售后", "投诉", "商品咨询"],
     "statuses": [{"key": "warehouse", "label": "待仓库核实", "buyer_label": "仓库核实中",
                   "maps_to": "on_hold"}]}
+DEMO_OUTREACH = {"quiet_start": "00:00", "quiet_end": "00:00"}  # no quiet hours
+DEMO_SEGMENT = "demo-buyers"
+DEMO_CAMPAIGN: dict[str, Any] = {
+    "name": "双12 老客专享", "rate": 5,
+    "message": {"text": "双12 老客专享：羽绒服满300减50，回复 TD 退订",
+                "text_en": "For our returning buyers: 50 off 300 on down jackets. Reply TD "
+                           "to opt out",
+                "coupon": {"title": "满300减50", "amount": 50, "threshold": 300},
+                "product": {"product": "sku-1001", "title": "轻薄羽绒服 男款", "price": 399},
+                "link": {"url": "https://example.com/uniqlo-style/sale", "title": "去会场"}}}
 DEMO_CONTACTS = {"buyer-1": {"phone": "+8613800000001", "email": "xiaowang@example.com"}}
 DEMO_RULES = (
     {"name": "退款退货", "conditions": {"keywords": ["退款", "退货", "换货"]},
@@ -171,7 +181,10 @@ async def seed_demo(engine: Engine) -> str:
     directory = engine.directory
     dispatcher = directory.ref(DISPATCHER, DISPATCHER_ID)
     for shop_id, name, categories in DEMO_SHOPS:
-        await directory.ref(SHOP, shop_id).ask(UpsertShop(shop_id, name, {}, categories))
+        # The first shop has no quiet hours, so its demo campaign goes out at any hour.
+        settings = {"outreach": DEMO_OUTREACH} if shop_id == DEMO_SHOPS[0][0] else {}
+        await directory.ref(SHOP, shop_id).ask(UpsertShop(shop_id, name, settings,
+                                                          categories))
         for group, label in DEMO_GROUPS:
             await dispatcher.ask(UpsertGroup(shop_id, group, label))
     for agent, name, shops, groups in DEMO_AGENTS:
@@ -237,7 +250,19 @@ async def seed_demo(engine: Engine) -> str:
                                 "退款还没到账", "快递退回去一周了，退款还没到账，订单 demo-o4。",
                                 None))
     await _history(engine)
+    await seed_campaign(engine, shop)
     return str(conversation)
+
+
+async def seed_campaign(engine: Engine, shop: str) -> None:
+    """The shop's buyers with an order there, and a campaign to them (once): buyer-3 has
+    marketing consent and gets it; buyer-1 has none and is held back (docs/outreach.md)."""
+    await engine.store.put("segments", DEMO_SEGMENT.encode(), {
+        "id": DEMO_SEGMENT, "name": "下过单的买家", "shop": shop, "shared": False,
+        "rule": {"tags_any": [], "level_at_least": 0, "min_orders": 1, "min_spent": 0,
+                 "min_returns": 0, "stages_any": []}})
+    if not any(c["name"] == DEMO_CAMPAIGN["name"] for c in engine.campaigns.of_shop(shop)):
+        await engine.create_campaign(shop, segment=DEMO_SEGMENT, **DEMO_CAMPAIGN)
 
 
 async def _history(engine: Engine) -> None:
@@ -353,6 +378,8 @@ def demo_links(settings: Settings, listening: Listening, conversation: str,
         f"  reports {shop}  {http}/reports#token={jwt('admin-' + shop, 'shop_admin', shop)}"
         "   (a month of demo history)",
         f"  reports platform  {http}/reports#token={jwt('ops', 'platform_admin')}",
+        f"  campaigns {shop}  {http}/campaigns#token={jwt('admin-' + shop, 'shop_admin', shop)}"
+        "   (the demo campaign's results; create one and preview its audience)",
         f"  storefront embed  <script src=\"{http}/widget.js\" data-shop=\"{shop}\" "
         f"data-token=\"{buyer}\"></script>",
         "",
@@ -390,6 +417,11 @@ def demo_links(settings: Settings, listening: Listening, conversation: str,
         f"-H 'Authorization: Bearer {settings.api_key}' -H 'Content-Type: application/json' "
         f"-d '{{\"changes\":[{{\"shop\":\"{shop}\",\"sku\":\"sku-1001\","
         f"\"title\":\"轻薄羽绒服 男款\",\"price\":349}}]}}' {http}/api/events/price-change",
+        f"  campaigns: '{DEMO_CAMPAIGN['name']}' went to the segment {DEMO_SEGMENT} (buyers "
+        f"with an order at {shop}): buyer-3 got it in the chat (widget buyer-3 above, with "
+        "a coupon, a tracked link and 退订); buyer-1 has no marketing consent and was held "
+        f"back. Results: curl -H 'Authorization: Bearer {settings.api_key}' "
+        f"'{http}/api/campaigns?shop={shop}'; figures in the reports (主动消息)",
     ]
     if wechat:
         lines += [

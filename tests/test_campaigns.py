@@ -261,8 +261,15 @@ async def test_caps_pause_resume_cancel_and_recurring_runs(tmp_path: Path) -> No
         assert cancelled["state"] == "cancelled"
         again = await http.post(f"/api/campaigns/{slow}/resume")
         assert again.status_code == 409 and again.json()["error"]["code"] == "campaign_ended"
+        # Cancelled between two runs of a recurring campaign: its runs stay as they were.
+        now[0] = at(12, day=8) / 1000
+        weekly = (await http.post("/api/campaigns", json={
+            **CAMPAIGN, "schedule": {"every_hours": 168}})).json()["id"]
+        await finished(http, weekly, "scheduled")
+        ended = (await http.post(f"/api/campaigns/{weekly}/cancel")).json()
+        assert ended["state"] == "cancelled" and [r["run"] for r in ended["runs"]] == [1]
         listed = (await http.get("/api/campaigns", params={"shop": "s1"})).json()
-        assert listed[0]["id"] == slow and len(listed) == 5
+        assert listed[0]["id"] == weekly and len(listed) == 6
 
 
 async def test_the_python_api_runs_campaigns_too(tmp_path: Path) -> None:
