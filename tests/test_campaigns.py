@@ -192,6 +192,11 @@ async def test_shops_target_only_their_own_or_shared_segments(tmp_path: Path) ->
                                     headers=who)).status_code == 404
         assert (await http.get("/api/campaigns", params={"shop": "s2"},
                                headers=admin2)).json() == []
+        # A buyer learns nothing: the same answer for a campaign that exists and one that
+        # does not.
+        for campaign in (created["id"], "cmp-000000000000"):
+            answer = await http.get(f"/api/campaigns/{campaign}", headers=bearer("b1", "buyer"))
+            assert answer.status_code == 403, answer.text
         # Bad input answers a stable code.
         for bad in ({**CAMPAIGN, "rate": 0}, {**CAMPAIGN, "message": {"text": ""}},
                     {**CAMPAIGN, "message": {"text": "x", "link": {

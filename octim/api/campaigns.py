@@ -12,7 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from octim.api.auth import require_staff_of
 from octim.auth import Principal
 from octim.config import host_list
-from octim.domain.conversations.model import Forbidden, InvalidBody, validate_body
+from octim.domain.conversations.model import (
+    STAFF_ROLES,
+    Forbidden,
+    InvalidBody,
+    validate_body,
+)
 from octim.domain.outreach import campaigns
 from octim.errors import InvalidInput, NotFound
 
@@ -118,6 +123,8 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
             raise NotFound(f"no shop {shop!r}")
 
     def readable(who: Principal | None, campaign: str) -> dict[str, Any]:
+        if who is not None and who.role not in STAFF_ROLES:
+            raise Forbidden("staff only")  # before the lookup: no probing of campaign ids
         record = engine.campaigns.get(campaign)
         if who is not None:
             try:
