@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Path
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 
 from octim._version import __version__
@@ -77,8 +78,12 @@ class Health(BaseModel):
 
 def create_app(engine: Engine) -> FastAPI:
     """Build the application bound to one running engine."""
-    app = FastAPI(title="OctIM", version=__version__,
-                  description="Customer-service chat engine for multi-merchant marketplaces.")
+    # /docs (Swagger UI) loads its files from this engine (fastapi-offline ships them),
+    # not from a CDN: it works without internet. No /redoc: its page fetches a logo
+    # from a CDN whatever the options.
+    app = FastAPIOffline(title="OctIM", version=__version__, redoc_url=None,
+                         description="Customer-service chat engine for multi-merchant "
+                                     "marketplaces.")
     install_error_handlers(app)
     app.add_middleware(RequestGuard, settings=engine.settings,
                        clock=lambda: engine.context.clock())

@@ -878,6 +878,21 @@ def test_a_shop_admin_creates_a_campaign_and_the_buyer_sees_it(
     assert not problems, problems
 
 
+def test_the_api_docs_page_works_without_internet(chromium: Any, running: Running) -> None:
+    """/docs (Swagger UI) is served by the engine itself: every request the page makes
+    goes to the engine (none to a CDN), and it lists the API's operations."""
+    page = chromium.new_context().new_page()
+    problems: list[str] = []
+    watch_console(page, problems)
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    page.goto(f"{running.http}/docs")
+    expect(page.locator(".opblock-summary-path[data-path='/api/campaigns']").first
+           ).to_be_visible()
+    assert asked and all(url.startswith(running.http) for url in asked), asked
+    assert not problems, problems
+
+
 def wait_until(predicate: Any, timeout: float = 15) -> None:
     """Poll ``predicate()`` until it holds (a wait, not a timing)."""
     import time
