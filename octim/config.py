@@ -87,6 +87,12 @@ class Settings:
     outbox_webhook_parallel: int = 2  # webhook attempts in flight per endpoint (channels: 1)
     # channels (docs/channels.md)
     channel_clock_skew: float = 300.0  # seconds a signed inbound request's timestamp may be off
+    # admission control (octim/admission.py, docs/operations.md)
+    admission_loop_lag_ms: float = 250.0  # new conversations wait while the loop is this late
+    admission_commit_ms: float = 500.0  # ... or recent commits' p90 takes this long
+    admission_mailbox: int = 2000  # ... or this many messages wait for the dispatcher
+    admission_retry_after: float = 2.0  # seconds a refused buyer is told to wait
+    metrics_token: str = ""  # a bearer token for GET /metrics besides the API key
     # campaigns (docs/outreach.md)
     campaign_max_rate: float = 200.0  # campaign messages per second, all campaigns together
     campaign_max_audience: int = 1_000_000  # recipients one campaign run may have

@@ -24,6 +24,7 @@ import jieba
 import trio
 
 from octim.actors import ActorRef, Directory, open_directory
+from octim.admission import Admission
 from octim.api import create_app, serve_http
 from octim.config import HostPort, Settings
 from octim.courier import Courier
@@ -57,6 +58,7 @@ from octim.errors import InvalidInput, NotFound, OctimError
 from octim.events import EventBus
 from octim.gateway import Gateway
 from octim.gateway.fanout import Fanout
+from octim.metrics import Metrics, Tally
 from octim.store import Store, open_store
 from octim.store.crypto import load_keys
 from octim.store.env import ENGINE_LOCK_FILE, hold_lock
@@ -119,6 +121,9 @@ class Engine:
         self.monitor = Monitor(self)
         self.reports: Reports | None = None  # while running (it reads the store)
         self.campaigns = Campaigns(self)
+        self.tally = Tally()
+        self.admission = Admission(self)
+        self.metrics = Metrics(self)
         self.ws_bound: HostPort | None = None  # where the gateway listens, once it does
 
     @property
@@ -497,6 +502,8 @@ class Engine:
             servers.start_soon(self._timers_forever, timer_task)
             campaigns = trio.CancelScope()
             servers.start_soon(self._campaigns_forever, campaigns)
+            probe = trio.CancelScope()
+            servers.start_soon(self._probe_forever, probe)
             if outmail.enabled(s):  # replies left in the outbox by the last run go out now
                 self.directory.ref(outmail.KIND, outmail.ID).tell_nowait(outmail.Kick())
             tune_interpreter(s.gc_threshold, s.gc_freeze, s.switch_interval)
@@ -509,6 +516,7 @@ class Engine:
             log.info("shutting down")
             sweeper.cancel()
             ticker.cancel()
+            probe.cancel()
             campaigns.cancel()  # what it did is saved below; a send in flight is redone
             await self.campaigns.flush()
             # What receivers answered is recorded before the courier stops.
@@ -516,6 +524,10 @@ class Engine:
             courier.cancel()
             timer_task.cancel()
             self.gateway.close()
+
+    async def _probe_forever(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await self.admission.probe()
 
     async def _campaigns_forever(self, scope: trio.CancelScope) -> None:
         with scope:

@@ -360,7 +360,7 @@ def test_hostile_report_queries_never_answer_5xx(
 QUERY_ROUTES = ["/api/campaigns", "/api/campaigns/{campaign}",
                 "/api/campaigns/{campaign}/recipients", "/api/segments", "/c/{campaign}",
                 "/api/customers/c1/outreach", "/api/shops/s1/notices",
-                "/api/channels", "/api/channels/wx1/dead"]
+                "/api/channels", "/api/channels/wx1/dead", "/metrics", "/readyz"]
 QUERY_PARAMS = ["shop", "run", "state", "after", "limit", "x"]
 path_values = st.sampled_from(["cmp-none", "cmp-0.0.x.0", "a" * 70, "..", "%00", "x.1.y.zz",
                                "%ED%A0%80"]) | st.text(min_size=1, max_size=30).filter(

@@ -52,6 +52,11 @@ class Directory(Generic[Ctx]):
         """Whether that actor currently has a running task."""
         return Address(kind, actor_id) in self._live
 
+    def mailbox_depth(self, kind: str, actor_id: str) -> int:
+        """Messages waiting in that actor's mailbox (0 when it is not running)."""
+        cell = self._live.get(Address(kind, actor_id))
+        return 0 if cell is None else int(cell.receive.statistics().current_buffer_used)
+
     def statistics(self) -> dict[str, int]:
         """Live actors per kind."""
         counts = dict.fromkeys(self._kinds, 0)

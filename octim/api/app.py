@@ -6,10 +6,11 @@ to an actor with ``ask``; the actor owns the state and the write.
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, Path
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Header, Path
+from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +39,7 @@ from octim.domain.conversations.model import ConversationMeta
 from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import DeleteShop, GetShop, UpsertShop
 from octim.errors import NotFound
+from octim.metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
     from octim.engine import Engine
@@ -110,12 +112,26 @@ def create_app(engine: Engine) -> FastAPI:
         return Health(status="ok", version=__version__)
 
     @app.get("/readyz", response_model=Health, tags=["ops"],
-             responses={503: {"description": "starting or shutting down"}})
+             responses={503: {"description": "starting, shutting down or overloaded"}})
     async def readyz() -> Any:
-        """Readiness: store open, actors and both listeners up, not shutting down."""
+        """Readiness: store open, actors and both listeners up, not shutting down, and
+        not past the engine's budget (admission control: send new buyers elsewhere)."""
         if not engine.ready:
             return error_response(503, "unavailable", "not ready")
+        overloaded = engine.admission.overloaded()
+        if overloaded:
+            return error_response(503, "overloaded", f"overloaded ({overloaded})")
         return Health(status="ready", version=__version__)
+
+    @app.get("/metrics", tags=["ops"], responses={200: {"content": {CONTENT_TYPE: {}}}})
+    async def metrics(authorization: Annotated[str | None, Header()] = None) -> Response:
+        """The engine in Prometheus' text format (the API key, or ``metrics_token``)."""
+        given = (authorization or "").removeprefix("Bearer ")
+        tokens = [t for t in (engine.settings.api_key, engine.settings.metrics_token) if t]
+        if not any(hmac.compare_digest(given.encode(), t.encode()) for t in tokens):
+            return error_response(401, "unauthorized",
+                                  "the API key or the metrics token (Authorization: Bearer …)")
+        return Response(await engine.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.put("/api/shops/{shop}", response_model=Shop, tags=["platform"],
              dependencies=[Depends(platform)])

@@ -77,6 +77,10 @@ class Fanout:
             if not ids:
                 del self._by_user[conn.user]
 
+    def count(self) -> int:
+        """Open connections."""
+        return len(self._conns)
+
     def connections_of(self, user: str) -> list[Connection]:
         """A user's open connections."""
         return [self._conns[i] for i in self._by_user.get(user, ())]

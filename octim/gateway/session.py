@@ -49,12 +49,14 @@ from octim.domain.conversations.actor import (
 )
 from octim.domain.conversations.inbox import inbox
 from octim.domain.conversations.model import (
+    CLOSED,
     NOTE,
     STAFF_ROLES,
     ConversationMeta,
     Forbidden,
     InvalidBody,
     msg_frame,
+    pair_key,
 )
 from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import OpenConversation
@@ -236,7 +238,10 @@ class Session:
         await self.ws.send_message(self.codec.encode(frame))
 
     async def _error(self, exc: OctimError, ref: Any) -> None:
-        await self._send(self._error_frame(exc, ref))
+        frame = self._error_frame(exc, ref)
+        errors = self.engine.tally.errors
+        errors[frame["code"]] = errors.get(frame["code"], 0) + 1
+        await self._send(frame)
 
     @staticmethod
     def _error_frame(exc: BaseException, ref: Any) -> dict[str, Any]:
@@ -249,6 +254,9 @@ class Session:
         frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
         if ref is not None:
             frame["ref"] = ref
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:  # admission control: when to try again
+            frame["retry_after"] = retry_after
         return frame
 
     # -- input -------------------------------------------------------------------
@@ -296,6 +304,8 @@ class Session:
         if kind not in f.FRAMES:
             await self._error(_UnknownType(f"unknown frame type {kind!r}"), ref)
             return
+        frames = self.engine.tally.frames
+        frames[kind] = frames.get(kind, 0) + 1
         parsed = f.parse(kind, frame)
         p = self.principal
         assert p is not None and self.conn is not None
@@ -312,6 +322,9 @@ class Session:
                 if context.get("channel") not in SOCKET_TYPES:
                     context.pop("channel", None)
                 self.via = str(context.get("channel", "web"))
+                if self.engine.admission.overloaded() is not None and \
+                        not self._has_open(shop, p.user):  # a running one is never shed
+                    self.engine.admission.admit_new()
                 opened = await directory.ref(SHOP, shop).ask(
                     OpenConversation(shop, p.user, p.level, context))
                 await self._send({"type": "opened", "ref": frame.get("ref"),
@@ -413,6 +426,12 @@ class Session:
             except OctimError:
                 continue  # busy or shutting down: the next round tries again
             await self._send(snapshot)
+
+    def _has_open(self, shop: str, buyer: str) -> bool:
+        """Whether the buyer has a conversation with the shop that is not closed."""
+        found = self.engine.store.get("idx_customer_conversations", pair_key(buyer, shop))
+        meta = ConversationMeta.load(self.engine.store, str(found)) if found else None
+        return meta is not None and meta.state != CLOSED
 
     def _member(self, conversation: str) -> None:
         """Refuse (not_found) a frame about a conversation the caller does not take part

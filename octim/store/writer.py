@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -129,7 +130,8 @@ class WriterStats:
     largest_batch: int = 0
     map_grows: int = 0
     failed_requests: int = 0
-    commit_seconds: list[float] = field(default_factory=list)
+    # The latest commits' durations (the oldest leave past 100,000).
+    commit_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
     parks: int = 0  # commits the loop waited for, parked
     late_parks: int = 0  # of those, the ones past a ceiling (reported through the token)
 
@@ -220,5 +222,4 @@ class StoreWriter(pykka.ThreadingActor):
         stats.requests += len(requests)
         stats.ops += ops
         stats.largest_batch = max(stats.largest_batch, ops)
-        if len(stats.commit_seconds) < 100_000:
-            stats.commit_seconds.append(time.perf_counter() - started)
+        stats.commit_seconds.append(time.perf_counter() - started)

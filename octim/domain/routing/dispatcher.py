@@ -40,6 +40,7 @@ from octim.domain.routing.messages import (
     GetAgent,
     ListGroups,
     MonitorView,
+    QueueView,
     RouteConversation,
     ShopChanged,
     ShopOnline,
@@ -171,6 +172,15 @@ class Dispatcher(Actor[EngineContext]):
                            for a in self.agents.values())
             case MonitorView(shops=shops):
                 return self._monitor_view(shops)
+            case QueueView():
+                now = self.now()
+                queues: dict[str, dict[str, Any]] = {}
+                for item in self.waiting.values():
+                    entry = queues.setdefault(item.shop, {"queued": 0, "longest_wait": 0.0})
+                    entry["queued"] += 1
+                    entry["longest_wait"] = max(entry["longest_wait"],
+                                                round(now - item.enqueued_at, 1))
+                return queues
             case ListGroups(shop=shop):
                 return sorted(self._groups(shop).values(), key=lambda g: g["id"])
             case ShopChanged(shop=shop):

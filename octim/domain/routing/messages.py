@@ -121,6 +121,11 @@ class MonitorView(Message):
 
 
 @record
+class QueueView(Message):
+    """Every shop with conversations waiting: how many, and the longest wait (s)."""
+
+
+@record
 class Tick(Message):
     """Check timers: presence grace, no-reply deadlines, preference waits."""
 

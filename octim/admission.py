@@ -1,0 +1,110 @@
+"""Admission control: when the engine is past its own budget, new conversations wait.
+
+The engine watches three signals of its own health:
+
+* **loop lag**: how late a task that sleeps every ``LAG_INTERVAL`` seconds wakes up (the
+  trio loop is busy, or parked on commits);
+* **commit latency**: the store writer's recent commits (their p90);
+* **mailbox depth**: the dispatcher's queued messages.
+
+While any is past its threshold (settings ``admission_loop_lag_ms``,
+``admission_commit_ms``, ``admission_mailbox``), a buyer's ``open`` that would start a
+**new** conversation answers ``rate_limited`` with ``retry_after`` seconds, and ``/readyz``
+answers 503, so a load balancer sends new connections elsewhere. Conversations already
+running are never shed: their frames, and an ``open`` that finds the buyer's open
+conversation, go on. Every shed is counted, by reason (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from typing import TYPE_CHECKING
+
+import trio
+
+from octim.errors import ClientError
+
+if TYPE_CHECKING:
+    from octim.engine import Engine
+
+LAG_INTERVAL = 0.05  # seconds between the lag probe's wake-ups
+LAG_WINDOW = 20  # probes the lag is the worst of (one second)
+RECENT_COMMITS = 200  # commits the commit latency is read over
+
+
+class Overloaded(ClientError):
+    """A new conversation is refused while the engine is past its budget."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Admission:
+    """The engine's budget, and the sheds it caused."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.lags: deque[float] = deque(maxlen=LAG_WINDOW)
+        self.sheds: dict[str, int] = {}
+        self.forced: str | None = None  # a reason set by hand (tests, an operator's drill)
+        self._said: tuple[float, str | None] = (-1.0, None)  # (when, what) overloaded said
+
+    def loop_lag(self) -> float:
+        """The worst wake-up delay of the last second, in seconds."""
+        return max(self.lags, default=0.0)
+
+    def commit_latency(self) -> float:
+        """The p90 of the store's recent commits, in seconds."""
+        recent = list(self.engine.store.statistics().commit_seconds)[-RECENT_COMMITS:]
+        if len(recent) < 10:
+            return 0.0
+        return statistics.quantiles(recent, n=10)[-1]
+
+    def mailbox_depth(self) -> int:
+        """Messages waiting for the dispatcher (every open and every routing step)."""
+        from octim.domain.routing.dispatcher import ID, KIND
+
+        return self.engine.directory.mailbox_depth(KIND, ID)
+
+    def overloaded(self) -> str | None:
+        """Why the engine is past its budget now (``loop_lag``, ``commit_latency``,
+        ``mailbox``), or None."""
+        if self.forced:
+            return self.forced
+        now = trio.current_time()
+        if now - self._said[0] < 0.1:  # read again at most ten times a second
+            return self._said[1]
+        reason = self._measure()
+        self._said = (now, reason)
+        return reason
+
+    def _measure(self) -> str | None:
+        s = self.engine.settings
+        if self.loop_lag() * 1000 > s.admission_loop_lag_ms:
+            return "loop_lag"
+        if self.commit_latency() * 1000 > s.admission_commit_ms:
+            return "commit_latency"
+        if self.mailbox_depth() > s.admission_mailbox:
+            return "mailbox"
+        return None
+
+    def admit_new(self) -> None:
+        """Raise :class:`Overloaded` (and count it) if a new conversation must wait."""
+        reason = self.overloaded()
+        if reason is None:
+            return
+        self.sheds[reason] = self.sheds.get(reason, 0) + 1
+        retry = self.engine.settings.admission_retry_after
+        raise Overloaded(f"the service is busy ({reason}); try again in {retry:g} s", retry)
+
+    async def probe(self) -> None:
+        """Measure the loop's lag forever (the engine's task)."""
+        while True:
+            asked = trio.current_time()
+            await trio.sleep(LAG_INTERVAL)
+            self.lags.append(max(0.0, trio.current_time() - asked - LAG_INTERVAL))
