@@ -85,6 +85,12 @@ async def test_admission_sheds_new_conversations_never_running_ones(tmp_path: Pa
             again = await running.open("s1", ref="again")
             assert again["conversation"] == conversation
             await running.say(conversation, "m2", "还在吗")
+            # The live monitor says so, with the count of refusals.
+            async with connect(listening.ws_url, token("boss", "shop_admin", "s1")) as boss:
+                await boss.send({"type": "monitor"})
+                screen = await boss.expect("monitor")
+                assert screen["engine"]["overloaded"] == "loop_lag"
+                assert screen["engine"]["shed"] == 1
             metrics = families((await http.get("/metrics")).text)
             assert metrics["octim_admission_shed_total"][(("reason", "loop_lag"),)] == 1
             assert metrics["octim_overloaded"][()] == 1

@@ -159,7 +159,12 @@ class Monitor:
                               else self._earlier(shop, m)
                               for m in range(minute - MINUTES + 1, minute + 1)],
             })
-        return {"type": "monitor", "ts": now, "day": today, "shops": out}
+        admission = self.engine.admission
+        return {"type": "monitor", "ts": now, "day": today, "shops": out,
+                # The engine's own budget (admission control, docs/operations.md).
+                "engine": {"overloaded": admission.overloaded(),
+                           "shed": sum(admission.sheds.values()),
+                           "loop_lag_ms": round(admission.loop_lag() * 1000, 1)}}
 
     def _today(self, shop: str, now: int) -> dict[str, Any]:
         """The shop's figures since its midnight, from the report counters."""

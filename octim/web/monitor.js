@@ -48,6 +48,11 @@ function render(frame) {
   const inquiries = sum((s) => s.today.inquiries);
   $("total-conversion").textContent = inquiries ? pct(sum((s) => s.today.converted) / inquiries) : "–";
   $("updated").textContent = t("updated_at", { time: new Date(frame.ts).toLocaleTimeString() });
+  // Admission control: while the engine is past its budget, new conversations wait.
+  const engine = frame.engine || {};
+  $("overload").hidden = !engine.overloaded;
+  $("overload").textContent = engine.overloaded ? t("overloaded", { reason: t("overload_" + engine.overloaded) }) : "";
+  $("total-shed").textContent = engine.shed ?? "–";
 
   $("shop-rows").replaceChildren(...shops.map((s) => el("tr", { dataset: { shop: s.shop } },
     el("th", { scope: "row", text: s.name }),
