@@ -422,6 +422,12 @@ def demo_links(settings: Settings, listening: Listening, conversation: str,
         "a coupon, a tracked link and 退订); buyer-1 has no marketing consent and was held "
         f"back. Results: curl -H 'Authorization: Bearer {settings.api_key}' "
         f"'{http}/api/campaigns?shop={shop}'; figures in the reports (主动消息)",
+        f"  peak mode (大促): new conversations start with the bot, agents take twice as many, "
+        f"and past 20 waiting buyers leaving a message is offered; the monitor marks the "
+        f"shop: curl -X PUT -H 'Authorization: Bearer {settings.api_key}' "
+        f"-H 'Content-Type: application/json' -d '{{\"on\":true,\"capacity_factor\":2,"
+        f"\"queue_cap\":20}}' {http}/api/shops/{shop}/peak   (admission control and "
+        f"GET {http}/metrics: docs/operations.md)",
     ]
     if wechat:
         lines += [

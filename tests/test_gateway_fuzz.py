@@ -239,6 +239,11 @@ VALID: dict[tuple[str, str], tuple[Any, tuple[str, str] | None]] = {
     ("PUT", "/api/shops/{shop}/notices"): ({"types": {"shipped": {
         "enabled": True, "templates": {"zh-CN": "亲，{title} 已发货 {waybill}"}}}},
         ("boss", "shop_admin")),
+    ("PUT", "/api/platform/peak"): ({"on": False, "windows": [
+        {"from": 4_000_000_000_000, "to": 4_000_000_100_000}], "capacity_factor": 1.5,
+        "queue_cap": 50}, None),
+    ("PUT", "/api/shops/{shop}/peak"): ({"on": False, "capacity_factor": 2, "queue_cap": 10},
+                                        ("boss", "shop_admin")),
     ("POST", "/api/campaigns/preview"): ({"shop": "s1", "segment": "seg1"},
                                          ("boss", "shop_admin")),
     ("POST", "/api/campaigns"): ({

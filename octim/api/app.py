@@ -23,6 +23,7 @@ from octim.api import (
     customers,
     kb,
     outreach,
+    peak,
     reports,
     routing,
     tickets,
@@ -105,6 +106,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(channels.router(engine, auth))
     app.include_router(outreach.router(engine, auth))
     app.include_router(campaigns.router(engine, auth))
+    app.include_router(peak.router(engine, auth))
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Health:

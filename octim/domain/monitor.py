@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from octim.domain import peak
 from octim.domain.conversations.model import pair_key
 from octim.domain.reports.counting import CHANNELS, DIMENSIONS
 from octim.domain.reports.feeder import shop_zone
@@ -153,6 +154,8 @@ class Monitor:
             record = store.get("shops", shop.encode()) or {}
             out.append({
                 "shop": shop, "name": record.get("name", shop), **live[shop],
+                # peak mode (大促): what switched it on, "shop" or "platform", or None
+                "peak": peak.state(store, shop, now).source,
                 "today": self._today(shop, now),
                 # opened per minute, oldest first, the current minute last
                 "last_hour": [day["minutes"].get(m, 0) if day_of(m * 60_000) == today

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from octim.actors import Actor, ActorKind, Message, record, thaw
+from octim.domain import peak
 from octim.domain.bot import BotSettings, bot_starts
 from octim.domain.context import EngineContext
 from octim.domain.conversations.messages import CONVERSATION, AdoptContext
@@ -139,7 +140,9 @@ class ShopActor(Actor[EngineContext]):
         conversation = new_conversation_id(now / 1000)
         settings = BotSettings.from_record(self.record.get("bot"))
         online = settings.mode == "when_no_agent" and await self._agents_online()
-        state = BOT if bot_starts(settings, now / 1000, online) else QUEUED
+        # Peak mode (大促): every new conversation starts with the bot (octim/domain/peak.py).
+        state = BOT if peak.state(store, shop, now).on or bot_starts(
+            settings, now / 1000, online) else QUEUED
         ops, card_message = _open_ops(shop, buyer, level, context, conversation, now, card,
                                       state)
         staged = self.context.stage([("conversation.opened", {

@@ -84,6 +84,7 @@ DATABASES: tuple[str, ...] = (
     "customer_interests",  # buyer → [[shop, sku], …]: the keys above that are theirs
     "reminders_sent",  # buyer \0 shop \0 sku \0 type → ms of the last reminder
     "segments",  # segment id → {"name", "shop", "shared", "rule"}
+    "peak",  # "*" (the platform) or a shop → its peak mode: on, windows, factor, queue cap
     "campaigns",  # campaign id → its record, schedule, progress and runs (outreach/campaigns)
     "campaign_recipients",  # campaign \0 run \0 buyer → pending, sent (where) or suppressed
     "campaign_events",  # campaign \0 run \0 buyer \0 "clicked" → ms of the first click

@@ -55,7 +55,8 @@ function render(frame) {
   $("total-shed").textContent = engine.shed ?? "–";
 
   $("shop-rows").replaceChildren(...shops.map((s) => el("tr", { dataset: { shop: s.shop } },
-    el("th", { scope: "row", text: s.name }),
+    el("th", { scope: "row" }, s.name,
+      s.peak ? el("span.badge.peak", { text: t("peak_" + s.peak), dataset: { peak: s.peak } }) : null),
     el("td.online", { text: s.agents_by_status.online }),
     el("td.busy", { text: s.agents_by_status.busy }),
     el("td.away", { text: s.agents_by_status.away }),

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from octim.actors import Actor, ActorKind, Address, Message, thaw
+from octim.domain import peak
 from octim.domain.agents import KIND as AGENT
 from octim.domain.agents import Announce
 from octim.domain.context import EngineContext
@@ -40,6 +41,7 @@ from octim.domain.routing.messages import (
     GetAgent,
     ListGroups,
     MonitorView,
+    PeakChanged,
     QueueView,
     RouteConversation,
     ShopChanged,
@@ -78,9 +80,26 @@ class Dispatcher(Actor[EngineContext]):
         self.arrivals = 0
         self.last_tick = 0.0
         self.routing_records: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._peaks: dict[str, tuple[float, peak.PeakState]] = {}  # shop → (until, state)
 
     def now(self) -> float:
         return self.context.clock()
+
+    def _peak(self, shop: str) -> peak.PeakState:
+        """The shop's peak mode, read from the store at most once a second."""
+        now = self.now()
+        found = self._peaks.get(shop)
+        if found is None or found[0] <= now:
+            found = (now + 1.0, peak.state(self.context.store, shop, int(now * 1000)))
+            self._peaks[shop] = found
+        return found[1]
+
+    def _capacity(self, agent: AgentState) -> int:
+        """The agent's capacity now: ``max_concurrent``, scaled by the largest capacity
+        factor of the shops they serve that are in peak mode."""
+        factor = max((p.capacity_factor for p in (self._peak(s) for s in agent.shops
+                                                  if s != PLATFORM) if p.on), default=1.0)
+        return max(agent.max_concurrent, int(agent.max_concurrent * factor))
 
     # -- start-up: rebuild from the store -------------------------------------------
 
@@ -172,6 +191,10 @@ class Dispatcher(Actor[EngineContext]):
                            for a in self.agents.values())
             case MonitorView(shops=shops):
                 return self._monitor_view(shops)
+            case PeakChanged():  # capacities and queue caps change now, not in a second
+                self._peaks.clear()
+                await self._drive({w.shop for w in self.waiting.values()})
+                return None
             case QueueView():
                 now = self.now()
                 queues: dict[str, dict[str, Any]] = {}
@@ -388,7 +411,7 @@ class Dispatcher(Actor[EngineContext]):
                 queues += [queue(shop, g) for g in agent.groups if g in self._groups(shop)]
             if PLATFORM in agent.shops:
                 queues += [queue(shop, None) for shop in overflowing]
-            batch.add_agent(agent.max_concurrent, agent.load, agent.weight,
+            batch.add_agent(self._capacity(agent), agent.load, agent.weight,
                             agent.last_assigned, agent.status == "online", queues)
         for item in items:
             t = item.target
@@ -421,14 +444,14 @@ class Dispatcher(Actor[EngineContext]):
                 verdict = "excluded"
             elif agent.status != "online":
                 verdict = agent.status
-            elif batch.load[i] + item.target.cost > agent.max_concurrent:
+            elif batch.load[i] + item.target.cost > self._capacity(agent):
                 verdict = "full"
             elif agent.weight <= 0:
                 verdict = "weight 0 (transfers only)"
             else:
                 verdict = "ranked lower" if winner else "eligible"
             candidates.append({"agent": agent.id, "status": agent.status,
-                               "load": batch.load[i], "capacity": agent.max_concurrent,
+                               "load": batch.load[i], "capacity": self._capacity(agent),
                                "weight": agent.weight,
                                "idle_s": round(now - agent.last_assigned, 1)
                                if agent.last_assigned else None, "verdict": verdict})
@@ -489,11 +512,17 @@ class Dispatcher(Actor[EngineContext]):
                     for q in batch.queue_ids[batch.queue_offsets[i]:batch.queue_offsets[i + 1]]:
                         online_by_queue[q] = online_by_queue.get(q, 0) + 1
             average = self.handle_seconds.get(shop, DEFAULT_HANDLE_SECONDS)
+            cap = self._peak(shop).queue_cap if self._peak(shop).on else None
             for position, item in enumerate(line, start=1):
                 online = online_by_queue.get(queue(shop, item.target.group), 0)
                 data: dict[str, Any] = {"position": position}
                 if online:
                     data["estimated_wait"] = int(math.ceil(position / online) * average)
+                    if cap is not None and position > cap:
+                        # Peak mode's queue cap: past it, leaving a message is offered
+                        # beside the honest wait (the buyer may still wait).
+                        data["mode"] = "leave_message"
+                        data["reason"] = "queue_cap"
                 else:
                     data["mode"] = "leave_message"  # nobody online: they see it on return
                 state = (position, data.get("mode"))

@@ -121,6 +121,11 @@ class MonitorView(Message):
 
 
 @record
+class PeakChanged(Message):
+    """A peak-mode record changed (octim/domain/peak.py)."""
+
+
+@record
 class QueueView(Message):
     """Every shop with conversations waiting: how many, and the longest wait (s)."""
 
