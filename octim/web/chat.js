@@ -166,8 +166,12 @@ function onEvent(frame) {
     case "queued":
       state.convState = "queued";
       $("queue").hidden = false;
-      $("queue").textContent = data.mode === "leave_message" ? t("queue_leave_message")
-        : t("queue_position", { n: data.position, wait: duration(data.estimated_wait || 0) });
+      // Nobody online: leave a message. A long queue in peak mode (queue_cap): the honest
+      // wait, and leaving a message offered beside it.
+      $("queue").textContent = data.mode === "leave_message" && data.reason !== "queue_cap"
+        ? t("queue_leave_message")
+        : t("queue_position", { n: data.position, wait: duration(data.estimated_wait || 0) })
+          + (data.reason === "queue_cap" ? ` ${t("queue_busy_leave")}` : "");
       $("leave").hidden = data.mode !== "leave_message" || state.left;
       break;
     case "assigned":
