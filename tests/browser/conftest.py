@@ -61,11 +61,11 @@ def artifacts(request: pytest.FixtureRequest) -> Path:
 class Running:
     """An ``octim serve`` process on free loopback ports, and the platform's API client."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, **settings: str) -> None:
         env = {"OCTIM_SECRET": TEST_SECRET, "OCTIM_API_KEY": TEST_API_KEY,
                "OCTIM_LOG_FORMAT": "json", "OCTIM_MONITOR_INTERVAL": "0.3",
                # a channel adapter on loopback (the WeChat test) may receive replies
-               "OCTIM_WEBHOOK_ALLOW": "127.0.0.1"}
+               "OCTIM_WEBHOOK_ALLOW": "127.0.0.1", **settings}
         self.process = EngineProcess(["serve", "--data", str(data), "--http", "127.0.0.1:0",
                                       "--ws", "127.0.0.1:0"], env)
         ready = self.process.wait_ready()

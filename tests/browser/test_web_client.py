@@ -878,6 +878,50 @@ def test_a_shop_admin_creates_a_campaign_and_the_buyer_sees_it(
     assert not problems, problems
 
 
+def test_the_monitor_shows_peak_mode_and_shedding_live(
+        chromium: Any, tmp_path: Path, artifacts: Path) -> None:
+    """An engine whose commit budget nothing can meet (a forced budget, not real load):
+    new conversations are refused, and the monitor shows it live beside the shop's peak
+    mode (running conversations going on is tests/test_metrics.py's)."""
+    import trio
+
+    from octim.testing.client import connect
+
+    from .conftest import Running
+
+    busy = Running(tmp_path / "busy", OCTIM_ADMISSION_COMMIT_MS="0.000001")
+    with busy.process:
+        api = busy.api
+        api.put(f"/api/shops/{SHOP}", json={"name": "测试服装店", "bot": {"mode": "off"}}
+                ).raise_for_status()
+        api.put(f"/api/shops/{SHOP}/peak", json={"on": True, "capacity_factor": 2}
+                ).raise_for_status()
+        for n in range(12):  # enough commits for the budget's p90 to be read
+            api.put(f"/api/customers/c{n}", json={"nickname": "x"}).raise_for_status()
+        page = chromium.new_context(viewport={"width": 1280, "height": 800}).new_page()
+        problems: list[str] = []
+        watch_console(page, problems)
+        page.goto(f"{busy.http}/monitor#token={token('boss', 'shop_admin', SHOP)}")
+        row = page.locator(f"tr[data-shop='{SHOP}']")
+        expect(row.locator(".badge.peak")).to_have_text("大促模式")
+        expect(page.locator("#overload")).to_be_visible()
+        expect(page.locator("#overload")).to_contain_text("存储提交变慢")
+
+        async def a_newcomer_is_refused() -> None:
+            async with connect(busy.ws, token("b-new")) as buyer:
+                refused = await buyer.request({"type": "open", "shop": SHOP, "ref": "o"},
+                                              "error", ref="o")
+                assert refused["code"] == "rate_limited" and refused["retry_after"] > 0
+
+        trio.run(a_newcomer_is_refused)
+        expect(page.locator("#total-shed")).to_have_text("1")
+        page.screenshot(path=str(artifacts / "monitor-overloaded.png"))
+        assert httpx.get(f"{busy.http}/readyz").status_code == 503
+        assert not problems, problems
+        busy.api.close()
+        assert busy.process.stop() == 0
+
+
 def test_the_api_docs_page_works_without_internet(chromium: Any, running: Running) -> None:
     """/docs (Swagger UI) is served by the engine itself: every request the page makes
     goes to the engine (none to a CDN), and it lists the API's operations."""
