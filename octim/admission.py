@@ -3,7 +3,8 @@
 The engine watches three signals of its own health:
 
 * **loop lag**: how late a task that sleeps every ``LAG_INTERVAL`` seconds wakes up (the
-  trio loop is busy, or parked on commits);
+  trio loop is busy, or parked on commits), the third-worst of the last second (a single
+  long step is not an overload);
 * **commit latency**: the store writer's recent commits (their p90);
 * **mailbox depth**: the dispatcher's queued messages.
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 LAG_INTERVAL = 0.05  # seconds between the lag probe's wake-ups
 LAG_WINDOW = 20  # probes the lag is the worst of (one second)
 RECENT_COMMITS = 200  # commits the commit latency is read over
+SUSTAINED = 3  # probes of the last second that must be late for the loop to be "lagging"
 
 
 class Overloaded(ClientError):
@@ -57,6 +59,12 @@ class Admission:
     def loop_lag(self) -> float:
         """The worst wake-up delay of the last second, in seconds."""
         return max(self.lags, default=0.0)
+
+    def sustained_lag(self) -> float:
+        """The third-worst wake-up delay of the last second: one long step (a big report
+        query) is a spike, not an overload; a loop late again and again is."""
+        ordered = sorted(self.lags)
+        return ordered[-SUSTAINED] if len(ordered) >= SUSTAINED else 0.0
 
     def commit_latency(self) -> float:
         """The p90 of the store's recent commits, in seconds."""
@@ -85,7 +93,7 @@ class Admission:
 
     def _measure(self) -> str | None:
         s = self.engine.settings
-        if self.loop_lag() * 1000 > s.admission_loop_lag_ms:
+        if self.sustained_lag() * 1000 > s.admission_loop_lag_ms:
             return "loop_lag"
         if self.commit_latency() * 1000 > s.admission_commit_ms:
             return "commit_latency"
