@@ -210,6 +210,8 @@ def merge(results: list[dict[str, Any]], ready: list[dict[str, Any]], start: flo
         "open_assigned_ms": summary_ms(a for _, _, a in assigned if a != math.inf),
         "connect_ms": summary_ms(c for _, c, _ in assigned),
         "errors": dict(errors), "disconnects": dict(disconnects),
+        # new conversations the engine refused (admission control), each tried again
+        "shed": sum(r.get("shed", 0) for r in results),
         "connections": sum(r.get("connections", 0) for r in ready),
         "timeline": per_second(delivers or acks, start, seconds),
         "_acked": [tuple(x) for r in results for x in r["acked"]],

@@ -51,6 +51,7 @@ ROWS = (
     ("server KiB per idle connection", ("kib_per_connection",)),
     ("server CPU µs/msg", ("server_cpu_us_per_msg",)),
     ("server peak RSS MiB", ("server_peak_rss_mib",)),
+    ("opens refused (rate_limited), retried", ("shed",)),
     ("errors", ("errors",)),
     ("disconnects", ("disconnects",)),
 )

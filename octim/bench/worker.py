@@ -80,10 +80,28 @@ class Run:
         self.assigned: list[tuple[float, float, float]] = []  # (due, connect, open→assigned)
         self.errors: Counter[str] = Counter()
         self.disconnects: Counter[str] = Counter()
+        self.shed = 0  # opens the engine refused (admission control) and we tried again
         self.sent = 0
         self.waiting: dict[str, trio.Event] = {}  # conversation → assigned (or resolved)
         self.started = 0.0
         self.extra: dict[str, Any] = {}  # scenario-specific result fields
+
+    async def open(self, conn: Conn, shop: str, context: dict[str, Any] | None = None
+                   ) -> Frame:
+        """``open``, as a real client does it: a ``rate_limited`` refusal (the engine is
+        past its budget) is counted as shed and tried again after its ``retry_after``;
+        another error is returned."""
+        while True:
+            await conn.send({"type": "open", "shop": shop, "ref": "o",
+                             **({"context": context} if context else {})})
+            while (frame := await conn.receive())["type"] not in ("opened", "error"):
+                pass
+            if frame["type"] == "error" and frame.get("code") == "rate_limited" and \
+                    "retry_after" in frame:
+                self.shed += 1
+                await trio.sleep(float(frame["retry_after"]))
+                continue
+            return frame
 
     def token(self, user: str, role: str, shops: tuple[str, ...] = ()) -> str:
         return issue_token(self.secret, user, role, shops=shops, ttl=86400)
@@ -153,7 +171,8 @@ class Run:
     def result(self, **extra: Any) -> dict[str, Any]:
         return {"sent": self.sent, "acks": self.acks, "delivers": self.delivers,
                 "acked": self.acked, "assigned": self.assigned,
-                "errors": dict(self.errors), "disconnects": dict(self.disconnects), **extra}
+                "errors": dict(self.errors), "disconnects": dict(self.disconnects),
+                "shed": self.shed, **extra}
 
 
 async def open_loop(start: float, duration: float, rate_at: Callable[[float], float],
@@ -193,9 +212,10 @@ async def steady(run: Run, nursery: trio.Nursery, go: Callable[[dict[str, Any]],
             t0 = time.time()
             conn = await run.connect(nursery, buyer, "buyer")
             t1 = time.time()
-            await conn.send({"type": "open", "shop": shop, "ref": "o"})
-            while (opened := await conn.receive())["type"] != "opened":
-                pass
+            opened = await run.open(conn, shop)
+            if opened["type"] == "error":
+                run.errors[opened.get("code", "?")] += 1
+                return
             conversation = opened["conversation"]
             waiter = run.waiting.setdefault(f"assigned:{conversation}", trio.Event())
             nursery.start_soon(run.read, conn, run.on_buyer)
@@ -254,12 +274,11 @@ async def peak(run: Run, nursery: trio.Nursery,
             async with trio.open_nursery() as own:
                 conn = await run.connect(own, buyer, "buyer")
                 connected = time.time()
-                await conn.send({"type": "open", "shop": shop, "ref": "o",
-                                 "context": {"product": f"sku-{n % 97}", "title": "羽绒服"}})
-                while (opened := await conn.receive())["type"] != "opened":
-                    if opened["type"] == "error":
-                        run.errors[opened["code"]] += 1
-                        return
+                opened = await run.open(conn, shop, {"product": f"sku-{n % 97}",
+                                                     "title": "羽绒服"})
+                if opened["type"] == "error":
+                    run.errors[opened["code"]] += 1
+                    return
                 conv = opened["conversation"]
                 assigned = run.waiting.setdefault(f"assigned:{conv}", trio.Event())
                 resolved = run.waiting.setdefault(f"resolved:{conv}", trio.Event())
