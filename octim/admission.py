@@ -19,6 +19,7 @@ conversation, go on. Every shed is counted, by reason (docs/operations.md).
 from __future__ import annotations
 
 import statistics
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 LAG_INTERVAL = 0.05  # seconds between the lag probe's wake-ups
 LAG_WINDOW = 20  # probes the lag is the worst of (one second)
 RECENT_COMMITS = 200  # commits the commit latency is read over
+COMMIT_WINDOW = 5.0  # ... if they ended this recently (an idle engine is not overloaded)
 SUSTAINED = 3  # probes of the last second that must be late for the loop to be "lagging"
 
 
@@ -67,8 +69,11 @@ class Admission:
         return ordered[-SUSTAINED] if len(ordered) >= SUSTAINED else 0.0
 
     def commit_latency(self) -> float:
-        """The p90 of the store's recent commits, in seconds."""
-        recent = list(self.engine.store.statistics().commit_seconds)[-RECENT_COMMITS:]
+        """The p90 of the store's latest commits (at most ``RECENT_COMMITS``, of the last
+        ``COMMIT_WINDOW`` seconds), in seconds; 0 with fewer than ten of them."""
+        log = list(self.engine.store.statistics().commit_log)  # one copy, under the GIL
+        since = time.monotonic() - COMMIT_WINDOW
+        recent = [took for ended, took in log[-RECENT_COMMITS:] if ended >= since]
         if len(recent) < 10:
             return 0.0
         return statistics.quantiles(recent, n=10)[-1]

@@ -132,6 +132,9 @@ class WriterStats:
     failed_requests: int = 0
     # The latest commits' durations (the oldest leave past 100,000).
     commit_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    # The latest commits as (when it ended on time.monotonic(), how long it took).
+    commit_log: deque[tuple[float, float]] = field(
+        default_factory=lambda: deque(maxlen=1_000))
     parks: int = 0  # commits the loop waited for, parked
     late_parks: int = 0  # of those, the ones past a ceiling (reported through the token)
 
@@ -222,4 +225,6 @@ class StoreWriter(pykka.ThreadingActor):
         stats.requests += len(requests)
         stats.ops += ops
         stats.largest_batch = max(stats.largest_batch, ops)
-        stats.commit_seconds.append(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        stats.commit_seconds.append(took)
+        stats.commit_log.append((time.monotonic(), took))
