@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from octim.errors import ClientError
+from octim.errors import OctimError
 
 if TYPE_CHECKING:
     from octim.engine import Engine
@@ -37,8 +37,9 @@ COMMIT_WINDOW = 5.0  # ... if they ended this recently (an idle engine is not ov
 SUSTAINED = 3  # probes of the last second that must be late for the loop to be "lagging"
 
 
-class Overloaded(ClientError):
-    """A new conversation is refused while the engine is past its budget."""
+class Overloaded(OctimError):
+    """A new conversation is refused while the engine is past its budget (a service
+    state, told as it is: not the client's fault)."""
 
     code = "rate_limited"
     status = 429
