@@ -2,9 +2,9 @@
 
 The engine watches three signals of its own health:
 
-* **loop lag**: how late a task that sleeps every ``LAG_INTERVAL`` seconds wakes up (the
-  trio loop is busy, or parked on commits), the third-worst of the last second (a single
-  long step is not an overload);
+* **loop lag**: how late a task that sleeps every ``admission_probe_interval`` seconds
+  (50 ms) wakes up (the trio loop is busy, or parked on commits), the third-worst of the
+  last 20 probes (a single long step is not an overload);
 * **commit latency**: the store writer's recent commits (their p90);
 * **mailbox depth**: the dispatcher's queued messages.
 
@@ -30,7 +30,6 @@ from octim.errors import OctimError
 if TYPE_CHECKING:
     from octim.engine import Engine
 
-LAG_INTERVAL = 0.05  # seconds between the lag probe's wake-ups
 LAG_WINDOW = 20  # probes the lag is the worst of (one second)
 RECENT_COMMITS = 200  # commits the commit latency is read over
 COMMIT_WINDOW = 5.0  # ... if they ended this recently (an idle engine is not overloaded)
@@ -118,7 +117,8 @@ class Admission:
 
     async def probe(self) -> None:
         """Measure the loop's lag forever (the engine's task)."""
+        interval = self.engine.settings.admission_probe_interval
         while True:
             asked = trio.current_time()
-            await trio.sleep(LAG_INTERVAL)
-            self.lags.append(max(0.0, trio.current_time() - asked - LAG_INTERVAL))
+            await trio.sleep(interval)
+            self.lags.append(max(0.0, trio.current_time() - asked - interval))

@@ -92,7 +92,9 @@ class Settings:
     admission_commit_ms: float = 500.0  # ... or recent commits' p90 takes this long
     admission_mailbox: int = 2000  # ... or this many messages wait for the dispatcher
     admission_retry_after: float = 2.0  # seconds a refused buyer is told to wait
+    admission_probe_interval: float = 0.05  # seconds between the loop-lag probe's wake-ups
     metrics_token: str = ""  # a bearer token for GET /metrics besides the API key
+    peak_prewarm: float = 600.0  # seconds before a peak window its shops are pre-warmed
     # campaigns (docs/outreach.md)
     campaign_max_rate: float = 200.0  # campaign messages per second, all campaigns together
     campaign_max_audience: int = 1_000_000  # recipients one campaign run may have

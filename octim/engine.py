@@ -59,6 +59,7 @@ from octim.events import EventBus
 from octim.gateway import Gateway
 from octim.gateway.fanout import Fanout
 from octim.metrics import Metrics, Tally
+from octim.peak_watch import PeakWatch
 from octim.store import Store, open_store
 from octim.store.crypto import load_keys
 from octim.store.env import ENGINE_LOCK_FILE, hold_lock
@@ -123,6 +124,7 @@ class Engine:
         self.campaigns = Campaigns(self)
         self.tally = Tally()
         self.admission = Admission(self)
+        self.peak = PeakWatch(self)
         self.metrics = Metrics(self)
         self.ws_bound: HostPort | None = None  # where the gateway listens, once it does
 
@@ -445,6 +447,7 @@ class Engine:
             context.emit = self.events.emit
             context.stage = self.events.stage
             context.publish = self.events.publish
+            context.is_warm = self.peak.is_warm
             channels.install(context, self.courier)
             self.courier.open()
             self.reports = Reports(store)
@@ -504,6 +507,8 @@ class Engine:
             servers.start_soon(self._campaigns_forever, campaigns)
             probe = trio.CancelScope()
             servers.start_soon(self._probe_forever, probe)
+            peaks = trio.CancelScope()
+            servers.start_soon(self._peak_forever, peaks)
             if outmail.enabled(s):  # replies left in the outbox by the last run go out now
                 self.directory.ref(outmail.KIND, outmail.ID).tell_nowait(outmail.Kick())
             tune_interpreter(s.gc_threshold, s.gc_freeze, s.switch_interval)
@@ -517,6 +522,7 @@ class Engine:
             sweeper.cancel()
             ticker.cancel()
             probe.cancel()
+            peaks.cancel()
             campaigns.cancel()  # what it did is saved below; a send in flight is redone
             await self.campaigns.flush()
             # What receivers answered is recorded before the courier stops.
@@ -528,6 +534,10 @@ class Engine:
     async def _probe_forever(self, scope: trio.CancelScope) -> None:
         with scope:
             await self.admission.probe()
+
+    async def _peak_forever(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await self.peak.run()
 
     async def _campaigns_forever(self, scope: trio.CancelScope) -> None:
         with scope:

@@ -2,7 +2,7 @@
 (octim/domain/peak.py, docs/operations.md)."""
 
 # No ``from __future__ import annotations``: FastAPI evaluates these annotations.
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
@@ -40,6 +40,9 @@ class PeakBody(BaseModel):
     windows: list[Window] = Field(default_factory=list, max_length=50)
     capacity_factor: float = Field(1.0, ge=1.0, le=5.0)
     queue_cap: int | None = Field(None, ge=1, le=100_000)
+    vip_first: StrictBool = True
+    priority: Literal["after_sales", "pre_sales"] | None = None
+    recent_order_days: int = Field(7, ge=1, le=90)
 
 
 def router(engine: "Engine", auth: "Auth") -> APIRouter:
@@ -51,17 +54,21 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         from octim.domain.routing.messages import PeakChanged
 
         record = {"on": body.on, "windows": [[w.start, w.end] for w in body.windows],
-                  "capacity_factor": body.capacity_factor, "queue_cap": body.queue_cap}
+                  "capacity_factor": body.capacity_factor, "queue_cap": body.queue_cap,
+                  "vip_first": body.vip_first, "priority": body.priority,
+                  "recent_order_days": body.recent_order_days}
         await engine.store.write((Put("peak", scope.encode(), pack(record)),))
         await engine.directory.ref(KIND, ID).ask(PeakChanged())
+        engine.peak.changed()  # a new window's edges, or pre-warm now
         return described(scope)
 
     def described(scope: str) -> dict[str, Any]:
-        record = engine.store.get("peak", scope.encode()) or {
-            "on": False, "windows": [], "capacity_factor": 1.0, "queue_cap": None}
+        record = {**PeakBody.model_validate({}).model_dump(exclude={"windows"}), "windows": [],
+                  **(engine.store.get("peak", scope.encode()) or {})}
         now = engine.context.now_ms()
         out = {**record, "windows": [{"from": a, "to": b} for a, b in record["windows"]],
-               "active": peak.active(record, now)}
+               "active": peak.active(record, now),
+               "prewarmed_at": engine.peak.warmed.get(scope)}
         if scope != peak.PLATFORM:
             out["state"] = peak.state(engine.store, scope, now).source
         return out

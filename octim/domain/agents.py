@@ -113,8 +113,12 @@ class AgentActor(Actor[EngineContext]):
         await self._account(self.context.now_ms())
 
     def may_passivate(self) -> bool:
-        """Stay active while connected or in grace: that state lives only here."""
-        return not self.connections and not self.in_grace
+        """Stay active while connected or in grace (that state lives only here), and
+        while a shop the agent serves is in peak mode (pre-warmed)."""
+        if self.connections or self.in_grace:
+            return False
+        profile = self.context.store.get("agents", self.id.encode())
+        return not any(self.context.is_warm(shop) for shop in (profile or {}).get("shops", ()))
 
     async def receive(self, message: Message) -> Any:
         match message:

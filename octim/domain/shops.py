@@ -99,6 +99,10 @@ class ShopActor(Actor[EngineContext]):
     async def on_start(self) -> None:
         self.record = self.context.store.get("shops", shop_key(self.address.id))
 
+    def may_passivate(self) -> bool:
+        """Stay active through a peak (pre-warmed before its window)."""
+        return not self.context.is_warm(self.address.id)
+
     async def receive(self, message: Message) -> Any:
         match message:
             case UpsertShop(shop_id=shop_id, name=name, settings=settings):

@@ -27,6 +27,7 @@ from octim.domain.agents import Announce
 from octim.domain.context import EngineContext
 from octim.domain.conversations.messages import CONVERSATION, AssignConversation, Unassign
 from octim.domain.conversations.model import ConversationMeta, event_frame, pair_key
+from octim.domain.customers import PAID, order_index_key
 from octim.domain.routing import scorer
 from octim.domain.routing.messages import (
     DISPATCHER,
@@ -316,6 +317,9 @@ class Dispatcher(Actor[EngineContext]):
             tgt = Target(m.group, tgt.priority, tgt.sla_seconds,
                          max(1, policy.group_costs.get(m.group, 1)),
                          (*tgt.rules, f"transfer:group {m.group}"))
+        state = self._peak(m.shop)
+        if state.on:
+            tgt = self._peak_order(tgt, state, m.shop, m.buyer, level >= policy.vip_level > 0)
         now = self.now()
         item = Waiting(m.conversation, m.shop, m.buyer, tgt, self.arrivals, now,
                        exclude_agent=m.exclude_agent, reason=m.reason)
@@ -333,6 +337,26 @@ class Dispatcher(Actor[EngineContext]):
                 item.wait_until = now + policy.sticky_wait if m.reason != "reopened" else 0.0
         self.waiting[m.conversation] = item
         await self._save_routing(m.conversation, waiting=item.record())
+
+    def _peak_order(self, tgt: Target, state: peak.PeakState, shop: str, buyer: str,
+                    vip: bool) -> Target:
+        """Peak mode's queue order: VIPs first (``vip_first``), then buyers with a paid
+        order in the shop within ``recent_order_days`` (``after_sales``, 售后优先) or
+        those without one (``pre_sales``, 询单优先); the SLA deadline orders each tier."""
+        rules = list(tgt.rules)
+        tier = tgt.priority if vip and state.vip_first else 0
+        if vip and not state.vip_first:
+            rules.append("peak:vip not first")
+        bonus = 0
+        if state.priority in peak.PRIORITIES:
+            days = state.recent_order_days
+            paid = recent_payer(self.context.store, buyer, shop,
+                                self.context.now_ms() - days * peak.DAY_MS)
+            if paid == (state.priority == "after_sales"):
+                bonus = 1
+            rules.append(f"peak:{state.priority} ({'a' if paid else 'no'} paid order "
+                         f"in {days} d{': first' if bonus else ''})")
+        return Target(tgt.group, tier * 2 + bonus, tgt.sla_seconds, tgt.cost, tuple(rules))
 
     def _sticky(self, buyer: str, shop: str, policy: RoutingPolicy, now: float) -> str:
         found = self.context.store.get("sticky", pair_key(buyer, shop))
@@ -561,6 +585,22 @@ class Dispatcher(Actor[EngineContext]):
             self.routing_records.popitem(last=False)
         ops: tuple[Op, ...] = (Put("routing", conversation.encode(), pack(entry)),)
         await self.context.store.submit(ops, _log_failure)
+
+
+def recent_payer(store: Any, buyer: str, shop: str, since_ms: int, limit: int = 200) -> bool:
+    """Whether the buyer has an order in the shop paid at ``since_ms`` or later (reads at
+    most ``limit`` of their orders there, skipping those created a day before it)."""
+    prefix = order_index_key(buyer, shop, "")
+    for key, created in store.scan("idx_customer_orders", prefix, prefix[:-1] + b"\x01",
+                                   limit=limit):
+        if created and int(created) < since_ms - peak.DAY_MS:
+            continue
+        order = store.get("orders", key[len(prefix):])
+        if order is None or order["status"] not in PAID:
+            continue
+        if int((order.get("times") or {}).get("paid") or created or 0) >= since_ms:
+            return True
+    return False
 
 
 def _log_failure(error: str | None) -> None:
