@@ -448,6 +448,7 @@ class Engine:
             context.stage = self.events.stage
             context.publish = self.events.publish
             context.is_warm = self.peak.is_warm
+            context.metrics = self.metrics
             channels.install(context, self.courier)
             self.courier.open()
             self.reports = Reports(store)

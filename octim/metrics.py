@@ -1,7 +1,8 @@
 """``GET /metrics``: the engine in Prometheus' text format (prometheus-client).
 
-Nothing here is on the message path. The hot path keeps plain integer tallies
-(:class:`Tally`: frames in by type, errors sent by code) and the parts of the engine keep
+Little here is on the message path: three latency histograms (prometheus-client's
+``Histogram``, 0.6 µs an observation on this machine) and plain integer tallies
+(:class:`Tally`: frames in by type, errors sent by code). The parts of the engine keep
 their own state (connections, live actors, the store writer's statistics, the outbox,
 the dispatcher's queue, admission control, campaigns); a scrape reads them all and
 renders them. Per-shop series exist only for the ``TOP_SHOPS`` shops with the longest
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from octim.engine import Engine
 
 TOP_SHOPS = 10
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0, 60.0, 300.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -141,6 +144,19 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = _EngineCollector(engine)
         self.registry.register(self.collector)
+
+        def histogram(name: str, doc: str) -> Histogram:
+            return Histogram(name, doc, registry=self.registry, buckets=LATENCY_BUCKETS)
+
+        self.ack_seconds = histogram(
+            "octim_ack_seconds", "a send frame read from its socket to its ack queued for "
+            "the sender (the commit included)")
+        self.deliver_seconds = histogram(
+            "octim_deliver_seconds", "a connection's outbox getting frames (a durable message, "
+            "an event) to their socket write done, per write")
+        self.assign_seconds = histogram(
+            "octim_open_assigned_seconds", "a conversation starting to wait for an agent "
+            "(its first message, a hand-off, a transfer) to its assignment (engine clock)")
 
     async def render(self) -> bytes:
         from octim.domain.routing.dispatcher import ID, KIND

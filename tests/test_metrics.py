@@ -31,9 +31,19 @@ async def test_metrics_expose_the_named_series_behind_a_token(tmp_path: Path) ->
         (await http.put("/api/shops/s1", headers=KEY, json={"name": "s1",
                                                             "bot": {"mode": "off"}})
          ).raise_for_status()
-        async with connect(listening.ws_url, token("b1")) as buyer:
+        (await http.put("/api/shops/s2", headers=KEY, json={"name": "s2",
+                                                            "bot": {"mode": "off"}})
+         ).raise_for_status()
+        (await http.put("/api/agents/a2", headers=KEY, json={"name": "a2", "shops": ["s2"]})
+         ).raise_for_status()
+        async with connect(listening.ws_url, token("b1")) as buyer, \
+                connect(listening.ws_url, token("a2", "agent", "s2")) as agent, \
+                connect(listening.ws_url, token("b2")) as served:
             conversation = (await buyer.open("s1"))["conversation"]
             await buyer.say(conversation, "m1", "在吗")
+            other = (await served.open("s2"))["conversation"]
+            await served.say(other, "m2", "在吗")  # a2 serves s2: assigned at once
+            await agent.expect("event", event="assigned", conversation=other)
             await buyer.send({"type": "nonsense"})
             await buyer.expect("error")
             for who in ({}, {"Authorization": "Bearer wrong"},
@@ -46,11 +56,16 @@ async def test_metrics_expose_the_named_series_behind_a_token(tmp_path: Path) ->
                 assert answer.status_code == 200
                 assert answer.headers["content-type"].startswith("text/plain")
             got = families(answer.text)
-        assert got["octim_frames_in_total"][(("type", "send"),)] == 1
-        assert got["octim_frames_in_total"][(("type", "open"),)] == 1
+        assert got["octim_frames_in_total"][(("type", "send"),)] == 2
+        assert got["octim_frames_in_total"][(("type", "open"),)] == 2
+        # Latency histograms: both sends acked, frames written, one buyer assigned.
+        assert got["octim_ack_seconds_count"][()] == 2
+        assert got["octim_ack_seconds_bucket"][(("le", "+Inf"),)] == 2
+        assert got["octim_deliver_seconds_count"][()] >= 2
+        assert got["octim_open_assigned_seconds_count"][()] == 1
         assert got["octim_frame_errors_total"][(("code", "unknown_type"),)] >= 1
-        assert got["octim_connections"][()] == 1
-        assert got["octim_actors"][(("kind", "conversation"),)] == 1
+        assert got["octim_connections"][()] == 3
+        assert got["octim_actors"][(("kind", "conversation"),)] == 2
         assert got["octim_store_commits_total"][()] > 0
         assert got["octim_store_commit_seconds_count"][()] > 0
         assert got["octim_queue_length"][()] == 1  # nobody serves s1: the buyer waits

@@ -4,6 +4,9 @@ leave-a-message, who may switch it, and the monitor showing it."""
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import trio
 from trio.testing import MockClock
 
 from octim.auth import issue_token
+from octim.logs import JsonFormatter
 from octim.testing import TEST_API_KEY, TEST_SECRET, open_engine, token
 from octim.testing.client import connect
 
@@ -230,3 +234,44 @@ async def test_peak_orders_the_queue_vips_then_recent_payers_or_the_reverse(
                 trace = (await http.get(f"/api/conversations/{current}/routing")).json()
                 rules = trace["traces"][-1]["rules"]
                 assert any(r.startswith(f"peak:{priority}") for r in rules), rules
+
+
+async def test_log_lines_carry_the_request_conversation_and_shop_ids(tmp_path: Path) -> None:
+    """JSON logs: a request's lines carry its id (the client's ``X-Request-Id``, echoed)
+    and the shop of its path; an actor's lines its conversation and shop; a background
+    task's lines neither."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level, root.level = root.level, logging.INFO
+    try:
+        async with open_engine(tmp_path / "d") as (_engine, listening), httpx.AsyncClient(
+                base_url=listening.http_url, timeout=10, headers=KEY) as http:
+            (await http.put("/api/shops/s1", json={"name": "s1", "bot": {"mode": "off"}})
+             ).raise_for_status()
+            (await http.put("/api/agents/a1", json={"name": "a1", "shops": ["s1"]})
+             ).raise_for_status()
+            answer = await http.put("/api/shops/s1/peak", json={"on": True},
+                                    headers={"X-Request-Id": "req-42"})
+            assert answer.headers["x-request-id"] == "req-42"
+            made = (await http.get("/healthz", headers={"X-Request-Id": "bad id!"})).headers
+            assert made["x-request-id"] != "bad id!" and len(made["x-request-id"]) == 16
+            async with connect(listening.ws_url, token("a1", "agent", "s1")) as agent, \
+                    connect(listening.ws_url, token("b1")) as buyer:
+                opened = await buyer.open("s1")
+                await buyer.say(opened["conversation"], "m", "转人工")
+                await agent.expect("event", event="assigned")
+    finally:
+        root.removeHandler(handler)
+        root.level = level
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    by_msg = {line["msg"]: line for line in lines}
+    assert by_msg["peak mode set"]["request_id"] == "req-42"
+    assert by_msg["peak mode set"]["shop"] == "s1"
+    assigned = by_msg["conversation assigned"]
+    assert assigned["conversation"] == opened["conversation"] and assigned["shop"] == "s1"
+    assert "request_id" not in assigned  # the actor's line, not the request's
+    assert "request_id" not in by_msg["peak mode on"]  # the engine's peak task
+    assert by_msg["peak mode on"]["shop"] == "s1"

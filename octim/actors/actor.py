@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import trio
 
+from octim import logs
 from octim.actors.bridge import Reply
 from octim.actors.messages import Message
 from octim.errors import ActorCrashed, ActorStopped, MailboxFull, OctimError
@@ -191,6 +192,8 @@ class _ActorCell:
         return stats.current_buffer_used == 0 and stats.tasks_waiting_send == 0
 
     async def run(self) -> None:
+        # Its lines name the actor, not whoever happened to activate it.
+        logs.bind_only(**{self.address.kind: self.address.id})
         try:
             if self.predecessor is not None:
                 # A passivating predecessor may still be saving state: wait for it.

@@ -33,7 +33,7 @@ from octim.api import (
 )
 from octim.api.auth import Auth
 from octim.api.errors import error_response, install_error_handlers
-from octim.api.guard import RequestGuard
+from octim.api.guard import RequestGuard, RequestIds
 from octim.api.kb import BotSettingsBody
 from octim.api.routing import RoutingPolicyBody
 from octim.domain.conversations.model import ConversationMeta
@@ -90,6 +90,7 @@ def create_app(engine: Engine) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestGuard, settings=engine.settings,
                        clock=lambda: engine.context.clock())
+    app.add_middleware(RequestIds)  # outermost: even a refused request has its id
 
     auth = Auth(engine.settings)
     platform = auth.platform

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from octim import logs
 from octim.api.auth import CALLER, identify
 from octim.auth import AuthError
 from octim.config import Settings
@@ -131,6 +133,37 @@ class RequestGuard:
         proto = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
         if proto in ("http", "https"):
             scope["scheme"] = proto
+
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+SHOP_PATH = re.compile(r"/api/shops/([A-Za-z0-9._-]{1,128})(?:/|$)")
+
+
+class RequestIds:
+    """Every HTTP request gets an id: the client's ``X-Request-Id`` when it is a plain
+    token of at most 64 characters, else a new one. It is echoed in the response's
+    ``X-Request-Id`` and bound to the request task's log lines (octim/logs.py), with the
+    shop its path names."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = _headers(scope).get("x-request-id", "")
+        request_id = given if REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
+        shop = SHOP_PATH.match(scope["path"])
+        logs.bind(request_id=request_id, shop=shop.group(1) if shop else None)
+
+        async def sending(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()),
+                                                  (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 def _headers(scope: Scope) -> dict[str, str]:

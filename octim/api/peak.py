@@ -2,6 +2,7 @@
 (octim/domain/peak.py, docs/operations.md)."""
 
 # No ``from __future__ import annotations``: FastAPI evaluates these annotations.
+import logging
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from octim.api.auth import Auth
     from octim.engine import Engine
 
+log = logging.getLogger("octim.peak")
 ShopId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
 Ms = Annotated[int, Field(ge=0, le=10**13)]
 
@@ -58,6 +60,8 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
                   "vip_first": body.vip_first, "priority": body.priority,
                   "recent_order_days": body.recent_order_days}
         await engine.store.write((Put("peak", scope.encode(), pack(record)),))
+        log.info("peak mode set", extra={"scope": scope, "on": body.on,
+                                         "windows": len(body.windows)})
         await engine.directory.ref(KIND, ID).ask(PeakChanged())
         engine.peak.changed()  # a new window's edges, or pre-warm now
         return described(scope)

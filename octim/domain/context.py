@@ -35,6 +35,7 @@ class EngineContext:
     publish: Callable[[Staged], None] = field(default=lambda staged: None)
     channels: Any = None  # octim.domain.channels.Channels, while the engine runs
     timers: Timers = field(default_factory=Timers)  # on ``clock``, fired by the engine's tick
+    metrics: Any = None  # octim.metrics.Metrics (its latency histograms), while running
     # Whether a shop is in (or about to be in) peak mode: its actors then stay active.
     is_warm: Callable[[str], bool] = field(default=lambda shop: False)
 

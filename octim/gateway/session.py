@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from octim import logs
 from octim.actors import Reply
 from octim.auth import AuthError, Principal, verify_token
 from octim.domain import audit
@@ -87,7 +88,7 @@ class Session:
 
     __slots__ = ("client_address", "codec", "conn", "engine", "known", "last_frame",
                  "monitor_scope", "monitoring", "next_ping", "pending", "principal", "refilled",
-                 "settings", "tokens", "unblocked", "via", "writing", "ws")
+                 "settings", "tokens", "unblocked", "via", "woken", "writing", "ws")
 
     def __init__(self, engine: Engine, ws: WebSocketConnection, codec: FrameCodec,
                  client_address: str | None = None) -> None:
@@ -103,6 +104,7 @@ class Session:
         self.tokens = float(self.settings.rate_burst)
         self.refilled = self.last_frame
         self.writing = False
+        self.woken = 0.0  # when the outbox last got frames for an idle writer
         self.pending = 0  # sends (and other acked frames) awaiting their commit
         self.via = "web"  # the socket channel a buyer's open said it is (docs/channels.md)
         self.unblocked: trio.Event | None = None  # set when pending drops below the bound
@@ -121,6 +123,7 @@ class Session:
         # No await between the connection cap's check and here: the cap is exact.
         self.conn = fanout.attach(principal.user, principal.role, principal.shops, self.codec,
                                   self._wake)
+        logs.bind(connection=self.conn.name, user=principal.user)  # on this session's lines
         gateway = self.engine.gateway
         gateway.sessions.add(self)
         try:
@@ -174,6 +177,7 @@ class Session:
         """The outbox has frames (or overflowed): start a writer unless one runs."""
         if not self.writing:
             self.writing = True
+            self.woken = trio.current_time()
             self.engine.gateway.spawn(self._writer)
 
     async def _writer(self) -> None:
@@ -188,14 +192,20 @@ class Session:
                 if not frames:
                     return  # no await since the drain: a new push wakes a new writer
                 await send_messages(self.ws, frames)  # one socket write for the batch
+                written = trio.current_time()
+                self.engine.metrics.deliver_seconds.observe(written - self.woken)
+                self.woken = written  # the next batch came in during this write
         except ConnectionClosed:
             pass
         finally:
             self.writing = False
 
-    def _answered(self, ref: Any, answer: Any, error: BaseException | None) -> None:
+    def _answered(self, ref: Any, started: float | None, answer: Any,
+                  error: BaseException | None) -> None:
         """A pipelined frame's reply came (commit done): queue its ack or error."""
         self.pending -= 1
+        if started is not None and error is None:
+            self.engine.metrics.ack_seconds.observe(trio.current_time() - started)
         if self.unblocked is not None and self.pending < PENDING_ACKS:
             self.unblocked.set()
             self.unblocked = None
@@ -210,13 +220,15 @@ class Session:
         elif answer is not None:  # sends answer with an ack; the rest with events
             self.engine.fanout.push_to(self.conn, answer)
 
-    async def _pipeline(self, reply: Reply[Any], ref: Any) -> None:
-        """Answer ``reply`` when it is filled, without waiting for it here."""
+    async def _pipeline(self, reply: Reply[Any], ref: Any, started: float | None = None
+                        ) -> None:
+        """Answer ``reply`` when it is filled, without waiting for it here (``started``:
+        a send's arrival, for the ack latency histogram)."""
         while self.pending >= PENDING_ACKS:  # backpressure: this reader waits
             self.unblocked = self.unblocked or trio.Event()
             await self.unblocked.wait()
         self.pending += 1
-        reply.then(partial(self._answered, ref))
+        reply.then(partial(self._answered, ref, started))
 
     async def ping(self) -> None:
         """One heartbeat (run by the gateway when due): close if idle too long, or if
@@ -306,6 +318,7 @@ class Session:
             return
         frames = self.engine.tally.frames
         frames[kind] = frames.get(kind, 0) + 1
+        logs.bind(conversation=frame.get("conversation"))  # on what this frame logs
         parsed = f.parse(kind, frame)
         p = self.principal
         assert p is not None and self.conn is not None
@@ -331,13 +344,14 @@ class Session:
                                   "conversation": opened["conversation"],
                                   "state": opened["state"]})
             case f.Send(conversation=conv, id=client_id, kind=msg_kind, body=body):
+                started = trio.current_time()
                 if "from" in frame and frame["from"] != p.user:
                     raise Forbidden("'from' is set by the server")
                 self._member(conv)
                 reply = await directory.ref(CONVERSATION, conv).ask(SendMessage(
                     conv, p.user, p.role, p.shops, client_id, msg_kind, body, self.conn.name,
                     via=self.via if p.role == "buyer" else ""))
-                await self._pipeline(reply, ref)
+                await self._pipeline(reply, ref, started)
             case f.Sync(conversation=conv, after=after, limit=limit):
                 await self._sync(conv, after, limit)
             case f.Inbox():

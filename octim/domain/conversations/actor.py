@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from octim import logs
 from octim.actors import Actor, ActorKind, Address, Message, Reply, thaw
 from octim.domain.context import EngineContext
 from octim.domain.conversations import rules
@@ -115,6 +116,7 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         if record is None:
             raise NotFound(f"no conversation {self.id!r}")
         self.meta = ConversationMeta.from_record(record)
+        logs.bind(shop=self.meta.shop)  # on every line this actor logs, beside its id
         # Every client id this conversation ever acked, if there are few enough: then a
         # send whose id is not among them is new without a store read.
         prefix = pair_key(self.id, "")
@@ -423,6 +425,8 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
             # Raced with a resolve or close: hand the capacity straight back.
             await self._dispatcher(ConversationReleased(self.id))
             return
+        log.info("conversation assigned", extra={"agent": agent, "rule": rule,
+                                                 "previous": previous})
         await self._adopt(out, also=(previous,) if previous else ())
 
     async def _unassign(self, reason: str) -> None:

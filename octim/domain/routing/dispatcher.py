@@ -495,6 +495,8 @@ class Dispatcher(Actor[EngineContext]):
         self.waiting.pop(item.conversation, None)
         agent.active[item.conversation] = item.target.cost
         agent.last_assigned = now
+        if self.context.metrics is not None and item.reason != "forced":
+            self.context.metrics.assign_seconds.observe(max(0.0, now - item.enqueued_at))
         no_reply = self._policy(item.shop).no_reply_seconds
         self.assigned[item.conversation] = Assigned(
             agent.id, item.shop, now, now + no_reply if no_reply > 0 else 0.0)
