@@ -52,6 +52,16 @@ ROWS = (
     ("server CPU µs/msg", ("server_cpu_us_per_msg",)),
     ("server peak RSS MiB", ("server_peak_rss_mib",)),
     ("opens refused (rate_limited), retried", ("shed",)),
+    ("new conversations", ("conversations",)),
+    ("outcomes", ("outcomes",)),
+    ("first response p50/p95/p99/max ms", ("first_response_ms",)),
+    ("… at the top of the ramp", ("first_response_top_ms",)),
+    ("bot-resolved share", ("bot_resolved_share",)),
+    ("running chats send→deliver p50/p95/p99/max ms", ("live_send_deliver_ms",)),
+    ("queue length max (/metrics, 1 s)", ("queue_max",)),
+    ("loop lag max ms (/metrics, 1 s)", ("loop_lag_max_ms",)),
+    ("seconds overloaded", ("seconds_overloaded",)),
+    ("acked loss", ("durability",)),
     ("errors", ("errors",)),
     ("disconnects", ("disconnects",)),
 )
@@ -76,7 +86,7 @@ def _cell(run: dict[str, Any] | None, label: str, keys: tuple[str, ...] | None) 
     return _fmt(value)
 
 
-RUNS = ("engine", "baseline", "half_load", "half_load_campaign")
+RUNS = ("engine", "baseline", "half_load", "half_load_campaign", "peak_off", "peak_on")
 
 
 def table(report: dict[str, Any]) -> str:
@@ -118,7 +128,7 @@ def chart(report: dict[str, Any], path: Path) -> str | None:
             if report.get(name) and report[name].get("timeline")]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     colors = {"engine": "tab:blue", "baseline": "tab:gray", "half_load": "tab:green",
-              "half_load_campaign": "tab:orange"}
+              "half_load_campaign": "tab:orange", "peak_off": "tab:red", "peak_on": "tab:purple"}
     for name, run in runs:
         seconds = [row["second"] for row in run["timeline"]]
         top.plot(seconds, [row["count"] for row in run["timeline"]], color=colors[name],

@@ -244,21 +244,52 @@ async def steady(run: Run, nursery: trio.Nursery, go: Callable[[dict[str, Any]],
 
 async def peak(run: Run, nursery: trio.Nursery,
                go: Callable[[dict[str, Any]], Awaitable[float]]) -> None:
+    """New conversations arriving on a ramp (and a burst at its top). A buyer asks a
+    question; whoever answers first (the bot in peak mode, else an agent once assigned)
+    is the first response. A buyer whose question the bot answered (``faq`` buyers, 3 in
+    5) leaves content: bot-resolved; the others ask for a person (转人工) and talk to an
+    agent, who resolves. A buyer offered leave-a-message past the queue cap leaves one (a
+    ticket, ``POST /api/tickets``) and goes. Each conversation's outcome and first
+    response time are in the result's ``outcomes``."""
+    import httpx
+
     c = run.config
+    outcomes: list[tuple[float, float, str]] = []  # (due, first response s or inf, outcome)
+    run.extra["outcomes"] = outcomes
+    firsts: dict[str, trio.Event] = {}  # conversation → a bot or agent message came
+    offered: dict[str, trio.Event] = {}  # conversation → leave-a-message offered (cap)
+    answered_by: dict[str, str] = {}
 
     async def agent_frame(conn: Conn, frame: Frame) -> None:
         run.on_deliver(frame)
         run.on_common(frame)
-        if frame.get("type") == "msg" and frame.get("role") == "buyer" and \
+        if frame.get("type") == "event" and frame.get("event") == "assigned" and \
+                frame.get("data", {}).get("agent") == conn.user:
+            nursery.start_soon(reply, conn, frame["conversation"], "您好，请问有什么可以帮您？",
+                               False)
+        elif frame.get("type") == "msg" and frame.get("role") == "buyer" and \
                 frame["body"].get("text", "").endswith("谢谢"):
-            nursery.start_soon(finish, conn, frame["conversation"], frame["seq"])
+            nursery.start_soon(reply, conn, frame["conversation"], "不客气，祝您购物愉快", True)
 
-    async def finish(conn: Conn, conversation: str, seq: int) -> None:
+    async def reply(conn: Conn, conversation: str, text: str, resolve: bool) -> None:
         run.sent += 1
         await conn.send({"type": "send", "conversation": conversation,
-                         "id": f"{conn.user}-{seq}.{int(time.time() * 1e6)}",
-                         "kind": "text", "body": {"text": "不客气，祝您购物愉快"}})
-        await conn.send({"type": "resolve", "conversation": conversation})
+                         "id": f"{conn.user}-{int(time.time() * 1e6)}.{int(time.time() * 1e6)}",
+                         "kind": "text", "body": {"text": text}})
+        if resolve:
+            await conn.send({"type": "resolve", "conversation": conversation})
+
+    async def buyer_frame(conn: Conn, frame: Frame) -> None:
+        run.on_common(frame)
+        conversation = frame.get("conversation", "")
+        if frame.get("type") == "msg" and frame.get("role") in ("bot", "agent") and \
+                frame.get("kind") == "text":
+            answered_by.setdefault(conversation, frame["role"])
+            if conversation in firsts:
+                firsts[conversation].set()
+        elif frame.get("type") == "event" and frame.get("event") == "queued" and \
+                frame["data"].get("reason") == "queue_cap" and conversation in offered:
+            offered[conversation].set()
 
     for agent, shops in c["agents"]:
         conn = await run.connect(nursery, agent, "agent", tuple(shops))
@@ -266,55 +297,103 @@ async def peak(run: Run, nursery: trio.Nursery,
         await conn.send({"type": "presence", "status": "online"})
     start = await go({"connections": len(c["agents"])})
     shops, prefix = c["shops"], c["prefix"]
+    http = httpx.AsyncClient(base_url=c["url"], timeout=30)
+
+    async def step(event: trio.Event, other: trio.Event | None = None) -> bool:
+        """Until ``event`` (True) or ``other`` (False) is set, at most assign_timeout."""
+        with trio.move_on_after(c["assign_timeout"]):
+            async with trio.open_nursery() as race:
+                async def wait(e: trio.Event) -> None:
+                    await e.wait()
+                    race.cancel_scope.cancel()
+                race.start_soon(wait, event)
+                if other is not None:
+                    race.start_soon(wait, other)
+        return event.is_set()
+
+    async def say(conn: Conn, conv: str, buyer: str, i: int, text: str) -> None:
+        run.sent += 1
+        await conn.send({"type": "send", "conversation": conv,
+                         "id": f"{buyer}-{i}.{int(time.time() * 1e6)}", "kind": "text",
+                         "body": {"text": text}})
 
     async def conversation(n: int, due: float) -> None:
         buyer, shop = f"{prefix}b{n}", shops[n % len(shops)]
-        conv = ""
+        outcome, first = "timeout", math.inf
         try:
             async with trio.open_nursery() as own:
                 conn = await run.connect(own, buyer, "buyer")
-                connected = time.time()
-                opened = await run.open(conn, shop, {"product": f"sku-{n % 97}",
-                                                     "title": "羽绒服"})
-                if opened["type"] == "error":
-                    run.errors[opened["code"]] += 1
-                    return
-                conv = opened["conversation"]
-                assigned = run.waiting.setdefault(f"assigned:{conv}", trio.Event())
-                resolved = run.waiting.setdefault(f"resolved:{conv}", trio.Event())
-                own.start_soon(run.read, conn, run.on_buyer)
-                for i, text in enumerate(c["texts"]):
-                    if i:
-                        await trio.sleep(c["interval"])
-                    sent_at = time.time()
-                    run.sent += 1
-                    await conn.send({"type": "send", "conversation": conv,
-                                     "id": f"{buyer}-{i}.{int(sent_at * 1e6)}", "kind": "text",
-                                     "body": {"text": text}})
-                    if i == 0:  # routing starts with the first message
-                        with trio.move_on_after(c["assign_timeout"]):
-                            await assigned.wait()
-                        if not assigned.is_set():
-                            run.errors["not_assigned_in_time"] += 1
-                            own.cancel_scope.cancel()
-                            return
-                        run.assigned.append((due, connected - due, time.time() - sent_at))
-                with trio.move_on_after(c["assign_timeout"]):
-                    await resolved.wait()
-                await conn.ws.aclose()
-                own.cancel_scope.cancel()
+                try:
+                    _, outcome, first = await talk(own, conn, n, buyer, shop, due)
+                finally:  # leave: close (1000) and stop this buyer's reader
+                    with trio.move_on_after(1):
+                        await conn.ws.aclose()
+                    own.cancel_scope.cancel()
         except (HandshakeError, ConnectionClosed, OSError, RuntimeError) as exc:
-            run.errors[type(exc).__name__] += 1
+            outcome = f"error:{type(exc).__name__}"
         finally:
-            run.waiting.pop(f"assigned:{conv}", None)
-            run.waiting.pop(f"resolved:{conv}", None)
+            outcomes.append((due, first, outcome))
+
+    async def talk(own: trio.Nursery, conn: Conn, n: int, buyer: str, shop: str,
+                   due: float) -> tuple[str, str, float]:
+        """One buyer's conversation: (conversation, outcome, first response seconds)."""
+        connected = time.time()
+        opened = await run.open(conn, shop, {"product": f"sku-{n % 97}", "title": "羽绒服"})
+        if opened["type"] == "error":
+            return "", f"error:{opened['code']}", math.inf
+        conv = opened["conversation"]
+        assigned = run.waiting.setdefault(f"assigned:{conv}", trio.Event())
+        resolved = run.waiting.setdefault(f"resolved:{conv}", trio.Event())
+        got_first = firsts.setdefault(conv, trio.Event())
+        cap = offered.setdefault(conv, trio.Event())
+        try:
+            own.start_soon(run.read, conn, buyer_frame)
+            faq = n % 5 >= 2
+            asked = time.time()
+            await say(conn, conv, buyer, 0, c["faq"][n % len(c["faq"])] if faq
+                      else c["question"])
+            first = time.time() - asked if await step(got_first, cap) else math.inf
+            if cap.is_set() and not got_first.is_set():
+                return conv, await leave_message(buyer, shop, conv), first
+            if not got_first.is_set():
+                return conv, "no_response", first
+            if answered_by.get(conv) == "bot":
+                if faq:
+                    return conv, "bot", first
+                await say(conn, conv, buyer, 1, "转人工")
+            if not await step(assigned, cap):
+                if cap.is_set():
+                    return conv, await leave_message(buyer, shop, conv), first
+                return conv, "not_assigned", first
+            run.assigned.append((due, connected - due, time.time() - asked))
+            await trio.sleep(c["interval"])
+            await say(conn, conv, buyer, 2, "好的谢谢")
+            return conv, "agent" if await step(resolved) else "not_resolved", first
+        finally:
+            for key in (f"assigned:{conv}", f"resolved:{conv}"):
+                run.waiting.pop(key, None)
+            firsts.pop(conv, None)
+            offered.pop(conv, None)
+            answered_by.pop(conv, None)
+
+    async def leave_message(buyer: str, shop: str, conv: str) -> str:
+        """留言: past the queue cap, the buyer leaves a message (a ticket) and goes."""
+        answer = await http.post("/api/tickets", json={
+            "shop": shop, "subject": "高峰期留言", "description": c["question"],
+            "source": {"kind": "bot", "conversation": conv}},
+            headers={"Authorization": f"Bearer {run.token(buyer, 'buyer')}"})
+        return "left_message" if answer.status_code in (200, 201) else \
+            f"error:ticket_{answer.status_code}"
 
     ramp, factor, base = c["ramp"], c["factor"], c["base_rate"]
 
     def rate_at(t: float) -> float:
         return float(base * (1 + (factor - 1) * min(1.0, t / ramp)))
 
+    arrived = [0]
+
     async def arrive(n: int, due: float) -> None:
+        arrived[0] += 1
         nursery.start_soon(conversation, n, due)
 
     async def burst() -> None:
@@ -322,10 +401,16 @@ async def peak(run: Run, nursery: trio.Nursery,
         await trio.sleep(max(0.0, start + ramp - time.time()))
         now = time.time()
         for k in range(c["burst"]):
+            arrived[0] += 1
             nursery.start_soon(conversation, 10_000_000 + k, now)
 
     nursery.start_soon(burst)
     await open_loop(start, c["duration"], rate_at, arrive)
+    # The last arrivals finish their conversations (each bounded by the assign timeout).
+    deadline = time.time() + 2 * c["assign_timeout"] + 10
+    while time.time() < deadline and len(outcomes) < arrived[0]:
+        await trio.sleep(0.1)
+    await http.aclose()
 
 
 async def connections(run: Run, nursery: trio.Nursery,
