@@ -6,14 +6,18 @@ The engine watches three signals of its own health:
   (50 ms) wakes up (the trio loop is busy, or parked on commits), the third-worst of the
   last 20 probes (a single long step is not an overload);
 * **commit latency**: the store writer's recent commits (their p90);
-* **mailbox depth**: the dispatcher's queued messages.
+* **mailbox depth**: the messages queued for the engine's single actors: the dispatcher
+  (every open and routing step) and the knowledge base (every bot answer);
+* **ack latency**: the p90 of the acks sent in the last ``ACK_WINDOW`` seconds (what the
+  running conversations feel, whatever the cause: a busy bot, a deep conversation
+  mailbox, the store).
 
 While any is past its threshold (settings ``admission_loop_lag_ms``,
-``admission_commit_ms``, ``admission_mailbox``), a buyer's ``open`` that would start a
-**new** conversation answers ``rate_limited`` with ``retry_after`` seconds, and ``/readyz``
-answers 503, so a load balancer sends new connections elsewhere. Conversations already
-running are never shed: their frames, and an ``open`` that finds the buyer's open
-conversation, go on. Every shed is counted, by reason (docs/operations.md).
+``admission_commit_ms``, ``admission_mailbox``, ``admission_ack_ms``), a buyer's ``open``
+that would start a **new** conversation answers ``rate_limited`` with ``retry_after``
+seconds, and ``/readyz`` answers 503, so a load balancer sends new connections elsewhere.
+Conversations already running are never shed: their frames, and an ``open`` that finds the
+buyer's open conversation, go on. Every shed is counted, by reason (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ if TYPE_CHECKING:
 LAG_WINDOW = 20  # probes the lag is the worst of (one second)
 RECENT_COMMITS = 200  # commits the commit latency is read over
 COMMIT_WINDOW = 5.0  # ... if they ended this recently (an idle engine is not overloaded)
+ACK_WINDOW = 2.0  # seconds of acks the ack latency is read over
+RECENT_ACKS = 512  # ... at most this many
 SUSTAINED = 3  # probes of the last second that must be late for the loop to be "lagging"
 
 
@@ -55,6 +61,7 @@ class Admission:
         self.engine = engine
         self.lags: deque[float] = deque(maxlen=LAG_WINDOW)
         self.sheds: dict[str, int] = {}
+        self.acks: deque[tuple[float, float]] = deque(maxlen=RECENT_ACKS)  # (sent, took)
         self.forced: str | None = None  # a reason set by hand (tests, an operator's drill)
         self._said: tuple[float, str | None] = (-1.0, None)  # (when, what) overloaded said
 
@@ -79,14 +86,30 @@ class Admission:
         return statistics.quantiles(recent, n=10)[-1]
 
     def mailbox_depth(self) -> int:
-        """Messages waiting for the dispatcher (every open and every routing step)."""
+        """Messages waiting for the dispatcher (every open and every routing step) or the
+        knowledge base (every bot answer), whichever has more."""
+        from octim.domain.kb.knowledge import ID as KB_ID
+        from octim.domain.kb.knowledge import KIND as KB
         from octim.domain.routing.dispatcher import ID, KIND
 
-        return self.engine.directory.mailbox_depth(KIND, ID)
+        directory = self.engine.directory
+        return max(directory.mailbox_depth(KIND, ID), directory.mailbox_depth(KB, KB_ID))
+
+    def acked(self, took: float) -> None:
+        """An ack went out ``took`` seconds after its send arrived (the gateway tells)."""
+        self.acks.append((trio.current_time(), took))
+
+    def ack_latency(self) -> float:
+        """The p90 of the acks of the last ``ACK_WINDOW`` seconds; 0 with fewer than 20."""
+        since = trio.current_time() - ACK_WINDOW
+        recent = [took for sent, took in list(self.acks) if sent >= since]
+        if len(recent) < 20:
+            return 0.0
+        return statistics.quantiles(recent, n=10)[-1]
 
     def overloaded(self) -> str | None:
         """Why the engine is past its budget now (``loop_lag``, ``commit_latency``,
-        ``mailbox``), or None."""
+        ``mailbox``, ``ack_latency``), or None."""
         if self.forced:
             return self.forced
         now = trio.current_time()
@@ -104,6 +127,8 @@ class Admission:
             return "commit_latency"
         if self.mailbox_depth() > s.admission_mailbox:
             return "mailbox"
+        if self.ack_latency() * 1000 > s.admission_ack_ms:
+            return "ack_latency"
         return None
 
     def admit_new(self) -> None:

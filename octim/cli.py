@@ -1,4 +1,4 @@
-"""The ``octim`` command: serve, demo, backup, version."""
+"""The octim command: run the engine (serve, demo) and look after its data."""
 
 from __future__ import annotations
 
@@ -23,6 +23,18 @@ log = logging.getLogger("octim.cli")
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
+SERVE_EPILOG = """required settings (environment, or the --config file):
+  OCTIM_SECRET    the platform's JWT signing secret (HS256, at least 32 bytes)
+  OCTIM_API_KEY   the platform's API key for the HTTP API (at least 32 characters)
+  OCTIM_DATA      the data directory, unless --data is given
+
+Every other setting is OCTIM_<NAME> too (OCTIM_HTTP, OCTIM_LOG_FORMAT, OCTIM_PEAK_PREWARM…):
+the full table with defaults is in docs/operations.md. Flags win over the environment,
+the environment over the file; every invalid setting is reported at once (exit code 2).
+"""
+DEMO_EPILOG = """No setting is required: the demo generates its secret and API key, seeds shops,
+agents, buyers, tickets, a campaign and a WeChat channel, and prints the links to open.
+"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,9 +52,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS and WSS")
         p.add_argument("--tls-key", help="PEM private key of --tls-cert")
 
-    serve = commands.add_parser("serve", help="run the engine")
+    serve = commands.add_parser("serve", help="run the engine", epilog=SERVE_EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     server_flags(serve, data_required=True)
-    demo = commands.add_parser("demo", help="run the engine with a seeded demo platform")
+    demo = commands.add_parser("demo", help="run the engine with a seeded demo platform",
+                               epilog=DEMO_EPILOG,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
     server_flags(demo, data_required=False)
     backup = commands.add_parser("backup", help="hot copy of the store while the engine runs")
     backup.add_argument("--data", type=Path, required=True, help="data directory to copy")
@@ -237,7 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(config_file=args.config, flags=_flags(args))
         return _serve(settings)
     except ConfigError as exc:
-        print(f"octim: configuration error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"octim: configuration error: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     except OctimError as exc:
         print(f"octim: {exc}", file=sys.stderr)

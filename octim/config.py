@@ -91,6 +91,7 @@ class Settings:
     admission_loop_lag_ms: float = 250.0  # new conversations wait while the loop is this late
     admission_commit_ms: float = 500.0  # ... or recent commits' p90 takes this long
     admission_mailbox: int = 2000  # ... or this many messages wait for the dispatcher
+    admission_ack_ms: float = 500.0  # ... or recent acks' p90 takes this long
     admission_retry_after: float = 2.0  # seconds a refused buyer is told to wait
     admission_probe_interval: float = 0.05  # seconds between the loop-lag probe's wake-ups
     metrics_token: str = ""  # a bearer token for GET /metrics besides the API key
@@ -251,21 +252,39 @@ def load_settings(*, config_file: Path | None = None, env: Mapping[str, str] | N
         if env_var(name) in environ:
             merged[name] = environ[env_var(name)]
     merged.update({k: v for k, v in (flags or {}).items() if v is not None})
-    values = {name: _convert(name, value) for name, value in merged.items()}
+    problems: list[ConfigError] = []  # every one is told at once, not one per try
+    values: dict[str, Any] = {}
+    for name, value in merged.items():
+        try:
+            values[name] = _convert(name, value)
+        except ConfigError as exc:
+            problems.append(exc)
     for name in ("data", "secret", "api_key"):
         if name not in values or values[name] in ("", None):
-            raise ConfigError(f"{name} ({env_var(name)})", "is required but not set")
-    if len(values["secret"].encode()) < MIN_SECRET_BYTES:
-        raise ConfigError("secret (OCTIM_SECRET)",
-                          f"must be at least {MIN_SECRET_BYTES} bytes for HS256")
-    if len(values["api_key"]) < MIN_API_KEY_CHARS:
-        raise ConfigError("api_key (OCTIM_API_KEY)",
-                          f"must be at least {MIN_API_KEY_CHARS} characters")
+            if not any(p.setting.startswith(f"{name} ") for p in problems):
+                problems.append(ConfigError(f"{name} ({env_var(name)})",
+                                            "is required but not set"))
+    if len((values.get("secret") or "").encode()) in range(1, MIN_SECRET_BYTES):
+        problems.append(ConfigError("secret (OCTIM_SECRET)",
+                                    f"must be at least {MIN_SECRET_BYTES} bytes for HS256"))
+    if len(values.get("api_key") or "") in range(1, MIN_API_KEY_CHARS):
+        problems.append(ConfigError("api_key (OCTIM_API_KEY)",
+                                    f"must be at least {MIN_API_KEY_CHARS} characters"))
     if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
-        raise ConfigError("tls_cert (OCTIM_TLS_CERT)", "tls_cert and tls_key go together")
+        problems.append(ConfigError("tls_cert (OCTIM_TLS_CERT)",
+                                    "tls_cert and tls_key go together"))
     for name in ("tls_cert", "tls_key", "data_key_file", "smtp_ca_file"):
         if values.get(name) and not Path(values[name]).is_file():
-            raise ConfigError(f"{name} ({env_var(name)})", f"no file {values[name]}")
-    load_keys(values.get("data_key", ""), values.get("data_key_file", ""))  # fail now
+            problems.append(ConfigError(f"{name} ({env_var(name)})", f"no file {values[name]}"))
+    if not problems:
+        try:
+            load_keys(values.get("data_key", ""), values.get("data_key_file", ""))  # fail now
+        except ConfigError as exc:
+            problems.append(exc)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ConfigError(f"{len(problems)} settings", "; ".join(str(p) for p in problems),
+                          tuple(problems))
     return Settings(**values)
 

@@ -13,8 +13,8 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
-from contextlib import AbstractContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -26,7 +26,7 @@ import trio
 from octim.actors import ActorRef, Directory, open_directory
 from octim.admission import Admission
 from octim.api import create_app, serve_http
-from octim.config import HostPort, Settings
+from octim.config import HostPort, Settings, env_var
 from octim.courier import Courier
 from octim.domain import channels
 from octim.domain.agents import AGENT_KIND, DescribePresence
@@ -54,7 +54,7 @@ from octim.domain.shops import SHOP_KIND
 from octim.domain.tickets import outmail
 from octim.domain.tickets.desk import TICKET_DESK_KIND
 from octim.domain.tickets.outmail import MAILER_KIND
-from octim.errors import InvalidInput, NotFound, OctimError
+from octim.errors import ConfigError, InvalidInput, NotFound, OctimError
 from octim.events import EventBus
 from octim.gateway import Gateway
 from octim.gateway.fanout import Fanout
@@ -103,6 +103,19 @@ def tune_interpreter(gc_threshold: int, freeze: bool, switch_interval: float) ->
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(gc_threshold, gen1, gen2)
     sys.setswitchinterval(switch_interval)
+
+
+@contextmanager
+def _listener(setting: str, bind: HostPort) -> Iterator[None]:
+    """A listener that cannot open says which one, where, and why."""
+    try:
+        yield
+    except* OSError as group:
+        reason = next((e.strerror or str(e) for e in group.exceptions
+                       if isinstance(e, OSError)), "")
+        what = {"http": "the HTTP API", "ws": "the WebSocket gateway"}[setting]
+        raise ConfigError(f"{setting} ({env_var(setting)})",
+                          f"{what} cannot listen on {bind}: {reason}") from None
 
 
 class Engine:
@@ -486,12 +499,14 @@ class Engine:
     async def _serve(self, task_status: trio.TaskStatus[Listening]) -> None:
         s = self.settings
         async with trio.open_nursery() as servers:
-            http = await servers.start(
-                partial(serve_http, grace=s.shutdown_grace, certfile=s.tls_cert or None,
-                        keyfile=s.tls_key or None, read_timeout=s.read_timeout,
-                        handshake_timeout=s.handshake_timeout),
-                create_app(self), s.http, self._stop.wait)
-            ws = await servers.start(self.gateway.serve, s.ws)
+            with _listener("http", s.http):
+                http = await servers.start(
+                    partial(serve_http, grace=s.shutdown_grace, certfile=s.tls_cert or None,
+                            keyfile=s.tls_key or None, read_timeout=s.read_timeout,
+                            handshake_timeout=s.handshake_timeout),
+                    create_app(self), s.http, self._stop.wait)
+            with _listener("ws", s.ws):
+                ws = await servers.start(self.gateway.serve, s.ws)
             self.ws_bound = ws
             # jieba loads its dictionary on first use (~0.7 s of CPU): do it now, not
             # inside the first buyer question the bot or agent assist sees.

@@ -41,10 +41,12 @@ class ConfigError(OctimError):
 
     code = "config"
 
-    def __init__(self, setting: str, problem: str) -> None:
+    def __init__(self, setting: str, problem: str,
+                 problems: tuple[ConfigError, ...] = ()) -> None:
         super().__init__(f"{setting}: {problem}")
         self.setting = setting
         self.problem = problem
+        self.problems: tuple[ConfigError, ...] = problems or (self,)  # each told on its own
 
 
 class InvalidKey(ClientError, ValueError):

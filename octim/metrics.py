@@ -107,8 +107,8 @@ class _EngineCollector:
         sheds = CounterMetricFamily("octim_admission_shed",
                                     "new conversations refused (rate_limited), by reason",
                                     labels=["reason"])
-        for reason in ("loop_lag", "commit_latency", "mailbox", *sorted(
-                set(admission.sheds) - {"loop_lag", "commit_latency", "mailbox"})):
+        reasons = ("loop_lag", "commit_latency", "mailbox", "ack_latency")
+        for reason in (*reasons, *sorted(set(admission.sheds) - set(reasons))):
             sheds.add_metric([reason], admission.sheds.get(reason, 0))
         yield sheds
         for db, name, help_ in (

@@ -46,12 +46,23 @@ def test_steady_with_baseline_and_half_load(tmp_path: Path) -> None:
 
 def test_peak_connections_and_fanout(tmp_path: Path) -> None:
     peak = bench(tmp_path, "peak", "--shops", "2", "--agents", "4", "--base-rate", "2",
-                 "--factor", "3", "--ramp", "1", "--burst", "4", "--messages", "2",
-                 "--interval", "0.2")
-    run = peak["engine"]
-    assert run["conversations"] >= 4 and run["open_assigned_top_ms"]["count"] >= 4
-    assert peak["durability"]["ok"] and peak["durability"]["acked"] == run["acked"] > 0
-    assert peak["engine_alive_at_end"] is True
+                 "--factor", "3", "--ramp", "1", "--burst", "4", "--interval", "0.2",
+                 "--assign-timeout", "5", "--live", "4", "--live-agents", "2",
+                 "--live-rate", "10")
+    for mode in ("peak_off", "peak_on"):  # both in one invocation, on fresh engines
+        run = peak[mode]
+        assert run["conversations"] >= 4 and sum(run["outcomes"].values()) == \
+            run["conversations"], run["outcomes"]
+        assert run["first_response_ms"]["count"] == run["conversations"]
+        assert run["live_messages"] > 0 and run["live_send_deliver_ms"]["count"] > 0
+        assert run["durability"]["ok"] and run["durability"]["acked"] == run["acked"] > 0
+        assert run["engine_alive_at_end"] is True and run["metrics_timeline"]
+    # Off: every buyer goes to an agent; on: the bot answers first, and its FAQ buyers
+    # (3 in 5) leave content.
+    assert peak["peak_off"]["outcomes"].get("bot", 0) == 0
+    assert peak["peak_on"]["outcomes"].get("bot", 0) > 0
+    assert peak["peak_on"]["bot_resolved_share"] > 0
+    assert {t["name"] for t in peak["targets"]} >= {"never a crash"}
 
     conns = bench(tmp_path, "connections", "--connections", "100", "--heartbeat", "1")
     assert conns["engine"]["held"] == 100 and conns["engine"]["disconnects"] == {}
@@ -60,3 +71,15 @@ def test_peak_connections_and_fanout(tmp_path: Path) -> None:
 
     fan = bench(tmp_path, "fanout", "--subscribers", "10", "--rate", "5")
     assert fan["engine"]["delivered"] == fan["engine"]["expected_deliveries"] > 0
+
+
+def test_every_octim_bench_flag_has_help_with_its_default() -> None:
+    from octim.bench.cli import parser
+
+    scenarios = parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name, sub in scenarios.items():
+        text = sub.format_help()
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, (name, action.option_strings)
+        assert "(default: 20.0)" in text, name  # --duration, shown by the formatter

@@ -54,6 +54,40 @@ def test_bad_or_missing_settings_stop_startup_with_one_line(
     assert lines[0].startswith("octim: configuration error:") and setting in lines[0]
 
 
+def test_every_bad_setting_is_told_at_once_and_help_names_the_required_ones(
+        tmp_path: Path) -> None:
+    result = octim("serve", "--data", str(tmp_path), "--http", "localhost",
+                   env={"PATH": "/usr/bin:/bin", "OCTIM_SECRET": "short",
+                        "OCTIM_MAP_SIZE": "lots"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith("octim: configuration error:") for line in lines)
+    told = " ".join(lines)
+    for setting in ("OCTIM_HTTP", "OCTIM_SECRET", "OCTIM_API_KEY", "OCTIM_MAP_SIZE"):
+        assert setting in told, result.stderr
+    assert len(lines) == 4
+    shown = octim("serve", "--help")
+    assert shown.returncode == 0
+    for name in ("OCTIM_SECRET", "OCTIM_API_KEY", "OCTIM_DATA", "docs/operations.md"):
+        assert name in shown.stdout
+    assert "``" not in octim("--help").stdout  # no reST markup in help texts
+
+
+def test_a_port_in_use_names_its_listener(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = octim("serve", "--data", str(tmp_path), "--http", "127.0.0.1:0",
+                       "--ws", f"127.0.0.1:{port}", env={"PATH": "/usr/bin:/bin", **ENV})
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("octim: ws (OCTIM_WS): the WebSocket gateway cannot listen on "
+                           f"127.0.0.1:{port}"), result.stderr
+
+
 def test_settings_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
     config = tmp_path / "octim.toml"
     config.write_text(f'secret = "{TEST_SECRET}"\napi_key = "from-file-0123456789"\n'

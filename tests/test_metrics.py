@@ -129,3 +129,18 @@ async def test_the_budget_is_read_from_the_engine_itself(tmp_path: Path) -> None
             refused = await buyer.request({"type": "open", "shop": "s1", "ref": "o"}, "error",
                                           ref="o")
             assert refused["code"] == "rate_limited"
+    # Acks slower than their budget (what running conversations feel) shed too.
+    async with open_engine(tmp_path / "e", admission_ack_ms=1e-6) as (engine, listening):
+        async with connect(listening.ws_url, token("b1")) as buyer:
+            await engine.put_shop("s1", "s1")
+            opened = await buyer.open("s1")
+            for n in range(20):
+                await buyer.say(opened["conversation"], f"m{n}", f"第{n}条")
+            engine.admission._said = (-1.0, None)
+            assert engine.admission.overloaded() == "ack_latency"
+            assert engine.admission.ack_latency() > 0
+        async with connect(listening.ws_url, token("b2")) as other:
+            refused = await other.request({"type": "open", "shop": "s1", "ref": "o"},
+                                          "error", ref="o")
+            assert refused["code"] == "rate_limited"
+            assert engine.admission.sheds["ack_latency"] == 1

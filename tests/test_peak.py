@@ -245,7 +245,8 @@ async def test_log_lines_carry_the_request_conversation_and_shop_ids(tmp_path: P
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.addHandler(handler)
-    level, root.level = root.level, logging.INFO
+    level = root.level
+    root.setLevel(logging.INFO)  # setLevel, not .level: loggers cache what is enabled
     try:
         async with open_engine(tmp_path / "d") as (_engine, listening), httpx.AsyncClient(
                 base_url=listening.http_url, timeout=10, headers=KEY) as http:
@@ -265,7 +266,7 @@ async def test_log_lines_carry_the_request_conversation_and_shop_ids(tmp_path: P
                 await agent.expect("event", event="assigned")
     finally:
         root.removeHandler(handler)
-        root.level = level
+        root.setLevel(level)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     by_msg = {line["msg"]: line for line in lines}
     assert by_msg["peak mode set"]["request_id"] == "req-42"

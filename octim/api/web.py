@@ -73,6 +73,11 @@ def mount(app: "FastAPI", engine: "Engine") -> None:
         api.add_api_route(path, page(name, FRAMING[path]), methods=["GET"],
                           include_in_schema=False)
 
+    @api.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:  # browsers ask for it on any page (/docs too)
+        return FileResponse(WEB / "favicon.svg", media_type="image/svg+xml",
+                            headers={"Cache-Control": "max-age=86400"})
+
     @api.get("/widget.js", include_in_schema=False)
     async def widget() -> FileResponse:
         return FileResponse(WEB / "widget.js", media_type="text/javascript",

@@ -663,10 +663,10 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--duration", type=float, default=20.0, help="seconds of load")
     common.add_argument("--json", type=Path, default=None,
-                        help="write the report here (default: octim-bench-<scenario>.json)")
+                        help="write the report here (if unset: octim-bench-<scenario>.json)")
     common.add_argument("--chart", type=Path, default=None,
-                        help="PNG chart (default: the --json path with .png)")
-    common.add_argument("--url", help="an engine's HTTP base URL (default: start one)")
+                        help="PNG chart (if unset: the --json path with .png)")
+    common.add_argument("--url", help="an engine's HTTP base URL (if unset: start one)")
     common.add_argument("--ws", help="its gateway URL, e.g. ws://127.0.0.1:8081/ws")
     common.add_argument("--secret", help="its JWT secret (to mint test tokens)")
     common.add_argument("--api-key", help="its API key (to create shops and agents)")
@@ -676,17 +676,21 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--processes", type=int, default=2, help="client processes")
     common.add_argument("--server-cpus", help="pin the server, e.g. 0")
     common.add_argument("--client-cpus", help="pin the clients, e.g. 1")
-    common.add_argument("--subprotocol", choices=("msgpack", "json"), default="msgpack")
+    common.add_argument("--subprotocol", choices=("msgpack", "json"), default="msgpack",
+                        help="the clients' WebSocket subprotocol")
     common.add_argument("--drain", type=float, default=5.0,
                         help="seconds to wait for acks and deliveries after the load")
     common.add_argument("--quiet", action="store_true", help="no progress line")
 
     p = argparse.ArgumentParser(prog="octim-bench", description=__doc__.split("\n")[0])
+    shown = argparse.ArgumentDefaultsHelpFormatter  # every flag's default in its help
     sub = p.add_subparsers(dest="scenario", required=True)
-    steady = sub.add_parser("steady", parents=[common], help="buyers chatting at a fixed rate")
-    steady.add_argument("--shops", type=int, default=10)
-    steady.add_argument("--agents", type=int, default=100)
-    steady.add_argument("--buyers", type=int, default=900)
+    steady = sub.add_parser("steady", parents=[common],
+                            help="buyers chatting at a fixed rate", formatter_class=shown)
+    steady.add_argument("--shops", type=int, default=10, help="shops created")
+    steady.add_argument("--agents", type=int, default=100, help="agents, spread over them")
+    steady.add_argument("--buyers", type=int, default=900,
+                        help="buyers, each with one conversation")
     steady.add_argument("--rate", type=float, default=2000.0, help="messages/s offered")
     steady.add_argument("--baseline", action="store_true",
                         help="also run it through the bare trio-websocket relay")
@@ -696,40 +700,46 @@ def parser() -> argparse.ArgumentParser:
                         help="the campaign's messages/s")
     steady.add_argument("--half-load", action="store_true",
                         help="then run again at half the achieved rate (latency target)")
-    peak = sub.add_parser("peak", parents=[common], help="a 双11 ramp of new conversations")
-    peak.add_argument("--shops", type=int, default=10)
-    peak.add_argument("--agents", type=int, default=60)
+    peak = sub.add_parser("peak", parents=[common],
+                          help="a 双11 ramp of new conversations, peak mode off and on",
+                          formatter_class=shown)
+    peak.add_argument("--shops", type=int, default=10, help="shops the buyers arrive at")
+    peak.add_argument("--agents", type=int, default=60, help="agents, spread over them")
     peak.add_argument("--capacity", type=int, default=10, help="conversations per agent")
     peak.add_argument("--base-rate", type=float, default=5.0, help="new conversations/s at 1×")
     peak.add_argument("--factor", type=float, default=10.0, help="the top of the ramp, × base")
     peak.add_argument("--ramp", type=float, default=None,
-                      help="seconds from 1× to the top (default: 2/3 of --duration)")
+                      help="seconds from 1× to the top (if unset: 2/3 of --duration)")
     peak.add_argument("--burst", type=int, default=100,
                       help="conversations opened at once at the top")
     peak.add_argument("--interval", type=float, default=1.0,
-                      help="seconds a buyer talks with an agent before thanking (default 1)")
+                      help="seconds a buyer talks with an agent before thanking")
     peak.add_argument("--assign-timeout", type=float, default=30.0,
-                      help="seconds a buyer waits for each answer before leaving (default 30)")
+                      help="seconds a buyer waits for each answer before leaving")
     peak.add_argument("--mode", choices=("both", "off", "on"), default="both",
-                      help="peak mode off then on, each on a fresh engine (default both)")
+                      help="peak mode off then on, each on a fresh engine")
     peak.add_argument("--capacity-factor", type=float, default=2.0,
-                      help="agents' capacity × this in peak mode (default 2)")
+                      help="agents' capacity × this in peak mode")
     peak.add_argument("--queue-cap", type=int, default=20,
-                      help="waiting buyers per shop before leave-a-message (default 20)")
+                      help="waiting buyers per shop before leave-a-message")
     peak.add_argument("--live", type=int, default=50,
-                      help="conversations already running when the ramp starts (default 50)")
+                      help="conversations already running when the ramp starts")
     peak.add_argument("--live-agents", type=int, default=10,
-                      help="agents serving them, in a shop of their own (default 10)")
+                      help="agents serving them, in a shop of their own")
     peak.add_argument("--live-rate", type=float, default=100.0,
-                      help="messages/s in the running conversations (default 100)")
-    conns = sub.add_parser("connections", parents=[common], help="idle connections held")
-    conns.add_argument("--connections", type=int, default=20000)
+                      help="messages/s in the running conversations")
+    conns = sub.add_parser("connections", parents=[common], help="idle connections held",
+                           formatter_class=shown)
+    conns.add_argument("--connections", type=int, default=20000,
+                       help="idle authenticated connections to hold")
     conns.add_argument("--heartbeat", type=float, default=5.0,
                        help="the engine's ping interval while they idle (seconds)")
     conns.add_argument("--baseline", action="store_true",
                        help="also hold them on the bare relay")
-    fan = sub.add_parser("fanout", parents=[common], help="one event to many subscribers")
-    fan.add_argument("--subscribers", type=int, default=1000)
+    fan = sub.add_parser("fanout", parents=[common], help="one event to many subscribers",
+                         formatter_class=shown)
+    fan.add_argument("--subscribers", type=int, default=1000,
+                     help="connections of the one agent (workbench tabs)")
     fan.add_argument("--rate", type=float, default=20.0, help="events/s")
     return p
 

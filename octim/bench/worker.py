@@ -28,7 +28,6 @@ import msgpack
 import trio
 from trio_websocket import (
     ConnectionClosed,
-    HandshakeError,
     WebSocketConnection,
     connect_websocket_url,
 )
@@ -319,18 +318,26 @@ async def peak(run: Run, nursery: trio.Nursery,
 
     async def conversation(n: int, due: float) -> None:
         buyer, shop = f"{prefix}b{n}", shops[n % len(shops)]
-        outcome, first = "timeout", math.inf
+        outcome, first, done = "timeout", math.inf, False
         try:
             async with trio.open_nursery() as own:
                 conn = await run.connect(own, buyer, "buyer")
                 try:
                     _, outcome, first = await talk(own, conn, n, buyer, shop, due)
+                    done = True
                 finally:  # leave: close (1000) and stop this buyer's reader
                     with trio.move_on_after(1):
-                        await conn.ws.aclose()
+                        try:
+                            await conn.ws.aclose()
+                        except Exception:
+                            pass
                     own.cancel_scope.cancel()
-        except (HandshakeError, ConnectionClosed, OSError, RuntimeError) as exc:
-            outcome = f"error:{type(exc).__name__}"
+        except Exception as exc:
+            if not done:  # the conversation's outcome stands if it came before the close
+                leaf: BaseException = exc
+                while isinstance(leaf, BaseExceptionGroup):
+                    leaf = leaf.exceptions[0]
+                outcome = f"error:{type(leaf).__name__}"
         finally:
             outcomes.append((due, first, outcome))
 

@@ -205,7 +205,9 @@ class Session:
         """A pipelined frame's reply came (commit done): queue its ack or error."""
         self.pending -= 1
         if started is not None and error is None:
-            self.engine.metrics.ack_seconds.observe(trio.current_time() - started)
+            took = trio.current_time() - started
+            self.engine.metrics.ack_seconds.observe(took)
+            self.engine.admission.acked(took)
         if self.unblocked is not None and self.pending < PENDING_ACKS:
             self.unblocked.set()
             self.unblocked = None
