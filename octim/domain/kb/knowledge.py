@@ -9,6 +9,8 @@ stopped or running (a running engine sees imports after a restart).
 
 from __future__ import annotations
 
+import logging
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,6 +20,9 @@ from octim.domain.conversations.model import event_frame
 from octim.domain.kb.matcher import Matcher
 from octim.errors import InvalidInput, NotFound
 from octim.store import Delete, Put, pack
+
+log = logging.getLogger("octim.kb")
+UNANSWERED_CACHE = 10_000  # unanswered-question rows kept in memory (latest touched)
 
 KIND, ID = "kb", "main"
 FIELDS = ("id", "question", "similar", "answer", "category", "shop", "visibility")
@@ -267,6 +272,10 @@ class KbActor(Actor[EngineContext]):
     def __init__(self, address: Address, context: EngineContext) -> None:
         super().__init__(address, context)
         self.kb = KnowledgeBase()
+        # Rows this actor wrote lately: a read-modify-write never reads a row whose last
+        # write is still being committed, and the actor never waits for a commit (every
+        # bot answer of the engine goes through it).
+        self.unanswered: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
 
     async def on_start(self) -> None:
         self.kb = KnowledgeBase(entry for _, entry in self.context.store.scan("kb"))
@@ -309,8 +318,11 @@ class KbActor(Actor[EngineContext]):
                 return stats
             case Candidates(shop=shop, limit=limit):
                 prefix = f"{shop}\0".encode() if shop else b""
-                rows = [v for _, v in self.context.store.scan(
-                    "kb_unanswered", prefix, prefix[:-1] + b"\x01" if shop else None)]
+                found = dict(self.context.store.scan(
+                    "kb_unanswered", prefix, prefix[:-1] + b"\x01" if shop else None))
+                found.update((k, v) for k, v in self.unanswered.items()
+                             if k.startswith(prefix))
+                rows = list(found.values())
                 rows.sort(key=lambda r: (-r["count"], r["key"]))
                 return rows[:limit]
         raise InvalidInput(f"the knowledge base cannot handle {type(message).__name__}")
@@ -321,14 +333,24 @@ class KbActor(Actor[EngineContext]):
         words = sorted(set(self.kb.matcher.tokens(question)) - {""})
         key = " ".join(w for w in words if len(w) > 1) or question.strip()[:50]
         db_key = f"{shop}\0{key}".encode()[:500]
-        row = self.context.store.get("kb_unanswered", db_key) or {
+        row = self.unanswered.pop(db_key, None) or self.context.store.get(
+            "kb_unanswered", db_key) or {
             "key": key, "shop": shop, "count": 0, "handed_off": 0, "examples": []}
-        row["count"] += 1
-        row["handed_off"] += int(handed_off)
-        row["last"] = self.context.now_ms()
+        row = {**row, "count": row["count"] + 1,
+               "handed_off": row["handed_off"] + int(handed_off),
+               "last": self.context.now_ms(), "examples": list(row["examples"])}
         if question not in row["examples"] and len(row["examples"]) < 5:
             row["examples"].append(question[:200])
-        await self.context.store.write((Put("kb_unanswered", db_key, pack(row)),))
+        self.unanswered[db_key] = row
+        if len(self.unanswered) > UNANSWERED_CACHE:
+            self.unanswered.popitem(last=False)
+        await self.context.store.submit((Put("kb_unanswered", db_key, pack(row)),),
+                                        _log_failure)
+
+
+def _log_failure(error: str | None) -> None:
+    if error is not None:
+        log.error("unanswered question not recorded", extra={"error": error})
 
 
 KB_KIND: ActorKind[EngineContext] = ActorKind(KIND, KbActor)
