@@ -320,7 +320,10 @@ class Session:
             return
         frames = self.engine.tally.frames
         frames[kind] = frames.get(kind, 0) + 1
-        logs.bind(conversation=frame.get("conversation"))  # on what this frame logs
+        # The frame's conversation on what it logs (not validated yet: only a short string).
+        conversation = frame.get("conversation")
+        logs.bind(conversation=conversation if isinstance(conversation, str)
+                  and len(conversation) <= 128 else None)
         parsed = f.parse(kind, frame)
         p = self.principal
         assert p is not None and self.conn is not None
