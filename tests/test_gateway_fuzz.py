@@ -242,8 +242,9 @@ VALID: dict[tuple[str, str], tuple[Any, tuple[str, str] | None]] = {
     ("PUT", "/api/platform/peak"): ({"on": False, "windows": [
         {"from": 4_000_000_000_000, "to": 4_000_000_100_000}], "capacity_factor": 1.5,
         "queue_cap": 50}, None),
-    ("PUT", "/api/shops/{shop}/peak"): ({"on": False, "capacity_factor": 2, "queue_cap": 10},
-                                        ("boss", "shop_admin")),
+    ("PUT", "/api/shops/{shop}/peak"): ({"on": False, "capacity_factor": 2, "queue_cap": 10,
+                                         "vip_first": True, "priority": "after_sales",
+                                         "recent_order_days": 7}, ("boss", "shop_admin")),
     ("POST", "/api/campaigns/preview"): ({"shop": "s1", "segment": "seg1"},
                                          ("boss", "shop_admin")),
     ("POST", "/api/campaigns"): ({
