@@ -175,3 +175,36 @@ async def test_attachments_become_uploads_only_the_ticket_can_read(tmp_path: Pat
                 refused = await http.get(files[0]["url"],
                                          headers={"Authorization": f"Bearer {stranger}"})
                 assert refused.status_code == 404
+
+
+async def test_a_linked_address_writes_as_its_buyer(tmp_path: Path) -> None:
+    """An address the platform linked to a buyer (identities) opens tickets as that buyer,
+    whatever its case; a ticket it opened before the link still takes its replies; the
+    new ticket is listed under the buyer."""
+    auth = {"Authorization": f"Bearer {TEST_API_KEY}"}
+    async with open_engine(tmp_path / "d") as (_, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            (await http.put(f"/api/shops/{SHOP}", json={"name": SHOP}, headers=auth)
+             ).raise_for_status()
+
+            async def post(raw: bytes) -> dict:
+                answer = await http.post("/api/inbound/email", params={"shop": SHOP},
+                                         content=raw, headers=KEY)
+                answer.raise_for_status()
+                return answer.json()
+
+            before = await post(mail("<l1@example.com>", "发票", "要开发票"))
+            (await http.put("/api/customers/buyer-7/identities", headers=auth, json={
+                "identities": [{"type": "email", "value": "LiLei@Example.com"}]})
+             ).raise_for_status()
+            after = await post(mail("<l2@example.com>", "换货", "尺码不对"))
+            opened = (await http.get(f"/api/tickets/{after['ticket']}", headers=KEY)).json()
+            assert opened["requester"] == "buyer-7"
+            # The ticket the address opened before the link still takes its reply.
+            reply = await post(mail("<l3@example.com>", "Re: 发票", "抬头是公司",
+                                    reply_to="<l1@example.com>"))
+            assert reply["threaded"] is True and reply["ticket"] == before["ticket"]
+            mine = (await http.get("/api/tickets", params={"shop": SHOP,
+                                                           "requester": "buyer-7"},
+                                   headers=KEY)).json()
+            assert [t["id"] for t in mine] == [after["ticket"]]

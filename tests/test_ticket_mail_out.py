@@ -149,6 +149,17 @@ async def test_a_public_reply_is_mailed_with_threading_and_the_answer_threads_ba
                 assert (await http.put("/api/customers/b8", json={"email": "not an address"},
                                        headers=KEY)).status_code == 422
 
+                # A buyer with no profile email but a linked email identity gets it there.
+                (await http.put("/api/customers/b9/identities", headers=KEY, json={
+                    "identities": [{"type": "email", "value": "b9@example.com"}]})
+                 ).raise_for_status()
+                linked = (await http.post("/api/tickets", json={
+                    "shop": SHOP, "subject": "发票", "requester": "b9"}, headers=KEY)).json()
+                await http.post(f"/api/tickets/{linked['id']}/comments", json={
+                    "body": "发票已开", "public": True}, headers=AGENT)
+                await until(lambda: len(inbox.mail) == 4)
+                assert inbox.mail[3][1] == ["b9@example.com"]
+
 
 async def test_a_relay_that_is_down_is_retried_and_the_outbox_survives_a_restart(
         tmp_path: Path) -> None:

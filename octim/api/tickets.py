@@ -542,7 +542,11 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         # Parsing a large message (base64 attachments) takes a while: not on the loop.
         mail = await trio.to_thread.run_sync(parse_mail, b"".join(chunks))
         names = [name for name, _ in mail.attachments]
-        check_storable([mail.message_id, *mail.refs, mail.requester, mail.subject, mail.text,
+        # A sender whose address the platform linked to a buyer (PUT /api/customers/{id}/
+        # identities) writes as that buyer: one requester across chat and mail.
+        linked = engine.context.channels.buyer_by("email", mail.sender)
+        requester = linked or mail.requester
+        check_storable([mail.message_id, *mail.refs, requester, mail.subject, mail.text,
                         *names], where="email")
         files: list[dict[str, Any]] = []
         if engine.store.get("ticket_mail", pair_key(shop, mail.message_id)) is None:
@@ -550,14 +554,14 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
                 guessed = filetype.guess(data[:8192])
                 mime = guessed.mime if guessed is not None else "application/octet-stream"
                 digest = await trio.to_thread.run_sync(blobs.put, data)
-                record = await uploads.create(engine.store, mail.requester, "file", mime,
+                record = await uploads.create(engine.store, requester, "file", mime,
                                               len(data), digest, engine.context.now_ms(),
                                               name=name)
                 files.append({"upload": record["id"], "name": name, "mime": mime,
                               "size": len(data), "url": f"/api/uploads/{record['id']}"})
-        return await desk(shop).ask(InboundEmail(mail.message_id, mail.refs, mail.requester,
+        return await desk(shop).ask(InboundEmail(mail.message_id, mail.refs, requester,
                                                  mail.subject, mail.text, mail.token,
-                                                 tuple(files)))
+                                                 tuple(files), also=mail.requester))
 
     @api.put("/api/shops/{shop}/business-hours")
     async def put_hours(shop: Annotated[str, Path(max_length=128,

@@ -135,11 +135,18 @@ class Channels:
     def identity_key(self, kind: str, value: str, channel: str = "") -> bytes:
         """``identities`` key: a keyed hash (the value, a phone number or an openid,
         never appears in clear in an index key, even in an encrypted store)."""
+        if kind == "email":  # one mailbox whatever its case: how mail servers treat it
+            value = value.strip().lower()
         raw = f"{kind}\0{channel}\0{value}".encode()
         return hmac.new(self.context.settings.secret.encode(), raw, hashlib.sha256).digest()
 
     def buyer_of(self, channel: str, user: str) -> str | None:
         found = self.context.store.get("identities", self.identity_key("channel", user, channel))
+        return None if found is None else str(found)
+
+    def buyer_by(self, kind: str, value: str) -> str | None:
+        """The buyer an identity (``email``, ``phone``, ...) is linked to, if any."""
+        found = self.context.store.get("identities", self.identity_key(kind, value))
         return None if found is None else str(found)
 
     @staticmethod

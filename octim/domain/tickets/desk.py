@@ -186,6 +186,7 @@ class InboundEmail(Message):
     text: str
     token: int | None
     attachments: tuple[Mapping[str, Any], ...] = ()  # stored uploads: {upload, name, mime, size}
+    also: str = ""  # ``email:<address>`` when the requester is the buyer it is linked to
 
 
 def attached(files: tuple[dict[str, Any], ...], ticket: str) -> list[Put]:
@@ -442,7 +443,10 @@ class TicketDesk(Actor[EngineContext]):
             return ticket.requester[len("email:"):]
         profile = self.context.store.get("customers", ticket.requester.encode()) or {}
         address = profile.get("email")
-        return address if isinstance(address, str) and "@" in address else None
+        if isinstance(address, str) and "@" in address:
+            return address
+        linked = self.context.store.get("customer_identities", ticket.requester.encode()) or []
+        return next((i["value"] for i in linked if i.get("type") == "email"), None)
 
     def _mail_out(self, ticket: Ticket, body: str, by: str, now: int
                   ) -> tuple[str, dict[str, Any]] | None:
@@ -522,14 +526,16 @@ class TicketDesk(Actor[EngineContext]):
                        if (tid := store.get("ticket_mail", pair_key(self.shop, ref)))), None)
         if target is None and m.token is not None:
             target = next((t.id for t in self.tickets.values() if t.number == m.token), None)
-        if target is not None and self._ticket(target).requester != m.requester:
+        if target is not None and self._ticket(target).requester not in (m.requester,
+                                                                          m.also or None):
             target = None  # only the requester's own mail joins a ticket
         # The Message-ID is recorded in the commit that threads or opens the ticket: a
         # redelivery after any crash finds it, or finds nothing done.
         files = tuple(thaw(a) for a in m.attachments)
         if target is not None:
             answer = await self._comment(target, m.text or m.subject or "-", True,
-                                         m.requester, "buyer", now, mail_in=m.message_id,
+                                         self._ticket(target).requester or m.requester,
+                                         "buyer", now, mail_in=m.message_id,
                                          attachments=files)
             ticket_id = answer["ticket"]["id"]
         else:
