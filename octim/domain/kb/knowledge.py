@@ -17,7 +17,7 @@ from typing import Any
 from octim.actors import Actor, ActorKind, Address, Message, record, thaw
 from octim.domain.context import EngineContext
 from octim.domain.conversations.model import event_frame
-from octim.domain.kb.matcher import Matcher
+from octim.domain.kb.matcher import Match, Matcher
 from octim.errors import InvalidInput, NotFound
 from octim.store import Delete, Put, pack
 
@@ -130,7 +130,7 @@ class KnowledgeBase:
     @staticmethod
     def _index(view: Matcher, entry: Mapping[str, Any]) -> None:
         if entry.get("enabled", True):
-            view.upsert(entry["id"], [entry["question"], *entry["similar"], entry["answer"]])
+            view.upsert(entry["id"], [entry["question"], *entry["similar"]], entry["answer"])
         else:
             view.remove(entry["id"])
 
@@ -168,6 +168,32 @@ class KnowledgeBase:
         threshold ``id`` is the best guess (or null) and ``suggestions`` lists
         related questions to offer instead.
         """
+        view, found = self.search(question, shop, staff=staff, limit=max(3, 1 + suggestions))
+        if view is None:  # nothing to match against
+            return {"id": None, "answer": None, "score": 0.0, "answered": False,
+                    "confidence": 0.0, "suggestions": []}
+        best = found[0] if found else None
+        confidence = view.confidence(found)
+        answered = confidence >= view.answer_at
+        entry = self.entries[best.entry] if best else None
+        related = [m.entry for m in (found if not answered else found[1:])][:suggestions]
+        if not related and not answered:
+            # Nothing related: offer the first questions the buyer can ask about.
+            related = sorted(e["id"] for e in self.entries.values()
+                             if e.get("enabled", True) and e["shop"] in (None, shop)
+                             and (staff or is_public(e))
+                             )[:suggestions]
+        return {"id": entry["id"] if entry else None,
+                "answer": entry["answer"] if entry and answered else None,
+                "score": round(best.score, 3) if best else 0.0, "answered": answered,
+                "confidence": round(confidence, 3),
+                "suggestions": [{"id": i, "question": self.entries[i]["question"]}
+                                for i in related]}
+
+    def search(self, question: str, shop: str | None = None, *, staff: bool = False,
+               limit: int = 3) -> tuple[Matcher | None, list[Match]]:
+        """The view a buyer of ``shop`` is answered from (None when it is empty) and its
+        best ``limit`` matches for ``question``."""
         suffix = STAFF if staff else ""
         if shop is None:
             view, boost = self._view(ALL + suffix), None
@@ -181,24 +207,8 @@ class KnowledgeBase:
             boost = {entry_id: SHOP_BOOST for entry_id, e in self.entries.items()
                      if e["shop"] == shop} if view is not platform else {}
         if not len(view):  # nothing to match against: skip segmenting the question
-            return {"id": None, "answer": None, "score": 0.0, "answered": False,
-                    "suggestions": []}
-        found = view.search(question, boost=boost, limit=1 + suggestions)
-        best = found[0] if found else None
-        answered = view.answers(best)
-        entry = self.entries[best.entry] if best else None
-        related = [m.entry for m in (found if not answered else found[1:])][:suggestions]
-        if not related and not answered:
-            # Nothing related: offer the first questions the buyer can ask about.
-            related = sorted(e["id"] for e in self.entries.values()
-                             if e.get("enabled", True) and e["shop"] in (None, shop)
-                             and (staff or is_public(e))
-                             )[:suggestions]
-        return {"id": entry["id"] if entry else None,
-                "answer": entry["answer"] if entry and answered else None,
-                "score": round(best.score, 3) if best else 0.0, "answered": answered,
-                "suggestions": [{"id": i, "question": self.entries[i]["question"]}
-                                for i in related]}
+            return None, []
+        return view, view.search(question, boost=boost, limit=limit)
 
 
 @record
