@@ -129,7 +129,8 @@ def main() -> None:
     for name in ("tune",) if args.tune_only else ("tune", "held", "old"):
         result = run(name)
         print(f"{name:5} top-1 {result['top1']:6.1%}  top-3 {result['top3']:6.1%}  "
-              f"best {result['best']:6.1%}  wrong {result['wrong']:5.1%}  false answers {result['false']:5.1%}  "
+              f"best {result['best']:6.1%}  wrong {result['wrong']:5.1%}  "
+              f"false answers {result['false']:5.1%}  "
               f"({result['cases']} questions, {result['offtopic']} off-topic)")
         if args.curve:
             for t, coverage, precision in curve(result["rows"]):

@@ -44,12 +44,13 @@ from functools import lru_cache
 
 import jieba
 from opencc import OpenCC
-from pypinyin import Style, lazy_pinyin
+from pypinyin import lazy_pinyin
 
 jieba.setLogLevel(logging.WARNING)
 
 DEFAULT_STOP_WORDS = frozenset("""
-亲 亲亲 你好 您好 在吗 在不在 请问 问下 问一下 一下 麻烦 谢谢 老板 客服 小姐姐 哈 哈哈 啊 呀 吗 呢 吧
+亲 亲亲 你好 您好 在吗 在不在 请问 问下 问一下 一下 麻烦
+谢谢 老板 客服 小姐姐 哈 哈哈 啊 呀 吗 呢 吧
 啦 的 了 么 嘛 哦 噢 呃 嗯 哎 诶 我 你 您 我们 你们 他 她 它 这个 那个 这 那 个 是 有 就 都 也 还 要
 想 能 在 和 跟 把 给 让 被 请 下 上 怎么 怎么样 怎样 如何 什么 啥 为什么 多少 几 没 没有 不 可以
 可 会 东西 宝贝 商品 产品 这件 这款 那件 件 款 买 拍 刚 刚刚 昨天 今天 现在 一直 还是 已经 怎么办
@@ -83,8 +84,10 @@ DEFAULT_SYNONYMS: Mapping[str, str] = {
 
 #: What buyers want done: these words weigh more than the product a question names.
 INTENTS = frozenset("""
-退 退货 退款 退回 换 换货 发货 发 寄 物流 运费 运费险 发票 保修 维修 修 优惠 优惠券 取消 修改 改 地址
-催 投诉 介入 赔 赔偿 假货 正品 分期 过敏 保质期 保存 尺码 色差 掉色 起球 七天无理由 价格保护 差价 补发
+退 退货 退款 退回 换 换货 发货 发 寄 物流 运费
+运费险 发票 保修 维修 修 优惠 优惠券 取消 修改 改 地址
+催 投诉 介入 赔 赔偿 假货 正品 分期 过敏
+保质期 保存 尺码 色差 掉色 起球 七天无理由 价格保护 差价 补发
 少发 漏发 破损 压碎 激活 拆封 防水 续航 配对 连接 兼容 开线 面料 洗 团购 礼盒 保质 冷藏 融化 化
 """.split())
 INTENT_WEIGHT = 1.8
