@@ -174,6 +174,7 @@ VALID: dict[tuple[str, str], tuple[Any, tuple[str, str] | None]] = {
     ("PUT", "/api/kb/{entry_id}"): ({"question": "发货", "answer": "48小时", "shop": "s1",
                                      "similar": ["几天发货"]}, None),
     ("POST", "/api/kb/ask"): ({"question": "几天发货", "shop": "s1"}, ("fuzzer-buyer", "buyer")),
+    ("PUT", "/api/kb-synonyms"): ({"synonyms": {"出库": "发货", "sf": "顺丰"}}, None),
     ("PUT", "/api/customers/{customer_id}"): ({"nickname": "n", "attributes": {"a": 1},
                                               "tags": ["t"], "email": "c1@example.com",
                                               "phone": "+8613800001111"}, None),
@@ -366,7 +367,8 @@ def test_hostile_report_queries_never_answer_5xx(
 QUERY_ROUTES = ["/api/campaigns", "/api/campaigns/{campaign}",
                 "/api/campaigns/{campaign}/recipients", "/api/segments", "/c/{campaign}",
                 "/api/customers/c1/outreach", "/api/shops/s1/notices",
-                "/api/channels", "/api/channels/wx1/dead", "/metrics", "/readyz"]
+                "/api/channels", "/api/channels/wx1/dead", "/metrics", "/readyz",
+                "/api/kb-proposals", "/api/kb-synonyms", "/api/kb-candidates"]
 QUERY_PARAMS = ["shop", "run", "state", "after", "limit", "x"]
 path_values = st.sampled_from(["cmp-none", "cmp-0.0.x.0", "a" * 70, "..", "%00", "x.1.y.zz",
                                "%ED%A0%80"]) | st.text(min_size=1, max_size=30).filter(
@@ -389,6 +391,19 @@ def test_hostile_queries_and_path_values_never_answer_5xx(
     if answer.status_code >= 400:
         assert answer.json()["error"]["code"] in (
             "invalid_body", "not_found", "forbidden", "unauthorized"), answer.text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(credential=st.sampled_from(CREDENTIALS), proposal=path_values, decision=path_values)
+def test_hostile_proposal_decisions_answer_a_stable_4xx(
+        live_engine: Live, credential: dict[str, str], proposal: str, decision: str) -> None:
+    """Deciding a knowledge-base proposal (approve/reject) with any path: a clear 4xx."""
+    with httpx.Client(base_url=live_engine.http, headers=credential, timeout=20) as http:
+        answer = http.post(f"/api/kb-proposals/{quote(proposal, safe='%')}/"
+                           f"{quote(decision, safe='%')}")
+    assert 400 <= answer.status_code < 500, (proposal, decision, answer.text)
+    assert answer.json()["error"]["code"] in (
+        "invalid_body", "not_found", "forbidden", "unauthorized"), answer.text
 
 
 RAW_QUERIES = [

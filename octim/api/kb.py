@@ -22,11 +22,16 @@ from octim.domain.conversations.model import Forbidden
 from octim.domain.kb.knowledge import (
     ID,
     KIND,
+    PLATFORM_SYNONYMS,
     AskKb,
     Candidates,
+    DecideProposal,
     DeleteEntry,
     GetEntry,
+    GetSynonyms,
     ListEntries,
+    ListProposals,
+    PutSynonyms,
     UpsertEntry,
 )
 from octim.errors import NotFound
@@ -36,6 +41,8 @@ if TYPE_CHECKING:
     from octim.engine import Engine
 
 EntryId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+ProposalId = Annotated[str, Path(pattern=r"^pr-[0-9a-f]{16}$")]
+ShopQuery = Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
 STAFF = ("agent", "shop_admin", "platform_admin")
 
 
@@ -67,6 +74,16 @@ class BotSettingsBody(BaseModel):
     handoff_after: int = Field(2, ge=1, le=20)
     handoff_words: list[Annotated[str, Field(min_length=1, max_length=20)]] = []
     anger_words: list[Annotated[str, Field(min_length=1, max_length=20)]] = []
+
+
+class SynonymsBody(BaseModel):
+    """A synonym list: each word (shorthand, a trade word, a misspelling) maps to the
+    word the entries use (docs/kb.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    synonyms: dict[Annotated[str, Field(min_length=1, max_length=32)],
+                   Annotated[str, Field(min_length=1, max_length=32)]] = Field(
+        max_length=2000)
 
 
 class AskBody(BaseModel):
@@ -154,9 +171,57 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
                 raise Forbidden("candidates are for shop admins")
         return await kb().ask(Candidates(shop, limit))
 
+    def admin_of(who: Principal | None, shop: str | None) -> None:
+        """The platform, a platform admin, or (for their shop) a shop admin."""
+        if who is None or who.role == "platform_admin":
+            return
+        if shop is None or shop not in who.shops:
+            raise NotFound("no such shop")
+        if who.role != "shop_admin":
+            raise Forbidden("this is for shop admins")
+
+    @api.get("/api/kb-proposals")
+    async def proposals(who: Caller, shop: ShopQuery = None,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
+        """What traffic taught the bot, waiting for a shop admin: similar questions for
+        entries (buyers' clicks, agents' answers to hand-offs) and new entries."""
+        admin_of(who, shop)
+        return await kb().ask(ListProposals(shop, limit))
+
+    @api.post("/api/kb-proposals/{proposal}/{decision}")
+    async def decide(proposal: ProposalId, decision: Literal["approve", "reject"],
+                     who: Caller) -> Any:
+        """Approve (the entry gains the question, or the new entry is created; the bot
+        uses it from the next question on) or reject a proposal."""
+        if who is not None and who.role != "platform_admin":
+            if who.role != "shop_admin":
+                raise Forbidden("proposals are for shop admins")
+            shops: tuple[str, ...] | None = tuple(s for s in who.shops if s != "*")
+        else:
+            shops = None
+        return await kb().ask(DecideProposal(proposal, decision == "approve", shops))
+
+    @api.get("/api/kb-synonyms")
+    async def get_synonyms(who: Caller, shop: ShopQuery = None) -> Any:
+        """A shop's synonym list (``?shop=``), or the platform's (no shop)."""
+        if shop is None and who is not None and who.role != "platform_admin":
+            raise Forbidden("the platform's list is for platform admins")
+        admin_of(who, shop)
+        return await kb().ask(GetSynonyms(shop or PLATFORM_SYNONYMS))
+
+    @api.put("/api/kb-synonyms")
+    async def put_synonyms(body: SynonymsBody, who: Caller, shop: ShopQuery = None) -> Any:
+        """Replace a shop's synonym list (or the platform's): the bot reads questions
+        with it from the next one on, on top of the category-neutral defaults."""
+        if shop is None and who is not None and who.role != "platform_admin":
+            raise Forbidden("the platform's list is for platform admins")
+        admin_of(who, shop)
+        return await kb().ask(PutSynonyms(shop or PLATFORM_SYNONYMS, body.synonyms))
+
     @api.post("/api/kb/ask")
     async def ask(body: AskBody, who: Caller) -> Any:
-        """``{"id", "answer", "score", "answered", "suggestions"}`` for a buyer question."""
+        """``{"id", "answer", "score", "confidence", "answered", "suggestions"}`` for a
+        buyer question."""
         if who is None or who.role == "platform_admin":
             staff = True
         elif body.shop is None:

@@ -49,7 +49,7 @@ KID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 SEALED = frozenset({
     "messages", "conversations", "customers", "orders", "shop_customers", "tickets",
     "ticket_history", "ticket_comments", "mail_outbox", "mail_dead",
-    "events", "log", "routing", "kb_unanswered", "webhooks", "webhook_dead",
+    "events", "log", "routing", "kb_unanswered", "kb_proposals", "webhooks", "webhook_dead",
     "outbox", "channels", "channel_dead", "customer_identities", "outreach_log",
     "campaigns", "campaign_recipients",
 })

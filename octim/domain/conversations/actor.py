@@ -406,6 +406,8 @@ class ConversationActor(BotTurns, Actor[EngineContext]):
         done: Reply[Any] = Reply()
         await self._adopt(rules.resolve(self.meta, m.user, self.context.now_ms()), done)
         await self._dispatcher(ConversationReleased(self.id))
+        if m.role != "buyer":
+            await self._learn_from_handoff()
         return done
 
     async def _rate(self, m: Rate) -> Reply[Any]:

@@ -18,7 +18,7 @@ from octim.domain.conversations import rules
 from octim.domain.conversations.model import ConversationMeta, StoredMessage
 from octim.domain.kb.knowledge import ID as KB_ID
 from octim.domain.kb.knowledge import KIND as KB
-from octim.domain.kb.knowledge import AskKb, AssistKb, RecordUnanswered
+from octim.domain.kb.knowledge import AskKb, AssistKb, Propose, RecordUnanswered
 from octim.domain.routing.messages import RouteConversation
 
 
@@ -52,7 +52,10 @@ class BotTurns:
         reason = handoff_reason(settings, text)
         result: dict[str, Any] = {"suggestions": []}
         if reason is None:
-            result = await self._kb(AskKb(text, shop))
+            picked = self._picked(asked)
+            if picked is not None:  # a choice the bot offered: a labelled example
+                await self._kb_tell(Propose(shop, picked[1], picked[0], None, "click"))
+            result = await self._kb(AskKb(text, shop, pick=picked[0] if picked else None))
             now = self.context.now_ms()
             if result["answered"]:
                 answer = {"text": result["answer"], "kb": result["id"]}
@@ -74,6 +77,50 @@ class BotTurns:
                                         [record for _, record in earlier],
                                         self.context.now_ms()))
         await self._dispatcher(self._route("bot_handoff"))
+
+    def _recent(self, before: int, count: int = 12) -> list[dict[str, Any]]:
+        """The stored records just before seq ``before``, oldest first."""
+        earlier = self.context.store.scan_scope("messages", self.id,
+                                                after=max(0, before - count - 1))
+        return [record for seq, record in earlier if seq < before]
+
+    def _picked(self, asked: StoredMessage) -> tuple[str, str] | None:
+        """``(entry, the buyer's question)`` when ``asked`` is one of the choices the bot
+        offered under its last message (您是不是想问, or 猜你想问 under an answer)."""
+        records = self._recent(asked.seq)
+        bot = next((r for r in reversed(records) if r["role"] == "bot"), None)
+        if bot is None or not isinstance(bot.get("body"), dict):
+            return None
+        offers = bot["body"].get("suggestions") or bot["body"].get("related") or []
+        text = asked.body["text"].strip()
+        chosen = next((o["id"] for o in offers if isinstance(o, dict)
+                       and o.get("question") == text), None)
+        question = next((r["body"]["text"] for r in reversed(records)
+                         if r["seq"] < bot["seq"] and r["role"] == "buyer"
+                         and r["kind"] == "text"), None)
+        return (chosen, question) if chosen and question and question != text else None
+
+    async def _learn_from_handoff(self) -> None:
+        """After an agent resolves a conversation the bot handed over: the buyer's
+        question and the agent's first reply become a proposal (a similar question of the
+        entry whose answer the agent sent, or a new entry) for the shop admin."""
+        records = self._recent(self.meta.last_seq + 1, 200)
+        notice = next((r for r in reversed(records) if r["role"] == "system"
+                       and isinstance(r["body"], dict) and r["body"].get("handoff")), None)
+        if notice is None:
+            return
+        shop_record = self.context.store.get("shops", self.meta.shop.encode()) or {}
+        settings = BotSettings.from_record(shop_record.get("bot"))
+        question = next((r["body"]["text"] for r in reversed(records)
+                         if r["seq"] < notice["seq"] and r["role"] == "buyer"
+                         and r["kind"] == "text"  # not "转人工": the question before it
+                         and handoff_reason(settings, r["body"]["text"]) != "requested"),
+                        None)
+        reply = next((r["body"]["text"] for r in records
+                      if r["seq"] > notice["seq"] and r["role"] == "agent"
+                      and r["kind"] == "text"), None)
+        if question and reply:
+            await self._kb_tell(Propose(self.meta.shop, question, None, reply, "handoff"))
 
     async def _assist(self, asked: StoredMessage) -> None:
         """Agent assist: the best KB answers for the buyer's latest question, to the agent."""

@@ -9,6 +9,7 @@ stopped or running (a running engine sees imports after a restart).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -17,7 +18,7 @@ from typing import Any
 from octim.actors import Actor, ActorKind, Address, Message, record, thaw
 from octim.domain.context import EngineContext
 from octim.domain.conversations.model import event_frame
-from octim.domain.kb.matcher import Match, Matcher
+from octim.domain.kb.matcher import Match, Matcher, normalise
 from octim.errors import InvalidInput, NotFound
 from octim.store import Delete, Put, pack
 
@@ -71,6 +72,19 @@ def validate_entry(raw: Any, now_ms: int) -> dict[str, Any]:
             "updated": raw.get("updated") or now_ms}
 
 
+def validate_synonyms(raw: Any) -> dict[str, str]:
+    """A clean synonym list ``{word: canonical}`` (at most 2,000 pairs), or InvalidInput."""
+    if not isinstance(raw, dict) or len(raw) > 2000:
+        raise InvalidInput("synonyms must be an object of at most 2000 word: canonical pairs")
+    clean = {}
+    for word, canonical in raw.items():
+        if not (isinstance(word, str) and isinstance(canonical, str)
+                and 0 < len(word.strip()) <= 32 and 0 < len(canonical.strip()) <= 32):
+            raise InvalidInput("each synonym maps a word of 1-32 characters to one of 1-32")
+        clean[word.strip()] = canonical.strip()
+    return clean
+
+
 def is_public(entry: Mapping[str, Any]) -> bool:
     """Whether the bot may tell buyers this entry (entries stored before visibility are)."""
     return bool(entry.get("visibility", "public") == "public")
@@ -82,6 +96,7 @@ def export_line(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 ALL, PLATFORM = "\0all", "\0platform"  # view keys that no shop id can take
+PLATFORM_SYNONYMS = "*"  # the key of the platform's synonym list
 STAFF = "\0staff"  # suffix of the views that include internal entries
 
 
@@ -96,9 +111,15 @@ class KnowledgeBase:
     asking without a shop).
     """
 
-    def __init__(self, entries: Iterable[Mapping[str, Any]] = (), **matcher: Any) -> None:
+    def __init__(self, entries: Iterable[Mapping[str, Any]] = (), *,
+                 synonyms: Mapping[str, Mapping[str, str]] | None = None,
+                 **matcher: Any) -> None:
         self._matcher_options = matcher
         self.entries = {e["id"]: dict(e) for e in entries}
+        #: synonym lists: ``PLATFORM_SYNONYMS`` (the platform's) and one per shop, on top
+        #: of the matcher's defaults
+        self.synonyms: dict[str, dict[str, str]] = {k: dict(v) for k, v in
+                                                    (synonyms or {}).items()}
         self.views: dict[str, Matcher] = {}
         # Bulk load: one pass per shop view instead of one per entry.
         for shop in {e["shop"] for e in self.entries.values() if e["shop"] is not None}:
@@ -114,7 +135,9 @@ class KnowledgeBase:
         the bot (public entries only), ``scope + STAFF`` for staff (all entries)."""
         view = self.views.get(key)
         if view is None:
-            view = self.views[key] = Matcher(**self._matcher_options)
+            scope = key.removesuffix(STAFF)
+            table = {**self.synonyms.get(PLATFORM_SYNONYMS, {}), **self.synonyms.get(scope, {})}
+            view = self.views[key] = Matcher(synonyms=table, **self._matcher_options)
             for entry in self.entries.values():
                 if self._belongs(entry, key):
                     self._index(view, entry)
@@ -146,6 +169,15 @@ class KnowledgeBase:
             elif old is not None and self._belongs(old, key):
                 view.remove(entry["id"])  # e.g. made internal: out of the buyers' views
 
+    def set_synonyms(self, scope: str, table: Mapping[str, str]) -> None:
+        """Replace a shop's synonym list (or the platform's, ``PLATFORM_SYNONYMS``): the
+        views it reaches are rebuilt."""
+        self.synonyms[scope] = dict(table)
+        for key in list(self.views):
+            if scope == PLATFORM_SYNONYMS or key.removesuffix(STAFF) == scope:
+                del self.views[key]
+                self._view(key)
+
     def delete(self, entry_id: str) -> None:
         self.entries.pop(entry_id, None)
         for view in self.views.values():
@@ -159,8 +191,15 @@ class KnowledgeBase:
         return [{"id": i, "question": self.entries[i]["question"],
                  "answer": self.entries[i]["answer"]} for i in ids[:k]]
 
+    def visible(self, entry_id: str, shop: str | None, staff: bool = False) -> bool:
+        """Whether a buyer (or, ``staff``, the staff) of ``shop`` may get this entry."""
+        entry = self.entries.get(entry_id)
+        return (entry is not None and entry.get("enabled", True)
+                and (shop is None or entry["shop"] in (None, shop))
+                and (staff or is_public(entry)))
+
     def ask(self, question: str, shop: str | None = None, *, suggestions: int = 3,
-            staff: bool = False) -> dict[str, Any]:
+            staff: bool = False, pick: str | None = None) -> dict[str, Any]:
         """``{"id", "answer", "score", "answered", "suggestions"}`` for one question.
 
         With a shop: that shop's entries (slightly preferred) and platform-wide ones;
@@ -168,6 +207,10 @@ class KnowledgeBase:
         threshold ``id`` is the best guess (or null) and ``suggestions`` lists
         related questions to offer instead.
         """
+        if pick is not None and self.visible(pick, shop, staff):
+            chosen = self.entries[pick]  # the buyer chose it: no guessing
+            return {"id": pick, "answer": chosen["answer"], "score": 0.0, "answered": True,
+                    "confidence": 1.0, "picked": True, "suggestions": []}
         view, found = self.search(question, shop, staff=staff, limit=max(3, 1 + suggestions))
         if view is None:  # nothing to match against
             return {"id": None, "answer": None, "score": 0.0, "answered": False,
@@ -250,6 +293,45 @@ class Candidates(Message):
 
 
 @record
+class Propose(Message):
+    """Traffic taught the bot something: ``question`` is a similar question for
+    ``entry`` (a buyer clicked it among the choices; an agent answered a hand-off with
+    its answer), or, with ``answer``, a new entry (an agent's own reply to a hand-off)."""
+
+    shop: str
+    question: str
+    entry: str | None
+    answer: str | None
+    source: str  # "click" | "handoff"
+
+
+@record
+class ListProposals(Message):
+    shop: str | None
+    limit: int
+
+
+@record
+class DecideProposal(Message):
+    """A shop admin approves (the index updates at once) or rejects a proposal."""
+
+    proposal: str
+    approve: bool
+    shops: tuple[str, ...] | None  # the admin's shops; None: the platform
+
+
+@record
+class PutSynonyms(Message):
+    scope: str  # a shop, or PLATFORM_SYNONYMS
+    synonyms: Mapping[str, str]
+
+
+@record
+class GetSynonyms(Message):
+    scope: str
+
+
+@record
 class UpsertEntry(Message):
     entry: Mapping[str, Any]
 
@@ -274,6 +356,7 @@ class AskKb(Message):
     question: str
     shop: str | None
     staff: bool = False  # internal entries too (the caller is that shop's staff)
+    pick: str | None = None  # the buyer chose this entry among the bot's choices
 
 
 class KbActor(Actor[EngineContext]):
@@ -288,7 +371,9 @@ class KbActor(Actor[EngineContext]):
         self.unanswered: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
 
     async def on_start(self) -> None:
-        self.kb = KnowledgeBase(entry for _, entry in self.context.store.scan("kb"))
+        store = self.context.store
+        self.kb = KnowledgeBase((entry for _, entry in store.scan("kb")), synonyms={
+            key.decode(): row["synonyms"] for key, row in store.scan("kb_synonyms")})
 
     async def receive(self, message: Message) -> Any:
         match message:
@@ -307,8 +392,8 @@ class KbActor(Actor[EngineContext]):
                 return self.kb.entries[entry_id]
             case ListEntries(shop=shop):
                 return [e for e in self.kb.entries.values() if shop is None or e["shop"] == shop]
-            case AskKb(question=question, shop=shop, staff=staff):
-                return self.kb.ask(question, shop, staff=staff)
+            case AskKb(question=question, shop=shop, staff=staff, pick=pick):
+                return self.kb.ask(question, shop, staff=staff, pick=pick)
             case AssistKb(question=question, shop=shop):
                 items = self.kb.top(question, shop)
                 if items:
@@ -326,6 +411,27 @@ class KbActor(Actor[EngineContext]):
                 await self.context.store.write((Put("kb_stats", entry_id.encode(),
                                                     pack(stats)),))
                 return stats
+            case Propose():
+                return await self._propose(message)
+            case ListProposals(shop=shop, limit=limit):
+                prefix = f"{shop}\0".encode() if shop else b""
+                rows = [row for _, row in self.context.store.scan(
+                    "kb_proposals", prefix, prefix[:-1] + b"\x01" if shop else None)
+                    if row["status"] == "proposed"]
+                rows.sort(key=lambda r: (-r["count"], -r["last"], r["id"]))
+                return rows[:limit]
+            case DecideProposal():
+                return await self._decide(message)
+            case PutSynonyms(scope=scope, synonyms=table):
+                clean = validate_synonyms(thaw(table))
+                await self.context.store.write((Put("kb_synonyms", scope.encode(),
+                                                    pack({"synonyms": clean})),))
+                self.kb.set_synonyms(scope, clean)
+                return {"shop": None if scope == PLATFORM_SYNONYMS else scope,
+                        "synonyms": clean}
+            case GetSynonyms(scope=scope):
+                return {"shop": None if scope == PLATFORM_SYNONYMS else scope,
+                        "synonyms": self.kb.synonyms.get(scope, {})}
             case Candidates(shop=shop, limit=limit):
                 prefix = f"{shop}\0".encode() if shop else b""
                 found = dict(self.context.store.scan(
@@ -337,6 +443,73 @@ class KbActor(Actor[EngineContext]):
                 return rows[:limit]
         raise InvalidInput(f"the knowledge base cannot handle {type(message).__name__}")
 
+
+    async def _propose(self, m: Propose) -> dict[str, Any] | None:
+        """Count a learned example (one proposal per shop, entry and question)."""
+        question = m.question.strip()[:200]
+        if m.entry is None and m.answer:  # the agent sent an entry's answer: its question
+            m = Propose(m.shop, m.question, next(
+                (e["id"] for e in self.kb.entries.values()
+                 if e["answer"].strip() == m.answer.strip()
+                 and self.kb.visible(e["id"], m.shop, staff=True)), None),
+                m.answer, m.source)
+        entry = self.kb.entries.get(m.entry) if m.entry else None
+        if not question or (m.entry and entry is None):
+            return None
+        if entry is not None and normalise(question) in {
+                normalise(q) for q in (entry["question"], *entry["similar"])}:
+            return None  # it knows that phrasing already
+        digest = hashlib.sha256(f"{m.entry or ''}\0{normalise(question)}".encode())
+        proposal_id = f"pr-{digest.hexdigest()[:16]}"
+        key = f"{m.shop}\0{proposal_id}".encode()
+        now = self.context.now_ms()
+        row = self.context.store.get("kb_proposals", key) or {
+            "id": proposal_id, "shop": m.shop, "kind": "similar" if m.entry else "entry",
+            "entry": m.entry, "question": question,
+            "answer": None if m.entry else (m.answer or "")[:5000],
+            "status": "proposed", "count": 0, "sources": {}, "first": now}
+        if row["status"] != "proposed":
+            return row  # decided already: a rejected one is not proposed again
+        row = {**row, "count": row["count"] + 1, "last": now,
+               "sources": {**row["sources"], m.source: row["sources"].get(m.source, 0) + 1}}
+        await self.context.store.write((Put("kb_proposals", key, pack(row)),))
+        return row
+
+    async def _decide(self, m: DecideProposal) -> dict[str, Any]:
+        found = None
+        for shop in ([*m.shops] if m.shops is not None else [None]):
+            prefix = f"{shop}\0".encode() if shop else b""
+            for key, row in self.context.store.scan("kb_proposals", prefix,
+                                                    prefix[:-1] + b"\x01" if shop else None):
+                if row["id"] == m.proposal:
+                    found = (key, row)
+                    break
+            if found:
+                break
+        if found is None or found[1]["status"] != "proposed":
+            raise NotFound(f"no open proposal {m.proposal!r}")
+        key, row = found
+        now = self.context.now_ms()
+        decided = {**row, "status": "approved" if m.approve else "rejected", "decided": now}
+        ops = [Put("kb_proposals", key, pack(decided))]
+        entry = None
+        if m.approve:
+            if row["kind"] == "similar":
+                current = self.kb.entries.get(row["entry"])
+                if current is None:
+                    raise NotFound(f"no knowledge-base entry {row['entry']!r}")
+                similar = [*current["similar"], row["question"]][-50:]
+                entry = validate_entry({**current, "similar": similar, "updated": now}, now)
+            else:
+                entry = validate_entry({
+                    "id": f"learned-{row['id'][3:]}", "question": row["question"],
+                    "answer": row["answer"] or "", "shop": row["shop"],
+                    "category": None, "visibility": "public"}, now)
+            ops.append(Put("kb", entry["id"].encode(), pack(entry)))
+        await self.context.store.write(tuple(ops))
+        if entry is not None:
+            self.kb.put(entry)  # the index answers with it from the next question on
+        return {"proposal": decided, "entry": entry}
 
     async def _record_unanswered(self, question: str, shop: str, handed_off: bool) -> None:
         # Group phrasings that share their words, whatever the order or particles.
