@@ -1,7 +1,7 @@
 """The bundled web client: plain files under ``octim/web`` served as they are.
 
 ``/agent`` (workbench), ``/chat`` (buyer widget), ``/monitor`` (live monitor),
-``/reports``, ``/campaigns`` (shop and platform admins),
+``/reports``, ``/campaigns``, ``/kb`` (shop and platform admins),
 ``/widget.js`` (the script tag a storefront embeds) and ``/static/…``. Pages
 ask ``/api/client-config`` where the gateway is.
 """
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 PAGES = {"/agent": "agent.html", "/chat": "chat.html", "/monitor": "monitor.html",
-         "/reports": "reports.html", "/campaigns": "campaigns.html"}
+         "/reports": "reports.html", "/campaigns": "campaigns.html", "/kb": "kb.html"}
 # The pages load only their own scripts and styles; images come from uploads
 # (blob: URLs) or the platform's image hosts (setting ``image_hosts``), never
 # from any URL a buyer chooses.
@@ -34,7 +34,7 @@ CSP = ("default-src 'self'; img-src 'self' blob: data:{hosts}; media-src 'self' 
 # Storefronts frame the buyer chat (widget.js); staff pages are never framed (clickjacking).
 FRAMING = {"/chat": "frame-ancestors *", "/agent": "frame-ancestors 'none'",
            "/monitor": "frame-ancestors 'none'", "/reports": "frame-ancestors 'none'",
-           "/campaigns": "frame-ancestors 'none'"}
+           "/campaigns": "frame-ancestors 'none'", "/kb": "frame-ancestors 'none'"}
 
 
 def mount(app: "FastAPI", engine: "Engine") -> None:

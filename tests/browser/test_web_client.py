@@ -878,6 +878,54 @@ def test_a_shop_admin_creates_a_campaign_and_the_buyer_sees_it(
     assert not problems, problems
 
 
+def test_a_buyers_pick_becomes_a_proposal_the_admin_approves_on_the_kb_page(
+        chromium: Any, running: Running, artifacts: Path) -> None:
+    """The bot-quality issue's learning loop in the browser: the bot is unsure and offers
+    choices; the buyer taps one and is answered; the shop admin sees the proposal on the
+    knowledge-base page, approves it, and the "try the bot" box answers that question."""
+    seed(running)
+    api = running.api
+    for entry_id, question, answer in (("size", "尺码怎么选", "按平时的码数拍。"),
+                                       ("free", "包邮吗", "满99元包邮。")):
+        api.put(f"/api/kb/{entry_id}", json={"shop": SHOP, "question": question,
+                                             "answer": answer}).raise_for_status()
+    problems: list[str] = []
+    buyer = chromium.new_context(viewport={"width": 390, "height": 780}).new_page()
+    watch_console(buyer, problems)
+    buyer.goto(f"{running.http}/chat?shop={SHOP}#token={token('b1', 'buyer')}")
+    expect(buyer.locator("#input")).to_be_enabled()
+    buyer.fill("#input", "拍了以后哪天到")
+    buyer.keyboard.press("Enter")
+    chip = buyer.locator("#suggested button.chip", has_text="什么时候发货")
+    chip.click()
+    expect(buyer.locator("li.msg[data-role='bot']").last).to_contain_text("付款后48小时内发货哦。")
+
+    admin = chromium.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    watch_console(admin, problems)
+    admin.goto(f"{running.http}/kb#token={token('boss', 'shop_admin', SHOP)}")
+    proposal = admin.locator("#proposals li.proposal")
+    expect(proposal).to_have_count(1)
+    expect(proposal).to_contain_text("“拍了以后哪天到” 作为 “什么时候发货” 的相似问法")
+    expect(proposal).to_contain_text("买家点选 ×1")
+    admin.screenshot(path=str(artifacts / "kb-proposal.png"))
+    proposal.locator("button.approve").click()
+    expect(proposal).to_have_count(0)
+    expect(admin.locator("#no-proposals")).to_be_visible()
+    expect(admin.locator("tr[data-entry='ship']")).to_contain_text("拍了以后哪天到")
+    admin.fill("#t-question", "拍了以后哪天到")
+    admin.locator("#try button[type=submit]").click()
+    expect(admin.locator("#t-result")).to_contain_text("机器人会回答：付款后48小时内发货哦。")
+    # The synonym list: saved, and read back after a reload.
+    admin.fill("#s-text", "出库=发货")
+    admin.locator("#synonyms button[type=submit]").click()
+    expect(admin.locator("#s-status")).to_have_text("已保存")
+    admin.reload()
+    expect(admin.locator("#s-text")).to_have_value("出库=发货")
+    admin.locator("#lang").click()
+    expect(admin.locator("h2").first).to_have_text("Learned from traffic, awaiting review")
+    assert not problems, problems
+
+
 def test_the_monitor_shows_peak_mode_and_shedding_live(
         chromium: Any, tmp_path: Path, artifacts: Path) -> None:
     """An engine whose commit budget nothing can meet (a forced budget, not real load):
