@@ -22,7 +22,7 @@ from octim.domain.customers import KIND as CUSTOMER
 from octim.domain.customers import AddLogistics
 from octim.domain.kb.knowledge import ID as KB_ID
 from octim.domain.kb.knowledge import KIND as KB
-from octim.domain.kb.knowledge import UpsertEntry
+from octim.domain.kb.knowledge import Propose, PutSynonyms, UpsertEntry
 from octim.domain.outreach import reminders
 from octim.domain.reports import synthetic
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
@@ -199,6 +199,12 @@ async def seed_demo(engine: Engine) -> str:
     kb = directory.ref(KB, KB_ID)
     for entry in DEMO_KB:
         await kb.ask(UpsertEntry(entry))
+    # What the bot learns from traffic (docs/bot.md): a buyer who tapped 怎么选尺码 among
+    # the bot's choices after asking in their own words (the message the bot sends), and
+    # the shop's own words for its trade.
+    sizes = next(e["id"] for e in DEMO_KB if e["shop"] == shop and e["question"] == "怎么选尺码")
+    await kb.ask(Propose(shop, "身高170该拍哪个码", sizes, None, "click"))
+    await kb.ask(PutSynonyms(shop, {"羽绒衣": "羽绒服", "出库": "发货"}))
     now = engine.context.now_ms()
     for canned_shop, reply_id, title, text in DEMO_CANNED:
         await canned.put(engine.store, reply_id, shop=canned_shop, user="", title=title,
@@ -380,6 +386,8 @@ def demo_links(settings: Settings, listening: Listening, conversation: str,
         f"  reports platform  {http}/reports#token={jwt('ops', 'platform_admin')}",
         f"  campaigns {shop}  {http}/campaigns#token={jwt('admin-' + shop, 'shop_admin', shop)}"
         "   (the demo campaign's results; create one and preview its audience)",
+        f"  knowledge base {shop}  {http}/kb#token={jwt('admin-' + shop, 'shop_admin', shop)}"
+        "   (a proposal learned from a buyer's tap to approve; try the bot; synonyms)",
         f"  storefront embed  <script src=\"{http}/widget.js\" data-shop=\"{shop}\" "
         f"data-token=\"{buyer}\"></script>",
         "",

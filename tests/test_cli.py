@@ -198,6 +198,14 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
             call = client.post("/api/inbound/call", headers=key, json={
                 "shop": "uniqlo-style", "call": "c-1", "phone": "+8613800000001"}).json()
             assert call["buyer"] == "buyer-1" and "T-1" in [t["label"] for t in call["tickets"]]
+            # The knowledge-base page has something learned to approve, and its link.
+            assert any("/kb#token=" in line for line in links)
+            assert client.get("/kb").status_code == 200
+            [learned] = client.get("/api/kb-proposals", headers=key,
+                                   params={"shop": "uniqlo-style"}).json()
+            assert learned["question"] == "身高170该拍哪个码"
+            assert client.post("/api/kb/ask", headers=key, json={
+                "question": "羽绒衣能机洗吗", "shop": "uniqlo-style"}).json()["answered"]
             # A month of demo history, so the reports page shows a month.
             week = client.get("/api/reports/overview", headers=key,
                               params={"shop": "uniqlo-style"}).json()  # the last 7 days

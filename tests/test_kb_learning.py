@@ -156,3 +156,37 @@ async def test_a_shops_synonyms_reach_its_bot_only(tmp_path) -> None:
             answered = (await http.post("/api/kb/ask", headers=PLATFORM, json={
                 "question": "多久能出仓", "shop": "s2"})).json()
             assert answered["answered"] is True and answered["id"] == "ship-s2"
+
+
+async def test_a_pick_of_a_platform_entry_is_the_platforms_to_approve(tmp_path) -> None:
+    """A shop admin never edits a platform-wide entry through a proposal."""
+    admin = as_("boss", "shop_admin", SHOP)
+    async with open_engine(tmp_path / "d") as (_, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            (await http.put(f"/api/shops/{SHOP}", headers=PLATFORM, json={
+                "name": "店", "bot": {"mode": "always"}})).raise_for_status()
+            for entry_id, question, similar, answer in FAQ:  # platform-wide entries
+                (await http.put(f"/api/kb/{entry_id}", headers=PLATFORM, json={
+                    "question": question, "similar": similar, "answer": answer})
+                 ).raise_for_status()
+            with trio.fail_after(20):
+                async with connect(listening.ws_url, token("buyer-1")) as buyer:
+                    conv = (await buyer.open(SHOP))["conversation"]
+                    await buyer.say(conv, "q1", "下单了还没动静")
+                    offered = await buyer.expect("msg", conversation=conv, role="bot")
+                    choices = {s["id"]: s["question"] for s in offered["body"]["suggestions"]}
+                    await buyer.say(conv, "q2", choices["ship"])
+                    await buyer.expect("msg", conversation=conv, role="bot")
+            with trio.fail_after(10):
+                while not (await http.get("/api/kb-proposals", headers=PLATFORM)).json():
+                    await trio.sleep(0.05)
+            [proposal] = (await http.get("/api/kb-proposals", headers=PLATFORM)).json()
+            assert proposal["shop"] is None and proposal["asked_at"] == SHOP
+            mine = await http.get("/api/kb-proposals", params={"shop": SHOP}, headers=admin)
+            assert mine.json() == []
+            refused = await http.post(f"/api/kb-proposals/{proposal['id']}/approve",
+                                      headers=admin)
+            assert refused.status_code == 404
+            done = await http.post(f"/api/kb-proposals/{proposal['id']}/approve",
+                                   headers=as_("root", "platform_admin"))
+            assert "下单了还没动静" in done.json()["entry"]["similar"]

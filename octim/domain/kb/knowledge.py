@@ -96,7 +96,7 @@ def export_line(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 ALL, PLATFORM = "\0all", "\0platform"  # view keys that no shop id can take
-PLATFORM_SYNONYMS = "*"  # the key of the platform's synonym list
+PLATFORM_SYNONYMS = "*"  # the key of the platform's synonym list (and its proposals)
 STAFF = "\0staff"  # suffix of the views that include internal entries
 
 
@@ -461,10 +461,13 @@ class KbActor(Actor[EngineContext]):
             return None  # it knows that phrasing already
         digest = hashlib.sha256(f"{m.entry or ''}\0{normalise(question)}".encode())
         proposal_id = f"pr-{digest.hexdigest()[:16]}"
-        key = f"{m.shop}\0{proposal_id}".encode()
+        # A similar question of a platform-wide entry is the platform's to approve.
+        scope = m.shop if entry is None or entry["shop"] is not None else PLATFORM_SYNONYMS
+        key = f"{scope}\0{proposal_id}".encode()
         now = self.context.now_ms()
         row = self.context.store.get("kb_proposals", key) or {
-            "id": proposal_id, "shop": m.shop, "kind": "similar" if m.entry else "entry",
+            "id": proposal_id, "shop": None if scope == PLATFORM_SYNONYMS else scope,
+            "asked_at": m.shop, "kind": "similar" if m.entry else "entry",
             "entry": m.entry, "question": question,
             "answer": None if m.entry else (m.answer or "")[:5000],
             "status": "proposed", "count": 0, "sources": {}, "first": now}
@@ -476,7 +479,7 @@ class KbActor(Actor[EngineContext]):
         return row
 
     async def _decide(self, m: DecideProposal) -> dict[str, Any]:
-        found = None
+        found = None  # the platform decides any; a shop admin their shops' only
         for shop in ([*m.shops] if m.shops is not None else [None]):
             prefix = f"{shop}\0".encode() if shop else b""
             for key, row in self.context.store.scan("kb_proposals", prefix,
