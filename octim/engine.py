@@ -35,6 +35,7 @@ from octim.domain.context import EngineContext
 from octim.domain.conversations.actor import CONVERSATION_KIND, CloseIfIdle
 from octim.domain.conversations.actor import KIND as CONVERSATION
 from octim.domain.customers import CUSTOMER_KIND
+from octim.domain.kb.knowledge import ID as KB_ID
 from octim.domain.kb.knowledge import KB_KIND
 from octim.domain.monitor import Monitor
 from octim.domain.outreach.campaigns import Campaigns
@@ -362,6 +363,46 @@ class Engine:
             raise NotFound(f"no api channel {channel!r}")
         check_storable(message, where="message")
         return await receive_message(self, record, InboundBody.model_validate(message))
+
+    async def put_kb_entry(self, entry_id: str, **fields: Any) -> dict[str, Any]:
+        """Create or replace a knowledge-base entry (``PUT /api/kb/{id}``)."""
+        from octim.domain.kb.knowledge import UpsertEntry
+
+        check_storable(fields, where="entry")
+        return dict(await self.directory.ref(KB_KIND.name, KB_ID).ask(
+            UpsertEntry({"id": entry_id, **fields})))
+
+    async def ask_kb(self, question: str, shop: str | None = None, *,
+                     staff: bool = False) -> dict[str, Any]:
+        """What the bot would say (``POST /api/kb/ask``): ``{"id", "answer", "score",
+        "confidence", "answered", "suggestions"}``; ``staff``: internal entries too."""
+        from octim.domain.kb.knowledge import AskKb
+
+        return dict(await self.directory.ref(KB_KIND.name, KB_ID).ask(
+            AskKb(question, shop, staff)))
+
+    async def kb_proposals(self, shop: str | None = None, limit: int = 100
+                           ) -> list[dict[str, Any]]:
+        """What traffic taught the bot, waiting for review (``GET /api/kb-proposals``)."""
+        from octim.domain.kb.knowledge import ListProposals
+
+        return list(await self.directory.ref(KB_KIND.name, KB_ID).ask(
+            ListProposals(shop, limit)))
+
+    async def decide_kb_proposal(self, proposal: str, approve: bool) -> dict[str, Any]:
+        """Approve or reject a proposal (``POST /api/kb-proposals/{id}/approve|reject``)."""
+        from octim.domain.kb.knowledge import DecideProposal
+
+        return dict(await self.directory.ref(KB_KIND.name, KB_ID).ask(
+            DecideProposal(proposal, approve, None)))
+
+    async def set_kb_synonyms(self, shop: str | None, synonyms: dict[str, str]
+                              ) -> dict[str, Any]:
+        """A shop's synonym list, or the platform's (``PUT /api/kb-synonyms``)."""
+        from octim.domain.kb.knowledge import PLATFORM_SYNONYMS, PutSynonyms
+
+        return dict(await self.directory.ref(KB_KIND.name, KB_ID).ask(
+            PutSynonyms(shop or PLATFORM_SYNONYMS, synonyms)))
 
     async def link_identities(self, customer: str, identities: list[dict[str, str]]
                               ) -> dict[str, Any]:

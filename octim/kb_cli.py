@@ -23,10 +23,14 @@ from octim.store.crypto import load_keys
 
 
 def _read_entries(data: Path) -> list[dict[str, Any]]:
+    return [row for _, row in _read(data, "kb")]
+
+
+def _read(data: Path, db: str) -> list[tuple[bytes, Any]]:
     env = Environment(data, readonly=True)
     try:
         with env.read() as txn:
-            return [unpack(raw) for _, raw in txn.cursor(db=env.dbs["kb"])]
+            return [(bytes(key), unpack(raw)) for key, raw in txn.cursor(db=env.dbs[db])]
     finally:
         env.close()
 
@@ -75,14 +79,17 @@ def export(data: Path, out: TextIO) -> int:
 
 
 def ask(data: Path, shop: str | None, questions: Iterable[str], out: TextIO) -> int:
-    """One JSON object per question: ``{"id", "answer", "score", "answered"}``."""
-    kb = KnowledgeBase(_read_entries(data))
+    """One JSON object per question: ``{"id", "answer", "score", "confidence",
+    "answered"}``, with the shops' and the platform's synonym lists as the engine has them."""
+    kb = KnowledgeBase(_read_entries(data), synonyms={
+        key.decode(): row["synonyms"] for key, row in _read(data, "kb_synonyms")})
     for question in questions:
         question = question.strip()
         if not question:
             continue
         result = kb.ask(question, shop)
-        out.write(json.dumps({k: result[k] for k in ("id", "answer", "score", "answered")},
+        out.write(json.dumps({k: result[k] for k in ("id", "answer", "score", "confidence",
+                                                     "answered")},
                              ensure_ascii=False) + "\n")
         out.flush()
     return 0

@@ -43,7 +43,7 @@ def test_import_export_round_trip_and_ask(tmp_path: Path) -> None:
     assert [r["answered"] for r in results] == [True, False, True]
     assert results[0]["id"] == "kb-01" and results[2]["id"] == "kb-30"
     assert results[1]["answer"] is None and set(results[1]) == {"id", "answer", "score",
-                                                                "answered"}
+                                                                "confidence", "answered"}
 
 
 def test_a_bad_file_imports_nothing_unless_skip_bad(tmp_path: Path) -> None:

@@ -5,8 +5,10 @@ approves one and the bot answers with it at once; rejecting; isolation; per-shop
 from __future__ import annotations
 
 import httpx
+import pytest
 import trio
 
+from octim.errors import NotFound
 from octim.testing import TEST_API_KEY, open_engine, token
 from octim.testing.client import connect
 
@@ -190,3 +192,18 @@ async def test_a_pick_of_a_platform_entry_is_the_platforms_to_approve(tmp_path) 
             done = await http.post(f"/api/kb-proposals/{proposal['id']}/approve",
                                    headers=as_("root", "platform_admin"))
             assert "下单了还没动静" in done.json()["entry"]["similar"]
+
+
+async def test_the_python_api_asks_learns_and_sets_synonyms(tmp_path) -> None:
+    async with open_engine(tmp_path / "d") as (engine, _):
+        await engine.put_shop(SHOP, "店")
+        await engine.put_kb_entry("ship", question="什么时候发货", answer="48小时内发货。",
+                                  shop=SHOP)
+        await engine.put_kb_entry("size", question="尺码怎么选", answer="按平时的码数拍。",
+                                  shop=SHOP)
+        assert (await engine.ask_kb("多久能出库", SHOP))["answered"] is False
+        await engine.set_kb_synonyms(SHOP, {"出库": "发货"})
+        assert (await engine.ask_kb("多久能出库", SHOP))["id"] == "ship"
+        assert await engine.kb_proposals(SHOP) == []
+        with pytest.raises(NotFound):
+            await engine.decide_kb_proposal("pr-0000000000000000", True)
