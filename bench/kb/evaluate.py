@@ -10,8 +10,9 @@ half and its held-out half) and for the older clothing set here:
 * **false answers**: off-topic questions answered at all;
 * a precision/coverage curve over the confidence (``--curve``).
 
-``--misses`` lists the tuning half's misses (never the held-out half's: it is not looked at
-while tuning). Everything runs through :class:`~octim.domain.kb.knowledge.KnowledgeBase`,
+``--misses`` lists the misses of the tuning material (the tuning half and the first
+held-out half, once its figures were recorded), never the second held-out set's.
+Everything runs through :class:`~octim.domain.kb.knowledge.KnowledgeBase`,
 the bot's own path: a buyer of a shop gets that shop's entries and the platform's.
 """
 
@@ -43,7 +44,8 @@ def load() -> tuple[list[dict[str, Any]], list[dict[str, str]], list[str]]:
 
 
 def load_set(name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``("tune" | "held" | "old")``: entries and cases ``{"question", "shop", "expected"}``."""
+    """``("tune" | "held" | "held2" | "old")``: entries and cases
+    ``{"question", "shop", "expected"}``."""
     if name == "old":
         entries, phrasings, offtopic = load()
         return entries, ([{"question": p["question"], "shop": None, "expected": p["expected"]}
@@ -116,17 +118,18 @@ def curve(rows: list[dict[str, Any]], steps: int = 20) -> list[tuple[float, floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--misses", action="store_true", help="list the tuning half's misses")
+    parser.add_argument("--misses", action="store_true",
+                        help="list the misses of the tuning material (tune, held)")
     parser.add_argument("--curve", action="store_true", help="precision/coverage curves")
     parser.add_argument("--fit", action="store_true",
-                        help="fit the confidence model on the tuning half and print it")
+                        help="fit the confidence model on the tuning material and print it")
     parser.add_argument("--tune-only", action="store_true",
-                        help="the tuning half only (while tuning)")
+                        help="the tuning material only (tune, held), while tuning")
     args = parser.parse_args()
     if args.fit:
-        print("CONFIDENCE_MODEL =", fit(run("tune")["rows"]))
+        print("CONFIDENCE_MODEL =", fit(run("tune")["rows"] + run("held")["rows"]))
         return
-    for name in ("tune",) if args.tune_only else ("tune", "held", "old"):
+    for name in ("tune", "held") if args.tune_only else ("tune", "held", "held2", "old"):
         result = run(name)
         print(f"{name:5} top-1 {result['top1']:6.1%}  top-3 {result['top3']:6.1%}  "
               f"best {result['best']:6.1%}  wrong {result['wrong']:5.1%}  "
@@ -136,7 +139,7 @@ def main() -> None:
             for t, coverage, precision in curve(result["rows"]):
                 print(f"      confidence >= {t:.2f}: coverage {coverage:6.1%}  "
                       f"precision {precision:6.1%}")
-        if args.misses and name == "tune":
+        if args.misses and name in ("tune", "held"):
             for r in result["rows"]:
                 if (r["expected"] and not (r["answered"] and r["id"] == r["expected"])) or (
                         not r["expected"] and r["answered"]):
