@@ -1,7 +1,8 @@
 """Evaluate the knowledge base's matching on the labelled sets in this directory.
 
 ``python -m bench.kb.evaluate`` reports, for the evaluation set in ``eval/`` (its tuning
-half and its held-out half) and for the older clothing set here:
+half, its first held-out half and the second held-out set ``held2``) and for the older
+clothing set here:
 
 * **top-1**: in-scope questions answered with the right entry;
 * **top-3**: in-scope questions whose right entry is among the three best candidates
