@@ -207,3 +207,38 @@ async def test_the_python_api_asks_learns_and_sets_synonyms(tmp_path) -> None:
         assert await engine.kb_proposals(SHOP) == []
         with pytest.raises(NotFound):
             await engine.decide_kb_proposal("pr-0000000000000000", True)
+
+
+async def test_an_agent_sending_an_entrys_answer_teaches_that_entry(tmp_path) -> None:
+    """Agent assist puts an entry's answer in the composer: when the agent sends it to a
+    handed-over buyer, the buyer's question is proposed as that entry's similar question."""
+    admin = as_("boss", "shop_admin", SHOP)
+    async with open_engine(tmp_path / "d") as (_, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            (await http.put(f"/api/shops/{SHOP}", headers=PLATFORM, json={
+                "name": "店", "bot": {"mode": "always"}})).raise_for_status()
+            (await http.put("/api/agents/agent-1", headers=PLATFORM,
+                            json={"name": "小美", "shops": [SHOP]})).raise_for_status()
+            for entry_id, question, similar, answer in FAQ:
+                (await http.put(f"/api/kb/{entry_id}", headers=PLATFORM, json={
+                    "question": question, "similar": similar, "answer": answer,
+                    "shop": SHOP})).raise_for_status()
+            with trio.fail_after(20):
+                async with connect(listening.ws_url, token("buyer-3")) as buyer, \
+                        connect(listening.ws_url, token("agent-1", "agent", SHOP)) as agent:
+                    conv = (await buyer.open(SHOP))["conversation"]
+                    await buyer.say(conv, "h1", "公司报销要票 怎么弄")
+                    await buyer.expect("msg", conversation=conv, role="bot")
+                    await buyer.say(conv, "h2", "转人工")
+                    await agent.expect("event", event="assigned", conversation=conv)
+                    await agent.say(conv, "a1", "可以开电子发票，下单时填写抬头。")
+                    await agent.send({"type": "resolve", "conversation": conv})
+                    await agent.expect("event", event="resolved", conversation=conv)
+            with trio.fail_after(10):
+                while not (found := (await http.get("/api/kb-proposals", headers=admin,
+                                                    params={"shop": SHOP})).json()):
+                    await trio.sleep(0.05)
+            [proposal] = found
+            assert proposal["kind"] == "similar" and proposal["entry"] == "invoice"
+            assert proposal["question"] == "公司报销要票 怎么弄"
+            assert proposal["sources"] == {"handoff": 1} and proposal["answer"] is None
