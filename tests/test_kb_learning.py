@@ -24,6 +24,23 @@ def as_(user: str, role: str, *shops: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(user, role, *shops)}"}
 
 
+async def handed_over_and_answered(ws_url: str, buyer_id: str, question: str,
+                                   reply: str) -> None:
+    """The buyer asks, then asks for a person; agent-1 answers with ``reply`` and
+    resolves."""
+    with trio.fail_after(20):
+        async with connect(ws_url, token(buyer_id)) as buyer, \
+                connect(ws_url, token("agent-1", "agent", SHOP)) as agent:
+            conv = (await buyer.open(SHOP))["conversation"]
+            await buyer.say(conv, "h1", question)
+            await buyer.expect("msg", conversation=conv, role="bot")
+            await buyer.say(conv, "h2", "转人工")
+            await agent.expect("event", event="assigned", conversation=conv)
+            await agent.say(conv, "a1", reply)
+            await agent.send({"type": "resolve", "conversation": conv})
+            await agent.expect("event", event="resolved", conversation=conv)
+
+
 async def test_clicks_and_handoffs_become_proposals_an_admin_approves(tmp_path) -> None:
     admin = as_("boss", "shop_admin", SHOP)
     async with open_engine(tmp_path / "d") as (engine, listening):
@@ -84,17 +101,8 @@ async def test_clicks_and_handoffs_become_proposals_an_admin_approves(tmp_path) 
             assert again.status_code == 404
 
             # A hand-off the agent answers with their own words: a new entry proposed.
-            with trio.fail_after(20):
-                async with connect(listening.ws_url, token("buyer-2")) as buyer, \
-                        connect(listening.ws_url, token("agent-1", "agent", SHOP)) as agent:
-                    conv = (await buyer.open(SHOP))["conversation"]
-                    await buyer.say(conv, "h1", "可以寄到香港吗")
-                    await buyer.expect("msg", conversation=conv, role="bot")
-                    await buyer.say(conv, "h2", "转人工")
-                    await agent.expect("event", event="assigned", conversation=conv)
-                    await agent.say(conv, "a1", "可以寄到香港，运费到付。")
-                    await agent.send({"type": "resolve", "conversation": conv})
-                    await agent.expect("event", event="resolved", conversation=conv)
+            await handed_over_and_answered(listening.ws_url, "buyer-2", "可以寄到香港吗",
+                                           "可以寄到香港，运费到付。")
             with trio.fail_after(10):
                 while not (await proposals()).json():
                     await trio.sleep(0.05)
@@ -223,17 +231,8 @@ async def test_an_agent_sending_an_entrys_answer_teaches_that_entry(tmp_path) ->
                 (await http.put(f"/api/kb/{entry_id}", headers=PLATFORM, json={
                     "question": question, "similar": similar, "answer": answer,
                     "shop": SHOP})).raise_for_status()
-            with trio.fail_after(20):
-                async with connect(listening.ws_url, token("buyer-3")) as buyer, \
-                        connect(listening.ws_url, token("agent-1", "agent", SHOP)) as agent:
-                    conv = (await buyer.open(SHOP))["conversation"]
-                    await buyer.say(conv, "h1", "公司报销要票 怎么弄")
-                    await buyer.expect("msg", conversation=conv, role="bot")
-                    await buyer.say(conv, "h2", "转人工")
-                    await agent.expect("event", event="assigned", conversation=conv)
-                    await agent.say(conv, "a1", "可以开电子发票，下单时填写抬头。")
-                    await agent.send({"type": "resolve", "conversation": conv})
-                    await agent.expect("event", event="resolved", conversation=conv)
+            await handed_over_and_answered(listening.ws_url, "buyer-3", "公司报销要票 怎么弄",
+                                           "可以开电子发票，下单时填写抬头。")
             with trio.fail_after(10):
                 while not (found := (await http.get("/api/kb-proposals", headers=admin,
                                                     params={"shop": SHOP})).json()):
