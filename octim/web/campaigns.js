@@ -1,6 +1,6 @@
 // The campaigns page (docs/outreach.md): create a campaign for a segment, preview its
 // audience, follow its progress, pause/resume/cancel it, read its results.
-import { api, applyI18n, currentLang, el, setLang, t, takeToken, tokenClaims } from "./common.js";
+import { api, applyI18n, currentLang, el, setLang, t, signIn } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { shown: null, timer: null };
@@ -10,12 +10,10 @@ const FIGURES = ["targeted", "sent", "delivered", "read", "replied", "clicked", 
 applyI18n(document);
 $("lang").addEventListener("click", () => { setLang(currentLang() === "zh" ? "en" : "zh"); refresh(); });
 
-const token = takeToken(sessionStorage, "octim.campaigns.token");
-const claims = token && tokenClaims(token);
-if (!claims || !["shop_admin", "platform_admin"].includes(claims.role)) {
-  $("no-token").hidden = false;
-} else {
-  $("me").textContent = `${claims.sub} (${claims.role})`;
+const session = signIn("octim.campaigns.token", ["shop_admin", "platform_admin"]);
+const token = session && session.token;
+const claims = session && session.claims;
+if (session) {
   const shops = (claims.shops || []).filter((s) => s !== "*");
   $("c-shop").replaceChildren(...shops.map((s) => el("option", { value: s, text: s })));
   const wanted = new URLSearchParams(location.search).get("shop");

@@ -92,6 +92,20 @@ export function tokenClaims(token) {
 
 // -- HTTP ----------------------------------------------------------------------------
 
+// A staff page's sign-in: the token from the URL fragment (kept for this tab), and its
+// claims when its role may use the page ("me" shows who); otherwise the page's sign-in
+// message and null: the page does not start.
+export function signIn(storageKey, roles) {
+  const token = takeToken(sessionStorage, storageKey);
+  const claims = token && tokenClaims(token);
+  if (!claims || !roles.includes(claims.role)) {
+    document.getElementById("no-token").hidden = false;
+    return null;
+  }
+  document.getElementById("me").textContent = `${claims.sub} (${claims.role})`;
+  return { token, claims };
+}
+
 export class ApiError extends Error {
   constructor(status, code, message) { super(message); this.status = status; this.code = code; }
 }

@@ -1,6 +1,6 @@
 // The knowledge-base page (docs/bot.md): what traffic taught the bot, approved or
 // rejected in one click; a "try the bot" box; the shop's synonym list; its entries.
-import { api, applyI18n, currentLang, el, setLang, t, takeToken, tokenClaims } from "./common.js";
+import { api, applyI18n, currentLang, el, setLang, t, signIn } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { entries: [] };
@@ -10,12 +10,10 @@ const q = () => `shop=${encodeURIComponent(shop())}`;
 applyI18n(document);
 $("lang").addEventListener("click", () => { setLang(currentLang() === "zh" ? "en" : "zh"); refresh(); });
 
-const token = takeToken(sessionStorage, "octim.kb.token");
-const claims = token && tokenClaims(token);
-if (!claims || !["shop_admin", "platform_admin"].includes(claims.role)) {
-  $("no-token").hidden = false;
-} else {
-  $("me").textContent = `${claims.sub} (${claims.role})`;
+const session = signIn("octim.kb.token", ["shop_admin", "platform_admin"]);
+const token = session && session.token;
+const claims = session && session.claims;
+if (session) {
   const shops = (claims.shops || []).filter((s) => s !== "*");
   $("k-shop").replaceChildren(...shops.map((s) => el("option", { value: s, text: s })));
   $("k-shop").addEventListener("change", refresh);

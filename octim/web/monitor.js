@@ -1,7 +1,7 @@
 // The live monitor: one `monitor` frame subscribes; the engine pushes a snapshot
 // every second (docs/protocol.md). Shop admins see their shops, platform admins all.
 /* global Chart */
-import { Gateway, applyI18n, currentLang, duration, el, setLang, t, takeToken, tokenClaims } from "./common.js";
+import { Gateway, applyI18n, currentLang, duration, el, setLang, t, signIn } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 let last = null;
@@ -10,12 +10,9 @@ let chart = null;
 applyI18n(document);
 $("lang").addEventListener("click", () => { setLang(currentLang() === "zh" ? "en" : "zh"); if (last) render(last); });
 
-const token = takeToken(sessionStorage, "octim.monitor.token");
-const claims = token && tokenClaims(token);
-if (!claims || !["shop_admin", "platform_admin"].includes(claims.role)) {
-  $("no-token").hidden = false;
-} else {
-  $("me").textContent = `${claims.sub} (${claims.role})`;
+const session = signIn("octim.monitor.token", ["shop_admin", "platform_admin"]);
+const token = session && session.token;
+if (session) {
   const gw = new Gateway(token);
   gw.on("status", ({ online }) => {
     $("conn").textContent = online ? t("live") : t("reconnecting");

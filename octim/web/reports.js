@@ -1,7 +1,7 @@
 // The reports page (docs/reports.md): totals, a trend chart and the agent ranking for a
 // shop (or the platform) over a date range; CSV downloads. Chart.js ships in vendor/.
 /* global Chart */
-import { api, applyI18n, currentLang, el, setLang, t, takeToken, tokenClaims } from "./common.js";
+import { api, applyI18n, currentLang, el, setLang, t, signIn } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 let chart = null;
@@ -11,12 +11,10 @@ let last = null;
 applyI18n(document);
 $("lang").addEventListener("click", () => { setLang(currentLang() === "zh" ? "en" : "zh"); if (last) render(last); });
 
-const token = takeToken(sessionStorage, "octim.reports.token");
-const claims = token && tokenClaims(token);
-if (!claims || !["shop_admin", "platform_admin", "agent"].includes(claims.role)) {
-  $("no-token").hidden = false;
-} else {
-  $("me").textContent = `${claims.sub} (${claims.role})`;
+const session = signIn("octim.reports.token", ["shop_admin", "platform_admin", "agent"]);
+const token = session && session.token;
+const claims = session && session.claims;
+if (session) {
   const shops = claims.role === "platform_admin" ? ["*", ...(claims.shops || []).filter((s) => s !== "*")] : (claims.shops || []);
   $("r-shop").replaceChildren(...shops.map((s) => el("option", { value: s, text: s === "*" ? t("whole_platform") : s })));
   const params = new URLSearchParams(location.search);
