@@ -241,3 +241,27 @@ async def test_an_agent_sending_an_entrys_answer_teaches_that_entry(tmp_path) ->
             assert proposal["kind"] == "similar" and proposal["entry"] == "invoice"
             assert proposal["question"] == "公司报销要票 怎么弄"
             assert proposal["sources"] == {"handoff": 1} and proposal["answer"] is None
+
+
+async def test_a_recalled_question_teaches_nothing_and_breaks_nothing(tmp_path) -> None:
+    async with open_engine(tmp_path / "d") as (engine, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            (await http.put(f"/api/shops/{SHOP}", headers=PLATFORM, json={
+                "name": "店", "bot": {"mode": "always"}})).raise_for_status()
+            for entry_id, question, similar, answer in FAQ:
+                (await http.put(f"/api/kb/{entry_id}", headers=PLATFORM, json={
+                    "question": question, "similar": similar, "answer": answer,
+                    "shop": SHOP})).raise_for_status()
+        with trio.fail_after(20):
+            async with connect(listening.ws_url, token("buyer-1")) as buyer:
+                conv = (await buyer.open(SHOP))["conversation"]
+                asked = await buyer.say(conv, "q1", "下单了还没动静")
+                offered = await buyer.expect("msg", conversation=conv, role="bot")
+                await buyer.send({"type": "recall", "conversation": conv, "seq": asked["seq"]})
+                await buyer.expect("event", event="recalled", conversation=conv)
+                choice = next(s["question"] for s in offered["body"]["suggestions"]
+                              if s["id"] == "ship")
+                await buyer.say(conv, "q2", choice)
+                answer = await buyer.expect("msg", conversation=conv, role="bot")
+                assert answer["body"]["kb"] == "ship"  # the conversation goes on
+        assert list(engine.store.scan("kb_proposals")) == []

@@ -78,7 +78,7 @@ class BotSettingsBody(BaseModel):
 
 class SynonymsBody(BaseModel):
     """A synonym list: each word (shorthand, a trade word, a misspelling) maps to the
-    word the entries use (docs/kb.md)."""
+    word the entries use (docs/bot.md)."""
 
     model_config = ConfigDict(extra="forbid")
     synonyms: dict[Annotated[str, Field(min_length=1, max_length=32)],

@@ -62,7 +62,7 @@ DATABASES: tuple[str, ...] = (
     "sticky",  # buyer \0 shop → [agent, ms] of the last assignment (熟客优先)
     "kb_stats",  # entry id → {"helpful": n, "unhelpful": n} from buyer feedback
     "kb_unanswered",  # shop \0 normalised question → {"count", "examples", ...}
-    "kb_proposals",  # shop \0 proposal id → a learned similar question or entry (docs/kb.md)
+    "kb_proposals",  # shop \0 proposal id → a learned similar question or entry (docs/bot.md)
     "kb_synonyms",  # shop (or "*", the platform's) → {"synonyms": {word: canonical}}
     "idx_customer_phone",  # HMAC(secret, phone) → the buyer with that number (来电弹屏)
     "idx_customer_orders",  # customer \0 shop \0 order → created ms

@@ -22,6 +22,15 @@ from octim.domain.kb.knowledge import AskKb, AssistKb, Propose, RecordUnanswered
 from octim.domain.routing.messages import RouteConversation
 
 
+def text_of(record: dict[str, Any]) -> str:
+    """A stored text message's text ("" for other kinds and recalled ones)."""
+    body = record.get("body")
+    if record.get("kind") != "text" or not isinstance(body, dict):
+        return ""
+    text = body.get("text")
+    return text if isinstance(text, str) else ""
+
+
 class BotTurns:
     """See the module docstring."""
 
@@ -95,9 +104,9 @@ class BotTurns:
         text = asked.body["text"].strip()
         chosen = next((o["id"] for o in offers if isinstance(o, dict)
                        and o.get("question") == text), None)
-        question = next((r["body"]["text"] for r in reversed(records)
-                         if r["seq"] < bot["seq"] and r["role"] == "buyer"
-                         and r["kind"] == "text"), None)
+        question = next((text_of(r) for r in reversed(records)
+                         if r["seq"] < bot["seq"] and r["role"] == "buyer" and text_of(r)),
+                        None)
         return (chosen, question) if chosen and question and question != text else None
 
     async def _learn_from_handoff(self) -> None:
@@ -111,14 +120,13 @@ class BotTurns:
             return
         shop_record = self.context.store.get("shops", self.meta.shop.encode()) or {}
         settings = BotSettings.from_record(shop_record.get("bot"))
-        question = next((r["body"]["text"] for r in reversed(records)
-                         if r["seq"] < notice["seq"] and r["role"] == "buyer"
-                         and r["kind"] == "text"  # not "转人工": the question before it
-                         and handoff_reason(settings, r["body"]["text"]) != "requested"),
-                        None)
-        reply = next((r["body"]["text"] for r in records
-                      if r["seq"] > notice["seq"] and r["role"] == "agent"
-                      and r["kind"] == "text"), None)
+        question = next((text_of(r) for r in reversed(records)
+                         if r["seq"] < notice["seq"] and r["role"] == "buyer" and text_of(r)
+                         # not "转人工": the question before it
+                         and handoff_reason(settings, text_of(r)) != "requested"), None)
+        reply = next((text_of(r) for r in records
+                      if r["seq"] > notice["seq"] and r["role"] == "agent" and text_of(r)),
+                     None)
         if question and reply:
             await self._kb_tell(Propose(self.meta.shop, question, None, reply, "handoff"))
 

@@ -369,6 +369,7 @@ class KbActor(Actor[EngineContext]):
         # write is still being committed, and the actor never waits for a commit (every
         # bot answer of the engine goes through it).
         self.unanswered: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+        self.grouper = Matcher()  # tokens for grouping unanswered questions
 
     async def on_start(self) -> None:
         store = self.context.store
@@ -515,8 +516,10 @@ class KbActor(Actor[EngineContext]):
         return {"proposal": decided, "entry": entry}
 
     async def _record_unanswered(self, question: str, shop: str, handed_off: bool) -> None:
-        # Group phrasings that share their words, whatever the order or particles.
-        words = sorted(set(self.kb.matcher.tokens(question)) - {""})
+        # Group phrasings that share their words, whatever the order or particles (an
+        # empty matcher's tokens: never the index over every entry, slow to build).
+        words = sorted({t for t in self.grouper.tokens(question)
+                        if not t.startswith(("py:", "in:"))} - {""})
         key = " ".join(w for w in words if len(w) > 1) or question.strip()[:50]
         db_key = f"{shop}\0{key}".encode()[:500]
         row = self.unanswered.pop(db_key, None) or self.context.store.get(
