@@ -16,18 +16,20 @@ bigrams, which tolerates typos and segmentation differences.
 (a homophone typo: 韵答 finds 韵达) and, when it is Latin letters, as pinyin or
 initials (``shunfeng``, ``yfx`` for 运费险).
 
-**Weights.** Okapi BM25 over an inverted index of each entry's phrasings (its question
-and similar questions, and its answer at half weight); an entry scores as its best
-phrasing. Document frequencies count entries, not phrasings, so an entry with many
-similar questions does not make its words look common. What the buyer wants to do (退,
+**Weights.** Okapi BM25 over an inverted index of each entry's phrasings (its question,
+its similar questions and its answer); an entry scores as its best phrasing, plus half
+the weight of the question's words it has elsewhere. Document frequencies count entries,
+not phrasings, so an entry with many similar questions does not make its words look
+common. What the buyer wants to do (退,
 换, 发货, 发票, 保修, 优惠…: :data:`INTENTS`) weighs more than the product they name.
 
 **Confidence.** Three scale-free measures of the best match: how much of the question's
 weight it covers (a word no entry has counts against it), how much of the matched
-phrasing the question covers, and its margin over the runner-up entry. A logistic model
-of the three, fitted on the tuning material of ``bench/kb/eval``
-(``python -m bench.kb.evaluate --fit``), turns them into a confidence in 0..1 that reads
-the same for a knowledge base of 20 entries or 2,000; the bot answers at
+phrasing the question covers, and its margin over the runner-up entry (scaled by the
+lesser coverage). A logistic model of the three, fitted on the tuning material of
+``bench/kb/eval`` (``python -m bench.kb.evaluate --fit``), turns them into a confidence
+in 0..1. The measures are ratios, so they do not grow with the knowledge base (not yet
+measured on one of thousands of entries for a shop); the bot answers at
 :data:`ANSWER_AT` and below it offers its three best entries (您是不是想问).
 """
 
@@ -197,7 +199,7 @@ class Matcher:
     # -- index -----------------------------------------------------------------
 
     def upsert(self, entry: str, phrasings: Iterable[str], answer: str | None = None) -> None:
-        """Index (or re-index) an entry's phrasings (and its answer, at half weight)."""
+        """Index (or re-index) an entry's phrasings and its answer."""
         self.remove(entry)
         docs = []
         terms: set[str] = set()
