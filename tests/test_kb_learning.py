@@ -24,6 +24,21 @@ def as_(user: str, role: str, *shops: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(user, role, *shops)}"}
 
 
+async def setup(http: httpx.AsyncClient, *, handoff_after: int = 2,
+                platform_entries: bool = False) -> None:
+    """The shop with its bot always on, agent-1, and the FAQ (the shop's own, or
+    platform-wide)."""
+    (await http.put(f"/api/shops/{SHOP}", headers=PLATFORM, json={
+        "name": "店", "bot": {"mode": "always", "handoff_after": handoff_after}})
+     ).raise_for_status()
+    (await http.put("/api/agents/agent-1", headers=PLATFORM,
+                    json={"name": "小美", "shops": [SHOP]})).raise_for_status()
+    for entry_id, question, similar, answer in FAQ:
+        (await http.put(f"/api/kb/{entry_id}", headers=PLATFORM, json={
+            "question": question, "similar": similar, "answer": answer,
+            "shop": None if platform_entries else SHOP})).raise_for_status()
+
+
 async def handed_over_and_answered(ws_url: str, buyer_id: str, question: str,
                                    reply: str) -> None:
     """The buyer asks, then asks for a person; agent-1 answers with ``reply`` and
@@ -45,15 +60,7 @@ async def test_clicks_and_handoffs_become_proposals_an_admin_approves(tmp_path) 
     admin = as_("boss", "shop_admin", SHOP)
     async with open_engine(tmp_path / "d") as (engine, listening):
         async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
-            (await http.put(f"/api/shops/{SHOP}", headers=PLATFORM, json={
-                "name": "店", "bot": {"mode": "always", "handoff_after": 3}})
-             ).raise_for_status()
-            (await http.put("/api/agents/agent-1", headers=PLATFORM,
-                            json={"name": "小美", "shops": [SHOP]})).raise_for_status()
-            for entry_id, question, similar, answer in FAQ:
-                (await http.put(f"/api/kb/{entry_id}", headers=PLATFORM, json={
-                    "question": question, "similar": similar, "answer": answer,
-                    "shop": SHOP})).raise_for_status()
+            await setup(http, handoff_after=3)
             vague = "下单了还没动静"
             before = (await http.post("/api/kb/ask", headers=PLATFORM,
                                       json={"question": vague, "shop": SHOP})).json()
@@ -173,12 +180,7 @@ async def test_a_pick_of_a_platform_entry_is_the_platforms_to_approve(tmp_path) 
     admin = as_("boss", "shop_admin", SHOP)
     async with open_engine(tmp_path / "d") as (_, listening):
         async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
-            (await http.put(f"/api/shops/{SHOP}", headers=PLATFORM, json={
-                "name": "店", "bot": {"mode": "always"}})).raise_for_status()
-            for entry_id, question, similar, answer in FAQ:  # platform-wide entries
-                (await http.put(f"/api/kb/{entry_id}", headers=PLATFORM, json={
-                    "question": question, "similar": similar, "answer": answer})
-                 ).raise_for_status()
+            await setup(http, platform_entries=True)
             with trio.fail_after(20):
                 async with connect(listening.ws_url, token("buyer-1")) as buyer:
                     conv = (await buyer.open(SHOP))["conversation"]
@@ -223,14 +225,7 @@ async def test_an_agent_sending_an_entrys_answer_teaches_that_entry(tmp_path) ->
     admin = as_("boss", "shop_admin", SHOP)
     async with open_engine(tmp_path / "d") as (_, listening):
         async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
-            (await http.put(f"/api/shops/{SHOP}", headers=PLATFORM, json={
-                "name": "店", "bot": {"mode": "always"}})).raise_for_status()
-            (await http.put("/api/agents/agent-1", headers=PLATFORM,
-                            json={"name": "小美", "shops": [SHOP]})).raise_for_status()
-            for entry_id, question, similar, answer in FAQ:
-                (await http.put(f"/api/kb/{entry_id}", headers=PLATFORM, json={
-                    "question": question, "similar": similar, "answer": answer,
-                    "shop": SHOP})).raise_for_status()
+            await setup(http)
             await handed_over_and_answered(listening.ws_url, "buyer-3", "公司报销要票 怎么弄",
                                            "可以开电子发票，下单时填写抬头。")
             with trio.fail_after(10):
@@ -246,12 +241,7 @@ async def test_an_agent_sending_an_entrys_answer_teaches_that_entry(tmp_path) ->
 async def test_a_recalled_question_teaches_nothing_and_breaks_nothing(tmp_path) -> None:
     async with open_engine(tmp_path / "d") as (engine, listening):
         async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
-            (await http.put(f"/api/shops/{SHOP}", headers=PLATFORM, json={
-                "name": "店", "bot": {"mode": "always"}})).raise_for_status()
-            for entry_id, question, similar, answer in FAQ:
-                (await http.put(f"/api/kb/{entry_id}", headers=PLATFORM, json={
-                    "question": question, "similar": similar, "answer": answer,
-                    "shop": SHOP})).raise_for_status()
+            await setup(http)
         with trio.fail_after(20):
             async with connect(listening.ws_url, token("buyer-1")) as buyer:
                 conv = (await buyer.open(SHOP))["conversation"]
