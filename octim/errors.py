@@ -126,3 +126,18 @@ class InvalidInput(ClientError, ValueError):
 
     code = "invalid_body"
     status = 422
+
+
+class VersionConflict(ClientError):
+    """A settings record changed since the caller read it (``If-Match``/``version``):
+    the save is refused rather than overwriting someone else's change."""
+
+    code = "version_conflict"
+    status = 412
+
+
+class PreconditionRequired(ClientError):
+    """A person's change to a settings record must say which version it edits."""
+
+    code = "precondition_required"
+    status = 428

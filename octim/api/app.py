@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from octim._version import __version__
 from octim.api import (
+    admin,
     calls,
     campaigns,
     canned,
@@ -72,6 +73,7 @@ class Shop(BaseModel):
     bot: dict[str, Any] = {}
     created_at: float
     updated_at: float
+    version: int = 0
 
 
 class Health(BaseModel):
@@ -108,6 +110,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(outreach.router(engine, auth))
     app.include_router(campaigns.router(engine, auth))
     app.include_router(peak.router(engine, auth))
+    app.include_router(admin.router(engine, auth))
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Health:

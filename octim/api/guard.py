@@ -51,6 +51,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Routes whose body is not JSON (each checks its own size limit while streaming).
 RAW_BODIES = frozenset({"/api/uploads", "/api/inbound/email"})
+#: Routes that take JSON Lines: read whole up to their own limit, each line checked
+#: by the route (the body as a whole is not one JSON document).
+NDJSON_BODIES = {"/api/kb/import": 4 * 1024 * 1024}
 SIGNED = re.compile(r"/api/channels/[A-Za-z0-9_-]{1,64}/(messages|receipts)")
 
 
@@ -102,7 +105,8 @@ class RequestGuard:
                 await _answer(send, 401, exc.code, str(exc), {"www-authenticate": "Bearer"})
                 return
         raw = path in RAW_BODIES
-        limit = self.upload_limit if raw else self.settings.max_json_body_bytes
+        lines = NDJSON_BODIES.get(path)
+        limit = self.upload_limit if raw else lines or self.settings.max_json_body_bytes
         declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _too_large(send, limit)
@@ -114,7 +118,7 @@ class RequestGuard:
         if body is None:
             await _too_large(send, limit)
             return
-        if body.strip():
+        if body.strip() and lines is None:
             try:
                 check_json(body)  # scanned, not decoded: FastAPI decodes it once
             except OctimError as exc:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from octim.api.auth import require_staff_of
 from octim.auth import Principal
@@ -41,6 +41,24 @@ class KeywordRule(BaseModel):
     group: Ref
 
 
+class RuleBody(BaseModel):
+    """One targeting rule: when the conversation's ``kind`` is one of ``values``
+    (``keywords``: any of them is in the first message; ``vip``: no values), target
+    ``group``."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["channel", "page", "category", "keywords", "vip"]
+    values: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=100)
+    group: Ref
+
+    @model_validator(mode="after")
+    def _values(self) -> "RuleBody":
+        if self.kind != "vip" and not self.values:
+            raise ValueError(f"a {self.kind} rule needs at least one value")
+        return self
+
+
 class RoutingPolicyBody(BaseModel):
     """A shop's routing policy (docs/routing.md); every field is optional."""
 
@@ -63,6 +81,9 @@ class RoutingPolicyBody(BaseModel):
     dedicated: dict[Ref, Ref] = {}
     transfer_wait: float = Field(60.0, ge=0, le=3600)
     overflow_to_platform: bool = False
+    # The ordered targeting rules; when given they replace the four maps above and
+    # the VIP group (docs/routing.md).
+    rules: list[RuleBody] | None = Field(None, max_length=200)
 
     def as_record(self) -> dict[str, Any]:
         data = self.model_dump(exclude_none=True)
@@ -78,6 +99,7 @@ class AgentBody(BaseModel):
     groups: list[Ref] = []
     max_concurrent: int = Field(5, ge=1, le=100)
     weight: float = Field(1.0, ge=0, le=100)
+    disabled: bool = False  # takes no routed conversations (the sub-account is kept)
 
 
 class GroupBody(BaseModel):
@@ -103,7 +125,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         """Create or replace an agent (sub-account): shops, groups, capacity, weight."""
         return await dispatcher().ask(UpsertAgent(agent, body.name, tuple(body.shops),
                                                   tuple(body.groups), body.max_concurrent,
-                                                  body.weight))
+                                                  body.weight, body.disabled))
 
     @api.get("/api/agents/{agent}", dependencies=[Depends(platform)])
     async def get_agent(agent: Name) -> Any:
@@ -117,16 +139,30 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         await dispatcher().ask(DeleteAgent(agent))
         return JSONResponse(None, status_code=204)
 
-    @api.put("/api/shops/{shop}/groups/{group}", dependencies=[Depends(platform)])
-    async def put_group(shop: Name, group: Name, body: GroupBody) -> Any:
+    Caller = Annotated[Principal | None, Depends(auth.platform_or_person)]
+
+    def admin_of(who: Principal | None, shop: str) -> None:
+        """The platform, platform admins, or the shop's admins (another shop is
+        ``not_found`` to them)."""
+        if who is None or who.role == "platform_admin":
+            return
+        if shop not in who.shops:
+            raise NotFound(f"no shop {shop!r}")
+        if who.role != "shop_admin":
+            raise Forbidden("skill groups are managed by shop admins")
+
+    @api.put("/api/shops/{shop}/groups/{group}")
+    async def put_group(shop: Name, group: Name, body: GroupBody, who: Caller) -> Any:
         """Create or replace a skill group (售前 pre-sales, 售后 after-sales, 物流 logistics…)."""
+        admin_of(who, shop)
         if engine.store.get("shops", shop.encode()) is None:
             raise NotFound(f"no shop {shop!r}")
         return await dispatcher().ask(UpsertGroup(shop, group, body.name))
 
-    @api.get("/api/shops/{shop}/groups", dependencies=[Depends(platform)])
-    async def list_groups(shop: Name) -> Any:
+    @api.get("/api/shops/{shop}/groups")
+    async def list_groups(shop: Name, who: Caller) -> Any:
         """The shop's skill groups."""
+        admin_of(who, shop)
         return await dispatcher().ask(ListGroups(shop))
 
     @api.get("/api/shops/{shop}/team")
@@ -142,18 +178,19 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         return {"shop": shop, "agents": view["agents"],
                 "groups": await dispatcher().ask(ListGroups(shop))}
 
-    @api.get("/api/shops/{shop}/groups/{group}", dependencies=[Depends(platform)])
-    async def get_group(shop: Name, group: Name) -> Any:
+    @api.get("/api/shops/{shop}/groups/{group}")
+    async def get_group(shop: Name, group: Name, who: Caller) -> Any:
         """One skill group."""
+        admin_of(who, shop)
         for found in await dispatcher().ask(ListGroups(shop)):
             if found["id"] == group:
                 return found
         raise NotFound(f"no group {group!r} in shop {shop!r}")
 
-    @api.delete("/api/shops/{shop}/groups/{group}", status_code=204,
-                dependencies=[Depends(platform)])
-    async def delete_group(shop: Name, group: Name) -> JSONResponse:
+    @api.delete("/api/shops/{shop}/groups/{group}", status_code=204)
+    async def delete_group(shop: Name, group: Name, who: Caller) -> JSONResponse:
         """Remove a skill group."""
+        admin_of(who, shop)
         await dispatcher().ask(DeleteGroup(shop, group))
         return JSONResponse(None, status_code=204)
 

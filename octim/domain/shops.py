@@ -34,7 +34,7 @@ from octim.domain.conversations.model import (
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
 from octim.domain.routing.messages import ShopChanged, ShopOnline
-from octim.errors import InvalidInput, NotFound
+from octim.errors import InvalidInput, NotFound, VersionConflict
 from octim.store import Delete, Op, Put, pack
 
 KIND = "shop"
@@ -51,6 +51,17 @@ class UpsertShop(Message):
     categories: tuple[str, ...] = ()
     routing: Mapping[str, Any] | None = None  # a RoutingPolicy as a map (validated by the API)
     bot: Mapping[str, Any] | None = None  # BotSettings as a map (validated by the API)
+
+
+@record
+class PatchShop(Message):
+    """Change some of a shop's settings (``name``, ``categories``, ``routing``, ``bot``,
+    and keys of ``settings``), refused with ``version_conflict`` when
+    ``expected_version`` is given and the record has moved on since."""
+
+    shop_id: str
+    changes: Mapping[str, Any]
+    expected_version: int | None = None
 
 
 @record
@@ -113,6 +124,24 @@ class ShopActor(Actor[EngineContext]):
                 await self.context.directory.ref(DISPATCHER, DISPATCHER_ID).tell(
                     ShopChanged(shop_id))
                 return shop
+            case PatchShop(changes=changes, expected_version=expected):
+                if self.record is None:
+                    raise NotFound(f"no shop {self.address.id!r}")
+                if expected is not None and expected != self.record.get("version", 0):
+                    raise VersionConflict(
+                        "the shop's settings were changed by someone else since you loaded "
+                        "them: reload, then save again")
+                current, changes = self.record, thaw(changes)
+                settings = {**current.get("settings", {}), **changes.get("settings", {})}
+                shop = await self._upsert(
+                    self.address.id, changes.get("name", current["name"]), settings,
+                    list(changes.get("categories", current.get("categories", []))),
+                    changes.get("routing", current.get("routing", {})),
+                    changes.get("bot", current.get("bot", {})))
+                assert self.context.directory is not None
+                await self.context.directory.ref(DISPATCHER, DISPATCHER_ID).tell(
+                    ShopChanged(self.address.id))
+                return shop
             case GetShop():
                 if self.record is None:
                     raise NotFound(f"no shop {self.address.id!r}")
@@ -171,8 +200,10 @@ class ShopActor(Actor[EngineContext]):
             raise InvalidInput(f"shop name must be 1-{MAX_NAME_CHARS} characters")
         now = self.context.clock()
         created = self.record["created_at"] if self.record else now
+        version = (self.record.get("version", 0) if self.record else 0) + 1
         new = {"id": shop_id, "name": name, "settings": settings, "categories": categories,
-               "routing": routing, "bot": bot, "created_at": created, "updated_at": now}
+               "routing": routing, "bot": bot, "created_at": created, "updated_at": now,
+               "version": version}
         await self.context.store.write((Put("shops", shop_key(shop_id), pack(new)),))
         self.record = new
         return new

@@ -17,13 +17,15 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from octim.actors import Actor, ActorKind, Address, Message, thaw
 from octim.domain import peak
 from octim.domain.agents import KIND as AGENT
 from octim.domain.agents import Announce
+from octim.domain.bot import BotSettings, bot_starts
 from octim.domain.context import EngineContext
 from octim.domain.conversations.messages import CONVERSATION, AssignConversation, Unassign
 from octim.domain.conversations.model import ConversationMeta, event_frame, pair_key
@@ -40,6 +42,7 @@ from octim.domain.routing.messages import (
     DeleteGroup,
     ForceAssign,
     GetAgent,
+    ListAgents,
     ListGroups,
     MonitorView,
     PeakChanged,
@@ -47,6 +50,7 @@ from octim.domain.routing.messages import (
     RouteConversation,
     ShopChanged,
     ShopOnline,
+    SimulateRoute,
     Tick,
     UpsertAgent,
     UpsertGroup,
@@ -54,7 +58,7 @@ from octim.domain.routing.messages import (
 from octim.domain.routing.policy import RoutingPolicy, Target, target
 from octim.domain.routing.state import AgentState, Assigned, Waiting
 from octim.domain.segments import is_member
-from octim.errors import InvalidInput, NotFound, OctimError
+from octim.errors import InvalidInput, NotFound, OctimError, VersionConflict
 from octim.store import Delete, Op, Put, pack
 
 log = logging.getLogger("octim.routing")
@@ -65,6 +69,17 @@ STATUSES = ("online", "busy", "away", "offline")
 MAX_TRACES = 20
 ROUTING_CACHE = 50_000  # routing records kept in memory (most recently touched)
 DEFAULT_HANDLE_SECONDS = 120.0
+
+
+@dataclass
+class Decided:
+    """One decision round: the agents considered, the batch, its queues, the decisions."""
+
+    serving: list[AgentState]
+    batch: scorer.Batch
+    queue: Callable[[str, str | None], int]
+    overflowing: set[str]
+    decisions: list[scorer.Decision]
 
 
 class Dispatcher(Actor[EngineContext]):
@@ -109,7 +124,8 @@ class Dispatcher(Actor[EngineContext]):
         for _, raw in store.scan("agents"):
             self.agents[raw["id"]] = AgentState(raw["id"], raw["name"], tuple(raw["shops"]),
                                                 tuple(raw["groups"]), raw["max_concurrent"],
-                                                raw["weight"])
+                                                raw["weight"], raw.get("disabled", False),
+                                                raw.get("version", 0))
         for key, cost in store.scan("idx_agent_open"):
             agent, conversation = key.decode().split("\0", 1)
             meta = ConversationMeta.load(store, conversation)
@@ -188,10 +204,17 @@ class Dispatcher(Actor[EngineContext]):
                 await self._drive({shop})
                 return None
             case ShopOnline(shop=shop):
-                return any(a.status == "online" and shop in a.shops
+                return any(a.available and shop in a.shops
                            for a in self.agents.values())
             case MonitorView(shops=shops):
                 return self._monitor_view(shops)
+            case SimulateRoute():
+                return self._simulate(message)
+            case ListAgents(shop=shop):
+                return [{**a.record(), "status": a.status, "load": a.load,
+                         "capacity": self._capacity(a)}
+                        for a in sorted(self.agents.values(), key=lambda a: a.id)
+                        if shop in a.shops]
             case PeakChanged():  # capacities and queue caps change now, not in a second
                 self._peaks.clear()
                 await self._drive({w.shop for w in self.waiting.values()})
@@ -247,16 +270,31 @@ class Dispatcher(Actor[EngineContext]):
 
     async def _upsert_agent(self, m: UpsertAgent) -> dict[str, Any]:
         state = self.agents.get(m.agent)
+        if m.only_shops is not None and state is not None and not set(state.shops) <= set(
+                m.only_shops):
+            raise NotFound(f"no agent {m.agent!r}")  # another shop's: not even its existence
+        if m.expected_version is not None and m.expected_version != (
+                state.version if state is not None else 0):
+            raise VersionConflict(f"agent {m.agent!r} was changed by someone else since "
+                                  "you loaded it: reload, then save again")
+        before = set(state.shops) if state is not None else set()
         if state is None:
             state = self.agents[m.agent] = AgentState(m.agent, m.name, m.shops, m.groups,
-                                                      m.max_concurrent, m.weight)
+                                                      m.max_concurrent, m.weight, m.disabled)
             # Maybe already connected when the profile appears: ask for the status.
             self._ask_status(m.agent)
         else:
             state.name, state.shops, state.groups = m.name, m.shops, m.groups
             state.max_concurrent, state.weight = m.max_concurrent, m.weight
+            state.disabled = m.disabled
+        state.version += 1
         await self.context.store.write((Put("agents", m.agent.encode(), pack(state.record())),))
-        await self._drive(set(m.shops))
+        if state.disabled:  # their unanswered conversations go to someone who can answer
+            for conversation in list(state.active):
+                assigned = self.assigned.get(conversation)
+                if assigned is not None and assigned.reply_deadline:
+                    await self._requeue(conversation, "agent_disabled", exclude=state.id)
+        await self._drive(set(m.shops) | before)
         return state.record()
 
     def _ask_status(self, agent: str) -> None:
@@ -301,13 +339,21 @@ class Dispatcher(Actor[EngineContext]):
     async def _enqueue(self, m: RouteConversation) -> None:
         if m.conversation in self.assigned:
             await self._release(m.conversation)
+        item = self._waiting_for(m, self.now(), self.context.now_ms(), self._peak(m.shop))
+        self.arrivals += 1
+        self.waiting[m.conversation] = item
+        await self._save_routing(m.conversation, waiting=item.record())
+
+    def _waiting_for(self, m: RouteConversation, now: float, now_ms: int,
+                     peak_state: peak.PeakState) -> Waiting:
+        """The queue entry for a conversation: target, priority, preference (changes
+        nothing: the simulator calls it too)."""
         policy = self._policy(m.shop)
         groups = set(self._groups(m.shop))
         level = m.level
         for segment_id in policy.vip_segments:
             segment = self.context.store.get("segments", segment_id.encode())
-            if segment is not None and is_member(self.context.store, segment, m.buyer,
-                                                 self.context.now_ms()):
+            if segment is not None and is_member(self.context.store, segment, m.buyer, now_ms):
                 level = max(level, policy.vip_level)  # a segment member is served as VIP
                 break
         tgt = target(policy, groups, thaw(m.context), m.text, level)
@@ -316,14 +362,12 @@ class Dispatcher(Actor[EngineContext]):
                 raise NotFound(f"no group {m.group!r} in shop {m.shop!r}")
             tgt = Target(m.group, tgt.priority, tgt.sla_seconds,
                          max(1, policy.group_costs.get(m.group, 1)),
-                         (*tgt.rules, f"transfer:group {m.group}"))
-        state = self._peak(m.shop)
-        if state.on:
-            tgt = self._peak_order(tgt, state, m.shop, m.buyer, level >= policy.vip_level > 0)
-        now = self.now()
+                         (*tgt.rules, f"transfer:group {m.group}"), tgt.fired)
+        if peak_state.on:
+            tgt = self._peak_order(tgt, peak_state, m.shop, m.buyer,
+                                   level >= policy.vip_level > 0, now_ms)
         item = Waiting(m.conversation, m.shop, m.buyer, tgt, self.arrivals, now,
                        exclude_agent=m.exclude_agent, reason=m.reason)
-        self.arrivals += 1
         dedicated = policy.dedicated.get(m.buyer)
         if m.reason == "transfer" and m.prefer_agent:
             item.prefer_agent, item.prefer_kind = m.prefer_agent, scorer.PREFER_DEDICATED
@@ -335,11 +379,10 @@ class Dispatcher(Actor[EngineContext]):
             if last:
                 item.prefer_agent, item.prefer_kind = last, scorer.PREFER_STICKY
                 item.wait_until = now + policy.sticky_wait if m.reason != "reopened" else 0.0
-        self.waiting[m.conversation] = item
-        await self._save_routing(m.conversation, waiting=item.record())
+        return item
 
     def _peak_order(self, tgt: Target, state: peak.PeakState, shop: str, buyer: str,
-                    vip: bool) -> Target:
+                    vip: bool, now_ms: int) -> Target:
         """Peak mode's queue order: VIPs first (``vip_first``), then buyers with a paid
         order in the shop within ``recent_order_days`` (``after_sales``, 售后优先) or
         those without one (``pre_sales``, 询单优先); the SLA deadline orders each tier."""
@@ -350,13 +393,13 @@ class Dispatcher(Actor[EngineContext]):
         bonus = 0
         if state.priority in peak.PRIORITIES:
             days = state.recent_order_days
-            paid = recent_payer(self.context.store, buyer, shop,
-                                self.context.now_ms() - days * peak.DAY_MS)
+            paid = recent_payer(self.context.store, buyer, shop, now_ms - days * peak.DAY_MS)
             if paid == (state.priority == "after_sales"):
                 bonus = 1
             rules.append(f"peak:{state.priority} ({'a' if paid else 'no'} paid order "
                          f"in {days} d{': first' if bonus else ''})")
-        return Target(tgt.group, tier * 2 + bonus, tgt.sla_seconds, tgt.cost, tuple(rules))
+        return Target(tgt.group, tier * 2 + bonus, tgt.sla_seconds, tgt.cost, tuple(rules),
+                      tgt.fired)
 
     def _sticky(self, buyer: str, shop: str, policy: RoutingPolicy, now: float) -> str:
         found = self.context.store.get("sticky", pair_key(buyer, shop))
@@ -411,6 +454,19 @@ class Dispatcher(Actor[EngineContext]):
         if not items:
             return
         now = self.now()
+        decided = self._decide(shops, items, now)
+        for conversation_index, agent_index, rule in decided.decisions:
+            item = items[conversation_index]
+            agent = decided.serving[agent_index]
+            trace = self._trace(item, decided.serving, decided.batch,
+                                decided.queue(item.shop, item.target.group), agent.id,
+                                scorer.RULES[rule], now)
+            await self._assign(item, agent, trace, now)
+        await self._publish_positions(shops, decided.serving, decided.batch, decided.queue)
+
+    def _decide(self, shops: set[str], items: list[Waiting], now: float) -> Decided:
+        """The scorer's decisions for ``items`` (waiting in ``shops``): pure, nothing
+        is applied."""
         batch = scorer.Batch()
         queue_ids: dict[tuple[str, str], int] = {}
 
@@ -424,7 +480,7 @@ class Dispatcher(Actor[EngineContext]):
         # Platform overflow: shops that allow it and have nobody online borrow the
         # platform's agents (shops ["*"]) for their shop-wide queue.
         overflowing = {s for s in shops if self._policy(s).overflow_to_platform and not any(
-            a.status == "online" and s in a.shops for a in serving)}
+            a.available and s in a.shops for a in serving)}
         if overflowing:
             serving += [a for a in self.agents.values() if PLATFORM in a.shops]
         index = {a.id: i for i, a in enumerate(serving)}
@@ -436,7 +492,7 @@ class Dispatcher(Actor[EngineContext]):
             if PLATFORM in agent.shops:
                 queues += [queue(shop, None) for shop in overflowing]
             batch.add_agent(self._capacity(agent), agent.load, agent.weight,
-                            agent.last_assigned, agent.status == "online", queues)
+                            agent.last_assigned, agent.available, queues)
         for item in items:
             t = item.target
             group = None if item.shop in overflowing else t.group
@@ -445,18 +501,68 @@ class Dispatcher(Actor[EngineContext]):
                               index.get(item.prefer_agent, -1),
                               item.prefer_kind if item.prefer_agent in index else 0,
                               item.wait_until, index.get(item.exclude_agent, -1))
-        decisions = scorer.assign(batch, now)
-        for conversation_index, agent_index, rule in decisions:
-            item = items[conversation_index]
-            agent = serving[agent_index]
-            trace = self._trace(item, serving, batch, queue(item.shop, item.target.group),
-                                agent.id, scorer.RULES[rule], now)
-            await self._assign(item, agent, trace, now)
-        await self._publish_positions(shops, serving, batch, queue)
+        return Decided(serving, batch, queue, overflowing, scorer.assign(batch, now))
+
+    def _simulate(self, m: SimulateRoute) -> dict[str, Any]:
+        """A new conversation decided on the current state at ``m.at``, nothing applied:
+        the same targeting, preference, scorer and trace code as a real one."""
+        now, now_ms = m.at, int(m.at * 1000)
+        store = self.context.store
+        shop_record = store.get("shops", m.shop.encode())
+        if shop_record is None:
+            raise NotFound(f"no shop {m.shop!r}")
+        peak_state = peak.state(store, m.shop, now_ms)
+        item = self._waiting_for(RouteConversation(
+            "(simulated)", m.shop, m.buyer, m.level, m.context, m.text, "first_message",
+            "", "", ""), now, now_ms, peak_state)
+        items = [w for w in self.waiting.values() if w.shop == m.shop] + [item]
+        decided = self._decide({m.shop}, items, now)
+        mine = len(items) - 1
+        loads = list(decided.batch.load)
+        winner, rule = None, "waiting"
+        for conversation_index, agent_index, decision_rule in decided.decisions:
+            if conversation_index == mine:
+                winner, rule = decided.serving[agent_index].id, scorer.RULES[decision_rule]
+                break
+            loads[agent_index] += items[conversation_index].target.cost
+        queue = decided.queue(m.shop, None if m.shop in decided.overflowing
+                              else item.target.group)
+        trace = self._trace(item, decided.serving, decided.batch, queue, winner, rule, now,
+                            loads)
+        trace.pop("conversation")
+        trace["fired"] = item.target.fired
+        trace["overflow_to_platform"] = m.shop in decided.overflowing
+        ranking = scorer.RANKINGS[self._policy(m.shop).ranking]
+        by_id = {a.id: (i, a) for i, a in enumerate(decided.serving)}
+        for candidate in trace["candidates"]:
+            i, agent = by_id[candidate["agent"]]
+            candidate["score"] = _rank_value(ranking, loads[i], self._capacity(agent),
+                                             agent.weight, agent.last_assigned, now)
+        settings = BotSettings.from_record(shop_record.get("bot"))
+        online = any(a.available and m.shop in a.shops for a in self.agents.values())
+        trace["starts_with"] = "bot" if peak_state.on or bot_starts(settings, now, online) \
+            else "queue"
+        trace["peak"] = peak_state.on
+        if winner is None:
+            assigned = {items[c].conversation for c, _, _ in decided.decisions}
+            line = sorted((w for w in items if w.conversation not in assigned),
+                          key=lambda w: (-w.target.priority, w.enqueued_at + w.target.sla_seconds,
+                                         w.arrival))
+            position = next(i for i, w in enumerate(line, start=1) if w is item)
+            online_here = sum(1 for i, a in enumerate(decided.serving) if a.available and queue in
+                              decided.batch.queue_ids[decided.batch.queue_offsets[i]:
+                                                      decided.batch.queue_offsets[i + 1]])
+            trace["position"] = position
+            average = self.handle_seconds.get(m.shop, DEFAULT_HANDLE_SECONDS)
+            trace["estimated_wait"] = (int(math.ceil(position / online_here) * average)
+                                       if online_here else None)
+        return trace
 
     def _trace(self, item: Waiting, serving: list[AgentState], batch: scorer.Batch,
-               queue: int, winner: str | None, rule: str, now: float) -> dict[str, Any]:
+               queue: int, winner: str | None, rule: str, now: float,
+               loads: list[int] | None = None) -> dict[str, Any]:
         """Why this decision: candidates, who was filtered out and why, the winner."""
+        load = batch.load if loads is None else loads
         candidates = []
         for i, agent in enumerate(serving):
             queues = batch.queue_ids[batch.queue_offsets[i]:batch.queue_offsets[i + 1]]
@@ -466,16 +572,18 @@ class Dispatcher(Actor[EngineContext]):
                 verdict = "winner"
             elif agent.id == item.exclude_agent:
                 verdict = "excluded"
+            elif agent.disabled:
+                verdict = "disabled"
             elif agent.status != "online":
                 verdict = agent.status
-            elif batch.load[i] + item.target.cost > self._capacity(agent):
+            elif load[i] + item.target.cost > self._capacity(agent):
                 verdict = "full"
             elif agent.weight <= 0:
                 verdict = "weight 0 (transfers only)"
             else:
                 verdict = "ranked lower" if winner else "eligible"
             candidates.append({"agent": agent.id, "status": agent.status,
-                               "load": batch.load[i], "capacity": self._capacity(agent),
+                               "load": load[i], "capacity": self._capacity(agent),
                                "weight": agent.weight,
                                "idle_s": round(now - agent.last_assigned, 1)
                                if agent.last_assigned else None, "verdict": verdict})
@@ -534,7 +642,7 @@ class Dispatcher(Actor[EngineContext]):
                                          w.arrival))
             online_by_queue: dict[int, int] = {}
             for i, agent in enumerate(serving):
-                if agent.status == "online":
+                if agent.available:
                     for q in batch.queue_ids[batch.queue_offsets[i]:batch.queue_offsets[i + 1]]:
                         online_by_queue[q] = online_by_queue.get(q, 0) + 1
             average = self.handle_seconds.get(shop, DEFAULT_HANDLE_SECONDS)
@@ -587,6 +695,21 @@ class Dispatcher(Actor[EngineContext]):
             self.routing_records.popitem(last=False)
         ops: tuple[Op, ...] = (Put("routing", conversation.encode(), pack(entry)),)
         await self.context.store.submit(ops, _log_failure)
+
+
+def _rank_value(ranking: int, load: int, capacity: int, weight: float, last_assigned: float,
+                now: float) -> dict[str, Any]:
+    """What the shop's ranking compares for one agent, as the simulator shows it."""
+    if ranking == scorer.FREE_RATIO:
+        return {"by": "free_ratio", "value": round(max(0, capacity - load) / capacity, 3),
+                "best": "highest"}
+    if ranking == scorer.LONGEST_IDLE:
+        return {"by": "idle_seconds", "value": round(now - last_assigned, 1)
+                if last_assigned else None, "best": "highest (never assigned first)"}
+    if ranking == scorer.WEIGHTED:
+        return {"by": "load_per_weight", "value": round(load / weight, 3) if weight else None,
+                "best": "lowest"}
+    return {"by": "load", "value": load, "best": "lowest"}
 
 
 def recent_payer(store: Any, buyer: str, shop: str, since_ms: int, limit: int = 200) -> bool:

@@ -20,6 +20,9 @@ class UpsertAgent(Message):
     groups: tuple[str, ...]
     max_concurrent: int
     weight: float
+    disabled: bool = False  # a disabled sub-account takes no routed conversations
+    expected_version: int | None = None  # refuse the change if the agent moved on
+    only_shops: tuple[str, ...] | None = None  # a shop admin's: may touch only these
 
 
 @record
@@ -142,3 +145,24 @@ class AgentView(Message):
     agent: str
 
 
+
+
+@record
+class SimulateRoute(Message):
+    """What routing would do with a new conversation now, without changing anything:
+    the targeting rule, the candidates and why each was or was not chosen, the queue
+    position and the estimated wait (the routing simulator)."""
+
+    shop: str
+    buyer: str
+    level: int
+    context: Mapping[str, Any]
+    text: str
+    at: float  # the moment to evaluate sticky windows and peak mode at (engine seconds)
+
+
+@record
+class ListAgents(Message):
+    """A shop's agents: profile, version, status and load (the admin console's team)."""
+
+    shop: str

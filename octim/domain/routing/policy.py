@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+RULE_KINDS = ("channel", "page", "category", "keywords", "vip")
+
 DEFAULT_KEYWORDS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("退货", "退款", "售后", "换货", "refund", "return"), "after_sales"),
     (("发货", "物流", "快递", "到哪", "shipping", "delivery"), "logistics"),
@@ -37,6 +39,38 @@ class RoutingPolicy:
     dedicated: dict[str, str] = field(default_factory=dict)  # buyer → dedicated agent
     transfer_wait: float = 60.0  # seconds a transfer to a busy agent waits for them
     overflow_to_platform: bool = False  # nobody of the shop online → platform agents serve
+    # The ordered targeting rules (kind, values, group): when given, they replace the
+    # four maps above (channel, context, category, keyword groups and the VIP group).
+    rules: tuple[tuple[str, tuple[str, ...], str], ...] = ()
+    compiled: tuple[tuple[str, tuple[str, ...], str], ...] = field(
+        default=(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compiled", self.rules or self.legacy_rules())
+
+    def legacy_rules(self) -> tuple[tuple[str, tuple[str, ...], str], ...]:
+        """The maps as one ordered list, in their fixed order: channel, entry page,
+        category, keywords, VIP group."""
+        out: list[tuple[str, tuple[str, ...], str]] = []
+        if self.channel_groups:  # the channel's id first, then its type: one rule
+            out.append(("channel_map", tuple(self.channel_groups), ""))
+        out += [("page", (k,), g) for k, g in self.context_groups.items()]
+        out += [("category", (k,), g) for k, g in self.category_groups.items()]
+        out += [("keywords", tuple(k), g) for k, g in self.keyword_groups]
+        if self.vip_group:
+            out.append(("vip", (), self.vip_group))
+        return tuple(out)
+
+    def ordered_rules(self) -> list[dict[str, Any]]:
+        """The rules in force, as the API shows them."""
+        out = []
+        for kind, values, group in self.compiled:
+            if kind == "channel_map":
+                out += [{"kind": "channel", "values": [v], "group": self.channel_groups[v]}
+                        for v in values]
+            else:
+                out.append({"kind": kind, "values": list(values), "group": group})
+        return out
 
     @classmethod
     def from_record(cls, raw: dict[str, Any] | None) -> RoutingPolicy:
@@ -47,7 +81,10 @@ class RoutingPolicy:
         if "keyword_groups" in values:
             values["keyword_groups"] = tuple(
                 (tuple(rule["keywords"]), rule["group"]) for rule in values["keyword_groups"])
-        known = {f for f in cls.__dataclass_fields__}
+        if "rules" in values:
+            values["rules"] = tuple((rule["kind"], tuple(rule.get("values") or ()),
+                                     rule["group"]) for rule in values["rules"])
+        known = {f for f in cls.__dataclass_fields__} - {"compiled"}
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
@@ -60,51 +97,56 @@ class Target:
     sla_seconds: float
     cost: int
     rules: tuple[str, ...]  # which targeting rules fired, for the trace
+    fired: int = -1  # the index of the rule that chose the group (-1: none)
 
 
 def target(policy: RoutingPolicy, groups: set[str], context: dict[str, Any],
            first_text: str, level: int) -> Target:
-    """Apply the targeting rules in order: channel, entry context, keywords, buyer level.
+    """Apply the shop's ordered targeting rules; the first that matches chooses the group.
 
     A rule only targets a group the shop actually has; otherwise it is skipped
-    (and says so in the trace) rather than stranding the buyer.
+    (and says so in the trace) and the next rule applies rather than stranding the
+    buyer. Kinds: ``channel`` (the channel id, then its type), ``page`` (the entry
+    page, or ``order``/``product`` from a reference), ``category`` (the SKU category),
+    ``keywords`` (any of them in the first message) and ``vip`` (a VIP buyer).
     """
     group: str | None = None
     fired: list[str] = []
-
-    def choose(candidate: str | None, why: str) -> None:
-        nonlocal group
-        if group is not None or candidate is None:
-            return
-        if candidate in groups:
-            group = candidate
-            fired.append(why)
-        else:
-            fired.append(f"{why} (group {candidate!r} does not exist: skipped)")
-
-    for key in ("via", "channel"):  # the channel itself, then its type (wechat, app…)
-        value = context.get(key)
-        if isinstance(value, str) and value in policy.channel_groups:
-            choose(policy.channel_groups[value], f"channel:{value}")
-            break
-    page = context.get("page") or next((k for k in ("order", "product") if k in context), None)
-    if isinstance(page, str):
-        choose(policy.context_groups.get(page), f"context:{page}")
-    category = context.get("category")
-    if isinstance(category, str):
-        choose(policy.category_groups.get(category), f"category:{category}")
-    lowered = first_text.lower()
-    for keywords, keyword_group in policy.keyword_groups:
-        hit = next((k for k in keywords if k.lower() in lowered), None)
-        if hit is not None:
-            choose(keyword_group, f"keyword:{hit}")
-            break
+    index = -1
     vip = level >= policy.vip_level > 0
+    channel = [v for v in (context.get("via"), context.get("channel")) if isinstance(v, str)]
+    page = context.get("page") or next((k for k in ("order", "product") if k in context), None)
+    category = context.get("category")
+    lowered = first_text.lower()
+    for i, (kind, values, candidate) in enumerate(policy.compiled):
+        why = None
+        if kind == "channel":
+            hit = next((c for c in channel if c in values), None)
+            why = hit and f"channel:{hit}"
+        elif kind == "channel_map":
+            hit = next((c for c in channel if c in values), None)
+            why = hit and f"channel:{hit}"
+            candidate = policy.channel_groups[hit] if hit else candidate
+        elif kind == "page":
+            why = f"context:{page}" if isinstance(page, str) and page in values else None
+        elif kind == "category":
+            why = (f"category:{category}" if isinstance(category, str) and category in values
+                   else None)
+        elif kind == "keywords":
+            hit = next((k for k in values if k.lower() in lowered), None)
+            why = hit and f"keyword:{hit}"
+        elif kind == "vip":
+            why = "vip_group" if vip else None
+        if not why:
+            continue
+        if candidate in groups:
+            group, index = candidate, i
+            fired.append(why)
+            break
+        fired.append(f"{why} (group {candidate!r} does not exist: skipped)")
     if vip:
         fired.append(f"vip:level {level}")
-        if group is None:
-            choose(policy.vip_group, "vip_group")
     cost = policy.group_costs.get(group or "", 1)
     return Target(group, level if vip else 0,
                   policy.vip_sla_seconds if vip else policy.sla_seconds, max(1, cost),
-                  tuple(fired))
+                  tuple(fired), index)

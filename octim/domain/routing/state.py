@@ -17,9 +17,16 @@ class AgentState:
     groups: tuple[str, ...]
     max_concurrent: int
     weight: float
+    disabled: bool = False
+    version: int = 0
     status: str = "offline"  # as the agent's AgentActor last told
     active: dict[str, int] = field(default_factory=dict)  # conversation → cost
     last_assigned: float = 0.0  # since this process started: no lifetime counters
+
+    @property
+    def available(self) -> bool:
+        """Takes routed conversations now."""
+        return self.status == "online" and not self.disabled
 
     @property
     def load(self) -> int:
@@ -28,7 +35,7 @@ class AgentState:
     def record(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "shops": list(self.shops),
                 "groups": list(self.groups), "max_concurrent": self.max_concurrent,
-                "weight": self.weight}
+                "weight": self.weight, "disabled": self.disabled, "version": self.version}
 
 
 @dataclass
