@@ -256,6 +256,14 @@ VALID: dict[tuple[str, str], tuple[Any, tuple[str, str] | None]] = {
             "link": {"url": "https://s.example.com/sale", "title": "看看"}},
         "schedule": {"at": 4_000_000_000_000, "every_hours": 24, "until": 4_100_000_000_000},
         "attribution_hours": 24}, ("boss", "shop_admin")),
+    ("PATCH", "/api/shops/{shop}/config"): ({"routing": {"ranking": "weighted", "rules": [
+        {"kind": "keywords", "values": ["退"], "group": "g1"}, {"kind": "vip", "group": "g1"}]},
+        "bot": {"mode": "off"}}, None),
+    ("PUT", "/api/shops/{shop}/agents/{agent}"): ({"name": "a1", "shops": ["s1"], "groups": [],
+                                                   "disabled": False}, None),
+    ("POST", "/api/shops/{shop}/routing/simulate"): ({
+        "buyer": "c1", "level": 1, "context": {"page": "order", "category": "鞋"},
+        "text": "退货", "at": 1}, ("boss", "shop_admin")),
     ("PUT", "/api/customers/{customer}/identities"): ({"identities": [
         {"type": "channel", "channel": "wx1", "value": "openid-1"},
         {"type": "phone", "value": "+8613800001111"}]}, None),
@@ -368,7 +376,9 @@ QUERY_ROUTES = ["/api/campaigns", "/api/campaigns/{campaign}",
                 "/api/campaigns/{campaign}/recipients", "/api/segments", "/c/{campaign}",
                 "/api/customers/c1/outreach", "/api/shops/s1/notices",
                 "/api/channels", "/api/channels/wx1/dead", "/metrics", "/readyz",
-                "/api/kb-proposals", "/api/kb-synonyms", "/api/kb-candidates"]
+                "/api/kb-proposals", "/api/kb-synonyms", "/api/kb-candidates",
+                "/api/shops/{campaign}/config", "/api/shops/s1/agents/{campaign}",
+                "/api/shops/{campaign}/agents", "/api/conversations/{campaign}/routing/replay"]
 QUERY_PARAMS = ["shop", "run", "state", "after", "limit", "x"]
 path_values = st.sampled_from(["cmp-none", "cmp-0.0.x.0", "a" * 70, "..", "%00", "x.1.y.zz",
                                "%ED%A0%80"]) | st.text(min_size=1, max_size=30).filter(
@@ -405,6 +415,29 @@ def test_hostile_proposal_decisions_answer_a_stable_4xx(
     assert answer.json()["error"]["code"] in (  # "..": another route, which takes no POST
         "invalid_body", "not_found", "forbidden", "unauthorized", "method_not_allowed"
     ), answer.text
+
+
+import_lines = st.lists(st.one_of(
+    st.builds(lambda d: json.dumps(d, default=str), st.dictionaries(
+        st.sampled_from(["id", "question", "answer", "similar", "shop", "visibility", "x"]),
+        hostile | values, max_size=5)),
+    st.text(max_size=60), st.just('{"question": "q", "answer": "a"}')), max_size=6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(credential=st.sampled_from(CREDENTIALS), lines=import_lines,
+       shop=st.sampled_from(["s1", "s2", None]))
+def test_hostile_knowledge_base_imports_answer_a_stable_4xx_or_import(
+        live_engine: Live, credential: dict[str, str], lines: list[str],
+        shop: str | None) -> None:
+    """A JSON Lines import with any lines: imported whole, or a clear 4xx naming lines."""
+    with httpx.Client(base_url=live_engine.http, headers=credential, timeout=20) as http:
+        answer = http.post("/api/kb/import", params={"shop": shop} if shop else {},
+                           content="\n".join(lines).encode("utf-8", "surrogatepass"))
+    assert answer.status_code < 500, (lines, answer.text)
+    if answer.status_code >= 400:
+        assert answer.json()["error"]["code"] in (
+            "invalid_lines", "not_found", "forbidden", "unauthorized", "too_large"), answer.text
 
 
 RAW_QUERIES = [
