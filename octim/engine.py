@@ -237,12 +237,13 @@ class Engine:
 
     async def put_agent(self, agent: str, name: str, shops: tuple[str, ...],
                         groups: tuple[str, ...] = (), *, max_concurrent: int = 5,
-                        weight: float = 1.0) -> dict[str, Any]:
-        """Create or replace an agent (sub-account)."""
+                        weight: float = 1.0, disabled: bool = False) -> dict[str, Any]:
+        """Create or replace an agent (sub-account); a ``disabled`` one gets no routed
+        conversations."""
         if not shops or max_concurrent < 1 or weight < 0:
             raise InvalidInput("an agent needs shops, max_concurrent >= 1 and weight >= 0")
         return dict(await self._dispatcher().ask(
-            UpsertAgent(agent, name, shops, groups, max_concurrent, weight)))
+            UpsertAgent(agent, name, shops, groups, max_concurrent, weight, disabled)))
 
     async def agent(self, agent: str) -> dict[str, Any]:
         """An agent's profile, live routing state (status, load, conversations) and
@@ -250,6 +251,18 @@ class Engine:
         view = dict(await self._dispatcher().ask(AgentView(agent)))
         view["presence"] = await self.directory.ref(AGENT, agent).ask(DescribePresence(agent))
         return view
+
+    async def simulate_route(self, shop: str, *, text: str = "", context: dict[str, Any] | None
+                             = None, buyer: str = "simulated-buyer", level: int = 0,
+                             at: float | None = None) -> dict[str, Any]:
+        """What routing would do with a new conversation of ``shop`` now (or at ``at``,
+        engine seconds), changing nothing: the rule that fires, each candidate agent with
+        its score and verdict, the winner or the queue position (docs/admin.md)."""
+        from octim.domain.routing.messages import SimulateRoute
+
+        return dict(await self._dispatcher().ask(SimulateRoute(
+            shop, buyer, level, context or {}, text,
+            self.context.clock() if at is None else at)))
 
     async def delete_agent(self, agent: str) -> None:
         """Remove an agent; their conversations go back to the queue."""

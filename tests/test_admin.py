@@ -6,10 +6,12 @@ import with per-line errors; another shop's admin is refused even with the page 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import trio
 
+from octim.domain.conversations.model import ConversationMeta
 from octim.testing import TEST_API_KEY, open_engine, token
 from octim.testing.client import connect
 
@@ -222,3 +224,59 @@ async def test_knowledge_base_import_checks_every_line_first(tmp_path) -> None:
                                     content=json.dumps({"id": "inv", "question": "q",
                                                         "answer": "a"}).encode())
             assert taken.status_code == 422 and "taken" in taken.text
+
+
+async def assigned_to(engine: Any, conversation: str) -> str | None:
+    """Who the conversation is with now (its stored record)."""
+    meta = ConversationMeta.load(engine.store, conversation)
+    return meta.agent if meta is not None else None
+
+
+async def test_the_python_api_simulates_and_a_disabled_agent_hands_work_back(tmp_path) -> None:
+    async with open_engine(tmp_path / "d") as (engine, listening):
+        await engine.put_shop("s1", "店", bot={"mode": "off"}, routing={
+            "ranking": "weighted", "rules": [{"kind": "vip", "group": "vip"},
+                                             {"kind": "category", "values": ["鞋"],
+                                              "group": "gone"}]})
+        await engine.put_group("s1", "vip", "VIP")
+        await engine.put_agent("ann", "Ann", ("s1",), ("vip",), weight=2)
+        await engine.put_agent("ben", "Ben", ("s1",))
+        with trio.fail_after(20):
+            async with connect(listening.ws_url, token("ann", "agent", "s1")) as ann, \
+                    connect(listening.ws_url, token("ben", "agent", "s1")) as ben:
+                while (await engine.agent("ben"))["status"] != "online" or \
+                        (await engine.agent("ann"))["status"] != "online":
+                    await trio.sleep(0.05)
+                plain = await engine.simulate_route("s1", text="有鞋吗",
+                                                    context={"category": "鞋"})
+                # The category rule's group does not exist: skipped, said so.
+                assert plain["fired"] == -1 and plain["group"] is None
+                assert plain["rules"] == ["category:鞋 (group 'gone' does not exist: skipped)"]
+                assert {c["agent"]: c["score"]["by"] for c in plain["candidates"]} == {
+                    "ann": "load_per_weight", "ben": "load_per_weight"}
+                vip = await engine.simulate_route("s1", level=3)
+                assert vip["fired"] == 0 and vip["group"] == "vip" and vip["priority"] == 3
+                assert [c["agent"] for c in vip["candidates"]] == ["ann"]
+
+                async with connect(listening.ws_url, token("buyer-1")) as buyer:
+                    conv = (await buyer.open("s1"))["conversation"]
+                    await buyer.say(conv, "m1", "在吗")
+                    while not (owner := await assigned_to(engine, conv)):
+                        await trio.sleep(0.05)
+                    other = "ben" if owner == "ann" else "ann"
+                    # Disabling the owner before they replied hands the buyer to the other.
+                    record = await engine.agent(owner)
+                    await engine.put_agent(owner, record["name"], tuple(record["shops"]),
+                                           tuple(record["groups"]), disabled=True)
+                    while await assigned_to(engine, conv) != other:
+                        await trio.sleep(0.05)
+                    last = engine.routing_trace(conv)["traces"][-1]
+                    assert last["reason"] == "agent_disabled"
+                    assert {c["agent"]: c["verdict"] for c in last["candidates"]}[owner] == \
+                        "excluded"
+                    after = await engine.simulate_route("s1")
+                    assert {c["agent"]: c["verdict"] for c in after["candidates"]}[owner] == \
+                        "disabled"
+                    assert after["winner"] == other
+                    assert (await engine.agent(owner))["load"] == 0
+                    del ann, ben  # both stayed connected throughout

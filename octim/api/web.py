@@ -1,7 +1,8 @@
 """The bundled web client: plain files under ``octim/web`` served as they are.
 
 ``/agent`` (workbench), ``/chat`` (buyer widget), ``/monitor`` (live monitor),
-``/reports``, ``/campaigns``, ``/kb`` (shop and platform admins),
+``/reports``, ``/campaigns``, ``/kb``, ``/admin`` (the admin console; shop and
+platform admins),
 ``/widget.js`` (the script tag a storefront embeds) and ``/static/…``. Pages
 ask ``/api/client-config`` where the gateway is.
 """
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 PAGES = {"/agent": "agent.html", "/chat": "chat.html", "/monitor": "monitor.html",
-         "/reports": "reports.html", "/campaigns": "campaigns.html", "/kb": "kb.html"}
+         "/reports": "reports.html", "/campaigns": "campaigns.html", "/kb": "kb.html",
+         "/admin": "admin.html"}
 # The pages load only their own scripts and styles; images come from uploads
 # (blob: URLs) or the platform's image hosts (setting ``image_hosts``), never
 # from any URL a buyer chooses.
@@ -34,7 +36,8 @@ CSP = ("default-src 'self'; img-src 'self' blob: data:{hosts}; media-src 'self' 
 # Storefronts frame the buyer chat (widget.js); staff pages are never framed (clickjacking).
 FRAMING = {"/chat": "frame-ancestors *", "/agent": "frame-ancestors 'none'",
            "/monitor": "frame-ancestors 'none'", "/reports": "frame-ancestors 'none'",
-           "/campaigns": "frame-ancestors 'none'", "/kb": "frame-ancestors 'none'"}
+           "/campaigns": "frame-ancestors 'none'", "/kb": "frame-ancestors 'none'",
+           "/admin": "frame-ancestors 'none'"}
 
 
 def mount(app: "FastAPI", engine: "Engine") -> None:

@@ -41,12 +41,13 @@ class RoutingPolicy:
     overflow_to_platform: bool = False  # nobody of the shop online → platform agents serve
     # The ordered targeting rules (kind, values, group): when given, they replace the
     # four maps above (channel, context, category, keyword groups and the VIP group).
-    rules: tuple[tuple[str, tuple[str, ...], str], ...] = ()
+    rules: tuple[tuple[str, tuple[str, ...], str], ...] | None = None
     compiled: tuple[tuple[str, tuple[str, ...], str], ...] = field(
         default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "compiled", self.rules or self.legacy_rules())
+        object.__setattr__(self, "compiled",
+                           self.legacy_rules() if self.rules is None else self.rules)
 
     def legacy_rules(self) -> tuple[tuple[str, tuple[str, ...], str], ...]:
         """The maps as one ordered list, in their fixed order: channel, entry page,
