@@ -388,6 +388,11 @@ def demo_links(settings: Settings, listening: Listening, conversation: str,
         "   (the demo campaign's results; create one and preview its audience)",
         f"  knowledge base {shop}  {http}/kb#token={jwt('admin-' + shop, 'shop_admin', shop)}"
         "   (a proposal learned from a buyer's tap to approve; try the bot; synonyms)",
+        f"  admin console {shop}  {http}/admin#token={jwt('admin-' + shop, 'shop_admin', shop)}"
+        "   (team, routing rules and the routing simulator, bot and hours, knowledge base "
+        "import and export, canned replies)",
+        f"  admin console platform  {http}/admin?shop={shop}#token={jwt('ops', 'platform_admin')}"
+        "   (also peak mode and the audit log)",
         f"  storefront embed  <script src=\"{http}/widget.js\" data-shop=\"{shop}\" "
         f"data-token=\"{buyer}\"></script>",
         "",

@@ -206,6 +206,16 @@ def test_demo_prints_working_links(tmp_path: Path) -> None:
             assert learned["question"] == "身高170该拍哪个码"
             assert client.post("/api/kb/ask", headers=key, json={
                 "question": "羽绒衣能机洗吗", "shop": "uniqlo-style"}).json()["answered"]
+            # The admin console's links; its shop admin reads the settings and simulates.
+            [console] = [line for line in links if "/admin#token=" in line]
+            assert sum("/admin?shop=" in line for line in links) == 1  # the platform's
+            assert client.get("/admin").status_code == 200
+            boss = {"Authorization": "Bearer " + console.split("#token=")[1].split()[0]}
+            assert client.get("/api/shops/uniqlo-style/config", headers=boss).json()[
+                "routing_rules"]
+            simulated = client.post("/api/shops/uniqlo-style/routing/simulate", headers=boss,
+                                    json={"text": "我要退货"}).json()
+            assert simulated["group"] == "after_sales" and simulated["candidates"]
             # A month of demo history, so the reports page shows a month.
             week = client.get("/api/reports/overview", headers=key,
                               params={"shop": "uniqlo-style"}).json()  # the last 7 days
