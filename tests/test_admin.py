@@ -160,7 +160,8 @@ async def test_agents_versions_disable_and_isolation(tmp_path) -> None:
                     ("DELETE", "/api/shops/s1/agents/amy", None),
                     ("PUT", "/api/shops/s1/groups/g", {"name": "g"}),
                     ("GET", "/api/shops/s1/groups", None),
-                    ("POST", "/api/shops/s1/routing/simulate", {"text": "hi"})):
+                    ("POST", "/api/shops/s1/routing/simulate", {"text": "hi"}),
+                    ("GET", "/api/shops/s1/business-hours", None)):
                 answer = await http.request(method, path, headers=other, json=body)
                 assert answer.status_code == 404, (method, path, answer.text)
             # … and cannot take s1's agent over by saving it under their own shop.

@@ -571,4 +571,15 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         admin_of(who, shop)
         return await desk(shop).ask(PutBusinessHours(body.model_dump()))
 
+    @api.get("/api/shops/{shop}/business-hours")
+    async def get_hours(shop: Annotated[str, Path(max_length=128,
+                                                  pattern=r"^(\*|[A-Za-z0-9._-]+)$")],
+                        who: Caller) -> Any:
+        """The shop's working hours as set (``null`` when none are: SLA clocks run
+        around the clock)."""
+        _staff_may(who, shop)
+        if shop != PLATFORM and engine.store.get("shops", shop.encode()) is None:
+            raise NotFound(f"no shop {shop!r}")
+        return engine.store.get("business_hours", shop.encode())
+
     return api

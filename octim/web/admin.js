@@ -5,7 +5,10 @@
 import { api, applyI18n, currentLang, el, setLang, t, signIn } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
-const TABS = ["team", "routing", "bot", "kb", "canned", "platform"];
+const TABS = ["team", "routing", "bot", "kb", "canned", "service", "channels", "platform"];
+const PRIORITIES = ["low", "normal", "high", "urgent"];
+const METRICS = ["first_reply", "next_reply", "resolution"];
+const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const KINDS = ["keywords", "page", "category", "channel", "vip"];
 const POLICY_NUMBERS = ["sticky_days", "sticky_wait", "vip_level", "sla_seconds", "vip_sla_seconds",
   "no_reply_seconds", "transfer_wait"];
@@ -63,6 +66,9 @@ function start() {
   $("export").addEventListener("click", exportEntries);
   on("canned-form", saveCanned);
   on("peak-form", savePeak);
+  on("policy-form", savePolicy);
+  on("hours-form", saveHours);
+  on("notices-form", saveNotices);
   on("audit-form", loadAudit);
   $("page").hidden = false;
   showTab(location.hash.slice(1) && TABS.includes(location.hash.slice(1)) ? location.hash.slice(1) : "team");
@@ -106,11 +112,15 @@ async function load() {
   $("a-error").textContent = "";
   try {
     const s = enc(shop());
-    const [config, agents, groups, entries, proposals, canned] = await Promise.all([
-      api(token, `/api/shops/${s}/config`), api(token, `/api/shops/${s}/agents`),
-      api(token, `/api/shops/${s}/groups`), api(token, `/api/kb?shop=${s}`),
-      api(token, `/api/kb-proposals?shop=${s}`), api(token, "/api/canned")]);
-    Object.assign(state, { config, agents, groups, entries, proposals,
+    const [config, agents, groups, entries, proposals, canned, policies, hours, notices, channels] =
+      await Promise.all([
+        api(token, `/api/shops/${s}/config`), api(token, `/api/shops/${s}/agents`),
+        api(token, `/api/shops/${s}/groups`), api(token, `/api/kb?shop=${s}`),
+        api(token, `/api/kb-proposals?shop=${s}`), api(token, "/api/canned"),
+        api(token, `/api/sla-policies?shop=${s}`), api(token, `/api/shops/${s}/business-hours`),
+        api(token, `/api/shops/${s}/notices`), api(token, `/api/channels?shop=${s}`)]);
+    state.candidates = await api(token, `/api/kb-candidates?shop=${s}&limit=20`);
+    Object.assign(state, { config, agents, groups, entries, proposals, policies, hours, notices, channels,
       canned: canned.filter((c) => c.shop === shop()) });
     renderAll();
     if (claims.role === "platform_admin") loadPeak();
@@ -125,6 +135,10 @@ function renderAll() {
   renderEntries();
   renderProposals();
   renderCanned();
+  renderPolicies();
+  if (!dirty.has("hours")) renderHours();
+  if (!dirty.has("notices")) renderNotices();
+  renderChannels();
 }
 
 // -- the team ----------------------------------------------------------------------------
@@ -483,7 +497,20 @@ function exportEntries() {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
+function renderCandidates() {
+  $("candidates").replaceChildren(...((state.candidates || []).length ? state.candidates.map((c) => el("li", { dataset: { candidate: c.key } },
+    `“${c.examples[0]}” ×${c.count}` + (c.handed_off ? ` · ${t("admin_handed_off", { n: c.handed_off })}` : "") + " ",
+    el("button.link", { type: "button", text: t("admin_make_entry"), onclick: () => {
+      editEntry(null);
+      $("e-question").value = c.examples[0];
+      $("e-similar").value = c.examples.slice(1).join("\n");
+      dirty.add("entry");
+      $("e-answer").focus();
+    } }))) : [el("li.sub", t("admin_no_candidates_kb"))]));
+}
+
 function renderProposals() {
+  renderCandidates();
   const question = (id) => (state.entries.find((e) => e.id === id) || { question: id }).question;
   const rows = state.proposals || [];
   $("proposals").replaceChildren(...(rows.length ? rows.map((p) => el("li.proposal", { dataset: { proposal: p.id } },
@@ -569,5 +596,132 @@ async function loadAudit() {
     const rows = await api(token, `/api/audit?${params}`);
     $("audit").replaceChildren(...rows.map((r) => el("tr", el("td", new Date(r.at).toLocaleString()),
       el("td", `${r.who} (${r.role})`), el("td", r.customer || "—"), el("td", r.what))));
+  } catch (error) { $("a-error").textContent = problem(error); }
+}
+
+// -- service settings: SLA policies, business hours, notice templates ------------------------
+
+function renderPolicies() {
+  $("policies").replaceChildren(...(state.policies || []).map((p) => el("tr", { dataset: { policy: p.id } },
+    el("td", `${p.position}. ${p.name}`),
+    el("td", (p.conditions?.priority || []).map((x) => t(`priority_${x}`)).join(", ") || t("all")),
+    el("td", Object.entries(p.targets || {}).map(([priority, goals]) => `${t("priority_" + priority)}: ` +
+      METRICS.filter((m) => goals[m]).map((m) => `${t("sla_" + m)} ${goals[m]}`).join(" / ")).join("；")),
+    el("td", el("button.link", { type: "button", text: t("admin_edit"), onclick: () => editPolicy(p) }),
+      el("button.link", { type: "button", text: t("delete"), onclick: () => deletePolicy(p) })))));
+  if (!$("po-when").querySelector("input")) {
+    $("po-when").append(...PRIORITIES.map((p) => el("label", el("input", { type: "checkbox", value: p }), ` ${t("priority_" + p)}`)));
+    $("po-targets").replaceChildren(...PRIORITIES.map((p) => el("tr", el("th", t("priority_" + p)),
+      ...METRICS.map((m) => el("td", el("input", { type: "number", min: "1", max: "525600", dataset: { priority: p, metric: m },
+        "aria-label": `${t("priority_" + p)} ${t("sla_" + m)}` }))))));
+  }
+}
+
+function editPolicy(policy) {
+  $("po-id").value = policy.id; $("po-id").readOnly = true;
+  $("po-name").value = policy.name; $("po-position").value = policy.position;
+  for (const box of $("po-when").querySelectorAll("input")) box.checked = (policy.conditions?.priority || []).includes(box.value);
+  for (const input of $("po-targets").querySelectorAll("input")) input.value = policy.targets?.[input.dataset.priority]?.[input.dataset.metric] ?? "";
+  $("po-hours").checked = Boolean(policy.business_hours);
+  dirty.delete("policy");
+}
+
+async function savePolicy() {
+  const targets = {};
+  for (const input of $("po-targets").querySelectorAll("input")) {
+    if (!input.value) continue;
+    (targets[input.dataset.priority] ||= {})[input.dataset.metric] = Number(input.value);
+  }
+  const body = { shop: shop(), name: $("po-name").value.trim(), position: Number($("po-position").value || 0),
+    conditions: { priority: [...$("po-when").querySelectorAll("input:checked")].map((i) => i.value) },
+    targets, business_hours: $("po-hours").checked };
+  try {
+    await api(token, `/api/sla-policies/${enc($("po-id").value.trim())}`, { method: "PUT", json: body });
+    dirty.delete("policy");
+    state.policies = await api(token, `/api/sla-policies?shop=${enc(shop())}`);
+    renderPolicies();
+    said("po-status", t("admin_saved"));
+  } catch (error) { said("po-status", problem(error), true); }
+}
+
+async function deletePolicy(policy) {
+  if (!confirm(t("admin_delete_confirm", { name: policy.name }))) return;
+  try {
+    await api(token, `/api/sla-policies/${enc(policy.id)}?shop=${enc(shop())}`, { method: "DELETE" });
+    state.policies = await api(token, `/api/sla-policies?shop=${enc(shop())}`);
+    renderPolicies();
+  } catch (error) { said("po-status", problem(error), true); }
+}
+
+function renderHours() {
+  const hours = state.hours || { timezone: "Asia/Shanghai", weekly: {}, holidays: [] };
+  $("h-tz").value = hours.timezone;
+  $("h-days").replaceChildren(...DAYS.map((day) => el("label", el("span", t("day_" + day)), " ",
+    el("input", { dataset: { day }, value: (hours.weekly[day] || []).map(([a, b]) => `${a}-${b}`).join(", "),
+      placeholder: "09:00-18:00", "aria-label": t("day_" + day) }))));
+  $("h-holidays").value = (hours.holidays || []).join("\n");
+}
+
+async function saveHours() {
+  const weekly = {};
+  for (const input of $("h-days").querySelectorAll("input")) {
+    const spans = input.value.split(/[,，]/).map((v) => v.trim()).filter(Boolean).map((v) => v.split("-").map((x) => x.trim()));
+    if (spans.length) weekly[input.dataset.day] = spans;
+  }
+  const body = { timezone: $("h-tz").value.trim(), weekly,
+    holidays: $("h-holidays").value.split("\n").map((d) => d.trim()).filter(Boolean) };
+  try {
+    state.hours = await api(token, `/api/shops/${enc(shop())}/business-hours`, { method: "PUT", json: body });
+    dirty.delete("hours");
+    renderHours();
+    said("h-status", t("admin_saved"));
+  } catch (error) { said("h-status", problem(error), true); }
+}
+
+function renderNotices() {
+  const types = state.notices?.types || {};
+  $("notice-types").replaceChildren(...Object.entries(types).map(([kind, setting]) => el("fieldset", { dataset: { notice: kind } },
+    el("legend", t("notice_" + kind)),
+    el("label", el("input.n-enabled", { type: "checkbox", checked: setting.enabled }), ` ${t("admin_enabled")}`),
+    ...Object.entries(setting.templates).map(([language, text]) => el("label", el("span", language), " ",
+      el("textarea.n-template", { rows: "2", dataset: { language } }, text))))));
+}
+
+async function saveNotices() {
+  const types = {};
+  for (const set of $("notice-types").querySelectorAll("fieldset")) {
+    const templates = {};
+    for (const area of set.querySelectorAll("textarea")) templates[area.dataset.language] = area.value;
+    types[set.dataset.notice] = { enabled: set.querySelector(".n-enabled").checked, templates };
+  }
+  try {
+    await api(token, `/api/shops/${enc(shop())}/notices`, { method: "PUT", json: { types } });
+    state.notices = await api(token, `/api/shops/${enc(shop())}/notices`);
+    dirty.delete("notices");
+    renderNotices();
+    said("n-status", t("admin_saved"));
+  } catch (error) { said("n-status", problem(error), true); }
+}
+
+// -- channels: the shop's channels, failed replies and resend --------------------------------
+
+function renderChannels() {
+  $("channels").replaceChildren(...(state.channels || []).map((c) => el("tr", { dataset: { channel: c.id } },
+    el("td", c.id), el("td", c.name), el("td", c.platform ? `${c.type} · ${c.platform}` : c.type),
+    el("td", el("button.link", { type: "button", text: t("admin_dead_letters"), onclick: () => showDead(c) })))));
+}
+
+async function showDead(channel) {
+  $("dead-for").textContent = `${channel.name} (${channel.id})`;
+  try {
+    const letters = await api(token, `/api/channels/${enc(channel.id)}/dead`);
+    $("dead").replaceChildren(...(letters.length ? letters.map((d) => el("li", { dataset: { delivery: d.id } },
+      `${d.id}: ${d.error || ""} `,
+      el("button.link", { type: "button", text: t("admin_resend"), onclick: async () => {
+        try {
+          await api(token, `/api/channels/${enc(channel.id)}/dead/${enc(d.id)}/resend`, { method: "POST" });
+          showDead(channel);
+        } catch (error) { $("a-error").textContent = problem(error); }
+      } }))) : [el("li.sub", t("admin_no_dead"))]));
   } catch (error) { $("a-error").textContent = problem(error); }
 }

@@ -193,6 +193,14 @@ const zh = {
   admin_confidence: "置信度 {c}", admin_runner_up: "第二候选：{q}", admin_offers: "选项：{list}",
   admin_import_empty: "请选择文件或粘贴内容", admin_imported: "已导入 {n} 条",
   admin_import_refused: "有错误的行，全部未导入。请修改后重新导入：", admin_line_error: "第 {n} 行：{error}",
+  admin_service: "服务设置", admin_channels: "渠道", admin_sla_policies: "工单 SLA 策略（按顺序匹配）",
+  admin_sla_when: "适用优先级（不选为全部）", admin_sla_targets: "目标（分钟）", admin_policy_edit: "编辑 SLA 策略",
+  admin_position: "顺序", admin_priority: "优先级", sla_first_reply: "首次回复", sla_next_reply: "再次回复",
+  sla_resolution: "解决", admin_sla_business_hours: "只按工作时间计时", admin_business_hours: "工作时间与节假日（SLA 计时）",
+  admin_timezone: "时区", admin_holidays: "节假日（每行一个日期，如 2026-10-01）", admin_notices: "订单通知模板",
+  admin_channel_type: "类型", admin_dead_letters: "发送失败的回复", admin_resend: "重新发送", admin_no_dead: "没有发送失败的回复。",
+  day_mon: "周一", day_tue: "周二", day_wed: "周三", day_thu: "周四", day_fri: "周五", day_sat: "周六", day_sun: "周日",
+  admin_candidates: "机器人答不上的问题（候选新条目）", admin_handed_off: "{n} 次转人工", admin_make_entry: "写成条目", admin_no_candidates_kb: "暂无。",
 };
 
 const en = {
@@ -416,6 +424,17 @@ const en = {
   admin_import_empty: "Choose a file or paste lines", admin_imported: "Imported {n} entries",
   admin_import_refused: "Some lines are wrong; nothing was imported. Fix them and import again:",
   admin_line_error: "Line {n}: {error}",
+  admin_service: "Service settings", admin_channels: "Channels",
+  admin_sla_policies: "Ticket SLA policies (tried in order)", admin_sla_when: "For priorities (none: all)",
+  admin_sla_targets: "Targets (minutes)", admin_policy_edit: "Edit SLA policy", admin_position: "Order",
+  admin_priority: "Priority", sla_first_reply: "First reply", sla_next_reply: "Next reply",
+  sla_resolution: "Resolution", admin_sla_business_hours: "Count working hours only",
+  admin_business_hours: "Working hours and holidays (SLA clocks)", admin_timezone: "Time zone",
+  admin_holidays: "Holidays (one date per line, e.g. 2026-10-01)", admin_notices: "Order notice templates",
+  admin_channel_type: "Type", admin_dead_letters: "Failed replies", admin_resend: "Resend",
+  admin_no_dead: "No failed replies.", day_mon: "Mon", day_tue: "Tue", day_wed: "Wed", day_thu: "Thu",
+  day_fri: "Fri", day_sat: "Sat", day_sun: "Sun",
+  admin_candidates: "Questions the bot could not answer (candidate entries)", admin_handed_off: "{n} handed over", admin_make_entry: "Write an entry", admin_no_candidates_kb: "None yet.",
 };
 
 export const MESSAGES = { zh, en };

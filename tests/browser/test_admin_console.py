@@ -111,9 +111,36 @@ def test_a_new_shop_is_set_up_in_the_browser_and_the_simulator_predicts_the_real
     expect(admin.locator("#replay-result")).to_contain_text("当时")
     expect(admin.locator("#replay-result")).to_contain_text("熟客上次的客服")
 
+    # Service settings: an SLA policy, working hours, a notice switched off.
+    admin.locator("#t-service").click()
+    admin.fill("#po-id", "standard")
+    admin.fill("#po-name", "标准")
+    admin.get_by_label("高 首次回复").fill("30")
+    admin.get_by_label("紧急 首次回复").fill("10")
+    admin.locator("#po-when").get_by_label("高").check()
+    admin.locator("#po-hours").check()
+    admin.locator("#policy-form button[type=submit]").click()
+    expect(admin.locator("#policies tr[data-policy='standard']")).to_contain_text("首次回复 30")
+    admin.get_by_label("周一").fill("09:00-12:00, 13:30-18:00")
+    admin.fill("#h-holidays", "2026-10-01")
+    admin.locator("#hours-form button[type=submit]").click()
+    expect(admin.locator("#h-status")).to_have_text("已保存")
+    admin.locator("fieldset[data-notice='shipped'] .n-enabled").uncheck()
+    admin.locator("#notices-form button[type=submit]").click()
+    expect(admin.locator("#n-status")).to_have_text("已保存")
+    [policy] = running.api.get("/api/sla-policies", params={"shop": NEW}).json()
+    assert policy["conditions"]["priority"] == ["high"] and policy["business_hours"]
+    assert policy["targets"] == {"high": {"first_reply": 30}, "urgent": {"first_reply": 10}}
+    hours = running.api.get(f"/api/shops/{NEW}/business-hours").json()
+    assert hours["weekly"] == {"mon": [["09:00", "12:00"], ["13:30", "18:00"]]}
+    assert hours["holidays"] == ["2026-10-01"]
+    assert running.api.get(f"/api/shops/{NEW}/notices").json()["types"]["shipped"][
+        "enabled"] is False
+
     # Two admins edit the same settings: the second save is refused, not an overwrite.
     second = console(chromium, running, problems, user="boss2")
     second.locator("#t-routing").click()
+    admin.locator("#t-routing").click()
     admin.select_option("#r-ranking", "longest_idle")
     admin.locator("#routing-form button[type=submit]").click()
     expect(admin.locator("#r-status")).to_have_text("已保存")
