@@ -618,6 +618,7 @@ function renderPolicies() {
 }
 
 function editPolicy(policy) {
+  state.editingPolicy = policy;
   $("po-id").value = policy.id; $("po-id").readOnly = true;
   $("po-name").value = policy.name; $("po-position").value = policy.position;
   for (const box of $("po-when").querySelectorAll("input")) box.checked = (policy.conditions?.priority || []).includes(box.value);
@@ -632,9 +633,12 @@ async function savePolicy() {
     if (!input.value) continue;
     (targets[input.dataset.priority] ||= {})[input.dataset.metric] = Number(input.value);
   }
+  // What the form does not show (other conditions, escalation) is kept as it was.
+  const before = state.editingPolicy && state.editingPolicy.id === $("po-id").value.trim() ? state.editingPolicy : {};
   const body = { shop: shop(), name: $("po-name").value.trim(), position: Number($("po-position").value || 0),
-    conditions: { priority: [...$("po-when").querySelectorAll("input:checked")].map((i) => i.value) },
+    conditions: { ...(before.conditions || {}), priority: [...$("po-when").querySelectorAll("input:checked")].map((i) => i.value) },
     targets, business_hours: $("po-hours").checked };
+  if (before.escalate_to) body.escalate_to = before.escalate_to;
   try {
     await api(token, `/api/sla-policies/${enc($("po-id").value.trim())}`, { method: "PUT", json: body });
     dirty.delete("policy");
