@@ -281,3 +281,55 @@ async def test_the_python_api_simulates_and_a_disabled_agent_hands_work_back(tmp
                     assert after["winner"] == other
                     assert (await engine.agent(owner))["load"] == 0
                     del ann, ben  # both stayed connected throughout
+
+
+async def test_the_platform_lists_creates_and_suspends_shops(tmp_path) -> None:
+    root = as_("root", "platform_admin")
+    async with open_engine(tmp_path / "d") as (_, listening):
+        async with httpx.AsyncClient(base_url=listening.http_url, timeout=10) as http:
+            for shop in ("s1", "s2", "s3"):
+                made = await http.put(f"/api/shops/{shop}", headers=root,
+                                      json={"name": shop, "bot": {"mode": "off"}})
+                assert made.status_code == 200, made.text
+            assert (await http.put("/api/shops/s4", headers=BOSS, json={"name": "x"})
+                    ).status_code == 403
+            page = (await http.get("/api/shops", headers=root, params={"limit": 2})).json()
+            assert [s["id"] for s in page] == ["s1", "s2"]
+            rest = (await http.get("/api/shops", headers=root, params={"after": "s2"})).json()
+            assert [s["id"] for s in rest] == ["s3"]
+            assert (await http.get("/api/shops", headers=BOSS)).status_code == 403
+
+            async with connect(listening.ws_url, token("buyer-1")) as buyer:
+                with trio.fail_after(10):
+                    kept = (await buyer.open("s1"))["conversation"]
+                    config = await http.get("/api/shops/s1/config", headers=root)
+                    off = await http.patch("/api/shops/s1/config", json={"suspended": True},
+                                           headers={**root, "If-Match": config.headers["etag"]})
+                    assert off.status_code == 200 and off.json()["suspended"] is True
+                    # A suspension is the platform's, and survives a replace of the shop.
+                    assert (await http.patch("/api/shops/s1/config", json={"suspended": False},
+                                             headers={**BOSS, "If-Match": off.headers["etag"]})
+                            ).status_code == 403
+                    (await http.put("/api/shops/s1", headers=PLATFORM, json={"name": "s1"})
+                     ).raise_for_status()
+                    assert (await http.get("/api/shops/s1/config", headers=root)
+                            ).json()["suspended"] is True
+                    # The open conversation goes on; a new buyer is told why not.
+                    assert (await buyer.open("s1"))["conversation"] == kept
+                    async with connect(listening.ws_url, token("buyer-2")) as late:
+                        await late.send({"type": "open", "shop": "s1", "ref": "r1"})
+                        refused = await late.expect("error")
+                        assert refused["code"] == "shop_suspended"
+                    config = await http.get("/api/shops/s1/config", headers=root)
+                    await http.patch("/api/shops/s1/config", json={"suspended": False},
+                                     headers={**root, "If-Match": config.headers["etag"]})
+                    async with connect(listening.ws_url, token("buyer-2")) as back:
+                        assert (await back.open("s1"))["conversation"] != kept
+
+            sharing = (await http.get("/api/platform/sharing", headers=root)).json()
+            assert "level" in sharing["fields"] and "region" in sharing["shareable"]
+            put = await http.put("/api/platform/sharing", headers=root, json={"fields": ["region"]})
+            assert put.status_code == 200
+            assert (await http.get("/api/platform/sharing", headers=root)).json()["fields"] == [
+                "region"]
+            assert (await http.get("/api/platform/sharing", headers=BOSS)).status_code == 403

@@ -52,13 +52,14 @@ MAX_IMPORT_LINES = 5000
 
 class ShopPatch(BaseModel):
     """The shop settings a console saves; every field optional. ``name``,
-    ``categories`` and ``settings`` are the platform's (its API key or a platform
+    ``categories``, ``settings`` and ``suspended`` are the platform's (its API key or a platform
     admin); a shop admin changes ``routing`` and ``bot``."""
 
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(None, min_length=1, max_length=200)
     categories: list[Annotated[str, Field(max_length=64)]] | None = None
     settings: dict[str, Any] | None = None
+    suspended: bool | None = None  # the platform's: no new conversations while true
     routing: RoutingPolicyBody | None = None
     bot: BotSettingsBody | None = None
 
@@ -151,7 +152,7 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         if body.bot is not None:
             changes["bot"] = body.bot.model_dump(exclude_none=True)
         platform_only = {"name": body.name, "categories": body.categories,
-                         "settings": body.settings}
+                         "settings": body.settings, "suspended": body.suspended}
         for field, value in platform_only.items():
             if value is None:
                 continue
@@ -160,6 +161,19 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
             changes[field] = value
         await engine.directory.ref(SHOP, shop).ask(PatchShop(shop, changes, version))
         return with_etag(await shop_view(shop))
+
+    @api.get("/api/shops")
+    async def list_shops(who: Caller, after: Annotated[str, Query(max_length=128)] = "",
+                         limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Any:
+        """The platform's shops in id order, ``limit`` after ``after`` (the platform's
+        API key or a platform admin)."""
+        if who is not None and who.role != "platform_admin":
+            raise Forbidden("the list of shops is the platform's")
+        start = (after + "\0").encode() if after else b""
+        return [{"id": r["id"], "name": r["name"], "categories": r.get("categories", []),
+                 "suspended": bool(r.get("suspended")), "version": r.get("version", 0),
+                 "created_at": r["created_at"]}
+                for _, r in engine.store.scan("shops", start, limit=limit)]
 
     # -- the team ----------------------------------------------------------------------
 

@@ -4,8 +4,7 @@ Handlers are thin: they authenticate, validate (pydantic) and hand the work
 to an actor with ``ask``; the actor owns the state and the write.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: FastAPI evaluates these annotations.
 import hmac
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -37,7 +36,8 @@ from octim.api.errors import error_response, install_error_handlers
 from octim.api.guard import RequestGuard, RequestIds
 from octim.api.kb import BotSettingsBody
 from octim.api.routing import RoutingPolicyBody
-from octim.domain.conversations.model import ConversationMeta
+from octim.auth import Principal
+from octim.domain.conversations.model import ConversationMeta, Forbidden
 from octim.domain.shops import KIND as SHOP
 from octim.domain.shops import DeleteShop, GetShop, UpsertShop
 from octim.errors import NotFound
@@ -74,6 +74,7 @@ class Shop(BaseModel):
     created_at: float
     updated_at: float
     version: int = 0
+    suspended: bool = False
 
 
 class Health(BaseModel):
@@ -81,7 +82,7 @@ class Health(BaseModel):
     version: str
 
 
-def create_app(engine: Engine) -> FastAPI:
+def create_app(engine: "Engine") -> FastAPI:
     """Build the application bound to one running engine."""
     # /docs (Swagger UI) loads its files from this engine (fastapi-offline ships them),
     # not from a CDN: it works without internet. No /redoc: its page fetches a logo
@@ -96,6 +97,7 @@ def create_app(engine: Engine) -> FastAPI:
 
     auth = Auth(engine.settings)
     platform = auth.platform
+    Caller = Annotated[Principal | None, Depends(auth.platform_or_person)]
 
     app.include_router(uploads.router(engine, auth))
     app.include_router(routing.router(engine, auth))
@@ -139,10 +141,12 @@ def create_app(engine: Engine) -> FastAPI:
                                   "the API key or the metrics token (Authorization: Bearer …)")
         return Response(await engine.metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.put("/api/shops/{shop}", response_model=Shop, tags=["platform"],
-             dependencies=[Depends(platform)])
-    async def put_shop(shop: ShopId, body: ShopBody) -> Any:
-        """Create or replace a shop (idempotent)."""
+    @app.put("/api/shops/{shop}", response_model=Shop, tags=["platform"])
+    async def put_shop(shop: ShopId, body: ShopBody, who: Caller) -> Any:
+        """Create or replace a shop (idempotent): the platform's API key or a platform
+        admin."""
+        if who is not None and who.role != "platform_admin":
+            raise Forbidden("shops are created by the platform")
         ref = engine.directory.ref(SHOP, shop)
         return await ref.ask(UpsertShop(shop, body.name, body.settings, tuple(body.categories),
                                         body.routing.as_record() if body.routing else None,

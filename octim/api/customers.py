@@ -16,7 +16,7 @@ from octim.api.auth import require_staff_of
 from octim.auth import Principal
 from octim.domain.audit import record as audit_record
 from octim.domain.conversations.model import ConversationMeta, Forbidden
-from octim.domain.customer_context import SHAREABLE, SHARING_KEY, build_context
+from octim.domain.customer_context import SHAREABLE, SHARING_KEY, build_context, shared_fields
 from octim.domain.customers import KIND as CUSTOMER
 from octim.domain.customers import (
     ORDER_STATUSES,
@@ -282,14 +282,24 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         return {"segment": segment,
                 "members": members(engine.store, found, limit, engine.context.now_ms())}
 
-    @api.put("/api/platform/sharing", dependencies=[Depends(platform)])
-    async def put_sharing(body: SharingBody) -> Any:
-        """Which cross-shop signals shops may see (e.g. level, attributes.sizes)."""
+    @api.put("/api/platform/sharing")
+    async def put_sharing(body: SharingBody, who: Caller) -> Any:
+        """Which cross-shop signals shops may see (e.g. level, attributes.sizes): the
+        platform's API key or a platform admin."""
+        if who is not None and who.role != "platform_admin":
+            raise Forbidden("the sharing policy is the platform's")
         for field in body.fields:
             if field.split(".", 1)[0] not in SHAREABLE:
                 raise InvalidInput(f"{field!r} is not shareable; choose from {SHAREABLE}")
         await engine.store.put("meta", SHARING_KEY, body.fields)
         return {"fields": body.fields}
+
+    @api.get("/api/platform/sharing")
+    async def get_sharing(who: Caller) -> Any:
+        """The cross-shop signals shops may see, and what could be shared."""
+        if who is not None and who.role != "platform_admin":
+            raise Forbidden("the sharing policy is the platform's")
+        return {"fields": list(shared_fields(engine.store)), "shareable": list(SHAREABLE)}
 
     @api.get("/api/audit")
     async def get_audit(who: Caller,

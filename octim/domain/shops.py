@@ -34,11 +34,18 @@ from octim.domain.conversations.model import (
 from octim.domain.routing.dispatcher import ID as DISPATCHER_ID
 from octim.domain.routing.dispatcher import KIND as DISPATCHER
 from octim.domain.routing.messages import ShopChanged, ShopOnline
-from octim.errors import InvalidInput, NotFound, VersionConflict
+from octim.errors import ClientError, InvalidInput, NotFound, VersionConflict
 from octim.store import Delete, Op, Put, pack
 
 KIND = "shop"
 MAX_NAME_CHARS = 200
+
+
+class ShopSuspended(ClientError):
+    """The platform suspended the shop: no new conversations (open ones go on)."""
+
+    code = "shop_suspended"
+    status = 403
 
 
 @record
@@ -137,7 +144,7 @@ class ShopActor(Actor[EngineContext]):
                     self.address.id, changes.get("name", current["name"]), settings,
                     list(changes.get("categories", current.get("categories", []))),
                     changes.get("routing", current.get("routing", {})),
-                    changes.get("bot", current.get("bot", {})))
+                    changes.get("bot", current.get("bot", {})), changes.get("suspended"))
                 assert self.context.directory is not None
                 await self.context.directory.ref(DISPATCHER, DISPATCHER_ID).tell(
                     ShopChanged(self.address.id))
@@ -168,6 +175,8 @@ class ShopActor(Actor[EngineContext]):
                         current, _routing_context(context), level,
                         card_from_context(context, self.context.image_hosts)))
                 return {"conversation": current, "state": meta.state, "created": False}
+        if self.record.get("suspended"):
+            raise ShopSuspended(f"shop {shop!r} is suspended: it takes no new conversations")
         card = card_from_context(context, self.context.image_hosts)
         now = self.context.now_ms()
         conversation = new_conversation_id(now / 1000)
@@ -195,15 +204,17 @@ class ShopActor(Actor[EngineContext]):
 
     async def _upsert(self, shop_id: str, name: str, settings: dict[str, Any],
                       categories: list[str], routing: dict[str, Any],
-                      bot: dict[str, Any]) -> dict[str, Any]:
+                      bot: dict[str, Any], suspended: bool | None = None) -> dict[str, Any]:
         if not name.strip() or len(name) > MAX_NAME_CHARS:
             raise InvalidInput(f"shop name must be 1-{MAX_NAME_CHARS} characters")
         now = self.context.clock()
         created = self.record["created_at"] if self.record else now
         version = (self.record.get("version", 0) if self.record else 0) + 1
+        if suspended is None:  # a replace keeps the platform's suspension as it was
+            suspended = bool(self.record and self.record.get("suspended"))
         new = {"id": shop_id, "name": name, "settings": settings, "categories": categories,
                "routing": routing, "bot": bot, "created_at": created, "updated_at": now,
-               "version": version}
+               "version": version, "suspended": suspended}
         await self.context.store.write((Put("shops", shop_key(shop_id), pack(new)),))
         self.record = new
         return new

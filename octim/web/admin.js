@@ -25,12 +25,16 @@ const token = session && session.token;
 const claims = session && session.claims;
 if (session) start();
 
-function start() {
+async function start() {
   const shops = (claims.shops || []).filter((s) => s !== "*");
+  if (claims.role === "platform_admin") {
+    try {
+      for (const record of await api(token, "/api/shops?limit=500")) if (!shops.includes(record.id)) shops.push(record.id);
+    } catch (error) { $("a-error").textContent = problem(error); }
+  }
   const fromUrl = new URLSearchParams(location.search).get("shop");
-  if (fromUrl && !shops.includes(fromUrl) && claims.role === "platform_admin") shops.unshift(fromUrl);
   $("a-shop").replaceChildren(...shops.map((s) => el("option", { value: s, text: s })));
-  if (fromUrl) $("a-shop").value = fromUrl;
+  if (fromUrl && shops.includes(fromUrl)) $("a-shop").value = fromUrl;
   $("t-platform").hidden = claims.role !== "platform_admin";
   let current = shop();
   $("a-shop").addEventListener("change", () => {
@@ -66,12 +70,16 @@ function start() {
   $("export").addEventListener("click", exportEntries);
   on("canned-form", saveCanned);
   on("peak-form", savePeak);
+  on("shop-form", createShop);
+  on("sharing-form", saveSharing);
+  $("pk-add").addEventListener("click", () => { addWindow(null); dirty.add("peak"); });
   on("policy-form", savePolicy);
   on("hours-form", saveHours);
   on("notices-form", saveNotices);
   on("audit-form", loadAudit);
   $("page").hidden = false;
-  showTab(location.hash.slice(1) && TABS.includes(location.hash.slice(1)) ? location.hash.slice(1) : "team");
+  const wanted = location.hash.slice(1);
+  showTab(TABS.includes(wanted) ? wanted : shops.length ? "team" : "platform");
   load();
 }
 
@@ -110,6 +118,8 @@ function problem(error) {
 
 async function load() {
   $("a-error").textContent = "";
+  if (claims.role === "platform_admin") loadPlatform();
+  if (!shop()) return; // a platform with no shop yet: the platform tab only
   try {
     const s = enc(shop());
     const [config, agents, groups, entries, proposals, canned, policies, hours, notices, channels] =
@@ -123,7 +133,6 @@ async function load() {
     Object.assign(state, { config, agents, groups, entries, proposals, policies, hours, notices, channels,
       canned: canned.filter((c) => c.shop === shop()) });
     renderAll();
-    if (claims.role === "platform_admin") loadPeak();
   } catch (error) { $("a-error").textContent = problem(error); }
 }
 
@@ -566,26 +575,102 @@ async function deleteCanned(reply) {
 
 // -- platform ------------------------------------------------------------------------------
 
-async function loadPeak() {
+async function loadPlatform() {
   try {
-    const peak = await api(token, "/api/platform/peak");
+    const [peak, shops, sharing] = await Promise.all([api(token, "/api/platform/peak"),
+      api(token, "/api/shops?limit=500"), api(token, "/api/platform/sharing")]);
+    state.shops = shops;
+    renderShops();
+    if (!dirty.has("sharing")) renderSharing(sharing);
     if (dirty.has("peak")) return;
     $("pk-on").checked = Boolean(peak.on);
     $("pk-factor").value = peak.capacity_factor;
     $("pk-cap").value = peak.queue_cap ?? "";
+    $("pk-windows").replaceChildren();
+    for (const window of peak.windows) addWindow(window);
   } catch (error) { said("pk-status", problem(error), true); }
+}
+
+// datetime-local values are local time without a zone: to and from epoch ms.
+const localInput = (ms) => { const d = new Date(ms); return new Date(ms - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16); };
+
+function addWindow(window) {
+  const from = el("input.w-from", { type: "datetime-local", required: true, "aria-label": t("admin_from"), value: window ? localInput(window.from) : "" });
+  const to = el("input.w-to", { type: "datetime-local", required: true, "aria-label": t("admin_to"), value: window ? localInput(window.to) : "" });
+  const item = el("li.window", from, " → ", to, " ",
+    el("button.link", { type: "button", text: "✕", "aria-label": t("delete"), onclick: () => { item.remove(); dirty.add("peak"); } }));
+  $("pk-windows").append(item);
 }
 
 async function savePeak() {
   try {
     const current = await api(token, "/api/platform/peak");
+    const windows = [...$("pk-windows").children].map((item) => ({
+      from: new Date(item.querySelector(".w-from").value).getTime(), to: new Date(item.querySelector(".w-to").value).getTime() }));
     await api(token, "/api/platform/peak", { method: "PUT", json: {
       on: $("pk-on").checked, capacity_factor: Number($("pk-factor").value), queue_cap: $("pk-cap").value ? Number($("pk-cap").value) : null,
-      windows: current.windows, vip_first: current.vip_first, priority: current.priority,
+      windows, vip_first: current.vip_first, priority: current.priority,
       recent_order_days: current.recent_order_days } });
     dirty.delete("peak");
     said("pk-status", t("admin_saved"));
   } catch (error) { said("pk-status", problem(error), true); }
+}
+
+function renderShops() {
+  $("shops").replaceChildren(...(state.shops || []).map((s) => el("tr", { dataset: { shop: s.id } },
+    el("td", s.id), el("td", s.name), el("td", s.suspended ? t("admin_suspended") : t("admin_active")),
+    el("td", el("button.link", { type: "button", text: t("admin_manage"), onclick: () => manageShop(s.id) }),
+      el("button.link.suspend", { type: "button", text: s.suspended ? t("admin_resume") : t("admin_suspend"),
+        onclick: () => suspendShop(s) })))));
+}
+
+function manageShop(id) {
+  if (![...$("a-shop").options].some((o) => o.value === id)) $("a-shop").append(el("option", { value: id, text: id }));
+  $("a-shop").value = id;
+  $("a-shop").dispatchEvent(new Event("change"));
+  showTab("team");
+}
+
+async function createShop() {
+  const id = $("sh-id").value.trim();
+  try {
+    await api(token, `/api/shops/${enc(id)}`, { method: "PUT", json: { name: $("sh-name").value.trim(),
+      categories: $("sh-categories").value.split(/[,，]/).map((c) => c.trim()).filter(Boolean) } });
+    dirty.delete("shop");
+    $("sh-id").value = ""; $("sh-name").value = ""; $("sh-categories").value = "";
+    state.shops = await api(token, "/api/shops?limit=500");
+    renderShops();
+    if (![...$("a-shop").options].some((o) => o.value === id)) $("a-shop").append(el("option", { value: id, text: id }));
+    said("sh-status", t("admin_saved"));
+  } catch (error) { said("sh-status", problem(error), true); }
+}
+
+async function suspendShop(record) {
+  if (!record.suspended && !confirm(t("admin_suspend_confirm", { name: record.name }))) return;
+  try {
+    const config = await api(token, `/api/shops/${enc(record.id)}/config`);
+    await api(token, `/api/shops/${enc(record.id)}/config`, { method: "PATCH", json: { suspended: !record.suspended },
+      headers: { "If-Match": `"${config.version}"` } });
+    state.shops = await api(token, "/api/shops?limit=500");
+    renderShops();
+  } catch (error) { said("sh-status", problem(error), true); }
+}
+
+function renderSharing(sharing) {
+  const chosen = new Set(sharing.fields);
+  $("sharing-fields").replaceChildren(el("legend", t("admin_sharing_help")), ...sharing.shareable.map((f) => el("label",
+    el("input", { type: "checkbox", value: f, checked: chosen.has(f) }), ` ${t("share_" + f)}`)));
+  $("sharing-more").value = sharing.fields.filter((f) => !sharing.shareable.includes(f)).join(", ");
+}
+
+async function saveSharing() {
+  const fields = [...$("sharing-fields").querySelectorAll("input:checked")].map((i) => i.value)
+    .concat($("sharing-more").value.split(/[,，]/).map((f) => f.trim()).filter(Boolean));
+  try {
+    await api(token, "/api/platform/sharing", { method: "PUT", json: { fields } });
+    dirty.delete("sharing");
+    said("sharing-status", t("admin_saved"));
+  } catch (error) { said("sharing-status", problem(error), true); }
 }
 
 async function loadAudit() {

@@ -201,6 +201,12 @@ const zh = {
   admin_channel_type: "类型", admin_dead_letters: "发送失败的回复", admin_resend: "重新发送", admin_no_dead: "没有发送失败的回复。",
   day_mon: "周一", day_tue: "周二", day_wed: "周三", day_thu: "周四", day_fri: "周五", day_sat: "周六", day_sun: "周日",
   admin_candidates: "机器人答不上的问题（候选新条目）", admin_handed_off: "{n} 次转人工", admin_make_entry: "写成条目", admin_no_candidates_kb: "暂无。",
+  admin_shops: "店铺", admin_shop_state: "状态", admin_shop_create: "新建店铺", admin_shop_categories: "经营类目（逗号分隔）",
+  admin_sharing: "跨店共享的买家信息", admin_sharing_help: "其他店铺的客服可以看到的字段",
+  admin_sharing_more: "更细的字段（逗号分隔，如 attributes.sizes）", admin_peak_windows: "大促时段", admin_peak_add: "添加时段",
+  admin_suspended: "已暂停", admin_active: "营业中", admin_manage: "管理", admin_resume: "恢复", admin_suspend: "暂停",
+  admin_suspend_confirm: "暂停“{name}”？暂停后买家不能发起新会话，进行中的会话不受影响。", share_level: "会员等级", share_language: "语言",
+  share_region: "地区", share_tags: "标签", share_attributes: "全部属性", share_total_orders: "订单数",
 };
 
 const en = {
@@ -435,6 +441,15 @@ const en = {
   admin_no_dead: "No failed replies.", day_mon: "Mon", day_tue: "Tue", day_wed: "Wed", day_thu: "Thu",
   day_fri: "Fri", day_sat: "Sat", day_sun: "Sun",
   admin_candidates: "Questions the bot could not answer (candidate entries)", admin_handed_off: "{n} handed over", admin_make_entry: "Write an entry", admin_no_candidates_kb: "None yet.",
+  admin_shops: "Shops", admin_shop_state: "State", admin_shop_create: "Create shop",
+  admin_shop_categories: "Categories (comma-separated)", admin_sharing: "Buyer data shared across shops",
+  admin_sharing_help: "What other shops' staff may see",
+  admin_sharing_more: "Finer fields (comma-separated, e.g. attributes.sizes)",
+  admin_peak_windows: "Peak windows", admin_peak_add: "Add window", admin_suspended: "suspended",
+  admin_active: "active", admin_manage: "Manage", admin_resume: "Resume", admin_suspend: "Suspend",
+  admin_suspend_confirm: "Suspend “{name}”? Buyers cannot start new conversations; open ones go on.",
+  share_level: "Level", share_language: "Language", share_region: "Region", share_tags: "Tags",
+  share_attributes: "All attributes", share_total_orders: "Order count",
 };
 
 export const MESSAGES = { zh, en };

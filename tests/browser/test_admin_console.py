@@ -37,9 +37,19 @@ def console(chromium: Any, running: Running, problems: list[str], user: str = "b
 
 def test_a_new_shop_is_set_up_in_the_browser_and_the_simulator_predicts_the_real_route(
         chromium: Any, running: Running, artifacts: Path) -> None:
-    running.api.put(f"/api/shops/{NEW}", json={"name": "新店", "bot": {"mode": "off"}}
-                    ).raise_for_status()
     problems: list[str] = []
+    # The platform admin opens the shop in the browser (no shop exists yet).
+    platform = chromium.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    watch_console(platform, problems)
+    platform.goto(f"{running.http}/admin#token={token('root', 'platform_admin')}")
+    expect(platform.locator("#p-platform")).to_be_visible()
+    platform.fill("#sh-id", NEW)
+    platform.fill("#sh-name", "新店")
+    platform.fill("#sh-categories", "数码")
+    platform.locator("#shop-form button[type=submit]").click()
+    expect(platform.locator(f"#shops tr[data-shop='{NEW}']")).to_contain_text("营业中")
+    assert running.api.get(f"/api/shops/{NEW}").json()["categories"] == ["数码"]
+
     admin = console(chromium, running, problems)
 
     # Team: a skill group, then an agent in it.
@@ -158,6 +168,15 @@ def test_a_new_shop_is_set_up_in_the_browser_and_the_simulator_predicts_the_real
     expect(second.locator("#r-sticky_days")).to_have_value("7")
     admin.locator("#lang").click()
     expect(admin.locator("#t-routing")).to_have_text("Routing")
+
+    # The platform suspends the shop: no new conversations (the page asks first).
+    platform.once("dialog", lambda dialog: dialog.accept())
+    platform.reload()
+    expect(platform.locator("#a-shop")).to_have_value(NEW)  # the platform's shops are listed
+    platform.locator("#t-platform").click()
+    platform.locator(f"#shops tr[data-shop='{NEW}'] button.suspend").click()
+    expect(platform.locator(f"#shops tr[data-shop='{NEW}']")).to_contain_text("已暂停")
+    assert running.api.get(f"/api/shops/{NEW}").json()["suspended"] is True
     assert not unexpected(problems, 412), problems
 
 
