@@ -1,4 +1,5 @@
-"""Webhook endpoints and dead letters (the platform's API key)."""
+"""Webhook endpoints and dead letters: the platform's API key or a platform admin (every
+event of every shop goes through them; shop staff never reach these routes)."""
 
 # No ``from __future__ import annotations``: FastAPI evaluates these annotations.
 import ipaddress
@@ -8,6 +9,8 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
+from octim.auth import Principal
+from octim.domain.conversations.model import Forbidden
 from octim.errors import InvalidInput
 from octim.webhooks import TargetPolicy
 
@@ -27,7 +30,12 @@ class EndpointBody(BaseModel):
 
 def router(engine: "Engine", auth: "Auth") -> APIRouter:
     """The webhook routes (docs/embedding.md describes deliveries)."""
-    api = APIRouter(tags=["webhooks"], dependencies=[Depends(auth.platform)])
+    def platform_only(who: Annotated[
+            Principal | None, Depends(auth.platform_or_person)]) -> None:
+        if who is not None and who.role != "platform_admin":
+            raise Forbidden("webhooks are the platform's")
+
+    api = APIRouter(tags=["webhooks"], dependencies=[Depends(platform_only)])
 
     policy = TargetPolicy.from_setting(engine.settings.webhook_allow)
 

@@ -72,6 +72,7 @@ async function start() {
   on("peak-form", savePeak);
   on("shop-form", createShop);
   on("sharing-form", saveSharing);
+  on("hook-form", saveHook);
   $("pk-add").addEventListener("click", () => { addWindow(null); dirty.add("peak"); });
   on("policy-form", savePolicy);
   on("hours-form", saveHours);
@@ -577,10 +578,12 @@ async function deleteCanned(reply) {
 
 async function loadPlatform() {
   try {
-    const [peak, shops, sharing] = await Promise.all([api(token, "/api/platform/peak"),
-      api(token, "/api/shops?limit=500"), api(token, "/api/platform/sharing")]);
+    const [peak, shops, sharing, hooks] = await Promise.all([api(token, "/api/platform/peak"),
+      api(token, "/api/shops?limit=500"), api(token, "/api/platform/sharing"), api(token, "/api/webhooks")]);
     state.shops = shops;
+    state.hooks = hooks;
     renderShops();
+    renderHooks();
     if (!dirty.has("sharing")) renderSharing(sharing);
     if (dirty.has("peak")) return;
     $("pk-on").checked = Boolean(peak.on);
@@ -813,4 +816,49 @@ async function showDead(channel) {
         } catch (error) { $("a-error").textContent = problem(error); }
       } }))) : [el("li.sub", t("admin_no_dead"))]));
   } catch (error) { $("a-error").textContent = problem(error); }
+}
+
+// -- webhooks (the platform's) ---------------------------------------------------------------
+
+function renderHooks() {
+  $("webhooks").replaceChildren(...(state.hooks || []).map((h) => el("tr", { dataset: { hook: h.id } },
+    el("td", h.id), el("td", h.url), el("td", h.events.join(", ")),
+    el("td", el("button.link", { type: "button", text: t("admin_dead_letters"), onclick: () => showHookDead(h) }),
+      el("button.link", { type: "button", text: t("delete"), onclick: () => deleteHook(h) })))));
+}
+
+async function showHookDead(hook) {
+  try {
+    const letters = await api(token, `/api/webhooks/${enc(hook.id)}/dead`);
+    $("hook-dead").replaceChildren(el("li.sub", `${hook.id}:`), ...(letters.length ? letters.map((d) => el("li", { dataset: { delivery: d.id } },
+      `${d.event || ""} ${d.id}: ${d.error || ""} `,
+      el("button.link", { type: "button", text: t("admin_resend"), onclick: async () => {
+        try {
+          await api(token, `/api/webhooks/${enc(hook.id)}/dead/${enc(d.id)}/resend`, { method: "POST" });
+          showHookDead(hook);
+        } catch (error) { said("wh-status", problem(error), true); }
+      } }))) : [el("li.sub", t("admin_no_dead"))]));
+  } catch (error) { said("wh-status", problem(error), true); }
+}
+
+async function saveHook() {
+  try {
+    await api(token, `/api/webhooks/${enc($("wh-id").value.trim())}`, { method: "PUT", json: {
+      url: $("wh-url").value.trim(), secret: $("wh-secret").value,
+      events: $("wh-events").value.split(/[,，]/).map((e) => e.trim()).filter(Boolean) } });
+    dirty.delete("hook");
+    $("wh-secret").value = "";
+    state.hooks = await api(token, "/api/webhooks");
+    renderHooks();
+    said("wh-status", t("admin_saved"));
+  } catch (error) { said("wh-status", problem(error), true); }
+}
+
+async function deleteHook(hook) {
+  if (!confirm(t("admin_delete_confirm", { name: hook.id }))) return;
+  try {
+    await api(token, `/api/webhooks/${enc(hook.id)}`, { method: "DELETE" });
+    state.hooks = await api(token, "/api/webhooks");
+    renderHooks();
+  } catch (error) { said("wh-status", problem(error), true); }
 }

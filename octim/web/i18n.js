@@ -207,6 +207,7 @@ const zh = {
   admin_suspended: "已暂停", admin_active: "营业中", admin_manage: "管理", admin_resume: "恢复", admin_suspend: "暂停",
   admin_suspend_confirm: "暂停“{name}”？暂停后买家不能发起新会话，进行中的会话不受影响。", share_level: "会员等级", share_language: "语言",
   share_region: "地区", share_tags: "标签", share_attributes: "全部属性", share_total_orders: "订单数",
+  admin_webhooks: "Webhook", admin_events: "事件", admin_hook_add: "添加 Webhook", admin_events_help: "事件（逗号分隔，* 为全部）", admin_hook_secret: "签名密钥（至少 16 个字符）",
 };
 
 const en = {
@@ -450,6 +451,7 @@ const en = {
   admin_suspend_confirm: "Suspend “{name}”? Buyers cannot start new conversations; open ones go on.",
   share_level: "Level", share_language: "Language", share_region: "Region", share_tags: "Tags",
   share_attributes: "All attributes", share_total_orders: "Order count",
+  admin_webhooks: "Webhooks", admin_events: "Events", admin_hook_add: "Add a webhook", admin_events_help: "Events (comma-separated, * for all)", admin_hook_secret: "Signing secret (16 characters or more)",
 };
 
 export const MESSAGES = { zh, en };

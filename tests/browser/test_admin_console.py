@@ -242,3 +242,59 @@ def test_kb_import_errors_proposals_and_another_shops_settings(
     assert statuses == [404, 404, 404]
     assert "ranking" not in running.api.get("/api/shops/shop-b/config").json()["routing"]
     assert not unexpected(problems, 422, 404), problems
+
+
+def test_the_platform_adds_a_webhook_sees_its_dead_letter_and_resends_it(
+        chromium: Any, tmp_path: Path) -> None:
+    """A real local receiver that refuses at first: the delivery dies after its attempts,
+    the platform admin sees it in the console and resends it once the receiver works."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[dict[str, Any]] = []
+    working = threading.Event()
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if working.is_set():
+                received.append(json.loads(body))
+            self.send_response(204 if working.is_set() else 500)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    engine = Running(tmp_path / "data", OCTIM_WEBHOOK_ATTEMPTS="2",
+                     OCTIM_WEBHOOK_BACKOFF="0.1")
+    with engine.process:
+        problems: list[str] = []
+        page = chromium.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        watch_console(page, problems)
+        page.goto(f"{engine.http}/admin#token={token('root', 'platform_admin')}")
+        page.fill("#wh-id", "crm")
+        page.fill("#wh-url", f"http://127.0.0.1:{server.server_address[1]}/hook")
+        page.fill("#wh-events", "ticket.created")
+        page.fill("#wh-secret", "s" * 20)
+        page.locator("#hook-form button[type=submit]").click()
+        expect(page.locator("#webhooks tr[data-hook='crm']")).to_contain_text("ticket.created")
+        engine.api.put("/api/shops/s1", json={"name": "s1"}).raise_for_status()
+        engine.api.post("/api/tickets", json={"shop": "s1", "subject": "丢件"}
+                        ).raise_for_status()
+        wait_until(lambda: engine.api.get("/api/webhooks/crm/dead").json() != [])
+        page.locator("#webhooks tr[data-hook='crm'] button", has_text="发送失败的回复").click()
+        letter = page.locator("#hook-dead li[data-delivery]")
+        expect(letter).to_have_count(1)
+        expect(letter).to_contain_text("ticket.created")
+        working.set()
+        letter.get_by_role("button", name="重新发送").click()
+        wait_until(lambda: len(received) == 1)
+        assert received[0]["event"] == "ticket.created"
+        expect(page.locator("#hook-dead li[data-delivery]")).to_have_count(0)
+        assert not problems, problems
+        engine.api.close()
+        assert engine.process.stop() == 0
+    server.shutdown()
