@@ -256,7 +256,7 @@ def test_the_platform_adds_a_webhook_sees_its_dead_letter_and_resends_it(
     working = threading.Event()
 
     class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             if working.is_set():
                 received.append(json.loads(body))
