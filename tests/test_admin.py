@@ -298,6 +298,18 @@ async def test_the_platform_lists_creates_and_suspends_shops(tmp_path) -> None:
             rest = (await http.get("/api/shops", headers=root, params={"after": "s2"})).json()
             assert [s["id"] for s in rest] == ["s3"]
             assert (await http.get("/api/shops", headers=BOSS)).status_code == 403
+            # The platform's overflow agents: platform admins only.
+            night = await http.put("/api/agents/night", headers=root,
+                                   json={"name": "夜班", "shops": ["*"]})
+            assert night.status_code == 200
+            assert [a["id"] for a in (await http.get("/api/platform/agents", headers=root)
+                                      ).json()] == ["night"]
+            for method, path in (("GET", "/api/platform/agents"), ("GET", "/api/agents/night"),
+                                 ("PUT", "/api/agents/night"), ("DELETE", "/api/agents/night")):
+                answer = await http.request(method, path, headers=BOSS,
+                                            json={"name": "x", "shops": ["*"]}
+                                            if method == "PUT" else None)
+                assert answer.status_code == 403, (method, path)
 
             async with connect(listening.ws_url, token("buyer-1")) as buyer:
                 with trio.fail_after(10):

@@ -379,7 +379,8 @@ QUERY_ROUTES = ["/api/campaigns", "/api/campaigns/{campaign}",
                 "/api/kb-proposals", "/api/kb-synonyms", "/api/kb-candidates",
                 "/api/shops/{campaign}/config", "/api/shops/s1/agents/{campaign}",
                 "/api/shops/{campaign}/agents", "/api/conversations/{campaign}/routing/replay",
-                "/api/shops/{campaign}/business-hours", "/api/shops", "/api/platform/sharing"]
+                "/api/shops/{campaign}/business-hours", "/api/shops", "/api/platform/sharing",
+                "/api/platform/agents", "/api/agents/{campaign}"]
 QUERY_PARAMS = ["shop", "run", "state", "after", "limit", "x"]
 path_values = st.sampled_from(["cmp-none", "cmp-0.0.x.0", "a" * 70, "..", "%00", "x.1.y.zz",
                                "%ED%A0%80"]) | st.text(min_size=1, max_size=30).filter(

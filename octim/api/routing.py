@@ -15,11 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from octim.api.auth import require_staff_of
 from octim.auth import Principal
 from octim.domain.conversations.model import ConversationMeta, Forbidden
-from octim.domain.routing.dispatcher import ID, KIND
+from octim.domain.routing.dispatcher import ID, KIND, PLATFORM
 from octim.domain.routing.messages import (
     DeleteAgent,
     DeleteGroup,
     ForceAssign,
+    ListAgents,
     ListGroups,
     MonitorView,
     UpsertAgent,
@@ -120,20 +121,26 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
     def dispatcher() -> Any:
         return engine.directory.ref(KIND, ID)
 
-    @api.put("/api/agents/{agent}", dependencies=[Depends(platform)])
+    def platform_side(who: Annotated[Principal | None, Depends(auth.platform_or_person)]
+                      ) -> None:
+        """The platform's API key or a platform admin."""
+        if who is not None and who.role != "platform_admin":
+            raise Forbidden("this is the platform's; shop admins use /api/shops/{shop}/agents")
+
+    @api.put("/api/agents/{agent}", dependencies=[Depends(platform_side)])
     async def put_agent(agent: Name, body: AgentBody) -> Any:
         """Create or replace an agent (sub-account): shops, groups, capacity, weight."""
         return await dispatcher().ask(UpsertAgent(agent, body.name, tuple(body.shops),
                                                   tuple(body.groups), body.max_concurrent,
                                                   body.weight, body.disabled))
 
-    @api.get("/api/agents/{agent}", dependencies=[Depends(platform)])
+    @api.get("/api/agents/{agent}", dependencies=[Depends(platform_side)])
     async def get_agent(agent: Name) -> Any:
         """An agent with live routing state (status, load, conversations) and presence
         (connections, chosen status, today's seconds online, busy and away)."""
         return await engine.agent(agent)
 
-    @api.delete("/api/agents/{agent}", status_code=204, dependencies=[Depends(platform)])
+    @api.delete("/api/agents/{agent}", status_code=204, dependencies=[Depends(platform_side)])
     async def delete_agent(agent: Name) -> JSONResponse:
         """Remove an agent; its conversations go back to the queue."""
         await dispatcher().ask(DeleteAgent(agent))
@@ -164,6 +171,11 @@ def router(engine: "Engine", auth: "Auth") -> APIRouter:
         """The shop's skill groups."""
         admin_of(who, shop)
         return await dispatcher().ask(ListGroups(shop))
+
+    @api.get("/api/platform/agents", dependencies=[Depends(platform_side)])
+    async def platform_agents() -> Any:
+        """The platform's overflow agents (``shops: ["*"]``) with status and load."""
+        return await dispatcher().ask(ListAgents(PLATFORM))
 
     @api.get("/api/shops/{shop}/team")
     async def team(shop: Name,

@@ -73,6 +73,7 @@ async function start() {
   on("shop-form", createShop);
   on("sharing-form", saveSharing);
   on("hook-form", saveHook);
+  on("overflow-form", saveOverflow);
   $("pk-add").addEventListener("click", () => { addWindow(null); dirty.add("peak"); });
   on("policy-form", savePolicy);
   on("hours-form", saveHours);
@@ -578,10 +579,13 @@ async function deleteCanned(reply) {
 
 async function loadPlatform() {
   try {
-    const [peak, shops, sharing, hooks] = await Promise.all([api(token, "/api/platform/peak"),
-      api(token, "/api/shops?limit=500"), api(token, "/api/platform/sharing"), api(token, "/api/webhooks")]);
+    const [peak, shops, sharing, hooks, overflow] = await Promise.all([api(token, "/api/platform/peak"),
+      api(token, "/api/shops?limit=500"), api(token, "/api/platform/sharing"), api(token, "/api/webhooks"),
+      api(token, "/api/platform/agents")]);
     state.shops = shops;
     state.hooks = hooks;
+    state.overflow = overflow;
+    renderOverflow();
     renderShops();
     renderHooks();
     if (!dirty.has("sharing")) renderSharing(sharing);
@@ -861,4 +865,27 @@ async function deleteHook(hook) {
     state.hooks = await api(token, "/api/webhooks");
     renderHooks();
   } catch (error) { said("wh-status", problem(error), true); }
+}
+
+// -- the platform's overflow agents (shops ["*"]) ----------------------------------------------
+
+function renderOverflow() {
+  $("overflow-agents").replaceChildren(...(state.overflow || []).map((a) => el("li", { dataset: { agent: a.id } },
+    `${a.name} (${a.id}) · ${a.disabled ? t("admin_disabled_short") : `${t(a.status)} ${a.load}/${a.capacity}`} `,
+    el("button.link", { type: "button", text: t("admin_edit"), onclick: () => {
+      $("ov-id").value = a.id; $("ov-name").value = a.name; $("ov-max").value = a.max_concurrent;
+      $("ov-disabled").checked = a.disabled; dirty.delete("overflow");
+    } }))));
+}
+
+async function saveOverflow() {
+  try {
+    await api(token, `/api/agents/${enc($("ov-id").value.trim())}`, { method: "PUT", json: {
+      name: $("ov-name").value.trim(), shops: ["*"], max_concurrent: Number($("ov-max").value),
+      disabled: $("ov-disabled").checked } });
+    dirty.delete("overflow");
+    state.overflow = await api(token, "/api/platform/agents");
+    renderOverflow();
+    said("ov-status", t("admin_saved"));
+  } catch (error) { said("ov-status", problem(error), true); }
 }

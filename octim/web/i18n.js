@@ -208,6 +208,7 @@ const zh = {
   admin_suspend_confirm: "暂停“{name}”？暂停后买家不能发起新会话，进行中的会话不受影响。", share_level: "会员等级", share_language: "语言",
   share_region: "地区", share_tags: "标签", share_attributes: "全部属性", share_total_orders: "订单数",
   admin_webhooks: "Webhook", admin_events: "事件", admin_hook_add: "添加 Webhook", admin_events_help: "事件（逗号分隔，* 为全部）", admin_hook_secret: "签名密钥（至少 16 个字符）",
+  admin_overflow_agents: "平台客服（店铺无人在线时接待）",
 };
 
 const en = {
@@ -452,6 +453,7 @@ const en = {
   share_level: "Level", share_language: "Language", share_region: "Region", share_tags: "Tags",
   share_attributes: "All attributes", share_total_orders: "Order count",
   admin_webhooks: "Webhooks", admin_events: "Events", admin_hook_add: "Add a webhook", admin_events_help: "Events (comma-separated, * for all)", admin_hook_secret: "Signing secret (16 characters or more)",
+  admin_overflow_agents: "Platform agents (serve shops with nobody online)",
 };
 
 export const MESSAGES = { zh, en };

@@ -49,6 +49,11 @@ def test_a_new_shop_is_set_up_in_the_browser_and_the_simulator_predicts_the_real
     platform.locator("#shop-form button[type=submit]").click()
     expect(platform.locator(f"#shops tr[data-shop='{NEW}']")).to_contain_text("营业中")
     assert running.api.get(f"/api/shops/{NEW}").json()["categories"] == ["数码"]
+    platform.fill("#ov-id", "night")
+    platform.fill("#ov-name", "平台夜班")
+    platform.locator("#overflow-form button[type=submit]").click()
+    expect(platform.locator("#overflow-agents li[data-agent='night']")).to_contain_text("平台夜班")
+    assert running.api.get("/api/agents/night").json()["shops"] == ["*"]
 
     admin = console(chromium, running, problems)
 
